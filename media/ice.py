@@ -1,0 +1,64 @@
+"""ICE configuration for the server's peer connections."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCIceServer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """A STUN or TURN server, as configured and as sent to browsers."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+    def to_browser(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"urls": list(self.urls)}
+        if self.username is not None:
+            entry["username"] = self.username
+        if self.credential is not None:
+            entry["credential"] = self.credential
+        return entry
+
+    def to_aiortc(self) -> RTCIceServer:
+        return RTCIceServer(
+            urls=list(self.urls), username=self.username, credential=self.credential
+        )
+
+
+def rtc_configuration(servers: tuple[IceServer, ...]) -> RTCConfiguration:
+    return RTCConfiguration(iceServers=[s.to_aiortc() for s in servers])
+
+
+_original_get_host_addresses: Callable[[bool, bool], list[str]] | None = None
+
+
+def offer_loopback_candidates() -> None:
+    """Make aioice offer 127.0.0.1 as a host candidate.
+
+    aioice leaves loopback out, so on a machine whose only interface is ``lo`` (a CI
+    network namespace) ICE would never connect. Browsers must then also be started with
+    ``--allow-loopback-in-peer-connection``. Applies process-wide; idempotent.
+    """
+    global _original_get_host_addresses
+    if _original_get_host_addresses is not None:
+        return
+    original = aioice.ice.get_host_addresses
+    _original_get_host_addresses = original
+
+    def with_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        addresses = original(use_ipv4, use_ipv6)
+        if use_ipv4 and "127.0.0.1" not in addresses:
+            addresses.append("127.0.0.1")
+        return addresses
+
+    aioice.ice.get_host_addresses = with_loopback
+    logger.info("ICE: offering 127.0.0.1 host candidates")

@@ -1,0 +1,33 @@
+"""The seam between rooms and media (after Galène's conn.go).
+
+A room talks to :class:`Source` objects (one publisher's incoming encoded track) and
+:class:`Sink` objects (anything that consumes encoded frames: a subscriber's outgoing
+track, the recorder). Neither side knows aiortc.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+import av
+
+
+class Source(Protocol):
+    """One publisher's encoded track."""
+
+    kind: str
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe (rate limited by the source)."""
+
+
+class Sink(Protocol):
+    """A consumer of encoded frames. ``write`` must not block."""
+
+    kind: str
+
+    def attach(self, source: Optional[Source]) -> None:
+        """The slot's publisher changed (``None``: nobody publishes it now)."""
+
+    def write(self, packet: av.Packet) -> None:
+        """One encoded frame (VP8 or Opus), pts in the RTP clock of the kind."""

@@ -1,0 +1,181 @@
+"""One participant's peer connection to the server (the SFU side)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Awaitable, Callable, Optional
+
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.sdp import candidate_from_sdp
+
+from . import tap
+from .relay import ForwardedTrack, MediaRoom, UpTrack
+from .sdp import BadSdp, check_offer
+
+logger = logging.getLogger(__name__)
+
+#: The codecs Takan relays. One codec per kind means a publisher's frames suit every
+#: subscriber unchanged.
+RELAYED_MIME_TYPES = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
+KINDS = ("audio", "video")
+
+StateCallback = Callable[[str], Awaitable[None]]
+
+
+class ServerPeer:
+    """The server end of one participant's RTCPeerConnection.
+
+    A peer *publishes* its audio and video into the room's slots ``(role, kind)`` and
+    *subscribes* to the slots of ``source_role``. Closing is idempotent.
+    """
+
+    def __init__(
+        self,
+        peer_id: str,
+        role: str,
+        room: MediaRoom,
+        pc_factory: Callable[[], RTCPeerConnection],
+        publishes: bool,
+        source_role: Optional[str],
+        on_state: Optional[StateCallback] = None,
+    ) -> None:
+        self.peer_id = peer_id
+        self.role = role
+        self._room = room
+        self._pc_factory = pc_factory
+        self._publishes = publishes
+        self._source_role = source_role
+        self._on_state = on_state
+        self._pc: Optional[RTCPeerConnection] = None
+        self._ups: list[UpTrack] = []
+        self._forwarded: dict[str, ForwardedTrack] = {}
+        self._pending_candidates: list[dict[str, object]] = []
+        self._remote_set = False
+        self._closed = False
+
+    @property
+    def connection_state(self) -> str:
+        return self._pc.connectionState if self._pc is not None else "new"
+
+    @property
+    def up_tracks(self) -> tuple[UpTrack, ...]:
+        return tuple(self._ups)
+
+    @property
+    def forwarded_tracks(self) -> dict[str, ForwardedTrack]:
+        return dict(self._forwarded)
+
+    async def answer(self, offer_sdp: object) -> str:
+        """Apply the browser's offer and return the server's answer SDP."""
+        if self._pc is not None or self._closed:
+            raise RuntimeError("a ServerPeer answers one offer; make a new one to renegotiate")
+        sdp = check_offer(offer_sdp)
+        pc = self._pc_factory()
+        self._pc = pc
+        pc.on("connectionstatechange", self._state_changed)
+        pc.on("track", self._track_received)
+        for kind in KINDS:
+            self._add_transceiver(pc, kind)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError...
+            raise BadSdp(f"the offer could not be applied: {exc}") from exc
+        self._remote_set = True
+        for up in self._ups:
+            await self._room.publish(self.role, up)
+        for candidate in self._pending_candidates:
+            await self._add_candidate(candidate)
+        self._pending_candidates.clear()
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        return pc.localDescription.sdp
+
+    def _add_transceiver(self, pc: RTCPeerConnection, kind: str) -> None:
+        forwarded: Optional[ForwardedTrack] = None
+        if self._source_role is not None:
+            forwarded = ForwardedTrack(kind, name=f"{self.peer_id}<-{self._source_role}")
+        if forwarded is not None and self._publishes:
+            direction = "sendrecv"
+        elif forwarded is not None:
+            direction = "sendonly"
+        else:
+            direction = "recvonly"
+        transceiver: RTCRtpTransceiver = pc.addTransceiver(
+            forwarded if forwarded is not None else kind, direction=direction
+        )
+        codecs = [
+            c
+            for c in RTCRtpSender.getCapabilities(kind).codecs
+            if c.mimeType in RELAYED_MIME_TYPES[kind]
+        ]
+        transceiver.setCodecPreferences(codecs)
+        if forwarded is not None:
+            assert self._source_role is not None
+            self._forwarded[kind] = forwarded
+            tap.on_keyframe_request(transceiver.sender, forwarded.request_keyframe)
+            self._room.add_sink((self._source_role, kind), forwarded)
+
+    def _track_received(self, track: object) -> None:
+        if not self._publishes or self._pc is None:
+            return
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                up = UpTrack(transceiver.kind, transceiver.receiver, owner=self.peer_id)
+                up.start()
+                self._ups.append(up)
+                return
+
+    async def _state_changed(self) -> None:
+        if self._pc is None:
+            return
+        state = self._pc.connectionState
+        logger.info("peer %s (%s): %s", self.peer_id, self.role, state)
+        if self._on_state is not None:
+            await self._on_state(state)
+
+    async def add_candidate(self, candidate: dict[str, object]) -> None:
+        """Add one trickled remote candidate (buffered until the offer is applied)."""
+        if not self._remote_set:
+            self._pending_candidates.append(candidate)
+            return
+        await self._add_candidate(candidate)
+
+    async def _add_candidate(self, candidate: dict[str, object]) -> None:
+        assert self._pc is not None
+        text = candidate.get("candidate")
+        if not text:
+            return  # end of candidates: aiortc needs no marker
+        assert isinstance(text, str)
+        try:
+            parsed = candidate_from_sdp(text.split(":", 1)[1] if text.startswith("candidate:") else text)
+        except (ValueError, IndexError) as exc:
+            raise BadSdp(f"bad ICE candidate {text[:80]!r}: {exc}") from exc
+        parsed.sdpMid = candidate.get("sdpMid")  # type: ignore[assignment]
+        parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")  # type: ignore[assignment]
+        try:
+            await self._pc.addIceCandidate(parsed)
+        except Exception as exc:
+            raise BadSdp(f"ICE candidate not accepted: {exc}") from exc
+
+    def request_keyframes(self) -> None:
+        """Ask the publishers this peer watches for a keyframe (e.g. after a glitch)."""
+        for track in self._forwarded.values():
+            track.request_keyframe()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for kind, track in self._forwarded.items():
+            assert self._source_role is not None
+            self._room.remove_sink((self._source_role, kind), track)
+            track.stop()
+        for up in self._ups:
+            if self._room.publisher((self.role, up.kind)) is up:
+                await self._room.unpublish(up)
+            else:
+                await up.close()
+        if self._pc is not None:
+            await self._pc.close()
+        logger.info("peer %s (%s): closed", self.peer_id, self.role)

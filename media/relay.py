@@ -1,0 +1,255 @@
+"""Fan-out of encoded frames: publishers' tracks to subscribers and recorders.
+
+A :class:`MediaRoom` has one *slot* per (publishing role, kind), e.g.
+``("applicant", "video")``. The slot's current :class:`UpTrack` (the publisher's
+incoming track) writes each encoded frame to every :class:`~media.interfaces.Sink` of
+the slot. When a publisher reconnects, the new UpTrack takes over the slot and the sinks
+are re-attached; a :class:`ForwardedTrack` rebases timestamps so that its subscriber sees
+one continuous stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable, Optional
+
+import av
+from aiortc import RTCRtpReceiver
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from . import tap
+from .interfaces import Sink, Source
+
+logger = logging.getLogger(__name__)
+
+#: Minimum interval between two PLIs sent to one publisher.
+KEYFRAME_INTERVAL_S = 0.5
+#: Frames a stalled subscriber may fall behind before we drop and resync on a keyframe.
+VIDEO_QUEUE_FRAMES = 60
+AUDIO_QUEUE_FRAMES = 100
+#: RTP timestamp step inserted when a subscriber's source changes (one frame).
+_REBASE_STEP = {"video": 3000, "audio": 960}
+
+Slot = tuple[str, str]
+
+
+class UpTrack:
+    """A publisher's incoming encoded track, fanned out to sinks."""
+
+    def __init__(self, kind: str, receiver: RTCRtpReceiver, owner: str) -> None:
+        self.kind = kind
+        self.owner = owner
+        self._receiver = receiver
+        self._sinks: list[Sink] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._last_pli = 0.0
+        self._closed = False
+        self.frames = 0
+        self.keyframes = 0
+        self.last_keyframe_at: Optional[float] = None
+        self.keyframe_requests = 0
+
+    def start(self) -> None:
+        """Take the receiver's encoded frames (before the receiver starts)."""
+        tap.tap_receiver(self._receiver, self.deliver)
+
+    def add_sink(self, sink: Sink) -> None:
+        if sink not in self._sinks:
+            self._sinks.append(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        return tuple(self._sinks)
+
+    def deliver(self, packet: av.Packet) -> None:
+        self.frames += 1
+        if packet.is_keyframe and self.kind == "video":
+            self.keyframes += 1
+            self.last_keyframe_at = time.monotonic()
+        for sink in self._sinks:
+            try:
+                sink.write(packet)
+            except Exception:  # one broken sink must not starve the others
+                logger.exception("sink %r failed on %s/%s", sink, self.owner, self.kind)
+
+    def request_keyframe(self) -> None:
+        """Send a PLI to the publisher, at most once per KEYFRAME_INTERVAL_S."""
+        if self.kind != "video" or self._closed:
+            return
+        now = time.monotonic()
+        if now - self._last_pli < KEYFRAME_INTERVAL_S:
+            return
+        self._last_pli = now
+        self.keyframe_requests += 1
+        task = asyncio.ensure_future(tap.request_keyframe(self._receiver))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: "asyncio.Task[Any]") -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("PLI to %s failed: %s", self.owner, task.exception())
+
+    async def close(self) -> None:
+        self._closed = True
+        self._sinks.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class ForwardedTrack(MediaStreamTrack):
+    """A subscriber's outgoing track: hands ``av.Packet`` to its RTCRtpSender.
+
+    The sender only packetizes packets, so nothing here is decoded or encoded. Video
+    starts (and restarts after a drop or a source change) on a keyframe.
+    """
+
+    def __init__(self, kind: str, name: str = "") -> None:
+        super().__init__()
+        self.kind = kind
+        self.name = name
+        limit = VIDEO_QUEUE_FRAMES if kind == "video" else AUDIO_QUEUE_FRAMES
+        self._queue: asyncio.Queue[Optional[av.Packet]] = asyncio.Queue(limit)
+        self._source: Optional[Source] = None
+        self._need_keyframe = kind == "video"
+        self._offset: Optional[int] = None
+        self._last_out: Optional[int] = None
+        self.dropped = 0
+        self.forwarded = 0
+
+    def attach(self, source: Optional[Source]) -> None:
+        self._source = source
+        self._offset = None
+        if self.kind == "video":
+            self._need_keyframe = True
+            if source is not None:
+                source.request_keyframe()
+
+    def write(self, packet: av.Packet) -> None:
+        if self.readyState != "live":
+            return
+        if self._need_keyframe:
+            if not packet.is_keyframe:
+                return
+            self._need_keyframe = False
+        if self._offset is None:
+            # Continue from the last timestamp sent so the subscriber's decoder sees a
+            # monotonic clock across publisher reconnects.
+            base = 0 if self._last_out is None else self._last_out + _REBASE_STEP[self.kind]
+            self._offset = base - int(packet.pts or 0)
+        try:
+            self._queue.put_nowait(packet)
+        except asyncio.QueueFull:
+            self._resync()
+
+    def _resync(self) -> None:
+        """The subscriber stalled: drop the backlog and restart on a keyframe."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self.dropped += 1
+        if self.kind == "video":
+            self._need_keyframe = True
+            if self._source is not None:
+                self._source.request_keyframe()
+        logger.info("subscriber %s/%s stalled; resyncing", self.name, self.kind)
+
+    def request_keyframe(self) -> None:
+        """The subscriber reported loss (PLI/FIR): pass it on to the publisher."""
+        if self._source is not None:
+            self._source.request_keyframe()
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        packet = await self._queue.get()
+        if packet is None:
+            raise MediaStreamError
+        assert self._offset is not None
+        out = av.Packet(bytes(packet))
+        out.pts = int(packet.pts or 0) + self._offset
+        out.dts = out.pts
+        out.time_base = packet.time_base
+        out.is_keyframe = packet.is_keyframe
+        self._last_out = out.pts
+        self.forwarded += 1
+        return out
+
+    def stop(self) -> None:
+        if self.readyState == "live":
+            super().stop()
+            try:
+                self._queue.put_nowait(None)
+            except asyncio.QueueFull:
+                self._queue.get_nowait()
+                self._queue.put_nowait(None)
+
+
+class MediaRoom:
+    """The slots of one inspection: who publishes what, and who consumes it."""
+
+    def __init__(self, room_id: str) -> None:
+        self.room_id = room_id
+        self._up: dict[Slot, UpTrack] = {}
+        self._sinks: dict[Slot, list[Sink]] = {}
+        self._listeners: list[Callable[[Slot, Optional[UpTrack]], None]] = []
+
+    def on_publish(self, listener: Callable[[Slot, Optional[UpTrack]], None]) -> None:
+        """Be told when a slot gets a new publisher (or loses it)."""
+        self._listeners.append(listener)
+
+    def publisher(self, slot: Slot) -> Optional[UpTrack]:
+        return self._up.get(slot)
+
+    async def publish(self, role: str, up: UpTrack) -> None:
+        """Make ``up`` the source of the slot (role, kind); the old one is closed."""
+        slot = (role, up.kind)
+        old = self._up.get(slot)
+        self._up[slot] = up
+        for sink in self._sinks.get(slot, []):
+            up.add_sink(sink)
+            sink.attach(up)
+        for listener in self._listeners:
+            listener(slot, up)
+        if old is not None and old is not up:
+            await old.close()
+        logger.info("room %s: %s publishes %s", self.room_id, up.owner, up.kind)
+
+    async def unpublish(self, up: UpTrack) -> None:
+        slot = next((s for s, u in self._up.items() if u is up), None)
+        if slot is not None:
+            del self._up[slot]
+            for sink in self._sinks.get(slot, []):
+                sink.attach(None)
+            for listener in self._listeners:
+                listener(slot, None)
+        await up.close()
+
+    def add_sink(self, slot: Slot, sink: Sink) -> None:
+        self._sinks.setdefault(slot, []).append(sink)
+        up = self._up.get(slot)
+        if up is not None:
+            up.add_sink(sink)
+        sink.attach(up)
+
+    def remove_sink(self, slot: Slot, sink: Sink) -> None:
+        sinks = self._sinks.get(slot, [])
+        if sink in sinks:
+            sinks.remove(sink)
+        up = self._up.get(slot)
+        if up is not None:
+            up.remove_sink(sink)
+
+    async def close(self) -> None:
+        ups = list(self._up.values())
+        self._up.clear()
+        self._sinks.clear()
+        for up in ups:
+            await up.close()

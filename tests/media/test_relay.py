@@ -1,0 +1,137 @@
+"""Pass-through relay between real aiortc peers: frames flow, nothing decodes or encodes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiortc import RTCPeerConnection
+from aiortc.codecs import opus, vpx
+
+from media.peer import ServerPeer
+from media.relay import MediaRoom
+from media.sdp import BadSdp
+from media.tap import check_aiortc_seams
+from tests.mediakit import ClientPeer, PacketVideoTrack, encode_vp8, wait_for
+
+
+@pytest.fixture(scope="module")
+def vp8_frames() -> list[bytes]:
+    return encode_vp8(640, 480, frames=40)
+
+
+class CodecCalls:
+    """Counts every decode and encode in the process (server and test peers alike)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[str] = []
+        for cls, name in (
+            (vpx.Vp8Decoder, "decode"),
+            (vpx.Vp8Encoder, "encode"),
+            (opus.OpusDecoder, "decode"),
+            (opus.OpusEncoder, "encode"),
+        ):
+            original = getattr(cls, name)
+
+            def wrapper(self_, *args, _original=original, _label=f"{cls.__name__}.{name}", **kw):
+                self.calls.append(_label)
+                return _original(self_, *args, **kw)
+
+            monkeypatch.setattr(cls, name, wrapper)
+
+
+async def connect(room: MediaRoom, client: ClientPeer, peer_id: str, role: str, source: str | None) -> ServerPeer:
+    server = ServerPeer(
+        peer_id, role, room, RTCPeerConnection, publishes=role != "observer", source_role=source
+    )
+    answer = await server.answer(await client.offer())
+    await client.accept(answer)
+    return server
+
+
+def test_seams_present() -> None:
+    check_aiortc_seams()
+
+
+async def test_frames_are_forwarded_without_decoding_or_encoding(vp8_frames, monkeypatch) -> None:
+    codec_calls = CodecCalls(monkeypatch)
+    room = MediaRoom("r1")
+    applicant = ClientPeer(video=PacketVideoTrack(vp8_frames))
+    inspector = ClientPeer(video=PacketVideoTrack(vp8_frames))
+    observer = ClientPeer()
+    peers = [
+        await connect(room, applicant, "a", "applicant", "inspector"),
+        await connect(room, inspector, "i", "inspector", "applicant"),
+        await connect(room, observer, "o", "observer", "applicant"),
+    ]
+    try:
+        assert await wait_for(lambda: inspector.video_sink.frames >= 40 and observer.video_sink.frames >= 40 and applicant.video_sink.frames >= 40, timeout=20)
+        # every subscriber started on a keyframe
+        for client in (inspector, observer, applicant):
+            assert client.video_sink.keyframes >= 1
+        up = room.publisher(("applicant", "video"))
+        assert up is not None and up.frames >= 40
+        assert codec_calls.calls == [], f"codec work happened: {set(codec_calls.calls)}"
+        # the forwarded bytes are the publisher's bytes
+        assert set(inspector.video_sink.sizes) <= {len(f) for f in vp8_frames}
+    finally:
+        for p in peers:
+            await p.close()
+        for c in (applicant, inspector, observer):
+            await c.close()
+        await room.close()
+
+
+async def test_publisher_reconnect_resumes_for_subscriber(vp8_frames) -> None:
+    room = MediaRoom("r2")
+    inspector = ClientPeer()
+    applicant = ClientPeer(video=PacketVideoTrack(vp8_frames))
+    sub = await connect(room, inspector, "i", "inspector", "applicant")
+    pub = await connect(room, applicant, "a", "applicant", "inspector")
+    try:
+        assert await wait_for(lambda: inspector.video_sink.frames >= 10, timeout=15)
+        # the applicant's network drops: a new peer connection replaces the old one
+        await pub.close()
+        await applicant.close()
+        before = inspector.video_sink.frames
+        applicant2 = ClientPeer(video=PacketVideoTrack(vp8_frames))
+        pub = await connect(room, applicant2, "a", "applicant", "inspector")
+        assert await wait_for(lambda: inspector.video_sink.frames >= before + 20, timeout=15)
+        await applicant2.close()
+    finally:
+        await pub.close()
+        await sub.close()
+        await inspector.close()
+        await room.close()
+
+
+async def test_close_is_idempotent() -> None:
+    room = MediaRoom("r3")
+    peer = ServerPeer("x", "applicant", room, RTCPeerConnection, True, "inspector")
+    await peer.close()
+    await peer.close()
+
+
+@pytest.mark.parametrize(
+    "sdp",
+    [
+        None,
+        42,
+        "",
+        "hello",
+        "v=0\r\n",
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",  # no fingerprint
+        "v=0\r\n" + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n" * 9,
+        "v=0\r\nm=text 9 RTP/AVP 0\r\n",
+        "v=0\r\n" + "a=x\r\n" * 20000,
+        "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=fingerprint:sha-256 00\r\na=ice-ufrag:x\r\n\x00",
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+        "a=fingerprint:sha-256 zz\r\na=ice-ufrag:x\r\na=ice-pwd:y\r\na=rtpmap:96 H265/90000\r\n",
+    ],
+)
+async def test_hostile_offers_are_rejected(sdp) -> None:
+    room = MediaRoom("r4")
+    peer = ServerPeer("x", "applicant", room, RTCPeerConnection, True, "inspector")
+    with pytest.raises(BadSdp):
+        await peer.answer(sdp)
+    await peer.close()

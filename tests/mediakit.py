@@ -1,0 +1,134 @@
+"""Real aiortc peers for tests and benchmarks: publish pre-encoded VP8, count what arrives.
+
+Publishing packets that were encoded once up front (instead of encoding live) keeps the
+test process's own CPU out of the measurement and lets a test assert that nothing in the
+whole process decodes or encodes while frames are relayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from typing import Optional
+
+import av
+from PIL import Image, ImageDraw
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from media import tap
+
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+
+
+def encode_vp8(width: int, height: int, frames: int = 40, fps: int = 20, bitrate: int = 600_000) -> list[bytes]:
+    """Encode a moving test pattern once; the first frame is a keyframe."""
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width = width
+    codec.height = height
+    codec.pix_fmt = "yuv420p"
+    codec.bit_rate = bitrate
+    codec.time_base = fractions.Fraction(1, fps)
+    codec.gop_size = frames  # one keyframe per loop
+    codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    out: list[bytes] = []
+    background = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    for i in range(frames):
+        img = background.copy()
+        draw = ImageDraw.Draw(img)
+        x = (i * 16) % width
+        draw.rectangle([x, height // 4, x + width // 6, height // 2], fill=(200, 40, 40))
+        draw.ellipse([width // 2, (i * 8) % height, width // 2 + 60, (i * 8) % height + 60], fill=(40, 40, 220))
+        frame = av.VideoFrame.from_image(img).reformat(format="yuv420p")
+        frame.pts = i
+        out += [bytes(p) for p in codec.encode(frame)]
+    out += [bytes(p) for p in codec.encode(None)]
+    return out
+
+
+class PacketVideoTrack(MediaStreamTrack):
+    """Sends the same pre-encoded VP8 frames in a loop at ``fps``."""
+
+    kind = "video"
+
+    def __init__(self, frames: list[bytes], fps: int = 20) -> None:
+        super().__init__()
+        self._frames = frames
+        self._fps = fps
+        self._index = 0
+        self._start: Optional[float] = None
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._index / self._fps
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        data = self._frames[self._index % len(self._frames)]
+        packet = av.Packet(data)
+        packet.pts = self._index * (90000 // self._fps)
+        packet.time_base = VIDEO_TIME_BASE
+        self._index += 1
+        return packet
+
+
+class CountingSink:
+    """Counts the encoded frames a client receives, without decoding them."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.keyframes = 0
+        self.first_frame_at: Optional[float] = None
+        self.sizes: list[int] = []
+
+    def __call__(self, packet: av.Packet) -> None:
+        if self.first_frame_at is None:
+            self.first_frame_at = time.monotonic()
+        self.frames += 1
+        self.sizes.append(packet.size)
+        if packet.is_keyframe:
+            self.keyframes += 1
+
+
+class ClientPeer:
+    """A browser stand-in made of a real aiortc peer connection."""
+
+    def __init__(self, video: Optional[MediaStreamTrack] = None, receive: bool = True) -> None:
+        self.pc = RTCPeerConnection()
+        self.video_sink = CountingSink()
+        self.audio_sink = CountingSink()
+        if video is not None:
+            self.pc.addTransceiver(video, direction="sendrecv" if receive else "sendonly")
+        else:
+            self.pc.addTransceiver("video", direction="recvonly")
+        self.pc.addTransceiver("audio", direction="recvonly" if receive else "inactive")
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            for t in self.pc.getTransceivers():
+                if t.receiver.track is track:
+                    sink = self.video_sink if track.kind == "video" else self.audio_sink
+                    tap.tap_receiver(t.receiver, sink)
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(interval)
+    return predicate()
