@@ -1,0 +1,51 @@
+"""Idempotency-Key handling for POSTs of the approval core."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Optional
+
+from storage.objects import ObjectNotFound, ObjectStore
+
+from .errors import ValidationFailed
+
+PREFIX = "records/idempotency/"
+MAX_KEY_LENGTH = 255
+
+
+class IdempotencyKeys:
+    """Remembers (API key, Idempotency-Key) -> (body digest, response)."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+
+    @staticmethod
+    def _object_key(api_key_id: str, key: str) -> str:
+        return f"{PREFIX}{api_key_id}/{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+    @staticmethod
+    def check_key(key: str) -> str:
+        if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+            raise ValidationFailed(
+                f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters",
+                errors=[{"field": "Idempotency-Key", "message": "invalid header value"}],
+            )
+        return key
+
+    async def recall(self, api_key_id: str, key: str, body: bytes) -> Optional[dict[str, Any]]:
+        """The stored response for this key, if the body matches; 422 if it differs."""
+        try:
+            saved = json.loads(await self._store.get(self._object_key(api_key_id, key)))
+        except ObjectNotFound:
+            return None
+        if saved["body_sha256"] != hashlib.sha256(body).hexdigest():
+            raise ValidationFailed(
+                "this Idempotency-Key was used with a different request body; use a new key",
+                errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}],
+            )
+        return dict(saved["response"])
+
+    async def remember(self, api_key_id: str, key: str, body: bytes, response: dict[str, Any]) -> None:
+        record = {"body_sha256": hashlib.sha256(body).hexdigest(), "response": response}
+        await self._store.put(self._object_key(api_key_id, key), json.dumps(record).encode(), "application/json")

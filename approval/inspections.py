@@ -1,0 +1,204 @@
+"""Inspection records and their life cycle.
+
+An inspection's record is a JSON object in the object store (the system of record) at
+``records/inspections/<id>.json``; :class:`InspectionBook` keeps an index in memory,
+rebuilt from the store at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import secrets
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from storage.objects import ObjectStore
+
+from .errors import Conflict, NotFound, ValidationFailed
+from .requests import NewInspection
+from .templates import Templates
+
+logger = logging.getLogger(__name__)
+
+RECORD_PREFIX = "records/inspections/"
+OPEN_STATUSES = ("scheduled", "live")
+# Status changes the record allows; anything else is a 409.
+TRANSITIONS = {
+    "scheduled": ("live", "cancelled", "ended"),
+    "live": ("ended", "cancelled", "interrupted"),
+    "interrupted": ("live", "ended", "cancelled"),
+    "ended": ("judged",),
+    "judged": ("reviewed",),
+    "reviewed": (),
+    "cancelled": (),
+}
+
+
+def now_utc() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def rfc3339(moment: Optional[datetime.datetime]) -> Optional[str]:
+    if moment is None:
+        return None
+    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_rfc3339(value: Optional[str]) -> Optional[datetime.datetime]:
+    if value is None:
+        return None
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass
+class Inspection:
+    """One inspection: the request, its status, and what happened."""
+
+    id: str
+    case_no: str
+    item_code: str
+    item_name: str
+    applicant: dict[str, Any]
+    site: dict[str, Any]
+    checkpoints: list[dict[str, Any]]
+    callback_url: Optional[str]
+    scheduled_at: Optional[str]
+    created_at: str
+    expires_at: str
+    api_key_id: str
+    status: str = "scheduled"
+    started_at: Optional[str] = None
+    ended_at: Optional[str] = None
+    cancel_reason: Optional[str] = None
+    participants: list[dict[str, Any]] = field(default_factory=list)
+    verdict: Optional[dict[str, Any]] = None
+    manifest: Optional[dict[str, Any]] = None
+    template_version: Optional[str] = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    @property
+    def duration_s(self) -> Optional[float]:
+        start = parse_rfc3339(self.started_at)
+        if start is None:
+            return None
+        end = parse_rfc3339(self.ended_at) or now_utc()
+        return round((end - start).total_seconds(), 3)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "Inspection":
+        return cls(**json.loads(data))
+
+
+class InspectionBook:
+    """Creates, finds and updates inspection records."""
+
+    def __init__(self, store: ObjectStore, templates: Templates) -> None:
+        self._store = store
+        self._templates = templates
+        self._records: dict[str, Inspection] = {}
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        for key in await self._store.list(RECORD_PREFIX):
+            if not key.endswith(".json"):
+                continue
+            try:
+                record = Inspection.from_json(await self._store.get(key))
+            except (ValueError, TypeError) as exc:
+                logger.error("inspection record %s is unreadable (%s); skipped", key, exc)
+                continue
+            self._records[record.id] = record
+        logger.info("loaded %d inspection records", len(self._records))
+
+    async def close(self) -> None:
+        self._records.clear()
+
+    def get(self, inspection_id: str) -> Inspection:
+        record = self._records.get(inspection_id)
+        if record is None:
+            raise NotFound(f"no inspection with id {inspection_id!r}")
+        return record
+
+    def find(self, inspection_id: str) -> Optional[Inspection]:
+        return self._records.get(inspection_id)
+
+    def all(self) -> list[Inspection]:
+        return sorted(self._records.values(), key=lambda r: (r.created_at, r.id))
+
+    def open_for_case(self, case_no: str) -> Optional[Inspection]:
+        return next((r for r in self._records.values() if r.case_no == case_no and r.is_open), None)
+
+    async def create(self, new: NewInspection, api_key_id: str, link_ttl: datetime.timedelta) -> Inspection:
+        checkpoints = new.checkpoints
+        template = self._templates.find(new.item_code)
+        if checkpoints is None:
+            if template is None:
+                raise ValidationFailed(
+                    f"no checklist template for item_code {new.item_code!r}; send checkpoints",
+                    errors=[{"field": "checkpoints", "message": "is required for this item_code"}],
+                )
+            checkpoints = template.checkpoints
+        created = now_utc()
+        start = max(created, new.scheduled_at or created)
+        async with self._lock:
+            existing = self.open_for_case(new.case_no)
+            if existing is not None:
+                raise Conflict(
+                    f"case {new.case_no!r} already has an open inspection {existing.id} "
+                    f"({existing.status}); cancel it first"
+                )
+            record = Inspection(
+                id=new_id(),
+                case_no=new.case_no,
+                item_code=new.item_code,
+                item_name=new.item_name,
+                applicant=asdict(new.applicant),
+                site=asdict(new.site),
+                checkpoints=[
+                    {"code": c.code, "title": c.title, "required": c.required, "captured": False, "evidence": []}
+                    for c in checkpoints
+                ],
+                callback_url=new.callback_url,
+                scheduled_at=rfc3339(new.scheduled_at),
+                created_at=rfc3339(created) or "",
+                expires_at=rfc3339(start + link_ttl) or "",
+                api_key_id=api_key_id,
+                template_version=template.version if template else None,
+            )
+            await self._save(record)
+            self._records[record.id] = record
+        logger.info("inspection %s created for case %s", record.id, record.case_no)
+        return record
+
+    async def transition(self, inspection_id: str, status: str, **changes: Any) -> Inspection:
+        """Move the record to ``status`` (409 if the life cycle does not allow it)."""
+        async with self._lock:
+            record = self.get(inspection_id)
+            if status != record.status and status not in TRANSITIONS[record.status]:
+                raise Conflict(f"inspection {inspection_id} is {record.status}; it cannot become {status}")
+            record.status = status
+            for name, value in changes.items():
+                setattr(record, name, value)
+            await self._save(record)
+            return record
+
+    async def update(self, record: Inspection) -> None:
+        async with self._lock:
+            await self._save(record)
+
+    async def _save(self, record: Inspection) -> None:
+        await self._store.put(f"{RECORD_PREFIX}{record.id}.json", record.to_json(), "application/json")
+
+
+def new_id() -> str:
+    """A sortable, unguessable id: UTC date and time, then 64 random bits."""
+    return now_utc().strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(8)

@@ -1,0 +1,127 @@
+"""Live rooms on this node: who is connected to an inspection, and their peers.
+
+The shared, rebuildable part (presence, which connection holds a role) lives in
+:class:`storage.livestate.LiveState` so that every node sees it; the peer connections and
+the media room live here, on the node that serves the room's media.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from aiortc import RTCPeerConnection
+
+from media.peer import ServerPeer
+from media.relay import MediaRoom
+from storage.livestate import LiveState
+
+logger = logging.getLogger(__name__)
+
+#: Whose media each role receives.
+SOURCE_ROLE = {"inspector": "applicant", "applicant": "inspector", "observer": "applicant"}
+PUBLISHING_ROLES = ("inspector", "applicant")
+#: Roles held by one connection at a time (a second device takes over).
+SINGLE_HOLDER_ROLES = ("inspector", "applicant")
+
+
+@dataclass
+class Participant:
+    sid: str
+    id: str
+    role: str
+    joined_at: datetime.datetime
+    audio: bool = True
+    video: bool = True
+    connection: str = "new"
+    peer: Optional[ServerPeer] = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def presence(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "media": {"audio": self.audio, "video": self.video},
+            "connection": self.connection,
+            "joined_at": self.joined_at.isoformat(timespec="milliseconds"),
+        }
+
+
+class Room:
+    """One inspection's live session on this node."""
+
+    def __init__(self, inspection_id: str) -> None:
+        self.inspection_id = inspection_id
+        self.media = MediaRoom(inspection_id)
+        self.participants: dict[str, Participant] = {}
+
+    def by_role(self, role: str) -> list[Participant]:
+        return [p for p in self.participants.values() if p.role == role]
+
+    async def close_peer(self, participant: Participant) -> None:
+        peer, participant.peer = participant.peer, None
+        if peer is not None:
+            await peer.close()
+
+    async def close(self) -> None:
+        for participant in list(self.participants.values()):
+            await self.close_peer(participant)
+        self.participants.clear()
+        await self.media.close()
+
+
+class Rooms:
+    """The rooms this node serves."""
+
+    def __init__(self, live: LiveState, pc_factory: Callable[[], RTCPeerConnection], node_id: str) -> None:
+        self.live = live
+        self.pc_factory = pc_factory
+        self.node_id = node_id
+        self._rooms: dict[str, Room] = {}
+        self._room_listeners: list[Callable[[Room], None]] = []
+
+    def on_room_created(self, listener: Callable[[Room], None]) -> None:
+        """Be told of each new room (the recorder subscribes here)."""
+        self._room_listeners.append(listener)
+
+    async def get_or_create(self, inspection_id: str) -> Room:
+        room = self._rooms.get(inspection_id)
+        if room is None:
+            room = Room(inspection_id)
+            self._rooms[inspection_id] = room
+            await self.live.set_room_node(inspection_id, self.node_id)
+            for listener in self._room_listeners:
+                listener(room)
+            logger.info("room %s opened on %s", inspection_id, self.node_id)
+        return room
+
+    def find(self, inspection_id: str) -> Optional[Room]:
+        return self._rooms.get(inspection_id)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(self._rooms.values()))
+
+    async def close_room(self, inspection_id: str) -> None:
+        room = self._rooms.pop(inspection_id, None)
+        if room is not None:
+            await room.close()
+            await self.live.clear_room(inspection_id)
+            logger.info("room %s closed", inspection_id)
+
+    async def close(self) -> None:
+        for inspection_id in list(self._rooms):
+            await self.close_room(inspection_id)
+
+    def new_peer(self, room: Room, participant: Participant, on_state: Callable[[str], "asyncio.Future[None]"]) -> ServerPeer:
+        return ServerPeer(
+            peer_id=participant.id,
+            role=participant.role,
+            room=room.media,
+            pc_factory=self.pc_factory,
+            publishes=participant.role in PUBLISHING_ROLES,
+            source_role=SOURCE_ROLE[participant.role],
+            on_state=on_state,  # type: ignore[arg-type]
+        )

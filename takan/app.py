@@ -1,0 +1,183 @@
+"""Assembly of the aiohttp application from a :class:`~takan.config.Config`.
+
+Each subsystem is started in order in one ``cleanup_ctx`` and closed in reverse, so a
+failed start-up tears down only what was started.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Optional
+
+import socketio
+from aiohttp import web
+from aiortc import RTCPeerConnection
+
+from approval.apikeys import ApiKeys, IssuedKey
+from approval.idempotency import IdempotencyKeys
+from approval.inspections import InspectionBook
+from approval.templates import Templates
+from media.ice import offer_loopback_candidates, rtc_configuration
+from media.tap import check_aiortc_seams
+from signaling import pages
+from signaling.api import InspectionApi
+from signaling.problems import problems_middleware
+from signaling.rooms import Rooms
+from signaling.sockets import SessionNamespace
+from signaling.tokens import TokenSigner
+from storage.livestate import LiveState, MemoryLiveState
+from storage.local import LocalObjectStore
+from storage.objects import ObjectStore
+
+from .config import Config
+
+logger = logging.getLogger(__name__)
+
+MAX_SOCKET_MESSAGE = 256 * 1024
+
+
+@dataclass
+class Services:
+    """What the running app holds; reachable as ``app[SERVICES]``."""
+
+    config: Config
+    store: ObjectStore
+    live: LiveState
+    book: InspectionBook
+    keys: ApiKeys
+    rooms: Rooms
+    sessions: SessionNamespace
+    sio: socketio.AsyncServer
+    bootstrap_key: Optional[IssuedKey] = None
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def read_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
+    """A per-deployment secret kept in the data directory (mode 0600)."""
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_bytes(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secret)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return secret
+
+
+def make_object_store(config: Config) -> ObjectStore:
+    if config.s3 is None:
+        return LocalObjectStore(config.data_dir / "objects")
+    from storage.s3 import S3ObjectStore
+    from storage.spool import SpoolingStore
+
+    s3 = config.s3
+    inner = S3ObjectStore(s3.endpoint, s3.access_key, s3.secret_key, s3.bucket, s3.secure, s3.region)
+    return SpoolingStore(inner, config.data_dir / "spool")
+
+
+def make_live_state(config: Config) -> LiveState:
+    if config.redis_url is None:
+        return MemoryLiveState()
+    from storage.redis_state import RedisLiveState
+
+    return RedisLiveState(config.redis_url)
+
+
+def build_app(config: Config) -> web.Application:
+    check_aiortc_seams()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    if config.ice_loopback:
+        offer_loopback_candidates()
+
+    link_secret = (
+        config.link_secret.encode() if config.link_secret else read_or_create_secret(config.data_dir / "secrets" / "link.key")
+    )
+    store = make_object_store(config)
+    live = make_live_state(config)
+    templates = Templates(*(d for d in [config.templates_dir] if d))
+    book = InspectionBook(store, templates)
+    keys = ApiKeys(store)
+    rtc_config = rtc_configuration(config.ice_servers)
+    rooms = Rooms(live, lambda: RTCPeerConnection(rtc_config), config.node_id)
+    signer = TokenSigner(link_secret)
+    sessions = SessionNamespace(rooms, book, signer, [s.to_browser() for s in config.ice_servers])
+
+    manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        max_http_buffer_size=MAX_SOCKET_MESSAGE,
+        logger=False,
+        engineio_logger=False,
+    )
+    sio.register_namespace(sessions)
+
+    app = web.Application(middlewares=[problems_middleware], client_max_size=8 * 1024 * 1024)
+    services = Services(config, store, live, book, keys, rooms, sessions, sio)
+    app[SERVICES] = services
+    sio.attach(app)
+
+    api = InspectionApi(
+        book,
+        keys,
+        IdempotencyKeys(store),
+        signer,
+        sessions,
+        config.base_url,
+        datetime.timedelta(hours=config.link_ttl_hours),
+    )
+    app.add_routes(api.routes())
+    app.add_routes([web.get("/healthz", healthz)])
+    app.add_routes(pages.routes())
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    config = services.config
+    await services.store.start()
+    try:
+        await services.live.start()
+        try:
+            await services.book.start()
+            await services.keys.start()
+            await _mark_interrupted(services)
+            if config.api_key:
+                await services.keys.seed(config.api_key, config.webhook_secret)
+            elif len(services.keys) == 0:
+                services.bootstrap_key = await services.keys.issue("bootstrap")
+            yield
+        finally:
+            await services.rooms.close()
+            await services.book.close()
+            await services.keys.close()
+            await services.live.close()
+    finally:
+        await services.store.close()
+
+
+async def _mark_interrupted(services: Services) -> None:
+    """Sessions that were live when the process died are interrupted, not live."""
+    for record in services.book.all():
+        if record.status == "live":
+            await services.book.transition(record.id, "interrupted")
+            logger.warning("inspection %s was live at start-up; marked interrupted", record.id)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    body: dict[str, object] = {"status": "ok", "node": services.config.node_id}
+    depth = getattr(services.store, "depth", None)
+    if depth is not None:
+        body["spool_depth"] = depth
+    return web.json_response(body)

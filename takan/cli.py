@@ -1,0 +1,179 @@
+"""The ``takan`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any, Optional, Sequence
+
+from aiohttp import web
+
+from .config import Config, ConfigError, load_config
+
+logger = logging.getLogger("takan")
+
+
+def _server_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by every verb that opens the deployment's data (serve, verify...)."""
+    add = parser.add_argument
+    add("--data-dir", help="data directory (TAKAN_DATA_DIR, default ./data)")
+    add("--redis-url", help="Redis for live state and Socket.IO fan-out (TAKAN_REDIS_URL)")
+    add("--s3-endpoint", help="S3/MinIO endpoint host:port or URL (TAKAN_S3_ENDPOINT)")
+    add("--s3-access-key", help="TAKAN_S3_ACCESS_KEY")
+    add("--s3-secret-key", help="TAKAN_S3_SECRET_KEY")
+    add("--s3-bucket", help="TAKAN_S3_BUCKET (default takan)")
+    add("--s3-secure", help="true for https to S3 (TAKAN_S3_SECURE)")
+    add("--log-level", help="DEBUG, INFO, WARNING or ERROR (TAKAN_LOG_LEVEL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="takan", description="Takan (踏勘) remote site inspection")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    serve = verbs.add_parser("serve", help="run the server")
+    _server_flags(serve)
+    add = serve.add_argument
+    add("--host", help="address to listen on (TAKAN_HOST, default 0.0.0.0)")
+    add("--port", help="port (TAKAN_PORT, default 8080)")
+    add("--public-url", help="URL browsers use to reach this server (TAKAN_PUBLIC_URL)")
+    add("--tls", help="off, self-signed or files (TAKAN_TLS)")
+    add("--tls-cert", help="PEM certificate chain (TAKAN_TLS_CERT)")
+    add("--tls-key", help="PEM private key (TAKAN_TLS_KEY)")
+    add("--stun-urls", help="comma-separated stun: URLs (TAKAN_STUN_URLS)")
+    add("--turn-urls", help="comma-separated turn: URLs (TAKAN_TURN_URLS)")
+    add("--turn-username", help="TAKAN_TURN_USERNAME")
+    add("--turn-credential", help="TAKAN_TURN_CREDENTIAL")
+    add("--ice-loopback", help="offer 127.0.0.1 ICE candidates (TAKAN_ICE_LOOPBACK)")
+    add("--link-ttl-hours", help="how long participant links stay valid (TAKAN_LINK_TTL_HOURS, default 72)")
+    add("--node-id", help="name of this node (TAKAN_NODE_ID)")
+    add("--templates-dir", help="directory of checklist templates overriding the built-in ones")
+
+    apikey = verbs.add_parser("apikey", help="issue or revoke approval-core API keys")
+    _server_flags(apikey)
+    apikey_verbs = apikey.add_subparsers(dest="apikey_verb", metavar="ACTION")
+    create = apikey_verbs.add_parser("create", help="issue a key (shown once)")
+    create.add_argument("--name", required=True, help="who the key is for")
+    revoke = apikey_verbs.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("key_id")
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k not in ("verb", "apikey_verb")}
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("aioice", "aiortc", "engineio", "socketio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 2
+    try:
+        config = load_config(_flags(args))
+    except ConfigError as exc:
+        print(f"takan: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    if args.verb == "serve":
+        return asyncio.run(serve(config))
+    if args.verb == "apikey":
+        if args.apikey_verb is None:
+            parser.parse_args(["apikey", "--help"])
+        return asyncio.run(apikey(config, args))
+    return 2
+
+
+async def serve(config: Config) -> int:
+    from .app import SERVICES, build_app
+    from .tls import ensure_self_signed, server_context
+
+    ssl_context = None
+    if config.tls == "self-signed":
+        cert, key = ensure_self_signed(config.data_dir / "tls")
+        ssl_context = server_context(cert, key)
+    elif config.tls == "files":
+        assert config.tls_cert and config.tls_key
+        ssl_context = server_context(config.tls_cert, config.tls_key)
+
+    try:
+        app = build_app(config)
+    except Exception as exc:
+        print(f"takan: cannot start: {exc}", file=sys.stderr)
+        return 1
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    try:
+        await runner.setup()
+    except Exception as exc:
+        print(f"takan: cannot start: {exc}", file=sys.stderr)
+        return 1
+    site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context, shutdown_timeout=5)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        print(f"takan: cannot listen on {config.host}:{config.port}: {exc.strerror}; choose another --port", file=sys.stderr)
+        return 1
+
+    services = app[SERVICES]
+    base = config.base_url
+    lines = [
+        f"Takan is serving on {base}  (data: {config.data_dir.resolve()})",
+        f"  health:        {base}/healthz",
+        f"  API:           {base}/api/v1/inspections",
+        "  inspector/applicant links come back from POST /api/v1/inspections",
+    ]
+    if services.bootstrap_key is not None:
+        issued = services.bootstrap_key
+        lines += [
+            "  bootstrap API key (shown once; keep it):",
+            f"    Authorization: Bearer {issued.token}",
+            f"    webhook secret: {issued.key.webhook_secret}",
+        ]
+    elif config.api_key:
+        lines.append("  API key: the one in TAKAN_API_KEY")
+    print("\n".join(lines), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logger.info("shutting down")
+    await runner.cleanup()
+    return 0
+
+
+async def apikey(config: Config, args: argparse.Namespace) -> int:
+    from approval.apikeys import ApiKeys
+
+    from .app import make_object_store
+
+    store = make_object_store(config)
+    await store.start()
+    try:
+        keys = ApiKeys(store)
+        await keys.start()
+        if args.apikey_verb == "create":
+            issued = await keys.issue(args.name)
+            print(f"API key {issued.key.id} for {args.name!r} (shown once; keep it):")
+            print(f"  Authorization: Bearer {issued.token}")
+            print(f"  webhook secret: {issued.key.webhook_secret}")
+        else:
+            await keys.revoke(args.key_id)
+            print(f"API key {args.key_id} revoked")
+        return 0
+    finally:
+        await store.close()
