@@ -149,7 +149,7 @@ class ServerPeer:
         assert isinstance(text, str)
         try:
             parsed = candidate_from_sdp(text.split(":", 1)[1] if text.startswith("candidate:") else text)
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts on short lines
             raise BadSdp(f"bad ICE candidate {text[:80]!r}: {exc}") from exc
         parsed.sdpMid = candidate.get("sdpMid")  # type: ignore[assignment]
         parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")  # type: ignore[assignment]

@@ -1,0 +1,179 @@
+"""Signaling and relay end to end with real aiortc peers through a real server."""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+import pytest
+
+from signaling.tokens import TokenSigner
+from tests.mediakit import encode_vp8, wait_for
+from tests.serverkit import create_inspection, running_server
+from tests.sockettools import Participant
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[bytes]:
+    return encode_vp8(320, 240, frames=20)
+
+
+@pytest.fixture
+async def server(tmp_path):
+    async with running_server(tmp_path / "data") as srv:
+        yield srv
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def get_record(server, http, inspection_id):
+    async with http.get(f"{server.base_url}/api/v1/inspections/{inspection_id}", headers=server.headers()) as r:
+        return await r.json()
+
+
+async def live_pair(server, http, frames, case_no="DZ-1"):
+    created = await create_inspection(server, http, case_no=case_no)
+    inspector = Participant(server.base_url, created["inspector_url"])
+    applicant = Participant(server.base_url, created["applicant_url"])
+    assert await inspector.connect() and await applicant.connect()
+    await inspector.join_and_publish(frames)
+    await applicant.join_and_publish(frames)
+    return created, inspector, applicant
+
+
+async def test_session_lifecycle_with_reconnect(server, http, frames) -> None:
+    created, inspector, applicant = await live_pair(server, http, frames)
+    try:
+        assert await wait_for(lambda: inspector.peer.video_sink.frames > 20 and applicant.peer.video_sink.frames > 20, 20)
+        assert (await get_record(server, http, created["id"]))["status"] == "live"
+        assert "live" in inspector.statuses()
+        presence = [d for e, d in inspector.events if e == "presence"][-1]
+        assert {p["role"] for p in presence["participants"]} == {"inspector", "applicant"}
+
+        # the applicant's page reloads: new socket, new peer connection
+        await applicant.close()
+        assert await wait_for(lambda: any(e == "presence" and len(d["participants"]) == 1 for e, d in inspector.events), 5)
+        applicant = Participant(server.base_url, created["applicant_url"])
+        assert await applicant.connect()
+        await applicant.join_and_publish(frames)
+        before = inspector.peer.video_sink.frames
+        assert await wait_for(lambda: inspector.peer.video_sink.frames > before + 20 and applicant.peer.video_sink.frames > 20, 20)
+        assert (await get_record(server, http, created["id"]))["status"] == "live"
+
+        # only the inspector may end it
+        refused = await applicant.call("end")
+        assert refused == {"ok": False, "error": {"code": "forbidden", "message": "only the inspector can end the inspection"}}
+        ended = await inspector.call("end")
+        assert ended["ok"] and ended["status"] == "ended"
+        assert await wait_for(lambda: "ended" in applicant.statuses(), 5)
+        record = await get_record(server, http, created["id"])
+        assert record["status"] == "ended" and record["duration_s"] > 0
+        late = Participant(server.base_url, created["applicant_url"])
+        assert not await late.connect()
+        assert late.refused["data"]["code"] == "inspection_ended" if "data" in late.refused else late.refused["code"] == "inspection_ended"
+    finally:
+        await inspector.close()
+        await applicant.close()
+
+
+async def test_second_device_takes_over(server, http, frames) -> None:
+    created = await create_inspection(server, http)
+    first = Participant(server.base_url, created["applicant_url"])
+    second = Participant(server.base_url, created["applicant_url"])
+    try:
+        assert await first.connect()
+        assert (await first.call("join"))["ok"]
+        assert await second.connect()
+        assert (await second.call("join"))["ok"]
+        assert await wait_for(lambda: any(e == "kicked" for e, _ in first.events), 5)
+        assert await wait_for(lambda: not first.sio.connected, 5)
+    finally:
+        await first.close()
+        await second.close()
+
+
+def refusal_code(p: Participant) -> str:
+    data = p.refused or {}
+    return (data.get("data") or data).get("code")
+
+
+async def test_refused_connections(server, http) -> None:
+    created = await create_inspection(server, http)
+    token = created["applicant_url"].split("#", 1)[1]
+    signer = TokenSigner((server.services.config.data_dir / "secrets" / "link.key").read_bytes())
+    cases = [
+        (None, "token_invalid"),
+        ("not-a-dict", "token_invalid"),
+        ({"token": "garbage"}, "token_invalid"),
+        ({"token": token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")}, "token_invalid"),
+        ({"token": "x" * 5000}, "token_invalid"),
+        ({"token": signer.issue(created["id"], "applicant", int(time.time()) - 1)}, "token_expired"),
+        ({"token": signer.issue("no-such-inspection", "applicant", int(time.time()) + 60)}, "inspection_unknown"),
+    ]
+    for auth, code in cases:
+        p = Participant(server.base_url, created["applicant_url"])
+        assert not await p.connect(auth=auth), auth
+        assert refusal_code(p) == code, (auth, p.refused)
+    async with http.post(f"{server.base_url}/api/v1/inspections/{created['id']}/cancel", json={"reason": "x"}, headers=server.headers()) as r:
+        assert r.status == 200
+    p = Participant(server.base_url, created["applicant_url"])
+    assert not await p.connect()
+    assert refusal_code(p) == "inspection_cancelled"
+
+
+async def test_bad_events_leave_other_sessions_untouched(server, http, frames) -> None:
+    _, inspector, applicant = await live_pair(server, http, frames, case_no="GOOD-1")
+    created = await create_inspection(server, http, case_no="BAD-1")
+    hostile = Participant(server.base_url, created["applicant_url"])
+    try:
+        assert await hostile.connect()
+        assert (await hostile.call("offer", {"type": "offer", "sdp": "v=0"}))["error"]["code"] == "not_joined"
+        assert (await hostile.call("join"))["ok"]
+        bad = [
+            ("offer", "a string", "bad_request"),
+            ("offer", {"type": "offer"}, "bad_request"),
+            ("offer", {"type": "answer", "sdp": "v=0"}, "bad_request"),
+            ("offer", {"type": "offer", "sdp": "v=0\r\nm=video 9 RTP/AVP 0\r\n"}, "bad_sdp"),
+            ("offer", {"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=fingerprint:sha-256 00\r\na=ice-ufrag:x\r\n"}, "bad_sdp"),
+            ("offer", {"type": "offer", "sdp": "x" * 70_000}, "too_large"),
+            ("ice", {"candidate": 5}, "bad_request"),
+            ("ice", {"candidate": "candidate:garbage"}, "not_joined"),
+            ("media", {"audio": "yes", "video": True}, "bad_request"),
+            ("join", {"extra": 1}, "bad_request"),
+            ("end", {}, "forbidden"),
+            ("no_such_event", {}, "bad_request"),
+        ]
+        for event, payload, code in bad:
+            ack = await hostile.call(event, payload)
+            assert ack["ok"] is False and ack["error"]["code"] == code, (event, payload, ack)
+            assert ack["error"]["message"]
+        # after a good offer, garbage ICE is refused with bad_sdp
+        await hostile.start_media(frames)
+        ack = await hostile.call("ice", {"candidate": "candidate:garbage", "sdpMid": "0", "sdpMLineIndex": 0})
+        assert ack["error"]["code"] == "bad_sdp"
+        # the good session keeps flowing and the server is alive
+        before = inspector.peer.video_sink.frames
+        assert await wait_for(lambda: inspector.peer.video_sink.frames > before + 10, 10)
+        async with http.get(server.base_url + "/healthz") as r:
+            assert r.status == 200
+    finally:
+        for p in (hostile, inspector, applicant):
+            await p.close()
+
+
+async def test_event_flood_disconnects_only_the_flooder(server, http) -> None:
+    created = await create_inspection(server, http)
+    flooder = Participant(server.base_url, created["applicant_url"])
+    try:
+        assert await flooder.connect()
+        for _ in range(200):
+            await flooder.sio.emit("keyframe", {})
+        assert await wait_for(lambda: not flooder.sio.connected, 5)
+        async with http.get(server.base_url + "/healthz") as r:
+            assert r.status == 200
+    finally:
+        await flooder.close()
