@@ -1,0 +1,520 @@
+// One participant's live session, shared by the console and join pages: the Socket.IO
+// connection (docs/protocol.md), `join`, local media, the RTCPeerConnection to Takan's media
+// relay (offer/answer, trickle ICE), recovery after drops, stats, and the window.takan hook.
+//
+// The page listens for these events (EventTarget, detail in brackets):
+//   "change"       anything in state / participants / pc / local media changed
+//   "joined"       join ack arrived (me, inspection, participants)
+//   "remotestream" a new peer connection was built; session.remoteStream is the new stream
+//   "localstream"  local media opened or the camera changed
+//   "mediaerror"   getUserMedia failed; session.mediaError = {kind, name, message}
+//   "fatal"        the connection was refused for good; {code, message}
+//   "final"        ended / cancelled / kicked: media stopped; {kind}
+//   "notice"       a transient warning for the status line; {key, params}
+
+import { io } from "/vendor/socket.io.esm.min.js";
+import { LocalMedia, mediaErrorKind } from "./local_media.js";
+
+const ACK_TIMEOUT_MS = 10000;
+const OFFER_TIMEOUT_MS = 30000; // the server gathers its ICE candidates before answering
+const DISCONNECTED_GRACE_MS = 3000;
+const ICE_SEND_GAP_MS = 20; // keeps trickle ICE well under the 50 events/s limit
+const FREEZE_CHECK_MS = 2000;
+const KEYFRAME_MIN_GAP_MS = 5000;
+const MAX_EVENTS = 500;
+
+/** Whose media each role receives (docs/protocol.md, "Media routing"). */
+const SOURCE_ROLE = { inspector: "applicant", applicant: "inspector", observer: "applicant" };
+
+/** Connect-refusal codes of docs/protocol.md (each has its own message on the page). */
+export const CONNECT_CODES = [
+  "token_invalid", "token_expired", "inspection_unknown",
+  "inspection_cancelled", "inspection_ended", "rate_limited",
+];
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class Session extends EventTarget {
+  constructor({ token, lang }) {
+    super();
+    this.token = token;
+    this.lang = lang;
+    /** Mutated in place, never replaced: window.takan.state is this object. */
+    this.state = { socket: "new", peer: "new", status: null, role: null, joined: false, error: null };
+    /** Received server events, oldest first: {name, payload, at}. */
+    this.events = [];
+    this.me = null;
+    this.inspection = null;
+    this.participants = [];
+    this.iceServers = [];
+    this.liveSince = null; // Date.now() when this page first saw status "live"
+    this.final = null; // "ended" | "cancelled" | "kicked" once the session is over for this page
+
+    this.local = new LocalMedia();
+    this.mediaReady = false; // local media open (or not wanted): a peer connection may be built
+    this.mediaStarting = false;
+    this.mediaError = null;
+
+    this.socket = null;
+    this.pc = null;
+    this.remoteStream = null;
+    this.remoteVideoFlowing = false;
+    this.peerGen = 0;
+    this.answeredGen = 0;
+    this.iceQueue = [];
+    this.iceDraining = false;
+    this.recoverAttempts = 0;
+    this.recoverTimer = null;
+    this.disconnectedTimer = null;
+    this.freezeTimer = null;
+    this.freeze = { frames: -1, ticks: 0, lastRequest: 0 };
+
+    this.local.addEventListener("videotrack", (e) => this.#onLocalVideoTrack(e.detail.track));
+    this.local.addEventListener("change", () => this.#emit("change"));
+  }
+
+  get pcState() {
+    return this.pc ? this.pc.connectionState : "none";
+  }
+
+  get sendsMedia() {
+    return this.state.role === "inspector" || this.state.role === "applicant";
+  }
+
+  // ---- connection --------------------------------------------------------------------------
+
+  start() {
+    if (!this.token) {
+      this.#fatal("no_token", "");
+      return;
+    }
+    this.state.socket = "connecting";
+    const socket = io({ auth: { token: this.token, lang: this.lang } });
+    this.socket = socket;
+    socket.onAny((name, payload) => this.#record(name, payload));
+    socket.on("connect", () => this.#onConnect());
+    socket.on("connect_error", (err) => this.#onConnectError(err));
+    socket.on("disconnect", (reason) => this.#onDisconnect(reason));
+    socket.on("presence", (p) => this.#onPresence(p));
+    socket.on("status", (p) => this.#onStatus(p));
+    socket.on("peer", (p) => {
+      this.state.peer = p?.state ?? "new";
+      this.#emit("change");
+    });
+    socket.on("kicked", () => this.#finish("kicked"));
+    addEventListener("pagehide", () => this.close());
+    // Back/forward cache restores a page whose connection was closed: just join again.
+    addEventListener("pageshow", (e) => { if (e.persisted) location.reload(); });
+    document.addEventListener("visibilitychange", () => this.#onVisible());
+    this.#emit("change");
+  }
+
+  /** After a rate_limited refusal (or any fatal refusal the user wants to retry). */
+  retryConnect() {
+    if (!this.socket || this.final) return;
+    this.state.error = null;
+    this.state.socket = "connecting";
+    this.#emit("change");
+    this.socket.connect();
+  }
+
+  setLang(lang) {
+    this.lang = lang;
+    if (this.socket) this.socket.auth.lang = lang;
+  }
+
+  close() {
+    this.#teardownPeer();
+    this.socket?.disconnect();
+  }
+
+  #record(name, payload) {
+    this.events.push({ name, payload, at: Date.now() });
+    if (this.events.length > MAX_EVENTS) this.events.splice(0, this.events.length - MAX_EVENTS);
+  }
+
+  #onConnectError(err) {
+    const data = err?.data;
+    this.#record("connect_error", data ?? { message: String(err?.message ?? err) });
+    if (data?.code) {
+      // Refused by the server: socket.io does not retry these.
+      this.state.socket = "error";
+      this.#fatal(data.code, data.message ?? "");
+    } else {
+      // Network or server unreachable: socket.io keeps retrying.
+      this.state.socket = "connecting";
+      this.#emit("change");
+    }
+  }
+
+  #onDisconnect(reason) {
+    this.state.joined = false;
+    if (this.state.socket !== "error") this.state.socket = "disconnected";
+    this.#emit("change");
+    if (reason === "io server disconnect" && !this.final && !this.state.error) {
+      // The server closed this socket without a kick (e.g. event flood): come back shortly.
+      setTimeout(() => { if (!this.final && !this.socket.connected) this.socket.connect(); }, 2000);
+    }
+  }
+
+  async #onConnect() {
+    if (this.final) return;
+    this.state.socket = "connected";
+    this.state.error = null;
+    this.#emit("change");
+    const socketId = this.socket.id;
+    const ack = await this.#request("join", {});
+    if (this.final || this.socket.id !== socketId || !this.socket.connected) return;
+    if (!ack?.ok) {
+      const code = ack?.error?.code;
+      if (CONNECT_CODES.includes(code)) this.#fatal(code, ack.error.message ?? "");
+      else this.#fatal("join_failed", ack?.error?.message || code || "");
+      return;
+    }
+    this.me = ack.me;
+    this.inspection = ack.inspection;
+    this.participants = ack.participants ?? [];
+    this.iceServers = ack.ice_servers ?? [];
+    this.state.role = ack.me?.role ?? null;
+    this.state.joined = true;
+    this.#setStatus(ack.inspection?.status ?? null);
+    this.#emit("joined");
+    this.#emit("change");
+    if (this.final) return;
+    await this.#startMedia();
+  }
+
+  /** Emit with an ack; never throws: failures come back as {ok:false, error}. */
+  async #request(name, payload, timeout = ACK_TIMEOUT_MS) {
+    if (!this.socket?.connected) return { ok: false, error: { code: "not_connected", message: "not connected" } };
+    try {
+      const ack = await this.socket.timeout(timeout).emitWithAck(name, payload);
+      return ack ?? { ok: false, error: { code: "internal", message: "empty ack" } };
+    } catch (err) {
+      return { ok: false, error: { code: "timeout", message: String(err?.message ?? err) } };
+    }
+  }
+
+  #fatal(code, message) {
+    this.state.error = code;
+    this.#teardownPeer();
+    this.#emit("fatal", { code, message });
+    this.#emit("change");
+  }
+
+  #onPresence(payload) {
+    this.participants = payload?.participants ?? [];
+    this.#emit("change");
+  }
+
+  #onStatus(payload) {
+    this.#setStatus(payload?.status ?? null);
+    this.#emit("change");
+  }
+
+  #setStatus(status) {
+    this.state.status = status;
+    if (status === "live" && this.liveSince === null) this.liveSince = Date.now();
+    if (status === "ended" || status === "cancelled") this.#finish(status);
+  }
+
+  /** The session is over for this page: stop media, drop the connection, show `kind`. */
+  #finish(kind) {
+    if (this.final) return;
+    this.final = kind;
+    this.local.stop();
+    this.#teardownPeer();
+    this.socket?.disconnect();
+    this.#emit("final", { kind });
+    this.#emit("change");
+  }
+
+  // ---- local media -------------------------------------------------------------------------
+
+  async #startMedia() {
+    if (this.sendsMedia && !this.mediaReady) {
+      if (this.mediaStarting || this.mediaError) return; // a pending prompt builds the pc when answered
+      this.mediaStarting = true;
+      try {
+        await this.local.start({ preferRear: this.state.role === "applicant" });
+        this.mediaReady = true;
+        this.#emit("localstream");
+        for (const key of this.local.warnings) this.#emit("notice", { key });
+      } catch (err) {
+        this.mediaError = { kind: mediaErrorKind(err), name: err?.name ?? "Error", message: err?.message ?? String(err) };
+        this.#emit("mediaerror", this.mediaError);
+        this.#emit("change");
+        return;
+      } finally {
+        this.mediaStarting = false;
+      }
+    }
+    if (!this.sendsMedia) this.mediaReady = true;
+    if (this.final || !this.state.joined || !this.socket?.connected) return; // the next join continues
+    this.#sendMediaFlags();
+    await this.#buildPeer("join");
+  }
+
+  /** The "Retry" button of the camera error view. */
+  retryMedia() {
+    this.mediaError = null;
+    this.#emit("change");
+    return this.#startMedia();
+  }
+
+  /** Join without camera or microphone (the pc still offers sendrecv, with no tracks). */
+  continueWithoutMedia() {
+    this.local.stop();
+    this.mediaError = null;
+    this.mediaReady = true;
+    this.#emit("localstream");
+    return this.#startMedia();
+  }
+
+  setAudio(on) {
+    this.local.setAudio(on);
+    this.#sendMediaFlags();
+  }
+
+  setVideo(on) {
+    this.local.setVideo(on);
+    this.#sendMediaFlags();
+  }
+
+  /** Returns false when there is no other camera; throws when opening it failed. */
+  async switchCamera() {
+    return this.local.switchCamera();
+  }
+
+  #sendMediaFlags() {
+    if (!this.sendsMedia || !this.state.joined) return;
+    this.#request("media", this.local.flags);
+  }
+
+  #onLocalVideoTrack(track) {
+    const sender = this.videoTransceiver?.sender;
+    if (sender && this.pc && this.pc.signalingState !== "closed") {
+      sender.replaceTrack(track).catch((err) => console.warn("replaceTrack failed", err));
+    }
+    this.#emit("localstream");
+    this.#sendMediaFlags();
+  }
+
+  async #onVisible() {
+    // Phones may end the camera track while the page is in the background.
+    if (document.visibilityState !== "visible" || this.final || !this.mediaReady) return;
+    const track = this.local.videoTrack;
+    if (track && track.readyState === "ended") {
+      const id = track.getSettings?.().deviceId;
+      try { await this.local.useCamera(id); } catch (err) { console.warn("camera reopen failed", err); }
+    }
+  }
+
+  // ---- peer connection ---------------------------------------------------------------------
+
+  async #buildPeer(reason) {
+    this.#teardownPeer();
+    const gen = ++this.peerGen;
+    console.info(`takan: new peer connection #${gen} (${reason})`);
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
+    this.pc = pc;
+    const direction = this.sendsMedia ? "sendrecv" : "recvonly";
+    const streams = this.local.stream ? [this.local.stream] : [];
+    const audioTx = pc.addTransceiver(this.sendsMedia && this.local.audioTrack ? this.local.audioTrack : "audio", { direction, streams });
+    const videoTx = pc.addTransceiver(this.sendsMedia && this.local.videoTrack ? this.local.videoTrack : "video", { direction, streams });
+    this.audioTransceiver = audioTx;
+    this.videoTransceiver = videoTx;
+    if (this.sendsMedia) await preferResolution(videoTx.sender);
+
+    this.remoteStream = new MediaStream([audioTx.receiver.track, videoTx.receiver.track]);
+    this.remoteVideoFlowing = false;
+    const remoteVideo = videoTx.receiver.track;
+    remoteVideo.onunmute = () => { if (gen === this.peerGen) { this.remoteVideoFlowing = true; this.#emit("change"); } };
+    remoteVideo.onmute = () => { if (gen === this.peerGen) { this.remoteVideoFlowing = false; this.#emit("change"); } };
+    this.#emit("remotestream");
+
+    pc.onicecandidate = (e) => this.#queueIce(gen, e.candidate);
+    pc.onconnectionstatechange = () => this.#onPcState(gen);
+    this.#emit("change");
+
+    try {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      if (gen !== this.peerGen) return;
+      const ack = await this.#request("offer", { sdp: offer.sdp, type: "offer" }, OFFER_TIMEOUT_MS);
+      if (gen !== this.peerGen) return;
+      if (!ack.ok) throw Object.assign(new Error(ack.error?.message || ack.error?.code || "offer refused"), { ack });
+      await pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
+      if (gen !== this.peerGen) return;
+      if (this.sendsMedia) await preferResolution(videoTx.sender);
+      this.answeredGen = gen;
+      this.#drainIce();
+      this.#startFreezeWatch(gen);
+    } catch (err) {
+      if (gen !== this.peerGen) return;
+      console.warn("takan: offer/answer failed", err);
+      this.#emit("notice", { key: "warn.offerFailed", params: { message: err.message } });
+      this.#recover("offer failed");
+    }
+  }
+
+  #teardownPeer() {
+    clearTimeout(this.disconnectedTimer);
+    clearTimeout(this.recoverTimer);
+    clearInterval(this.freezeTimer);
+    this.recoverTimer = null;
+    this.iceQueue = [];
+    const pc = this.pc;
+    if (!pc) return;
+    this.peerGen++; // late callbacks of the old pc see a stale generation
+    this.pc = null;
+    pc.onicecandidate = null;
+    pc.onconnectionstatechange = null;
+    try { pc.close(); } catch { /* already closed */ }
+    this.remoteVideoFlowing = false;
+    this.#emit("change");
+  }
+
+  #onPcState(gen) {
+    if (gen !== this.peerGen || !this.pc) return;
+    const state = this.pc.connectionState;
+    clearTimeout(this.disconnectedTimer);
+    if (state === "connected") {
+      this.recoverAttempts = 0;
+    } else if (state === "disconnected") {
+      this.disconnectedTimer = setTimeout(() => {
+        if (gen === this.peerGen && this.pc?.connectionState === "disconnected") this.#recover("disconnected");
+      }, DISCONNECTED_GRACE_MS);
+    } else if (state === "failed") {
+      this.#recover("failed");
+    }
+    this.#emit("change");
+  }
+
+  /** Build a new pc with a new offer (the server replaces the old one); backs off on repeats. */
+  #recover(reason) {
+    if (this.final || this.state.error || !this.state.joined || !this.socket?.connected) return;
+    if (this.recoverTimer) return;
+    const delay = this.recoverAttempts === 0 ? 0 : Math.min(1000 * 2 ** (this.recoverAttempts - 1), 10000);
+    this.recoverAttempts++;
+    this.recoverTimer = setTimeout(() => {
+      this.recoverTimer = null;
+      if (!this.final && this.state.joined && this.socket?.connected) this.#buildPeer(reason);
+    }, delay);
+  }
+
+  #queueIce(gen, candidate) {
+    if (gen !== this.peerGen) return;
+    if (candidate && !candidate.candidate) return; // per-section end marker: we send one null at the end
+    const msg = candidate
+      ? { candidate: candidate.candidate, sdpMid: candidate.sdpMid ?? "0", sdpMLineIndex: candidate.sdpMLineIndex ?? 0 }
+      : { candidate: null };
+    this.iceQueue.push({ gen, msg });
+    this.#drainIce();
+  }
+
+  /** Candidates go out in order, one ack at a time, only after this pc's answer arrived. */
+  async #drainIce() {
+    if (this.iceDraining) return;
+    this.iceDraining = true;
+    try {
+      while (this.iceQueue.length && this.answeredGen === this.peerGen) {
+        const { gen, msg } = this.iceQueue.shift();
+        if (gen !== this.peerGen) continue;
+        const ack = await this.#request("ice", msg);
+        if (!ack.ok) console.warn("takan: ice refused", ack.error);
+        await sleep(ICE_SEND_GAP_MS);
+      }
+    } finally {
+      this.iceDraining = false;
+    }
+  }
+
+  /**
+   * Ask for a keyframe when the other side says its camera is on but no new frame has been
+   * decoded for ~4 s (packets lost, or a relay waiting for a keyframe to start forwarding).
+   */
+  #startFreezeWatch(gen) {
+    clearInterval(this.freezeTimer);
+    this.freeze = { frames: -1, ticks: 0, lastRequest: 0 };
+    this.freezeTimer = setInterval(async () => {
+      if (gen !== this.peerGen || !this.pc || this.pc.connectionState !== "connected") return;
+      const source = this.participants.find((p) => p.role === SOURCE_ROLE[this.state.role]);
+      let frames = 0;
+      (await this.pc.getStats()).forEach((s) => {
+        if (s.type === "inbound-rtp" && (s.kind ?? s.mediaType) === "video") frames += s.framesDecoded ?? 0;
+      });
+      const f = this.freeze;
+      const expected = source && source.media?.video !== false && source.connection === "connected";
+      f.ticks = expected && frames === f.frames ? f.ticks + 1 : 0;
+      f.frames = frames;
+      const needed = frames === 0 ? 1 : 2; // nothing decoded yet: ask sooner
+      if (f.ticks >= needed && Date.now() - f.lastRequest > KEYFRAME_MIN_GAP_MS) {
+        f.lastRequest = Date.now();
+        console.info("takan: no new video frames; asking for a keyframe");
+        this.#request("keyframe", {});
+      }
+    }, FREEZE_CHECK_MS);
+  }
+
+  // ---- actions and stats -------------------------------------------------------------------
+
+  /** Inspector only: end the inspection (the `status` event then finishes every page). */
+  async end() {
+    const ack = await this.#request("end", {});
+    if (ack.ok && ack.status === "ended") this.#setStatus("ended");
+    return ack;
+  }
+
+  /** Counters summed over this pc's inbound-rtp / outbound-rtp stats (reset when the pc is rebuilt). */
+  async stats() {
+    const out = { videoFramesDecoded: 0, audioPacketsReceived: 0, videoFramesSent: 0, connectionState: this.pcState };
+    if (!this.pc) return out;
+    const report = await this.pc.getStats();
+    report.forEach((s) => {
+      const kind = s.kind ?? s.mediaType;
+      if (s.type === "inbound-rtp" && kind === "video") out.videoFramesDecoded += s.framesDecoded ?? 0;
+      else if (s.type === "inbound-rtp" && kind === "audio") out.audioPacketsReceived += s.packetsReceived ?? 0;
+      else if (s.type === "outbound-rtp" && kind === "video") out.videoFramesSent += s.framesSent ?? 0;
+    });
+    return out;
+  }
+
+  #emit(name, detail = null) {
+    this.dispatchEvent(new CustomEvent(name, { detail }));
+  }
+}
+
+/** Prefer sharp pictures over smooth motion (an inspector reads signs and meters). */
+async function preferResolution(sender) {
+  try {
+    const params = sender.getParameters();
+    if (params.degradationPreference === "maintain-resolution") return;
+    params.degradationPreference = "maintain-resolution";
+    await sender.setParameters(params);
+  } catch (err) {
+    console.debug("takan: degradationPreference not applied", err);
+  }
+}
+
+/** The token from the URL fragment (`/join#<token>`). */
+export function tokenFromUrl() {
+  const raw = location.hash.slice(1).trim();
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
+/** window.takan: the hook automated browser tests read. */
+export function exposeForTests(session) {
+  window.takan = {
+    state: session.state,
+    events: session.events,
+    session,
+    async stats() {
+      return session.stats();
+    },
+  };
+}
