@@ -90,6 +90,26 @@ class Inspection:
         end = parse_rfc3339(self.ended_at) or now_utc()
         return round((end - start).total_seconds(), 3)
 
+    def evidence_summary(self) -> dict[str, Any]:
+        """What the manifest says about the inspection (no ID or phone numbers)."""
+        return {
+            "id": self.id,
+            "case_no": self.case_no,
+            "item_code": self.item_code,
+            "item_name": self.item_name,
+            "applicant_name": self.applicant.get("name"),
+            "site_address": self.site.get("address"),
+            "status": self.status,
+            "scheduled_at": self.scheduled_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration_ms": None if self.duration_s is None else int(self.duration_s * 1000),
+            "checkpoints": [
+                {"code": c["code"], "required": c["required"], "captured": c["captured"], "evidence": c["evidence"]}
+                for c in self.checkpoints
+            ],
+        }
+
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True).encode()
 

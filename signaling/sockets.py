@@ -6,12 +6,13 @@ import asyncio
 import datetime
 import logging
 import time
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Optional
 
 import socketio
 
 from approval.errors import Forbidden, TakanError
 from approval.inspections import InspectionBook, now_utc, rfc3339
+from evidence.journal import Journal
 from media.sdp import BadSdp
 
 from . import messages
@@ -23,10 +24,6 @@ logger = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_SECOND = 50
 MAX_CONNECTS_PER_MINUTE = 60
-
-#: Called with (inspection id, event type, actor, data) for the evidence log.
-Journal = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
-
 
 class NotJoined(TakanError):
     status, code, title = 409, "not_joined", "Not joined"
@@ -48,7 +45,8 @@ class SessionNamespace(socketio.AsyncNamespace):
         book: InspectionBook,
         signer: TokenSigner,
         ice_servers: list[dict[str, Any]],
-        journal: Optional[Journal] = None,
+        journal: Journal,
+        base_url: str,
     ) -> None:
         super().__init__("/")
         self.rooms = rooms
@@ -56,6 +54,7 @@ class SessionNamespace(socketio.AsyncNamespace):
         self.signer = signer
         self.ice_servers = ice_servers
         self.journal = journal
+        self.base_url = base_url
         self._participants: dict[str, tuple[Room, Participant]] = {}
         self._rate: dict[str, tuple[float, int]] = {}
 
@@ -294,6 +293,7 @@ class SessionNamespace(socketio.AsyncNamespace):
                 self._participants.pop(participant.sid, None)
                 await self.rooms.live.release_role(inspection_id, participant.role, participant.sid)
             await self.rooms.close_room(inspection_id)
+        await self.seal(inspection_id)
 
     async def _broadcast_presence(self, room: Room) -> None:
         await self.emit(
@@ -303,5 +303,11 @@ class SessionNamespace(socketio.AsyncNamespace):
         )
 
     async def _log(self, inspection_id: str, event: str, actor: str, data: dict[str, Any]) -> None:
-        if self.journal is not None:
-            await self.journal(inspection_id, event, actor, data)
+        await self.journal.record(inspection_id, event, actor, data)
+
+    async def seal(self, inspection_id: str) -> None:
+        """Sign the evidence as it stands and point the record at the manifest."""
+        record = self.book.get(inspection_id)
+        sha256 = await self.journal.seal(inspection_id, record.evidence_summary(), record.verdict)
+        record.manifest = {"sha256": sha256, "url": f"{self.base_url}/api/v1/inspections/{inspection_id}/manifest"}
+        await self.book.update(record)

@@ -89,7 +89,7 @@ class LocalObjectStore:
         if self._started:
             return
         await asyncio.to_thread(self._root.mkdir, parents=True, exist_ok=True)
-        # Resolve once so that the containment check in _path compares real paths.
+        # An absolute root keeps working if the process changes directory later.
         self._root = await asyncio.to_thread(self._root.resolve)
         self._started = True
         logger.info("local object store ready at %s", self._root)
@@ -108,15 +108,15 @@ class LocalObjectStore:
     ) -> ObjectInfo:
         """Store ``data`` under ``key`` atomically; ``content_type`` is not kept locally."""
         path = self._path(key)
-        info = ObjectInfo.of(key, data)
-        await asyncio.to_thread(self._put_blocking, key, path, data)
+        info = await asyncio.to_thread(self._put_blocking, key, path, data)
         logger.debug("stored %s (%s bytes)", key, info.size)
         return info
 
-    def _put_blocking(self, key: str, path: Path, data: bytes) -> None:
+    def _put_blocking(self, key: str, path: Path, data: bytes) -> ObjectInfo:
         # A concurrent delete() may prune an emptied parent directory between our mkdir and
-        # our write; the second attempt recreates it.
-        for attempt in range(3):
+        # our write; another attempt recreates it.
+        attempts_left = 3
+        while True:
             try:
                 _make_dirs(path.parent, self._root)
                 if path.is_dir():
@@ -125,14 +125,15 @@ class LocalObjectStore:
                         "the local store cannot hold both 'a' and 'a/...'"
                     )
                 write_atomically(path, data)
-                return
+                return ObjectInfo.of(key, data)
             except (FileExistsError, NotADirectoryError):
                 raise InvalidKey(
                     f"object key {key!r} runs through an existing object; "
                     "the local store cannot hold both 'a' and 'a/...'"
                 ) from None
             except FileNotFoundError:
-                if attempt == 2:
+                attempts_left -= 1
+                if not attempts_left:
                     raise
 
     async def get(self, key: str) -> bytes:

@@ -197,13 +197,13 @@ class S3ObjectStore:
     ) -> ObjectInfo:
         """Upload ``data`` under ``key`` in a single request."""
         validate_key(key)
-        info = ObjectInfo.of(key, data)
-        await self._call(self._put_blocking, info, data, content_type)
+        info = await self._call(self._put_blocking, key, data, content_type)
         logger.debug("stored %s/%s (%s bytes)", self._bucket, key, info.size)
         return info
 
-    def _put_blocking(self, info: ObjectInfo, data: bytes, content_type: str) -> None:
+    def _put_blocking(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
         client = self._require_client()
+        info = ObjectInfo.of(key, data)  # hashed here, off the event loop
         headers: dict[str, str | builtins.list[str] | tuple[str]] = {
             _SHA256_META: info.sha256
         }
@@ -227,6 +227,7 @@ class S3ObjectStore:
             # single PUT keeps the checksum header valid (multipart would need per-part ones).
             part_size=max(MIN_PART_SIZE, len(data)),
         )
+        return info
 
     async def get(self, key: str) -> bytes:
         """Download the object stored under ``key``."""

@@ -195,16 +195,16 @@ class SpoolingStore:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise
-        if self._started:
-            self._started = False
-            self._inner_ready = False
-            if self._entries:
-                logger.info(
-                    "spool closed with %s writes waiting in %s; they drain after the next start",
-                    len(self._entries),
-                    self._dir,
-                )
-            await self._inner.close()
+        if self._started and self._entries:
+            logger.info(
+                "spool closed with %s writes waiting in %s; they drain after the next start",
+                len(self._entries),
+                self._dir,
+            )
+        self._started = False
+        self._inner_ready = False
+        # Also after a failed start(): inner may hold a half-made connection pool.
+        await self._inner.close()
 
     def _require_started(self) -> None:
         if not self._started:
@@ -245,8 +245,7 @@ class SpoolingStore:
             else:
                 self._note_recovery()
                 return info
-        await self._spool("put", key, data, content_type)
-        return ObjectInfo.of(key, data)
+        return await self._spool("put", key, data, content_type)
 
     async def get(self, key: str) -> bytes:
         """Return the newest bytes under ``key``, spooled or stored."""
@@ -389,12 +388,7 @@ class SpoolingStore:
         if entry.op == "delete":
             await self._inner.delete(entry.key)
             return
-        try:
-            data = await asyncio.to_thread(self._data_path(entry.seq).read_bytes)
-        except FileNotFoundError:
-            raise _CorruptEntry("data file missing") from None
-        if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
-            raise _CorruptEntry("data does not match the sidecar's size and sha256")
+        data = await asyncio.to_thread(self._read_verified, entry)
         await self._inner.put(entry.key, data, entry.content_type)
 
     # spool files (blocking helpers run in a thread)
@@ -407,8 +401,8 @@ class SpoolingStore:
 
     async def _spool(
         self, op: Literal["put", "delete"], key: str, data: bytes, content_type: str
-    ) -> None:
-        info = ObjectInfo.of(key, data)
+    ) -> ObjectInfo:
+        info = await asyncio.to_thread(ObjectInfo.of, key, data)
         async with self._write_lock:
             # Sequence numbers are taken under the lock so that entries join the queue in
             # the order they were accepted.
@@ -428,6 +422,16 @@ class SpoolingStore:
             self._drained.clear()
             self._pending.set()
         logger.debug("spooled %s of %s as seq %s (depth %s)", op, key, entry.seq, self.depth)
+        return info
+
+    def _read_verified(self, entry: _Entry) -> bytes:
+        try:
+            data = self._data_path(entry.seq).read_bytes()
+        except FileNotFoundError:
+            raise _CorruptEntry("data file missing") from None
+        if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise _CorruptEntry("data does not match the sidecar's size and sha256")
+        return data
 
     def _write_files(self, entry: _Entry, data: bytes) -> None:
         self._dir.mkdir(parents=True, exist_ok=True)

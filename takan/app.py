@@ -22,10 +22,14 @@ from approval.apikeys import ApiKeys, IssuedKey
 from approval.idempotency import IdempotencyKeys
 from approval.inspections import InspectionBook
 from approval.templates import Templates
+from evidence.access import AccessLog
+from evidence.journal import Journal
+from evidence.signing import SigningKeys
 from media.ice import offer_loopback_candidates, rtc_configuration
 from media.tap import check_aiortc_seams
 from signaling import pages
 from signaling.api import InspectionApi
+from signaling.evidence_api import EvidenceApi
 from signaling.problems import problems_middleware
 from signaling.rooms import Rooms
 from signaling.sockets import SessionNamespace
@@ -51,6 +55,9 @@ class Services:
     book: InspectionBook
     keys: ApiKeys
     rooms: Rooms
+    signing: SigningKeys
+    journal: Journal
+    access: AccessLog
     sessions: SessionNamespace
     sio: socketio.AsyncServer
     bootstrap_key: Optional[IssuedKey] = None
@@ -109,7 +116,12 @@ def build_app(config: Config) -> web.Application:
     rtc_config = rtc_configuration(config.ice_servers)
     rooms = Rooms(live, lambda: RTCPeerConnection(rtc_config), config.node_id)
     signer = TokenSigner(link_secret)
-    sessions = SessionNamespace(rooms, book, signer, [s.to_browser() for s in config.ice_servers])
+    signing = SigningKeys(config.data_dir / "keys", store)
+    journal = Journal(store, signing)
+    access = AccessLog(store)
+    sessions = SessionNamespace(
+        rooms, book, signer, [s.to_browser() for s in config.ice_servers], journal, config.base_url
+    )
 
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
     sio = socketio.AsyncServer(
@@ -122,7 +134,7 @@ def build_app(config: Config) -> web.Application:
     sio.register_namespace(sessions)
 
     app = web.Application(middlewares=[problems_middleware], client_max_size=8 * 1024 * 1024)
-    services = Services(config, store, live, book, keys, rooms, sessions, sio)
+    services = Services(config, store, live, book, keys, rooms, signing, journal, access, sessions, sio)
     app[SERVICES] = services
     sio.attach(app)
 
@@ -136,6 +148,7 @@ def build_app(config: Config) -> web.Application:
         datetime.timedelta(hours=config.link_ttl_hours),
     )
     app.add_routes(api.routes())
+    app.add_routes(EvidenceApi(book, keys, store, signing, access).routes())
     app.add_routes([web.get("/healthz", healthz)])
     app.add_routes(pages.routes())
     app.cleanup_ctx.append(_lifecycle)
@@ -151,6 +164,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         try:
             await services.book.start()
             await services.keys.start()
+            await services.signing.start()
             await _mark_interrupted(services)
             if config.api_key:
                 await services.keys.seed(config.api_key, config.webhook_secret)
@@ -159,6 +173,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             yield
         finally:
             await services.rooms.close()
+            await services.signing.close()
             await services.book.close()
             await services.keys.close()
             await services.live.close()
@@ -171,7 +186,9 @@ async def _mark_interrupted(services: Services) -> None:
     for record in services.book.all():
         if record.status == "live":
             await services.book.transition(record.id, "interrupted")
-            logger.warning("inspection %s was live at start-up; marked interrupted", record.id)
+            await services.journal.record(record.id, "session.interrupted", "system", {"reason": "the server restarted during the session"})
+            await services.sessions.seal(record.id)
+            logger.warning("inspection %s was live at start-up; marked interrupted and sealed", record.id)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from typing import Any, Optional, Sequence
 
 from aiohttp import web
@@ -51,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--node-id", help="name of this node (TAKAN_NODE_ID)")
     add("--templates-dir", help="directory of checklist templates overriding the built-in ones")
 
+    verify = verbs.add_parser("verify", help="verify an inspection's evidence (exit 1 on any difference)")
+    _server_flags(verify)
+    verify.add_argument("inspection", nargs="+", help="inspection id(s)")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.add_argument("--quiet", action="store_true", help="no progress output")
+
+    keys = verbs.add_parser("keys", help="manifest signing keys")
+    _server_flags(keys)
+    keys_verbs = keys.add_subparsers(dest="keys_verb", metavar="ACTION")
+    keys_verbs.add_parser("list", help="list the public keys")
+    keys_verbs.add_parser("rotate", help="make a new current signing key (old manifests stay valid)")
+
     apikey = verbs.add_parser("apikey", help="issue or revoke approval-core API keys")
     _server_flags(apikey)
     apikey_verbs = apikey.add_subparsers(dest="apikey_verb", metavar="ACTION")
@@ -62,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(args).items() if k not in ("verb", "apikey_verb")}
+    local = ("verb", "apikey_verb", "keys_verb", "inspection", "json", "quiet", "name", "key_id")
+    return {k: v for k, v in vars(args).items() if k not in local}
 
 
 def setup_logging(level: str) -> None:
@@ -93,6 +107,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.apikey_verb is None:
             parser.parse_args(["apikey", "--help"])
         return asyncio.run(apikey(config, args))
+    if args.verb == "verify":
+        return asyncio.run(verify(config, args))
+    if args.verb == "keys":
+        if args.keys_verb is None:
+            parser.parse_args(["keys", "--help"])
+        return asyncio.run(keys(config, args))
     return 2
 
 
@@ -174,6 +194,87 @@ async def apikey(config: Config, args: argparse.Namespace) -> int:
         else:
             await keys.revoke(args.key_id)
             print(f"API key {args.key_id} revoked")
+        return 0
+    finally:
+        await store.close()
+
+
+class _ProgressBar:
+    """Progress of long verifications on stderr: a bar on a terminal, else a line per quarter."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+        self._quarter = -1
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if not self.enabled:
+            return
+        share = done / total if total else 1.0
+        if not self.tty:
+            quarter = int(share * 4)
+            if quarter != self._quarter:
+                self._quarter = quarter
+                print(f"  {share:4.0%} checked ({done / 1e6:.1f} of {total / 1e6:.1f} MB)", file=sys.stderr, flush=True)
+            return
+        now = time.monotonic()
+        if now - self._last < 0.2 and done < total:
+            return
+        self._last = now
+        bar = "#" * int(share * 30)
+        print(f"\r  [{bar:<30}] {share:6.1%} {done / 1e6:8.1f} MB  {what[-40:]:<40}", end="", file=sys.stderr, flush=True)
+        if done >= total:
+            print(file=sys.stderr)
+
+
+async def verify(config: Config, args: argparse.Namespace) -> int:
+    import json
+
+    from evidence.verify import verify_inspection
+
+    from .app import make_object_store
+
+    store = make_object_store(config)
+    await store.start()
+    failed = 0
+    try:
+        for inspection_id in args.inspection:
+            if not args.quiet and not args.json:
+                print(f"verifying inspection {inspection_id}", file=sys.stderr)
+            report = await verify_inspection(store, inspection_id, _ProgressBar(not args.quiet and not args.json))
+            if args.json:
+                print(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
+            elif report.ok:
+                print(
+                    f"OK {inspection_id}: {report.objects_checked} objects ({report.bytes_checked / 1e6:.1f} MB), "
+                    f"{report.events_checked} events, signature by key {report.key_id}"
+                )
+            else:
+                print(f"FAILED {inspection_id}: first difference: {report.first_problem}")
+                for problem in report.problems[1:]:
+                    print(f"  also: {problem}")
+            failed += 0 if report.ok else 1
+    finally:
+        await store.close()
+    return 1 if failed else 0
+
+
+async def keys(config: Config, args: argparse.Namespace) -> int:
+    from evidence.signing import SigningKeys
+
+    from .app import make_object_store
+
+    store = make_object_store(config)
+    await store.start()
+    try:
+        signing = SigningKeys(config.data_dir / "keys", store)
+        await signing.start()
+        if args.keys_verb == "rotate":
+            kid = await signing.rotate()
+            print(f"signing key {kid} is now current; restart running servers to use it")
+        for info in await signing.public.all(current=signing.current_kid):
+            print(f"{info.kid}  created {info.created_at}{'  (current)' if info.current else ''}")
         return 0
     finally:
         await store.close()

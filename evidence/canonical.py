@@ -1,0 +1,80 @@
+"""RFC 8785 JSON Canonicalization Scheme (JCS).
+
+Object members sorted by their UTF-16 code units, no insignificant whitespace, strings
+escaped as ECMAScript's JSON.stringify does, numbers in ECMAScript's shortest form.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+
+def canonical_json(value: Any) -> bytes:
+    """The RFC 8785 serialization of ``value`` as UTF-8 bytes."""
+    return _encode(value).encode("utf-8")
+
+
+def _encode(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        # json.dumps with ensure_ascii=False escapes exactly what JSON.stringify escapes
+        # (", \\, control characters; \b \f \n \r \t short forms; others \u00XX).
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int):
+        return _number(float(value)) if abs(value) >= 2**53 else str(value)
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_encode(v) for v in value) + "]"
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise TypeError(f"object keys must be strings, got {key!r}")
+        keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
+        return "{" + ",".join(_encode(k) + ":" + _encode(value[k]) for k in keys) + "}"
+    raise TypeError(f"cannot canonicalize {type(value).__name__}")
+
+
+def _number(number: float) -> str:
+    """ECMAScript Number::toString for a finite double."""
+    if math.isnan(number) or math.isinf(number):
+        raise ValueError("NaN and Infinity are not JSON")
+    if number == 0:
+        return "0"
+    if number.is_integer() and abs(number) < 1e21:
+        return str(int(number))
+    # repr gives the shortest round-trip digits; re-lay them out as ECMAScript does.
+    sign = "-" if number < 0 else ""
+    text = repr(abs(number))
+    if "e" in text:
+        mantissa, exp_text = text.split("e")
+        exponent = int(exp_text)
+    else:
+        mantissa, exponent = text, 0
+    if "." in mantissa:
+        whole, frac = mantissa.split(".")
+    else:
+        whole, frac = mantissa, ""
+    digits = (whole + frac).lstrip("0")
+    # n: position of the decimal point relative to the digit string (ECMAScript's n)
+    point = len(whole) + exponent - (len(whole + frac) - len((whole + frac).lstrip("0")))
+    digits = digits.rstrip("0") or "0"
+    k = len(digits)
+    if k <= point <= 21:
+        return sign + digits + "0" * (point - k)
+    if 0 < point <= 21:
+        return sign + digits[:point] + "." + digits[point:]
+    if -6 < point <= 0:
+        return sign + "0." + "0" * (-point) + digits
+    exp = point - 1
+    exp_str = ("+" if exp > 0 else "-") + str(abs(exp))
+    if k == 1:
+        return sign + digits + "e" + exp_str
+    return sign + digits[0] + "." + digits[1:] + "e" + exp_str

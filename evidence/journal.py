@@ -1,0 +1,80 @@
+"""Writes an inspection's evidence as it happens: events and blobs, then the seal."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from typing import Any, Optional
+
+from storage.keys import validate_key
+from storage.objects import ObjectStore
+
+from .chainlog import ChainLog
+from .manifest import EVENTS, prefix_of, seal
+from .signing import SigningKeys
+
+logger = logging.getLogger(__name__)
+
+
+class Journal:
+    """Every inspection's event log, and the blobs its events record."""
+
+    def __init__(self, store: ObjectStore, keys: SigningKeys) -> None:
+        self.store = store
+        self.keys = keys
+        self._logs: dict[str, ChainLog] = {}
+        self._lock = asyncio.Lock()
+
+    async def _log_of(self, inspection_id: str) -> ChainLog:
+        async with self._lock:
+            log = self._logs.get(inspection_id)
+            if log is None:
+                log = ChainLog(self.store, prefix_of(inspection_id) + EVENTS)
+                await log.load()
+                self._logs[inspection_id] = log
+            return log
+
+    async def record(self, inspection_id: str, type_: str, actor: str, data: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        """Append one event to the inspection's log (stored before this returns)."""
+        log = await self._log_of(inspection_id)
+        return await log.append(type_, actor, data)
+
+    async def record_blob(
+        self,
+        inspection_id: str,
+        relative_key: str,
+        data: bytes,
+        content_type: str,
+        type_: str,
+        actor: str,
+        details: Optional[dict[str, Any]] = None,
+    ) -> dict[str, Any]:
+        """Store a blob, then log an event carrying its key, size and sha256."""
+        validate_key(relative_key)
+        await self.store.put(prefix_of(inspection_id) + relative_key, data, content_type)
+        event = {"key": relative_key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        event.update(details or {})
+        return await self.record(inspection_id, type_, actor, event)
+
+    async def head(self, inspection_id: str) -> str:
+        return (await self._log_of(inspection_id)).head
+
+    async def seal(
+        self,
+        inspection_id: str,
+        inspection: dict[str, Any],
+        verdict: Optional[dict[str, Any]] = None,
+        rules_version: Optional[str] = None,
+    ) -> str:
+        """Write the signed manifest; returns its sha256."""
+        log = await self._log_of(inspection_id)
+        async with log.lock:
+            body, _ = await seal(
+                self.store, self.keys, inspection_id, inspection, log.data(), log.head, log.count, verdict, rules_version
+            )
+        return hashlib.sha256(body).hexdigest()
+
+    def forget(self, inspection_id: str) -> None:
+        """Drop the in-memory copy of a finished inspection's log."""
+        self._logs.pop(inspection_id, None)

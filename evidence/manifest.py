@@ -1,0 +1,110 @@
+"""Sealing an inspection's evidence: manifest.json and its Ed25519 signature.
+
+Format (docs/evidence.md): RFC 8785 canonical JSON listing every object under the
+inspection's prefix (key relative to the prefix, kind, size, sha256, time span), the
+event log's head, an RFC 9162 Merkle root whose leaves are the canonical JSON of the
+object entries in listed order, the verdict and the rules version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any, Optional
+
+from storage.objects import ObjectStore
+
+from .canonical import canonical_json
+from .chainlog import rfc3339_ms, utc_now
+from .merkle import tree_hash
+from .signing import SigningKeys
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "takan-evidence/1"
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.json.sig"
+EVENTS = "events.jsonl"
+SEALS = (MANIFEST, SIGNATURE)
+
+
+def prefix_of(inspection_id: str) -> str:
+    return f"inspections/{inspection_id}/"
+
+
+def kind_of(relative_key: str) -> str:
+    if relative_key == EVENTS:
+        return "events"
+    top = relative_key.split("/", 1)[0]
+    return {"media": "media", "stills": "still", "photos": "photo", "signatures": "signature"}.get(top, "other")
+
+
+def objects_from_events(events: bytes) -> list[dict[str, Any]]:
+    """The manifest's object entries: every blob an event recorded, plus the log itself.
+
+    Built from the log rather than a listing of the store, so sealing reads nothing back
+    and works while a storage outage is being spooled; ``verify`` recomputes every hash.
+    """
+    latest: dict[str, dict[str, Any]] = {}
+    for line in events.splitlines():
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        data = entry.get("data") or {}
+        key = data.get("key")
+        if isinstance(key, str):
+            latest[key] = {
+                "key": key,
+                "kind": kind_of(key),
+                "size": int(data["size"]),
+                "sha256": str(data["sha256"]),
+                "start": str(data.get("wall_start", entry["at"])),
+                "end": str(data.get("wall_end", entry["at"])),
+            }
+    latest[EVENTS] = {
+        "key": EVENTS,
+        "kind": "events",
+        "size": len(events),
+        "sha256": hashlib.sha256(events).hexdigest(),
+    }
+    return [latest[k] for k in sorted(latest)]
+
+
+def merkle_root(objects: list[dict[str, Any]]) -> str:
+    return tree_hash([canonical_json(entry) for entry in objects]).hex()
+
+
+async def seal(
+    store: ObjectStore,
+    keys: SigningKeys,
+    inspection_id: str,
+    inspection: dict[str, Any],
+    events: bytes,
+    log_head: str,
+    log_count: int,
+    verdict: Optional[dict[str, Any]] = None,
+    rules_version: Optional[str] = None,
+) -> tuple[bytes, bytes]:
+    """Write manifest.json and manifest.json.sig over the log and the blobs it records."""
+    prefix = prefix_of(inspection_id)
+    objects = objects_from_events(events)
+    manifest = {
+        "format": FORMAT,
+        "inspection_id": inspection_id,
+        "prefix": prefix,
+        "inspection": inspection,
+        "objects": objects,
+        "log": {"key": EVENTS, "head": log_head, "count": log_count},
+        "merkle": {"alg": "RFC9162-SHA256", "leaves": "canonical JSON of each objects[] entry, in order", "root": merkle_root(objects)},
+        "verdict": verdict,
+        "rules_version": rules_version,
+        "sealed_at": rfc3339_ms(utc_now()),
+        "signature": {"alg": "Ed25519", "key_id": keys.current_kid, "file": SIGNATURE},
+    }
+    body = canonical_json(manifest)
+    _, signature = keys.sign(body)
+    await store.put(prefix + MANIFEST, body, "application/json")
+    await store.put(prefix + SIGNATURE, signature, "application/octet-stream")
+    logger.info("inspection %s sealed: %d objects, log head %s", inspection_id, len(objects), log_head[:12])
+    return body, signature

@@ -1,0 +1,171 @@
+"""Ed25519 keys that sign manifests.
+
+Private keys live in ``<data dir>/keys/`` (mode 0600); the current key id is in
+``keys/current``. Public keys are also published to the object store under
+``system/keys/<kid>.pem`` so that manifests stay verifiable from the store alone, after a
+rotation, a backup/restore, or on another machine. A key id is the first 16 hex digits of
+SHA-256 over the raw 32-byte public key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from storage.objects import ObjectNotFound, ObjectStore
+
+from .chainlog import rfc3339_ms, utc_now
+
+logger = logging.getLogger(__name__)
+
+PUBLIC_PREFIX = "system/keys/"
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def public_pem(public: Ed25519PublicKey) -> str:
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def public_jwk(public: Ed25519PublicKey, kid: str) -> dict[str, str]:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"}
+
+
+@dataclass(frozen=True)
+class PublicKeyInfo:
+    kid: str
+    pem: str
+    created_at: str
+    current: bool
+
+    def as_json(self) -> dict[str, object]:
+        public = serialization.load_pem_public_key(self.pem.encode())
+        assert isinstance(public, Ed25519PublicKey)
+        return {
+            "kid": self.kid,
+            "alg": "Ed25519",
+            "pem": self.pem,
+            "jwk": public_jwk(public, self.kid),
+            "created_at": self.created_at,
+            "current": self.current,
+        }
+
+
+class PublicKeys:
+    """Public keys read from the object store: all a verifier needs."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+
+    async def get(self, kid: str) -> Optional[Ed25519PublicKey]:
+        if not kid.isalnum():
+            return None
+        try:
+            record = json.loads(await self._store.get(f"{PUBLIC_PREFIX}{kid}.json"))
+        except ObjectNotFound:
+            return None
+        public = serialization.load_pem_public_key(record["pem"].encode())
+        return public if isinstance(public, Ed25519PublicKey) else None
+
+    async def all(self, current: Optional[str] = None) -> list[PublicKeyInfo]:
+        out = []
+        for name in await self._store.list(PUBLIC_PREFIX):
+            if name.endswith(".json"):
+                record = json.loads(await self._store.get(name))
+                out.append(PublicKeyInfo(record["kid"], record["pem"], record["created_at"], record["kid"] == current))
+        return sorted(out, key=lambda k: k.created_at)
+
+    async def verify(self, kid: str, signature: bytes, data: bytes) -> bool:
+        public = await self.get(kid)
+        if public is None:
+            return False
+        try:
+            public.verify(signature, data)
+        except InvalidSignature:
+            return False
+        return True
+
+
+class SigningKeys:
+    """The signer's private keys; generates one on first start."""
+
+    def __init__(self, directory: Path, store: ObjectStore) -> None:
+        self._dir = directory
+        self._store = store
+        self.public = PublicKeys(store)
+        self._current: Optional[tuple[str, Ed25519PrivateKey]] = None
+
+    @property
+    def current_kid(self) -> str:
+        if self._current is None:
+            raise RuntimeError("call SigningKeys.start() first")
+        return self._current[0]
+
+    async def start(self) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        pointer = self._dir / "current"
+        if pointer.exists():
+            kid = pointer.read_text().strip()
+            self._current = (kid, self._load(kid))
+        else:
+            await self.rotate()
+        # (re)publish every local public key: the store may be new or restored
+        for path in sorted(self._dir.glob("*.key")):
+            await self._publish(path.stem, self._load(path.stem))
+
+    async def close(self) -> None:
+        self._current = None
+
+    def _load(self, kid: str) -> Ed25519PrivateKey:
+        key = serialization.load_pem_private_key((self._dir / f"{kid}.key").read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"signing key {kid} is not an Ed25519 key")
+        return key
+
+    async def rotate(self) -> str:
+        """Make a new current key; old keys stay published so old manifests verify."""
+        private = Ed25519PrivateKey.generate()
+        kid = key_id(private.public_key())
+        path = self._dir / f"{kid}.key"
+        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+            os.fsync(handle.fileno())
+        tmp = self._dir / "current.tmp"
+        tmp.write_text(kid)
+        os.replace(tmp, self._dir / "current")
+        await self._publish(kid, private)
+        self._current = (kid, private)
+        logger.info("signing key %s is now current", kid)
+        return kid
+
+    async def _publish(self, kid: str, private: Ed25519PrivateKey) -> None:
+        name = f"{PUBLIC_PREFIX}{kid}.json"
+        if await self._store.head(name) is not None:
+            return
+        created = rfc3339_ms(utc_now())
+        record = {"kid": kid, "alg": "Ed25519", "pem": public_pem(private.public_key()), "created_at": created}
+        await self._store.put(name, json.dumps(record).encode(), "application/json")
+        await self._store.put(f"{PUBLIC_PREFIX}{kid}.pem", record["pem"].encode(), "application/x-pem-file")
+
+    def sign(self, data: bytes) -> tuple[str, bytes]:
+        if self._current is None:
+            raise RuntimeError("call SigningKeys.start() first")
+        kid, private = self._current
+        return kid, private.sign(data)
