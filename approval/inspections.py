@@ -19,7 +19,7 @@ from storage.objects import ObjectStore
 
 from .errors import Conflict, NotFound, ValidationFailed
 from .requests import NewInspection
-from .templates import Templates
+from .templates import Template, Templates
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +147,9 @@ class InspectionBook:
         if record is None:
             raise NotFound(f"no inspection with id {inspection_id!r}")
         return record
+
+    def template_of(self, record: Inspection) -> Optional[Template]:
+        return self._templates.find(record.item_code)
 
     def find(self, inspection_id: str) -> Optional[Inspection]:
         return self._records.get(inspection_id)

@@ -9,6 +9,8 @@ from typing import Any, Optional
 from approval.errors import BadRequest, TooLarge
 
 MAX_EVENT_BYTES = 64 * 1024
+#: A signature carries its PNG and strokes: the one event allowed to be larger.
+MAX_UPLOAD_EVENT_BYTES = 1024 * 1024
 MAX_CANDIDATE_LENGTH = 1024
 
 
@@ -30,14 +32,15 @@ class MediaState:
     video: bool
 
 
-def _object(event: str, payload: Any, allowed: set[str]) -> dict[str, Any]:
+def parse_object(event: str, payload: Any, allowed: set[str], max_bytes: int = MAX_EVENT_BYTES) -> dict[str, Any]:
+    """The payload as a dict with only ``allowed`` fields, at most ``max_bytes`` as JSON."""
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
         raise BadRequest(f"'{event}' takes a JSON object, got {type(payload).__name__}")
     size = len(json.dumps(payload, ensure_ascii=False).encode())
-    if size > MAX_EVENT_BYTES:
-        raise TooLarge(f"'{event}' payload is {size} bytes; the limit is {MAX_EVENT_BYTES}")
+    if size > max_bytes:
+        raise TooLarge(f"'{event}' payload is {size} bytes; the limit is {max_bytes}")
     unknown = sorted(set(payload) - allowed)
     if unknown:
         raise BadRequest(f"'{event}' has unknown field(s): {', '.join(map(repr, unknown))}")
@@ -45,11 +48,11 @@ def _object(event: str, payload: Any, allowed: set[str]) -> dict[str, Any]:
 
 
 def parse_empty(event: str, payload: Any) -> None:
-    _object(event, payload, set())
+    parse_object(event, payload, set())
 
 
 def parse_offer(payload: Any) -> Offer:
-    data = _object("offer", payload, {"sdp", "type"})
+    data = parse_object("offer", payload, {"sdp", "type"})
     if data.get("type", "offer") != "offer":
         raise BadRequest(f"'offer'.type must be 'offer', got {data.get('type')!r}")
     sdp = data.get("sdp")
@@ -59,7 +62,7 @@ def parse_offer(payload: Any) -> Offer:
 
 
 def parse_ice(payload: Any) -> IceCandidate:
-    data = _object("ice", payload, {"candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"})
+    data = parse_object("ice", payload, {"candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"})
     candidate = data.get("candidate")
     if candidate is not None and (not isinstance(candidate, str) or len(candidate) > MAX_CANDIDATE_LENGTH):
         raise BadRequest(f"'ice'.candidate must be a string of at most {MAX_CANDIDATE_LENGTH} characters or null")
@@ -73,7 +76,7 @@ def parse_ice(payload: Any) -> IceCandidate:
 
 
 def parse_media(payload: Any) -> MediaState:
-    data = _object("media", payload, {"audio", "video"})
+    data = parse_object("media", payload, {"audio", "video"})
     for name in ("audio", "video"):
         if not isinstance(data.get(name), bool):
             raise BadRequest(f"'media'.{name} must be true or false")

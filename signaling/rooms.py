@@ -11,13 +11,18 @@ import asyncio
 import datetime
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Awaitable, Callable, Optional, Protocol
 
 from aiortc import RTCPeerConnection
 
 from media.peer import ServerPeer
 from media.relay import MediaRoom
 from storage.livestate import LiveState
+
+from .timer import SessionTimer
+
+if TYPE_CHECKING:
+    from recorder.stills import StillCapture
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,10 @@ class Participant:
         }
 
 
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
 class Room:
     """One inspection's live session on this node."""
 
@@ -57,6 +66,18 @@ class Room:
         self.inspection_id = inspection_id
         self.media = MediaRoom(inspection_id)
         self.participants: dict[str, Participant] = {}
+        self.timer: Optional[SessionTimer] = None
+        self.stills: Optional[StillCapture] = None
+        self.overtime_reason: Optional[str] = None
+        self.signatures: list[str] = []
+        self._attachments: list[Closable] = []
+
+    def attach(self, thing: Closable) -> None:
+        """Close ``thing`` with the room (before its media), e.g. the recorder."""
+        self._attachments.append(thing)
+
+    def signature_count(self, role: str) -> int:
+        return self.signatures.count(role)
 
     def by_role(self, role: str) -> list[Participant]:
         return [p for p in self.participants.values() if p.role == role]
@@ -70,6 +91,14 @@ class Room:
         for participant in list(self.participants.values()):
             await self.close_peer(participant)
         self.participants.clear()
+        if self.timer is not None:
+            await self.timer.close()
+        for thing in reversed(self._attachments):
+            try:
+                await thing.close()
+            except Exception:
+                logger.exception("room %s: closing %r failed", self.inspection_id, thing)
+        self._attachments.clear()
         await self.media.close()
 
 
@@ -81,10 +110,10 @@ class Rooms:
         self.pc_factory = pc_factory
         self.node_id = node_id
         self._rooms: dict[str, Room] = {}
-        self._room_listeners: list[Callable[[Room], None]] = []
+        self._room_listeners: list[Callable[[Room], Awaitable[None]]] = []
 
-    def on_room_created(self, listener: Callable[[Room], None]) -> None:
-        """Be told of each new room (the recorder subscribes here)."""
+    def on_room_created(self, listener: Callable[[Room], Awaitable[None]]) -> None:
+        """Be told of each new room (the recorder joins rooms this way)."""
         self._room_listeners.append(listener)
 
     async def get_or_create(self, inspection_id: str) -> Room:
@@ -94,7 +123,7 @@ class Rooms:
             self._rooms[inspection_id] = room
             await self.live.set_room_node(inspection_id, self.node_id)
             for listener in self._room_listeners:
-                listener(room)
+                await listener(room)
             logger.info("room %s opened on %s", inspection_id, self.node_id)
         return room
 

@@ -11,13 +11,15 @@ from typing import Any, Optional
 import socketio
 
 from approval.errors import Forbidden, TakanError
-from approval.inspections import InspectionBook, now_utc, rfc3339
+from approval.inspections import InspectionBook, now_utc, parse_rfc3339, rfc3339
 from evidence.journal import Journal
 from media.sdp import BadSdp
 
 from . import messages
+from .actions import SessionActions
 from .problems import error_ack
 from .rooms import SINGLE_HOLDER_ROLES, Participant, Room, Rooms
+from .timer import SessionTimer
 from .tokens import TokenExpired, TokenInvalid, TokenSigner
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class SessionNamespace(socketio.AsyncNamespace):
         ice_servers: list[dict[str, Any]],
         journal: Journal,
         base_url: str,
+        session_limit_s: Optional[float] = None,
     ) -> None:
         super().__init__("/")
         self.rooms = rooms
@@ -55,6 +58,8 @@ class SessionNamespace(socketio.AsyncNamespace):
         self.ice_servers = ice_servers
         self.journal = journal
         self.base_url = base_url
+        self.session_limit_s = session_limit_s
+        self.actions = SessionActions(self)
         self._participants: dict[str, tuple[Room, Participant]] = {}
         self._rate: dict[str, tuple[float, int]] = {}
 
@@ -117,8 +122,8 @@ class SessionNamespace(socketio.AsyncNamespace):
             logger.warning("connection %s exceeded %d events/s; disconnecting", sid, MAX_EVENTS_PER_SECOND)
             await self.disconnect(sid)
             return {"ok": False, "error": {"code": "rate_limited", "message": "too many events"}}
-        handler = getattr(self, f"on_{event}", None)
-        if handler is None or event.startswith("_"):
+        handler = getattr(self, f"on_{event}", None) or getattr(self.actions, f"on_{event}", None)
+        if handler is None or event.startswith("_") or event == "timer_phase":
             return {"ok": False, "error": {"code": "bad_request", "message": f"unknown event {event!r}"}}
         payload = args[1] if len(args) > 1 else None
         if len(args) > 2:
@@ -142,7 +147,7 @@ class SessionNamespace(socketio.AsyncNamespace):
         self._rate[sid] = (start, count)
         return count <= MAX_EVENTS_PER_SECOND
 
-    def _joined(self, sid: str) -> tuple[Room, Participant]:
+    def joined(self, sid: str) -> tuple[Room, Participant]:
         entry = self._participants.get(sid)
         if entry is None:
             raise NotJoined("send 'join' first")
@@ -211,10 +216,26 @@ class SessionNamespace(socketio.AsyncNamespace):
             await self.book.transition(room.inspection_id, "live", **changes)
             await self._log(room.inspection_id, "session.live", "system", {"previous": previous})
             await self.emit("status", {"status": "live", "started_at": self.book.get(room.inspection_id).started_at}, room=room.inspection_id)
+        if self.book.get(room.inspection_id).status == "live":
+            self._start_timer(room)
+
+    def _start_timer(self, room: Room) -> None:
+        if room.timer is not None:
+            return
+        record = self.book.get(room.inspection_id)
+        template = self.book.template_of(record)
+        limit = self.session_limit_s or (template.time_limit_min * 60 if template else 30 * 60)
+
+        async def on_phase(phase: str, elapsed: float, limit_s: float) -> None:
+            await self.actions.on_timer_phase(room, phase, elapsed, limit_s)
+
+        room.timer = SessionTimer(limit, on_phase)
+        started = parse_rfc3339(record.started_at)
+        room.timer.start((now_utc() - started).total_seconds() if started else 0.0)
 
     async def on_offer(self, sid: str, payload: Any) -> dict[str, Any]:
         offer = messages.parse_offer(payload)
-        room, participant = self._joined(sid)
+        room, participant = self.joined(sid)
         async with participant.lock:
             reconnect = participant.peer is not None
             await room.close_peer(participant)
@@ -240,7 +261,7 @@ class SessionNamespace(socketio.AsyncNamespace):
 
     async def on_ice(self, sid: str, payload: Any) -> dict[str, Any]:
         candidate = messages.parse_ice(payload)
-        _, participant = self._joined(sid)
+        _, participant = self.joined(sid)
         if participant.peer is None:
             return {"ok": False, "error": {"code": "not_joined", "message": "send 'offer' before ICE candidates"}}
         await participant.peer.add_candidate(
@@ -250,7 +271,7 @@ class SessionNamespace(socketio.AsyncNamespace):
 
     async def on_media(self, sid: str, payload: Any) -> dict[str, Any]:
         state = messages.parse_media(payload)
-        room, participant = self._joined(sid)
+        room, participant = self.joined(sid)
         participant.audio, participant.video = state.audio, state.video
         await self.rooms.live.set_presence(room.inspection_id, participant.id, participant.presence())
         await self._log(room.inspection_id, "participant.media", participant.role, {"audio": state.audio, "video": state.video})
@@ -259,14 +280,14 @@ class SessionNamespace(socketio.AsyncNamespace):
 
     async def on_keyframe(self, sid: str, payload: Any) -> dict[str, Any]:
         messages.parse_empty("keyframe", payload)
-        _, participant = self._joined(sid)
+        _, participant = self.joined(sid)
         if participant.peer is not None:
             participant.peer.request_keyframes()
         return {"ok": True}
 
     async def on_end(self, sid: str, payload: Any) -> dict[str, Any]:
         messages.parse_empty("end", payload)
-        room, participant = self._joined(sid)
+        room, participant = self.joined(sid)
         if participant.role != "inspector":
             raise Forbidden("only the inspector can end the inspection")
         await self.end_inspection(room.inspection_id, actor="inspector")

@@ -30,6 +30,7 @@ from media.tap import check_aiortc_seams
 from signaling import pages
 from signaling.api import InspectionApi
 from signaling.evidence_api import EvidenceApi
+from signaling.uploads import PhotoUploads
 from signaling.problems import problems_middleware
 from signaling.rooms import Rooms
 from signaling.sockets import SessionNamespace
@@ -42,7 +43,7 @@ from .config import Config
 
 logger = logging.getLogger(__name__)
 
-MAX_SOCKET_MESSAGE = 256 * 1024
+MAX_SOCKET_MESSAGE = 2 * 1024 * 1024  # a signature event carries its PNG
 
 
 @dataclass
@@ -120,7 +121,7 @@ def build_app(config: Config) -> web.Application:
     journal = Journal(store, signing)
     access = AccessLog(store)
     sessions = SessionNamespace(
-        rooms, book, signer, [s.to_browser() for s in config.ice_servers], journal, config.base_url
+        rooms, book, signer, [s.to_browser() for s in config.ice_servers], journal, config.base_url, config.session_limit_s
     )
 
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
@@ -149,6 +150,7 @@ def build_app(config: Config) -> web.Application:
     )
     app.add_routes(api.routes())
     app.add_routes(EvidenceApi(book, keys, store, signing, access).routes())
+    app.add_routes(PhotoUploads(book, signer, sessions).routes())
     app.add_routes([web.get("/healthz", healthz)])
     app.add_routes(pages.routes())
     app.cleanup_ctx.append(_lifecycle)

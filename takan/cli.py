@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--turn-credential", help="TAKAN_TURN_CREDENTIAL")
     add("--ice-loopback", help="offer 127.0.0.1 ICE candidates (TAKAN_ICE_LOOPBACK)")
     add("--link-ttl-hours", help="how long participant links stay valid (TAKAN_LINK_TTL_HOURS, default 72)")
+    add("--session-limit-s", help="session time limit in seconds (TAKAN_SESSION_LIMIT_S; default: the item's template, 30 min)")
     add("--node-id", help="name of this node (TAKAN_NODE_ID)")
     add("--templates-dir", help="directory of checklist templates overriding the built-in ones")
 

@@ -48,6 +48,7 @@ class Config:
     ice_servers: tuple[IceServer, ...] = field(default_factory=tuple)
     ice_loopback: bool = False
     link_ttl_hours: float = 72.0
+    session_limit_s: Optional[float] = None
     node_id: str = "node-1"
     log_level: str = "INFO"
     templates_dir: Optional[Path] = None
@@ -134,6 +135,7 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
         ("redis_url", _url(("redis", "rediss", "unix"))),
         ("ice_loopback", _bool),
         ("link_ttl_hours", _positive),
+        ("session_limit_s", _positive),
         ("node_id", None),
         ("log_level", None),
     ):

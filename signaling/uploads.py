@@ -1,0 +1,115 @@
+"""The applicant's own photos: uploaded over HTTP with the link token, logged as photos."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Optional
+
+from aiohttp import web
+
+from approval.errors import BadRequest, Forbidden, TooLarge, Unauthorized, UnsupportedMediaType
+from approval.inspections import InspectionBook
+
+from .sockets import SessionNamespace
+from .tokens import TokenExpired, TokenInvalid, TokenSigner
+
+MAX_PHOTO_BYTES = 15 * 1024 * 1024
+#: (magic prefix, content type, extension); the type is taken from the bytes, not the name.
+IMAGE_TYPES = (
+    (b"\xff\xd8\xff", "image/jpeg", "jpg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
+    (b"RIFF", "image/webp", "webp"),
+)
+
+
+def sniff_image(data: bytes) -> Optional[tuple[str, str]]:
+    for magic, ctype, extension in IMAGE_TYPES:
+        if data.startswith(magic) and (ctype != "image/webp" or data[8:12] == b"WEBP"):
+            return ctype, extension
+    return None
+
+
+def _number(fields: dict[str, str], name: str, low: float, high: float) -> Optional[float]:
+    raw = fields.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except ValueError:
+        raise BadRequest(f"field {name!r} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"field {name!r} must be between {low} and {high}")
+    return value
+
+
+class PhotoUploads:
+    def __init__(self, book: InspectionBook, signer: TokenSigner, sessions: SessionNamespace) -> None:
+        self.book = book
+        self.signer = signer
+        self.sessions = sessions
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/api/v1/session/photos", self.upload)]
+
+    async def upload(self, request: web.Request) -> web.Response:
+        """multipart/form-data: file, checkpoint, taken_at, lat, lon, accuracy_m.
+
+        Authorised by the participant's link token in ``X-Takan-Token``.
+        """
+        try:
+            token = self.signer.verify(request.headers.get("X-Takan-Token"))
+        except TokenExpired:
+            raise Unauthorized("the link has expired; ask for a new link") from None
+        except TokenInvalid as exc:
+            raise Unauthorized(f"send the link token in X-Takan-Token ({exc})") from None
+        if token.role != "applicant":
+            raise Forbidden("only the applicant uploads photos; the inspector captures stills")
+        record = self.book.get(token.inspection_id)
+        if record.status not in ("live", "interrupted"):
+            raise Forbidden(f"photos can be added only while the inspection is live; it is {record.status}")
+        if request.content_length is not None and request.content_length > MAX_PHOTO_BYTES + 64 * 1024:
+            raise TooLarge(f"a photo may be at most {MAX_PHOTO_BYTES // (1024 * 1024)} MB")
+        if not request.content_type.startswith("multipart/"):
+            raise UnsupportedMediaType("send the photo as multipart/form-data with a 'file' part")
+        fields: dict[str, str] = {}
+        data: Optional[bytes] = None
+        reader = await request.multipart()
+        async for part in reader:  # type: ignore[union-attr]
+            name = part.name or ""
+            if name == "file":
+                chunks = bytearray()
+                while chunk := await part.read_chunk(256 * 1024):  # type: ignore[union-attr]
+                    chunks += chunk
+                    if len(chunks) > MAX_PHOTO_BYTES:
+                        raise TooLarge(f"a photo may be at most {MAX_PHOTO_BYTES // (1024 * 1024)} MB")
+                data = bytes(chunks)
+            elif name in ("checkpoint", "taken_at", "lat", "lon", "accuracy_m"):
+                value = await part.text()  # type: ignore[union-attr]
+                if len(value) > 200:
+                    raise BadRequest(f"field {name!r} is too long")
+                fields[name] = value
+            else:
+                raise BadRequest(f"unknown form field {name[:40]!r}")
+        if not data:
+            raise BadRequest("the 'file' part is missing or empty")
+        kind = sniff_image(data)
+        if kind is None:
+            raise UnsupportedMediaType("the file is not a JPEG, PNG or WebP image")
+        details: dict[str, Any] = {"size_original": len(data)}
+        taken_at = fields.get("taken_at")
+        if taken_at:
+            try:
+                moment = datetime.datetime.fromisoformat(taken_at.replace("Z", "+00:00"))
+            except ValueError:
+                raise BadRequest(f"taken_at {taken_at!r} is not an RFC 3339 date-time") from None
+            details["taken_at"] = moment.isoformat()
+        lat = _number(fields, "lat", -90, 90)
+        lon = _number(fields, "lon", -180, 180)
+        if (lat is None) != (lon is None):
+            raise BadRequest("lat and lon must be sent together")
+        if lat is not None:
+            details.update({"lat": lat, "lon": lon, "accuracy_m": _number(fields, "accuracy_m", 0, 100000)})
+        shown = await self.sessions.actions.photo_uploaded(
+            record.id, fields.get("checkpoint", ""), data, kind[0], kind[1], details
+        )
+        return web.json_response(shown, status=201)
