@@ -105,6 +105,9 @@ class ApiKeys:
         key.revoked_at = rfc3339(now_utc())
         await self._save(key)
 
+    def all(self) -> list[ApiKey]:
+        return sorted(self._keys.values(), key=lambda k: k.created_at)
+
     def get(self, key_id: str) -> Optional[ApiKey]:
         return self._keys.get(key_id)
 

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     apikey_verbs = apikey.add_subparsers(dest="apikey_verb", metavar="ACTION")
     create = apikey_verbs.add_parser("create", help="issue a key (shown once)")
     create.add_argument("--name", required=True, help="who the key is for")
+    apikey_verbs.add_parser("list", help="list keys (ids, names, permissions, revocation)")
     revoke = apikey_verbs.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id")
     return parser
@@ -179,6 +180,7 @@ async def serve(config: Config) -> int:
 
 async def apikey(config: Config, args: argparse.Namespace) -> int:
     from approval.apikeys import ApiKeys
+    from approval.errors import TakanError
 
     from .app import make_object_store
 
@@ -192,8 +194,16 @@ async def apikey(config: Config, args: argparse.Namespace) -> int:
             print(f"API key {issued.key.id} for {args.name!r} (shown once; keep it):")
             print(f"  Authorization: Bearer {issued.token}")
             print(f"  webhook secret: {issued.key.webhook_secret}")
+        elif args.apikey_verb == "list":
+            for key in keys.all():
+                state = f"revoked {key.revoked_at}" if key.revoked_at else "active"
+                print(f"{key.id:14} {state:30} {','.join(key.permissions):28} {key.name}")
         else:
-            await keys.revoke(args.key_id)
+            try:
+                await keys.revoke(args.key_id)
+            except TakanError as exc:
+                print(f"takan: {exc.detail}; `takan apikey list` shows the key ids", file=sys.stderr)
+                return 1
             print(f"API key {args.key_id} revoked")
         return 0
     finally:

@@ -1,0 +1,132 @@
+"""`takan` as users run it: serve (plain and TLS), config errors, keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.serverkit import free_port
+
+TAKAN = [sys.executable, "-m", "takan"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAKAN_")}
+    env.update(extra)
+    return env
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(TAKAN + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_healthy(url: str, context: ssl.SSLContext | None = None, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/healthz", context=context, timeout=2) as r:
+                return json.loads(r.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen) -> tuple[str, str]:
+    process.terminate()
+    out, err = process.communicate(timeout=20)
+    return out, err
+
+
+def test_serve_prints_urls_and_a_bootstrap_key(tmp_path) -> None:
+    port = free_port()
+    process = start(["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path)], clean_env())
+    try:
+        assert wait_healthy(f"http://127.0.0.1:{port}")["status"] == "ok"
+    finally:
+        out, err = stop(process)
+    assert process.returncode == 0, err
+    assert f"http://127.0.0.1:{port}" in out
+    token = next(line.split("Bearer ", 1)[1] for line in out.splitlines() if "Bearer " in line)
+    # the key works
+    port = free_port()
+    process = start(["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path)], clean_env())
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}")
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/inspections", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=5) as r:
+            assert r.status == 200
+    finally:
+        out, _ = stop(process)
+    assert "Bearer" not in out  # shown once only
+
+
+def test_serve_with_self_signed_tls(tmp_path) -> None:
+    port = free_port()
+    env = clean_env(TAKAN_API_KEY="k" * 20, TAKAN_TLS="self-signed")
+    process = start(["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path)], env)
+    try:
+        context = ssl.create_default_context(cafile=str(tmp_path / "tls" / "self-signed.crt")) if False else ssl._create_unverified_context()
+        assert wait_healthy(f"https://127.0.0.1:{port}", context)["status"] == "ok"
+        # the generated certificate names localhost and 127.0.0.1
+        strict = ssl.create_default_context(cafile=str(tmp_path / "tls" / "self-signed.crt"))
+        with urllib.request.urlopen(f"https://localhost:{port}/healthz", context=strict, timeout=5) as r:
+            assert r.status == 200
+    finally:
+        stop(process)
+
+
+@pytest.mark.parametrize(
+    "args,env,message",
+    [
+        (["--port", "abc"], {}, "--port='abc' is not a port number"),
+        ([], {"TAKAN_PORT": "70000"}, "TAKAN_PORT='70000' is not a port number"),
+        ([], {"TAKAN_API_KEY": "short"}, "TAKAN_API_KEY must be at least 16 characters"),
+        ([], {"TAKAN_REDIS_URL": "http://x"}, "TAKAN_REDIS_URL='http://x' must be a URL starting with redis://"),
+        ([], {"TAKAN_TLS": "maybe"}, "TAKAN_TLS='maybe' must be off, self-signed or files"),
+        (["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], {}, "does not exist"),
+        ([], {"TAKAN_TURN_URLS": "turn:x:3478"}, "TURN needs TAKAN_TURN_USERNAME"),
+        ([], {"TAKAN_STUN_URLS": "http://x"}, "is not a stun:"),
+        ([], {"TAKAN_ICE_SERVERS": "[{]"}, "TAKAN_ICE_SERVERS must be a JSON list"),
+        ([], {"TAKAN_S3_ENDPOINT": "minio:9000"}, "S3 needs TAKAN_S3_ACCESS_KEY"),
+        ([], {"TAKAN_ICE_LOOPBACK": "perhaps"}, "is not a boolean"),
+        ([], {"TAKAN_LOG_LEVEL": "LOUD"}, "must be DEBUG, INFO, WARNING or ERROR"),
+    ],
+)
+def test_bad_configuration_is_named(tmp_path, args, env, message) -> None:
+    result = subprocess.run(TAKAN + ["serve", "--data-dir", str(tmp_path)] + args, env=clean_env(**env), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_is_explained(tmp_path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(TAKAN + ["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path)],
+                                env=clean_env(), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_apikey_create_and_keys_rotate(tmp_path) -> None:
+    created = subprocess.run(TAKAN + ["apikey", "--data-dir", str(tmp_path), "create", "--name", "approval-core"], env=clean_env(), capture_output=True, text=True, timeout=30)
+    assert created.returncode == 0 and "Bearer tk_" in created.stdout
+    first = subprocess.run(TAKAN + ["keys", "--data-dir", str(tmp_path), "list"], env=clean_env(), capture_output=True, text=True, timeout=30)
+    rotated = subprocess.run(TAKAN + ["keys", "--data-dir", str(tmp_path), "rotate"], env=clean_env(), capture_output=True, text=True, timeout=30)
+    assert rotated.returncode == 0 and rotated.stdout.count("created") == 2 and "(current)" in rotated.stdout
+    assert first.stdout.split()[0] in rotated.stdout
+    bad = subprocess.run(TAKAN + ["apikey", "--data-dir", str(tmp_path), "revoke", "nope"], env=clean_env(), capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 1 and "no API key 'nope'" in bad.stderr and "Traceback" not in bad.stderr
