@@ -1,0 +1,46 @@
+"""With Redis configured: live state in Redis and Socket.IO fan-out across nodes."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from storage.redis_state import RedisLiveState
+from tests.mediakit import encode_vp8, wait_for
+from tests.serverkit import create_inspection, running_server
+from tests.sockettools import Participant
+
+
+async def test_session_on_redis_and_fan_out_across_nodes(tmp_path, redis_url) -> None:
+    frames = encode_vp8(320, 240, frames=20)
+    data = tmp_path / "shared"
+    async with aiohttp.ClientSession() as http:
+        async with running_server(data, redis_url=redis_url, node_id="node-a") as node_a:
+            created = await create_inspection(node_a, http)
+            async with running_server(data, redis_url=redis_url, node_id="node-b") as node_b:
+                inspector = Participant(node_a.base_url, created["inspector_url"])
+                applicant = Participant(node_a.base_url, created["applicant_url"])
+                try:
+                    assert await inspector.connect() and await applicant.connect()
+                    await inspector.join_and_publish(frames)
+                    await applicant.join_and_publish(frames)
+                    assert await wait_for(lambda: inspector.peer.video_sink.frames > 10, 15)
+                    # presence and the room's node are in Redis
+                    state = RedisLiveState(redis_url)
+                    await state.start()
+                    try:
+                        assert set(await state.presence(created["id"])) == {"inspector", "applicant"}
+                        assert await state.room_node(created["id"]) == "node-a"
+                        assert await state.role_holder(created["id"], "applicant") == applicant.sio.get_sid()
+                    finally:
+                        await state.close()
+                    # a cancel on node B reaches the participants connected to node A
+                    async with http.post(
+                        f"{node_b.base_url}/api/v1/inspections/{created['id']}/cancel",
+                        json={"reason": "改为现场踏勘"},
+                        headers=node_b.headers(),
+                    ) as r:
+                        assert r.status == 200, await r.text()
+                    assert await wait_for(lambda: "cancelled" in applicant.statuses() and "cancelled" in inspector.statuses(), 10)
+                finally:
+                    await inspector.close()
+                    await applicant.close()
