@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from typing import Any, Optional
 
@@ -56,6 +57,11 @@ class Journal:
         event = {"key": relative_key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         event.update(details or {})
         return await self.record(inspection_id, type_, actor, event)
+
+    async def events(self, inspection_id: str) -> list[dict[str, Any]]:
+        """The inspection's events so far, parsed."""
+        log = await self._log_of(inspection_id)
+        return [json.loads(line) for line in log.data().splitlines() if line.strip()]
 
     async def head(self, inspection_id: str) -> str:
         return (await self._log_of(inspection_id)).head

@@ -296,14 +296,16 @@ class SessionNamespace(socketio.AsyncNamespace):
     # -- used by the REST side too ----------------------------------------------------
 
     async def end_inspection(self, inspection_id: str, actor: str, status: str = "ended", reason: Optional[str] = None) -> None:
-        """End (or cancel) the live session: record it, tell everyone, close the room."""
+        """End (or cancel) the session: tell everyone, close the room, log it, seal.
+
+        The room closes before the final event so that the recorder's last segments are
+        in the log ahead of ``session.ended`` and inside the manifest.
+        """
         record = self.book.get(inspection_id)
-        ended_at = rfc3339(now_utc())
-        changes: dict[str, Any] = {"ended_at": record.ended_at or ended_at}
+        changes: dict[str, Any] = {"ended_at": record.ended_at or rfc3339(now_utc())}
         if status == "cancelled":
             changes["cancel_reason"] = reason
         await self.book.transition(inspection_id, status, **changes)
-        await self._log(inspection_id, "session.ended" if status == "ended" else "session.cancelled", actor, {"reason": reason} if reason else {})
         message: dict[str, Any] = {"status": status}
         if reason:
             message["reason"] = reason
@@ -314,6 +316,7 @@ class SessionNamespace(socketio.AsyncNamespace):
                 self._participants.pop(participant.sid, None)
                 await self.rooms.live.release_role(inspection_id, participant.role, participant.sid)
             await self.rooms.close_room(inspection_id)
+        await self._log(inspection_id, "session.ended" if status == "ended" else "session.cancelled", actor, {"reason": reason} if reason else {})
         await self.seal(inspection_id)
 
     async def _broadcast_presence(self, room: Room) -> None:

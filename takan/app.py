@@ -32,6 +32,7 @@ from signaling.api import InspectionApi
 from signaling.evidence_api import EvidenceApi
 from signaling.uploads import PhotoUploads
 from signaling.problems import problems_middleware
+from signaling.recording import Recording
 from signaling.rooms import Rooms
 from signaling.sockets import SessionNamespace
 from signaling.tokens import TokenSigner
@@ -120,6 +121,7 @@ def build_app(config: Config) -> web.Application:
     signing = SigningKeys(config.data_dir / "keys", store)
     journal = Journal(store, signing)
     access = AccessLog(store)
+    Recording(rooms, journal)
     sessions = SessionNamespace(
         rooms, book, signer, [s.to_browser() for s in config.ice_servers], journal, config.base_url, config.session_limit_s
     )

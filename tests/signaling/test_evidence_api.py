@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 
@@ -31,6 +32,10 @@ async def test_ended_session_is_sealed_and_served(server) -> None:
             await inspector.join_and_publish(frames)
             await applicant.join_and_publish(frames)
             assert await wait_for(lambda: inspector.peer.video_sink.frames > 10, 15)
+            still = await inspector.call("capture", {"checkpoint": "storefront"})
+            assert still["ok"] and (still["width"], still["height"]) == (320, 240), still
+            assert still["key"] == "stills/storefront/1.jpg"
+            await asyncio.sleep(5)  # at least one closed 4 s segment mid-session
             assert (await inspector.call("end"))["ok"]
         finally:
             await inspector.close()
@@ -61,6 +66,13 @@ async def test_ended_session_is_sealed_and_served(server) -> None:
             for line in (await r.read()).splitlines():
                 types.append(json.loads(line)["type"])
         assert types[0] == "participant.joined" and "session.live" in types and types[-1] == "session.ended"
+        assert "still.captured" in types and types.count("media.segment") >= 4
+        kinds = {entry["kind"] for entry in manifest["objects"]}
+        assert {"media", "still", "events"} <= kinds
+        segment = next(e for e in manifest["objects"] if e["key"].startswith("media/applicant-video/"))
+        async with http.get(f"{base}/objects/{segment['key']}", headers=server.headers()) as r:
+            assert r.content_type == "video/webm"
+            assert hashlib.sha256(await r.read()).hexdigest() == segment["sha256"]
         async with http.get(base + "/verification", headers=server.headers()) as r:
             report = await r.json()
         assert report["ok"] is True, report
