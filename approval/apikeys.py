@@ -19,8 +19,8 @@ from .inspections import now_utc, rfc3339
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "records/apikeys/"
-#: Permissions of the standard (9.4) that an API key may hold.
-PERMISSIONS = ("query", "entry", "review", "approve")
+#: Permissions of the standard (9.4) that an API key may hold, plus admin.
+PERMISSIONS = ("query", "entry", "review", "approve", "admin")
 SEEDED_KEY_ID = "seeded"
 
 

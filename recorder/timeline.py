@@ -3,10 +3,12 @@
 Media times are milliseconds since the origin; the wall time of any media time is the
 origin's wall time plus that offset. Measuring from a monotonic clock keeps the timeline
 steady when the system clock is stepped, and one origin for all tracks keeps them aligned.
+An :class:`RtpClock` places one source's RTP timestamps on the timeline.
 """
 
 from __future__ import annotations
 
+import fractions
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Optional
@@ -29,3 +31,29 @@ class Timeline:
     def wall(self, ms: int) -> datetime:
         """The UTC wall time of a point on the timeline."""
         return self.origin_wall + timedelta(milliseconds=ms)
+
+
+_RTP_WRAP = 1 << 32
+
+
+class RtpClock:
+    """Places one source's 32-bit RTP timestamps on the timeline, unwrapping them.
+
+    ``first_ts`` lands at ``base_ms``; later timestamps follow at the clock's rate
+    (``time_base``), across any number of wraps at 2**32, forwards or a little backwards.
+    """
+
+    def __init__(self, first_ts: int, time_base: fractions.Fraction, base_ms: int) -> None:
+        self._last_ts = first_ts
+        self._ticks = 0
+        self._time_base = time_base
+        self._base_ms = base_ms
+
+    def to_ms(self, ts: int) -> int:
+        """The timeline position of ``ts`` (each call moves the clock's reference)."""
+        delta = (ts - self._last_ts) % _RTP_WRAP
+        if delta >= _RTP_WRAP // 2:
+            delta -= _RTP_WRAP
+        self._last_ts = ts
+        self._ticks += delta
+        return self._base_ms + round(self._ticks * self._time_base * 1000)

@@ -91,8 +91,8 @@ def mux_opus(frames: Sequence[EncodedFrame]) -> bytes:
     if not frames:
         raise ValueError("an Opus segment needs at least one packet")
     buffer = io.BytesIO()
-    # PyAV cannot set a mux stream's CodecPrivate directly, and WebM players (Chromium)
-    # require the OpusHead there: copy the stream parameters from a demuxed template.
+    # The WebM Opus mapping puts the OpusHead in CodecPrivate (Firefox, for one, needs it).
+    # PyAV cannot set a mux stream's CodecPrivate, so copy the parameters of a template.
     with av.open(io.BytesIO(_OPUS_TEMPLATE), "r", format="ogg") as template:
         with av.open(buffer, "w", format="webm") as output:
             stream = output.add_stream_from_template(template.streams.audio[0], time_base=MS)

@@ -6,12 +6,12 @@ import asyncio
 import datetime
 import logging
 import time
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import socketio
 
 from approval.errors import Forbidden, TakanError
-from approval.inspections import InspectionBook, now_utc, parse_rfc3339, rfc3339
+from approval.inspections import Inspection, InspectionBook, now_utc, parse_rfc3339, rfc3339
 from evidence.journal import Journal
 from media.sdp import BadSdp
 
@@ -60,6 +60,7 @@ class SessionNamespace(socketio.AsyncNamespace):
         self.base_url = base_url
         self.session_limit_s = session_limit_s
         self.actions = SessionActions(self)
+        self._finish_listeners: list[Callable[[Inspection], Awaitable[None]]] = []
         self._participants: dict[str, tuple[Room, Participant]] = {}
         self._rate: dict[str, tuple[float, int]] = {}
 
@@ -295,6 +296,10 @@ class SessionNamespace(socketio.AsyncNamespace):
 
     # -- used by the REST side too ----------------------------------------------------
 
+    def on_finished(self, listener: Callable[[Inspection], Awaitable[None]]) -> None:
+        """Be told (after sealing) when an inspection ends or is cancelled."""
+        self._finish_listeners.append(listener)
+
     async def end_inspection(self, inspection_id: str, actor: str, status: str = "ended", reason: Optional[str] = None) -> None:
         """End (or cancel) the session: tell everyone, close the room, log it, seal.
 
@@ -318,6 +323,11 @@ class SessionNamespace(socketio.AsyncNamespace):
             await self.rooms.close_room(inspection_id)
         await self._log(inspection_id, "session.ended" if status == "ended" else "session.cancelled", actor, {"reason": reason} if reason else {})
         await self.seal(inspection_id)
+        for listener in self._finish_listeners:
+            try:
+                await listener(self.book.get(inspection_id))
+            except Exception:
+                logger.exception("inspection %s: a finish listener failed", inspection_id)
 
     async def _broadcast_presence(self, room: Room) -> None:
         await self.emit(

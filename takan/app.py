@@ -20,7 +20,10 @@ from aiortc import RTCPeerConnection
 
 from approval.apikeys import ApiKeys, IssuedKey
 from approval.idempotency import IdempotencyKeys
-from approval.inspections import InspectionBook
+from approval.inspections import Inspection, InspectionBook
+from approval.notifications import Notifier
+from approval.outbox import Outbox
+from approval.webhooks import WebhookSender
 from approval.templates import Templates
 from evidence.access import AccessLog
 from evidence.journal import Journal
@@ -28,6 +31,7 @@ from evidence.signing import SigningKeys
 from media.ice import offer_loopback_candidates, rtc_configuration
 from media.tap import check_aiortc_seams
 from signaling import pages
+from signaling.admin_api import AdminApi
 from signaling.api import InspectionApi
 from signaling.evidence_api import EvidenceApi
 from signaling.uploads import PhotoUploads
@@ -60,6 +64,8 @@ class Services:
     signing: SigningKeys
     journal: Journal
     access: AccessLog
+    outbox: Outbox
+    webhooks: WebhookSender
     sessions: SessionNamespace
     sio: socketio.AsyncServer
     bootstrap_key: Optional[IssuedKey] = None
@@ -122,6 +128,9 @@ def build_app(config: Config) -> web.Application:
     journal = Journal(store, signing)
     access = AccessLog(store)
     Recording(rooms, journal)
+    outbox = Outbox(store)
+    notifier = Notifier(outbox, keys)
+    webhooks = WebhookSender(outbox, notifier.secret_for)
     sessions = SessionNamespace(
         rooms, book, signer, [s.to_browser() for s in config.ice_servers], journal, config.base_url, config.session_limit_s
     )
@@ -137,7 +146,13 @@ def build_app(config: Config) -> web.Application:
     sio.register_namespace(sessions)
 
     app = web.Application(middlewares=[problems_middleware], client_max_size=8 * 1024 * 1024)
-    services = Services(config, store, live, book, keys, rooms, signing, journal, access, sessions, sio)
+    services = Services(config, store, live, book, keys, rooms, signing, journal, access, outbox, webhooks, sessions, sio)
+
+    async def on_finished(record: Inspection) -> None:
+        if record.status == "cancelled":
+            await notifier.notify(record, "inspection.cancelled")
+
+    sessions.on_finished(on_finished)
     app[SERVICES] = services
     sio.attach(app)
 
@@ -153,6 +168,7 @@ def build_app(config: Config) -> web.Application:
     app.add_routes(api.routes())
     app.add_routes(EvidenceApi(book, keys, store, signing, access).routes())
     app.add_routes(PhotoUploads(book, signer, sessions).routes())
+    app.add_routes(AdminApi(keys, outbox).routes())
     app.add_routes([web.get("/healthz", healthz)])
     app.add_routes(pages.routes())
     app.cleanup_ctx.append(_lifecycle)
@@ -169,6 +185,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await services.book.start()
             await services.keys.start()
             await services.signing.start()
+            await services.outbox.start()
+            await services.webhooks.start()
             await _mark_interrupted(services)
             if config.api_key:
                 await services.keys.seed(config.api_key, config.webhook_secret)
@@ -177,6 +195,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             yield
         finally:
             await services.rooms.close()
+            await services.webhooks.close()
+            await services.outbox.close()
             await services.signing.close()
             await services.book.close()
             await services.keys.close()

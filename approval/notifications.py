@@ -1,0 +1,46 @@
+"""Tells the approval core about an inspection's outcome through its webhook."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from .apikeys import ApiKeys
+from .inspections import Inspection
+from .outbox import Delivery, Outbox
+
+logger = logging.getLogger(__name__)
+
+
+def webhook_view(record: Inspection) -> dict[str, Any]:
+    """The ``inspection`` object of a webhook body (CONTRACT.md)."""
+    verdict = None
+    if record.verdict is not None:
+        verdict = {"outcome": record.verdict.get("outcome"), "reasons": record.verdict.get("reasons", [])}
+    return {
+        "id": record.id,
+        "case_no": record.case_no,
+        "status": record.status,
+        "verdict": verdict,
+        "manifest_sha256": (record.manifest or {}).get("sha256"),
+    }
+
+
+class Notifier:
+    def __init__(self, outbox: Outbox, keys: ApiKeys) -> None:
+        self.outbox = outbox
+        self.keys = keys
+
+    def secret_for(self, api_key_id: str) -> Optional[str]:
+        key = self.keys.get(api_key_id)
+        return key.webhook_secret if key is not None and key.revoked_at is None else None
+
+    async def notify(self, record: Inspection, event: str) -> Optional[Delivery]:
+        """Queue ``event`` (inspection.judged / reviewed / cancelled) if a callback is set."""
+        if not record.callback_url:
+            return None
+        delivery = await self.outbox.enqueue(
+            event, webhook_view(record), record.callback_url, self.secret_for(record.api_key_id) or "", record.api_key_id
+        )
+        logger.info("inspection %s: %s queued as %s", record.id, event, delivery.delivery_id)
+        return delivery
