@@ -46,8 +46,10 @@ function render() {
   renderElapsed();
 
   renderParticipants($("participants"), session.participants, session.me?.id);
+  $("participants").classList.toggle("stale", !state.joined);
   setConn("socket", state.socket === "connecting" && session.me ? "disconnected" : state.socket);
-  setConn("peer", session.pc || state.peer !== "new" ? state.peer : "none");
+  // The server's view of our media is unknown while signaling is down.
+  setConn("peer", state.joined && (session.pc || state.peer !== "new") ? state.peer : "none");
   setConn("pc", session.pcState);
 
   const notice = remoteNotice(session, "applicant");

@@ -136,6 +136,7 @@ const STRINGS = {
 
     "final.ended.title": "检查已结束",
     "final.ended.body": "感谢您的配合。音视频已断开，您现在可以关闭此页面。",
+    "final.ended.staffBody": "本次检查已结束，所有参与人员的音视频已断开。",
     "final.cancelled.title": "检查已取消",
     "final.cancelled.body": "本次检查已被取消，音视频已断开。如有疑问，请联系检查员。",
     "final.kicked.title": "已在其他设备上打开",
@@ -273,6 +274,7 @@ const STRINGS = {
 
     "final.ended.title": "The inspection has ended",
     "final.ended.body": "Thank you. Audio and video are disconnected; you can close this page now.",
+    "final.ended.staffBody": "The inspection is over; everyone's audio and video are disconnected.",
     "final.cancelled.title": "The inspection was cancelled",
     "final.cancelled.body": "This inspection was cancelled and audio and video are disconnected. Contact the inspector if you have questions.",
     "final.kicked.title": "Opened on another device",

@@ -98,12 +98,13 @@ export function mediaErrorView(error, session, { allowWithout = true } = {}) {
 }
 
 /** The inspection is over for this page (status ended / cancelled, or kicked by another tab). */
-export function finalView(kind) {
+export function finalView(kind, role) {
+  const staff = role === "inspector" || role === "observer";
   return {
     id: `final-${kind}`,
     tone: kind === "kicked" ? "info" : "final",
     title: `final.${kind}.title`,
-    body: `final.${kind}.body`,
+    body: kind === "ended" && staff ? "final.ended.staffBody" : `final.${kind}.body`,
     actions: kind === "kicked" ? [{ key: "btn.here", primary: true, run: reload }] : [],
   };
 }
@@ -112,7 +113,7 @@ export function finalView(kind) {
 export function bindOverlay(overlay, session, opts = {}) {
   session.addEventListener("fatal", (e) => overlay.show(refusalView(e.detail.code, e.detail.message, session)));
   session.addEventListener("mediaerror", (e) => overlay.show(mediaErrorView(e.detail, session, opts)));
-  session.addEventListener("final", (e) => overlay.show(finalView(e.detail.kind)));
+  session.addEventListener("final", (e) => overlay.show(finalView(e.detail.kind, session.state.role)));
   session.addEventListener("change", () => {
     // A retried connection or camera that now works clears its error view.
     const id = overlay.spec?.id ?? "";

@@ -2,6 +2,9 @@
 // participant list, the notice over the other side's video, the one-line status, elapsed time.
 
 import { t } from "./i18n.js";
+import { CONNECT_CODES } from "./session.js";
+
+const KNOWN_ERRORS = [...CONNECT_CODES, "no_token", "join_failed"];
 
 export function findRole(participants, role) {
   return participants.find((p) => p.role === role) ?? null;
@@ -90,7 +93,11 @@ export function toneOf(state) {
  */
 export function remoteNotice(session, peerRole, { short = false } = {}) {
   if (session.final || session.state.error) return null;
-  if (!session.state.joined) return session.me ? "remote.reconnecting" : "line.connecting";
+  if (!session.state.joined) {
+    // Signaling is down but media may still flow: keep showing the picture while it does.
+    if (session.pcState === "connected" && session.remoteVideoFlowing) return null;
+    return session.me ? "remote.reconnecting" : "line.connecting";
+  }
   const peer = findRole(session.participants, peerRole);
   if (!peer) return peerRole === "applicant" ? "remote.waitingApplicant" : "remote.waitingInspector";
   if (peer.media?.video === false) return peerRole === "applicant" ? "remote.applicantCamOff" : "remote.inspectorCamOff";
@@ -104,7 +111,7 @@ export function remoteNotice(session, peerRole, { short = false } = {}) {
 export function statusLine(session, peerRole) {
   const { state } = session;
   if (session.final) return { key: `line.${session.final === "kicked" ? "ended" : session.final}`, tone: "idle" };
-  if (state.error) return { key: `err.${state.error}.title`, tone: "bad" };
+  if (state.error) return { key: KNOWN_ERRORS.includes(state.error) ? `err.${state.error}.title` : "err.unknown.title", tone: "bad" };
   if (state.socket !== "connected" || !state.joined) {
     return { key: session.me ? "line.reconnecting" : "line.connecting", tone: session.me ? "warn" : "idle" };
   }

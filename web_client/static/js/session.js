@@ -67,7 +67,7 @@ export class Session extends EventTarget {
     this.recoverTimer = null;
     this.disconnectedTimer = null;
     this.freezeTimer = null;
-    this.freeze = { frames: -1, ticks: 0, lastRequest: 0 };
+    this.freeze = { frames: 0, ticks: 0, lastRequest: 0 };
 
     this.local.addEventListener("videotrack", (e) => this.#onLocalVideoTrack(e.detail.track));
     this.local.addEventListener("change", () => this.#emit("change"));
@@ -167,6 +167,12 @@ export class Session extends EventTarget {
     if (this.final || this.socket.id !== socketId || !this.socket.connected) return;
     if (!ack?.ok) {
       const code = ack?.error?.code;
+      if (code === "timeout" || code === "internal") {
+        // Transient: ask again on this socket (a reconnect would ask anyway).
+        setTimeout(() => { if (this.socket.id === socketId && this.socket.connected) this.#onConnect(); }, 3000);
+        return;
+      }
+      if (code === "not_connected") return; // the next "connect" joins
       if (CONNECT_CODES.includes(code)) this.#fatal(code, ack.error.message ?? "");
       else this.#fatal("join_failed", ack?.error?.message || code || "");
       return;
@@ -222,6 +228,7 @@ export class Session extends EventTarget {
   #finish(kind) {
     if (this.final) return;
     this.final = kind;
+    this.state.peer = "closed";
     this.local.stop();
     this.#teardownPeer();
     this.socket?.disconnect();
@@ -436,7 +443,7 @@ export class Session extends EventTarget {
    */
   #startFreezeWatch(gen) {
     clearInterval(this.freezeTimer);
-    this.freeze = { frames: -1, ticks: 0, lastRequest: 0 };
+    this.freeze = { frames: 0, ticks: 0, lastRequest: 0 };
     this.freezeTimer = setInterval(async () => {
       if (gen !== this.peerGen || !this.pc || this.pc.connectionState !== "connected") return;
       const source = this.participants.find((p) => p.role === SOURCE_ROLE[this.state.role]);
