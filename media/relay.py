@@ -138,6 +138,10 @@ class ForwardedTrack(MediaStreamTrack):
             return
         if self._need_keyframe:
             if not packet.is_keyframe:
+                # Keep asking (the source rate-limits): the first PLI may have been sent
+                # before this subscriber's transport was up, or lost.
+                if self._source is not None:
+                    self._source.request_keyframe()
                 return
             self._need_keyframe = False
         if self._offset is None:

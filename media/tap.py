@@ -35,6 +35,7 @@ AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
 
 _QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _STARTED_ATTR = "_RTCRtpReceiver__started"
+_RTX_ATTR = "_RTCRtpReceiver__rtx_ssrc"
 
 FrameCallback = Callable[[av.Packet], None]
 
@@ -46,8 +47,9 @@ class SeamMissing(RuntimeError):
 def check_aiortc_seams() -> None:
     """Fail loudly if the installed aiortc moved one of the seams we tap."""
     missing = []
-    if _QUEUE_ATTR not in RTCRtpReceiver.__init__.__code__.co_names:
-        missing.append(_QUEUE_ATTR)
+    for attr in (_QUEUE_ATTR, _RTX_ATTR):
+        if attr not in RTCRtpReceiver.__init__.__code__.co_names:
+            missing.append(attr)
     for cls, name in (
         (RTCRtpReceiver, "_send_rtcp_pli"),
         (RTCRtpReceiver, "getSynchronizationSources"),
@@ -124,9 +126,17 @@ def tapped_frames(receiver: RTCRtpReceiver) -> int:
 
 
 def publisher_ssrc(receiver: RTCRtpReceiver) -> Optional[int]:
-    """The media SSRC most recently seen by the receiver, for addressing a PLI."""
-    sources = receiver.getSynchronizationSources()
-    return sources[0].source if sources else None
+    """The media SSRC most recently seen by the receiver, for addressing a PLI.
+
+    Retransmission streams are skipped: Chromium probes bandwidth with RTX padding, and a
+    PLI addressed to the RTX SSRC is ignored.
+    """
+    rtx = getattr(receiver, _RTX_ATTR, {})
+    sources = sorted(receiver.getSynchronizationSources(), key=lambda s: s.timestamp, reverse=True)
+    for source in sources:
+        if source.source not in rtx:
+            return int(source.source)
+    return None
 
 
 async def request_keyframe(receiver: RTCRtpReceiver) -> bool:

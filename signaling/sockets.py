@@ -263,11 +263,13 @@ class SessionNamespace(socketio.AsyncNamespace):
     async def on_ice(self, sid: str, payload: Any) -> dict[str, Any]:
         candidate = messages.parse_ice(payload)
         _, participant = self.joined(sid)
-        if participant.peer is None:
-            return {"ok": False, "error": {"code": "not_joined", "message": "send 'offer' before ICE candidates"}}
-        await participant.peer.add_candidate(
-            {"candidate": candidate.candidate, "sdpMid": candidate.sdp_mid, "sdpMLineIndex": candidate.sdp_mline_index}
-        )
+        # The lock orders candidates after a concurrent offer's new peer connection.
+        async with participant.lock:
+            if participant.peer is None:
+                return {"ok": False, "error": {"code": "not_joined", "message": "send 'offer' before ICE candidates"}}
+            await participant.peer.add_candidate(
+                {"candidate": candidate.candidate, "sdpMid": candidate.sdp_mid, "sdpMLineIndex": candidate.sdp_mline_index}
+            )
         return {"ok": True}
 
     async def on_media(self, sid: str, payload: Any) -> dict[str, Any]:
