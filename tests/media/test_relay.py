@@ -135,3 +135,20 @@ async def test_hostile_offers_are_rejected(sdp) -> None:
     with pytest.raises(BadSdp):
         await peer.answer(sdp)
     await peer.close()
+
+
+def test_pli_goes_to_the_media_ssrc_not_the_rtx_probe() -> None:
+    """Chromium probes bandwidth with RTX padding; a PLI to the RTX SSRC is ignored."""
+    from types import SimpleNamespace
+
+    from aiortc import RTCRtpReceiver
+
+    from media.tap import publisher_ssrc
+
+    receiver = RTCRtpReceiver.__new__(RTCRtpReceiver)
+    receiver._RTCRtpReceiver__rtx_ssrc = {2222: 1111}  # type: ignore[attr-defined]
+    receiver.getSynchronizationSources = lambda: [  # type: ignore[method-assign]
+        SimpleNamespace(source=2222, timestamp=20.0),
+        SimpleNamespace(source=1111, timestamp=19.0),
+    ]
+    assert publisher_ssrc(receiver) == 1111
