@@ -30,7 +30,7 @@ from evidence.journal import Journal
 from evidence.signing import SigningKeys
 from media.ice import offer_loopback_candidates, rtc_configuration
 from media.tap import check_aiortc_seams
-from signaling import pages
+from signaling import openapi, pages
 from signaling.admin_api import AdminApi
 from signaling.api import InspectionApi
 from signaling.evidence_api import EvidenceApi
@@ -169,6 +169,7 @@ def build_app(config: Config) -> web.Application:
     app.add_routes(EvidenceApi(book, keys, store, signing, access).routes())
     app.add_routes(PhotoUploads(book, signer, sessions).routes())
     app.add_routes(AdminApi(keys, outbox).routes())
+    app.add_routes(openapi.routes())
     app.add_routes([web.get("/healthz", healthz)])
     app.add_routes(pages.routes())
     app.cleanup_ctx.append(_lifecycle)
