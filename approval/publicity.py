@@ -1,0 +1,425 @@
+"""Double publicity of licence decisions (DB3714/T 0014-2023, 8.4).
+
+For an approved case, :meth:`Publicity.create` fills the publicity form from the inspection's
+applicant and the decision (the fields of 8.4.2) as a ``draft``, due within 7 working days of
+the decision date (8.4.1, counted with :func:`approval.workdays.add_working_days`).
+:meth:`Publicity.publish` uploads it (``published``; the upload time is the 数据上传时间);
+:meth:`Publicity.withdraw` stops publishing a decision that was revoked (8.4.4).
+
+States: ``draft -> published -> withdrawn``, and ``draft -> withdrawn`` for a decision revoked
+before it was published. Records live at ``records/publicity/<id>.json``.
+
+:meth:`Publicity.feed` is what the public channels (8.4.3) pull: only public fields, and for a
+natural person's resident ID or passport the number is masked (a credit code, which legal
+persons, other organisations and individual businesses have, is published in full). A
+withdrawn entry appears as a tombstone that names the decision and the reason, without the
+counterpart's details, so that the channels take it down instead of republishing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Optional, get_args
+
+from storage.objects import ObjectStore
+
+from .errors import Conflict, NotFound, ValidationFailed
+from .inspections import new_id, now_utc, parse_rfc3339, rfc3339
+from .ledger import inspection_view, mask_id
+from .workdays import CalendarYearUnknown, add_working_days, china_date
+
+__all__ = [
+    "DUE_WORKING_DAYS",
+    "LICENCE_CATEGORIES",
+    "RECORD_PREFIX",
+    "Publicity",
+    "PublicityRecord",
+    "PublicityState",
+]
+
+logger = logging.getLogger(__name__)
+
+RECORD_PREFIX = "records/publicity/"
+#: 8.4.1: publish within 7 working days of the decision.
+DUE_WORKING_DAYS = 7
+PublicityState = Literal["draft", "published", "withdrawn"]
+STATES: tuple[PublicityState, ...] = get_args(PublicityState)
+#: 许可类别 of the national licensing-information data standard, with English aliases.
+LICENCE_CATEGORIES = {
+    "普通": "普通", "general": "普通",
+    "特许": "特许", "franchise": "特许",
+    "认可": "认可", "recognition": "认可",
+    "核准": "核准", "approval": "核准",
+    "登记": "登记", "registration": "登记",
+    "其他": "其他", "other": "其他",
+}  # fmt: skip
+COUNTERPART_CATEGORIES = {"legal_person": "法人", "other_org": "非法人组织", "natural_person": "自然人"}
+_DECISION_FIELDS = {
+    "document_name": 200,
+    "document_no": 100,
+    "authority": 200,
+    "licence_category": 20,
+    "licence_content": 4000,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PublicityRecord:
+    """One decision's publicity record: the 8.4.2 fields and where it stands.
+
+    ``uploaded_at`` (数据上传时间) is set when it is published; ``due_on`` is the last day
+    of the 7-working-day limit. ``updated_at`` orders the public feed.
+    """
+
+    id: str
+    inspection_id: str
+    case_no: str
+    counterpart_name: str
+    counterpart_category: str
+    id_type: str
+    id_number: str
+    document_name: str
+    document_no: str
+    authority: str
+    licence_category: str
+    licence_content: str
+    decision_date: str
+    due_on: str
+    state: PublicityState
+    created_at: str
+    updated_at: str
+    uploaded_at: Optional[str] = None
+    withdrawn_at: Optional[str] = None
+    withdraw_reason: Optional[str] = None
+
+    @property
+    def key(self) -> str:
+        return f"{RECORD_PREFIX}{self.id}.json"
+
+    @property
+    def published_at(self) -> Optional[str]:
+        """When it went public (the upload time); None if it never did."""
+        return self.uploaded_at
+
+    @property
+    def on_time(self) -> Optional[bool]:
+        """Whether it was published by its due date (None while unpublished)."""
+        uploaded = parse_rfc3339(self.uploaded_at)
+        if uploaded is None:
+            return None
+        return china_date(uploaded).isoformat() <= self.due_on
+
+    def public_id_number(self) -> str:
+        """The ID number as it may be published: a credit code in full, anything else masked."""
+        if self.id_type == "USCC":
+            return self.id_number
+        return mask_id(self.id_number) or ""
+
+    def as_json(self) -> dict[str, Any]:
+        """The whole record (for staff and the ledger's ``publicity``), ID number unmasked."""
+        body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        body["published_at"] = self.published_at
+        body["on_time"] = self.on_time
+        return body
+
+    def public(self) -> dict[str, Any]:
+        """The record as the public feed shows it (a tombstone once withdrawn)."""
+        if self.state == "withdrawn":
+            return {
+                "id": self.id,
+                "state": self.state,
+                "document_no": self.document_no,
+                "authority": self.authority,
+                "withdrawn_at": self.withdrawn_at,
+                "withdraw_reason": self.withdraw_reason,
+                "updated_at": self.updated_at,
+            }
+        return {
+            "id": self.id,
+            "state": self.state,
+            "counterpart_name": self.counterpart_name,
+            "counterpart_category": self.counterpart_category,
+            "counterpart_category_label": COUNTERPART_CATEGORIES[self.counterpart_category],
+            "id_type": self.id_type,
+            "id_number": self.public_id_number(),
+            "uploaded_at": self.uploaded_at,
+            "document_name": self.document_name,
+            "document_no": self.document_no,
+            "authority": self.authority,
+            "licence_category": self.licence_category,
+            "licence_content": self.licence_content,
+            "decision_date": self.decision_date,
+            "updated_at": self.updated_at,
+        }
+
+    def to_record(self) -> bytes:
+        body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
+
+    @classmethod
+    def from_record(cls, data: bytes) -> PublicityRecord:
+        record = cls(**json.loads(data))
+        if record.state not in STATES:
+            raise ValueError(f"unknown publicity state {record.state!r}")
+        return record
+
+
+class Publicity:
+    """Creates, publishes and withdraws publicity records; serves the overdue list and feed.
+
+    ``start()`` loads the records from the store; one process writes them at a time. ``clock``
+    (aware UTC datetimes) is for tests.
+    """
+
+    def __init__(self, store: ObjectStore, *, clock: Callable[[], datetime.datetime] = now_utc) -> None:
+        self._store = store
+        self._clock = clock
+        self._records: dict[str, PublicityRecord] = {}
+        self._lock = asyncio.Lock()
+        self._last_stamp: Optional[datetime.datetime] = None
+        self._started = False
+
+    async def start(self) -> None:
+        """Load every publicity record; safe to call twice."""
+        if self._started:
+            return
+        for key in await self._store.list(RECORD_PREFIX):
+            if not key.endswith(".json"):
+                continue
+            try:
+                record = PublicityRecord.from_record(await self._store.get(key))
+            except (ValueError, TypeError) as exc:
+                logger.error("publicity record %s is unreadable (%s); skipped", key, exc)
+                continue
+            self._records[record.id] = record
+        self._started = True
+        logger.info("loaded %d publicity records", len(self._records))
+
+    async def close(self) -> None:
+        """Forget the records in memory; safe to call twice."""
+        self._records.clear()
+        self._started = False
+
+    def get(self, publicity_id: str) -> PublicityRecord:
+        """The record with this id (404 if there is none)."""
+        self._require_started()
+        record = self._records.get(publicity_id)
+        if record is None:
+            raise NotFound(f"no publicity record with id {publicity_id!r}")
+        return record
+
+    def for_inspection(self, inspection_id: str) -> list[PublicityRecord]:
+        """The inspection's publicity records, oldest first."""
+        self._require_started()
+        return sorted(
+            (r for r in self._records.values() if r.inspection_id == inspection_id), key=lambda r: r.created_at
+        )
+
+    async def create(self, inspection: Any, decision: Mapping[str, Any]) -> PublicityRecord:
+        """Fill a draft publicity record for an approved case.
+
+        ``inspection`` is an ``Inspection`` or its JSON form (its applicant is the
+        counterpart); ``decision`` is ``{document_name, document_no, authority,
+        licence_category, licence_content, decision_date}``. Whether the case was approved is
+        the caller's to know. 409 if the inspection already has a record that is not
+        withdrawn; 422 (listing every problem) for missing or bad fields, a decision date in
+        the future, or one whose due date falls in a year the working-day calendar lacks.
+        """
+        self._require_started()
+        view = inspection_view(inspection)
+        now = self._clock()
+        fields = _parse(view, decision, china_date(now))
+        async with self._lock:
+            for existing in self._records.values():
+                if existing.inspection_id == fields["inspection_id"] and existing.state != "withdrawn":
+                    raise Conflict(
+                        f"inspection {existing.inspection_id} already has publicity record {existing.id} "
+                        f"({existing.state}); withdraw it first to publish another decision"
+                    )
+            stamp = self._stamp(now)
+            record = PublicityRecord(id=new_id(), state="draft", created_at=stamp, updated_at=stamp, **fields)
+            await self._save(record)
+        logger.info("publicity %s drafted for inspection %s, due %s", record.id, record.inspection_id, record.due_on)
+        return record
+
+    async def publish(self, publicity_id: str) -> PublicityRecord:
+        """Publish a draft; publishing a published record again returns it unchanged."""
+        self._require_started()
+        async with self._lock:
+            record = self.get(publicity_id)
+            if record.state == "published":
+                return record
+            if record.state == "withdrawn":
+                raise Conflict(f"publicity {publicity_id} was withdrawn ({record.withdraw_reason}); create a new one")
+            stamp = self._stamp(self._clock())
+            record = dataclasses.replace(record, state="published", uploaded_at=stamp, updated_at=stamp)
+            await self._save(record)
+        if not record.on_time:
+            logger.warning("publicity %s published after its due date %s (8.4.1)", record.id, record.due_on)
+        logger.info("publicity %s published", record.id)
+        return record
+
+    async def withdraw(self, publicity_id: str, reason: str) -> PublicityRecord:
+        """Stop publishing a revoked decision (8.4.4); ``reason`` says why (e.g. the revocation)."""
+        self._require_started()
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValidationFailed(
+                "a withdrawal needs a reason, such as the revocation decision's number",
+                errors=[{"field": "reason", "message": "is required"}],
+            )
+        if len(reason) > 1000:
+            raise ValidationFailed("the reason is too long; keep it under 1000 characters")
+        async with self._lock:
+            record = self.get(publicity_id)
+            if record.state == "withdrawn":
+                raise Conflict(f"publicity {publicity_id} was already withdrawn at {record.withdrawn_at}")
+            stamp = self._stamp(self._clock())
+            record = dataclasses.replace(
+                record, state="withdrawn", withdrawn_at=stamp, withdraw_reason=reason.strip(), updated_at=stamp
+            )
+            await self._save(record)
+        logger.info("publicity %s withdrawn", record.id)
+        return record
+
+    def overdue(self, today: datetime.date) -> list[PublicityRecord]:
+        """Drafts whose due date is before ``today`` (a China date), the most overdue first."""
+        self._require_started()
+        late = [r for r in self._records.values() if r.state == "draft" and r.due_on < today.isoformat()]
+        return sorted(late, key=lambda r: (r.due_on, r.created_at))
+
+    def feed(self, since: Optional[datetime.datetime] = None) -> list[dict[str, Any]]:
+        """Public entries changed after ``since`` (all if None), oldest change first.
+
+        Only records that were published appear: published ones, and withdrawn ones as
+        tombstones. Use the last entry's ``updated_at`` as the next ``since``; every change
+        gets a distinct, increasing ``updated_at``.
+        """
+        self._require_started()
+        if since is not None and (since.tzinfo is None or since.utcoffset() is None):
+            raise ValidationFailed("since must be a time with a zone, such as 2024-10-08T00:00:00Z")
+        entries = [
+            r
+            for r in self._records.values()
+            if r.uploaded_at is not None and (since is None or _moment(r.updated_at) > since)
+        ]
+        return [r.public() for r in sorted(entries, key=lambda r: _moment(r.updated_at))]
+
+    # ---- internals ----------------------------------------------------------------------
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise RuntimeError("Publicity is not started; await start() first")
+
+    def _stamp(self, now: datetime.datetime) -> str:
+        # The feed's cursor is updated_at: two changes must never share one (ms precision).
+        moment = now.astimezone(datetime.timezone.utc)
+        if self._last_stamp is not None and moment <= self._last_stamp:
+            moment = self._last_stamp + datetime.timedelta(milliseconds=1)
+        moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+        self._last_stamp = moment
+        return rfc3339(moment) or ""
+
+    async def _save(self, record: PublicityRecord) -> None:
+        await self._store.put(record.key, record.to_record(), "application/json")
+        self._records[record.id] = record
+
+
+def _moment(value: str) -> datetime.datetime:
+    moment = parse_rfc3339(value)
+    assert moment is not None
+    return moment
+
+
+def _parse(view: Mapping[str, Any], decision: Mapping[str, Any], today: datetime.date) -> dict[str, Any]:
+    """The record's fields from the inspection and the decision, or 422 with every problem."""
+    errors: list[dict[str, str]] = []
+
+    def bad(field: str, message: str) -> None:
+        errors.append({"field": field, "message": message})
+
+    applicant = view.get("applicant") if isinstance(view.get("applicant"), Mapping) else None
+    if applicant is None:
+        bad("inspection.applicant", "is required")
+        applicant = {}
+    for name in ("id", "case_no"):
+        if not view.get(name):
+            bad(f"inspection.{name}", "is required")
+    for name in ("name", "kind", "id_type", "id_number"):
+        if not isinstance(applicant.get(name), str) or not applicant[name].strip():
+            bad(f"inspection.applicant.{name}", "is required for publicity")
+    if applicant.get("kind") and applicant["kind"] not in COUNTERPART_CATEGORIES:
+        bad("inspection.applicant.kind", f"must be one of {', '.join(COUNTERPART_CATEGORIES)}")
+
+    if not isinstance(decision, Mapping):
+        raise ValidationFailed("decision must be an object with the licence decision's fields")
+    known = set(_DECISION_FIELDS) | {"decision_date"}
+    for name in sorted(set(decision) - known):
+        bad(f"decision.{name}", "is not a known field")
+    values: dict[str, str] = {}
+    for name, limit in _DECISION_FIELDS.items():
+        value = decision.get(name)
+        if not isinstance(value, str) or not value.strip():
+            bad(f"decision.{name}", "is required")
+        elif len(value) > limit:
+            bad(f"decision.{name}", f"must be at most {limit} characters")
+        elif any(ord(c) < 32 and c not in "\n\t" for c in value):
+            bad(f"decision.{name}", "must not contain control characters")
+        else:
+            values[name] = value.strip()
+    if "licence_category" in values:
+        category = LICENCE_CATEGORIES.get(values["licence_category"].lower())
+        if category is None:
+            bad("decision.licence_category", "must be one of 普通, 特许, 认可, 核准, 登记, 其他")
+        else:
+            values["licence_category"] = category
+    decision_date = _date(decision.get("decision_date"), bad)
+    if decision_date is not None and decision_date > today:
+        bad("decision.decision_date", f"{decision_date} is in the future (today is {today} in China)")
+        decision_date = None
+    if errors:
+        raise ValidationFailed(
+            f"the publicity record cannot be filled: {errors[0]['field']} {errors[0]['message']}"
+            + (f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""),
+            errors=errors,
+        )
+    assert decision_date is not None
+    try:
+        due_on = add_working_days(decision_date, DUE_WORKING_DAYS)
+    except CalendarYearUnknown as exc:
+        raise CalendarYearUnknown(exc.year, "decision.decision_date") from None
+    return {
+        "inspection_id": str(view["id"]),
+        "case_no": str(view["case_no"]),
+        "counterpart_name": applicant["name"].strip(),
+        "counterpart_category": applicant["kind"],
+        "id_type": applicant["id_type"],
+        "id_number": applicant["id_number"].strip(),
+        "decision_date": decision_date.isoformat(),
+        "due_on": due_on.isoformat(),
+        **values,
+    }
+
+
+def _date(value: Any, bad: Callable[[str, str], None]) -> Optional[datetime.date]:
+    field = "decision.decision_date"
+    if value is None:
+        bad(field, "is required")
+        return None
+    if isinstance(value, datetime.datetime):
+        bad(field, "must be a date (YYYY-MM-DD), not a time")
+        return None
+    if isinstance(value, datetime.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    bad(field, f"must be a date like 2024-10-08, got {value!r}")
+    return None
