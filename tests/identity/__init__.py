@@ -1,0 +1,1 @@
+"""Tests of the identity package: accounts, login, sessions, permissions, OIDC."""
