@@ -22,7 +22,8 @@ class IdempotencyKeys:
 
     @staticmethod
     def _object_key(api_key_id: str, key: str) -> str:
-        return f"{PREFIX}{api_key_id}/{hashlib.sha256(key.encode()).hexdigest()}.json"
+        owner = api_key_id.replace(":", "-")
+        return f"{PREFIX}{owner}/{hashlib.sha256(key.encode()).hexdigest()}.json"
 
     @staticmethod
     def check_key(key: str) -> str:

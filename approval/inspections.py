@@ -77,6 +77,7 @@ class Inspection:
     verdict: Optional[dict[str, Any]] = None
     manifest: Optional[dict[str, Any]] = None
     template_version: Optional[str] = None
+    inspector_user_id: Optional[str] = None
 
     @property
     def is_open(self) -> bool:
@@ -160,7 +161,9 @@ class InspectionBook:
     def open_for_case(self, case_no: str) -> Optional[Inspection]:
         return next((r for r in self._records.values() if r.case_no == case_no and r.is_open), None)
 
-    async def create(self, new: NewInspection, api_key_id: str, link_ttl: datetime.timedelta) -> Inspection:
+    async def create(
+        self, new: NewInspection, api_key_id: str, link_ttl: datetime.timedelta, inspector_user_id: Optional[str] = None
+    ) -> Inspection:
         checkpoints = new.checkpoints
         template = self._templates.find(new.item_code)
         if checkpoints is None:
@@ -196,6 +199,7 @@ class InspectionBook:
                 expires_at=rfc3339(start + link_ttl) or "",
                 api_key_id=api_key_id,
                 template_version=template.version if template else None,
+                inspector_user_id=inspector_user_id,
             )
             await self._save(record)
             self._records[record.id] = record

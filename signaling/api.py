@@ -9,16 +9,20 @@ import io
 import json
 import logging
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 import qrcode
 from aiohttp import web
 
-from approval.apikeys import ApiKey, ApiKeys
-from approval.errors import BadRequest, Conflict, TooLarge, UnsupportedMediaType, ValidationFailed
+from approval.apikeys import ApiKeys
+from approval.errors import BadRequest, Conflict, NotFound, TooLarge, UnsupportedMediaType, ValidationFailed
 from approval.idempotency import IdempotencyKeys
 from approval.inspections import Inspection, InspectionBook, parse_rfc3339
 from approval.requests import parse_cancel, parse_new_inspection
 
+from identity.permissions import Principal
+
+from .auth import actor_of, caller
 from .sockets import SessionNamespace
 from .tokens import TokenSigner
 
@@ -41,6 +45,7 @@ class InspectionApi:
         sessions: SessionNamespace,
         base_url: str,
         link_ttl: datetime.timedelta,
+        webhook_allowed_hosts: Optional[tuple[str, ...]] = None,
     ) -> None:
         self.book = book
         self.keys = keys
@@ -49,6 +54,7 @@ class InspectionApi:
         self.sessions = sessions
         self.base_url = base_url
         self.link_ttl = link_ttl
+        self.webhook_allowed_hosts = webhook_allowed_hosts
         self._idempotency_locks: dict[str, asyncio.Lock] = {}
 
     def routes(self) -> list[web.RouteDef]:
@@ -61,10 +67,6 @@ class InspectionApi:
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _auth(self, request: web.Request, permission: str) -> ApiKey:
-        key = self.keys.authenticate(request.headers.get("Authorization"))
-        key.require(permission)
-        return key
 
     async def _body(self, request: web.Request) -> tuple[Any, bytes]:
         if request.content_length is not None and request.content_length > MAX_JSON_BODY:
@@ -82,8 +84,8 @@ class InspectionApi:
         except json.JSONDecodeError as exc:
             raise BadRequest(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
-    def _get_record(self, request: web.Request, key: ApiKey) -> Inspection:
-        return self.book.get(request.match_info["id"])
+    def _get_record(self, request: web.Request) -> Inspection:
+        return visible_record(self.book, request.match_info["id"], caller(request))
 
     def link(self, record: Inspection, role: str) -> str:
         expires = parse_rfc3339(record.expires_at)
@@ -92,8 +94,8 @@ class InspectionApi:
         page = {"inspector": "console", "applicant": "join", "observer": "observe"}[role]
         return f"{self.base_url}/{page}#{token}"
 
-    def view(self, record: Inspection) -> dict[str, Any]:
-        """The record as the contract shows it."""
+    def view(self, record: Inspection, principal: Optional[Principal] = None) -> dict[str, Any]:
+        """The record as the contract shows it (personal data masked unless permitted)."""
         manifest = record.manifest
         return {
             "id": record.id,
@@ -108,7 +110,7 @@ class InspectionApi:
             "ended_at": record.ended_at,
             "duration_s": record.duration_s,
             "cancel_reason": record.cancel_reason,
-            "applicant": masked_applicant(record.applicant),
+            "applicant": dict(record.applicant) if principal is not None and principal.can_see_personal_data else masked_applicant(record.applicant),
             "site": record.site,
             "participants": record.participants,
             "checkpoints": record.checkpoints,
@@ -119,25 +121,44 @@ class InspectionApi:
     # -- handlers ---------------------------------------------------------------------
 
     async def create(self, request: web.Request) -> web.Response:
-        key = self._auth(request, "entry")
+        principal = caller(request)
+        owner = actor_of(principal)
         body, raw = await self._body(request)
         idem_key = request.headers.get("Idempotency-Key")
         if idem_key is None:
             new = parse_new_inspection(body)
-            return web.json_response(await self._create(new, key), status=201)
+            return web.json_response(await self._create(new, principal), status=201)
         IdempotencyKeys.check_key(idem_key)
-        lock = self._idempotency_locks.setdefault(f"{key.id}:{idem_key}", asyncio.Lock())
+        lock = self._idempotency_locks.setdefault(f"{owner}:{idem_key}", asyncio.Lock())
         async with lock:
-            saved = await self.idempotency.recall(key.id, idem_key, raw)
+            saved = await self.idempotency.recall(owner, idem_key, raw)
             if saved is not None:
                 return web.json_response(saved, status=201, headers={"Idempotent-Replayed": "true"})
             new = parse_new_inspection(body)
-            response = await self._create(new, key)
-            await self.idempotency.remember(key.id, idem_key, raw, response)
+            response = await self._create(new, principal)
+            await self.idempotency.remember(owner, idem_key, raw, response)
         return web.json_response(response, status=201)
 
-    async def _create(self, new: Any, key: ApiKey) -> dict[str, Any]:
-        record = await self.book.create(new, key.id, self.link_ttl)
+    def _check_callback(self, url: Optional[str]) -> None:
+        """SSRF guard: with TAKAN_WEBHOOK_ALLOWED_HOSTS set, callbacks go only there."""
+        if not url or self.webhook_allowed_hosts is None:
+            return
+        host = (urlsplit(url).hostname or "").lower()
+        for allowed in self.webhook_allowed_hosts:
+            if host == allowed or (allowed.startswith(".") and host.endswith(allowed)):
+                return
+        raise ValidationFailed(
+            f"callback_url host {host!r} is not in this deployment's allowed webhook hosts",
+            errors=[{"field": "callback_url", "message": "host not allowed; ask the Takan admin to allow it"}],
+        )
+
+    async def _create(self, new: Any, principal: Principal) -> dict[str, Any]:
+        self._check_callback(new.callback_url)
+        # An API key's id names whose webhook secret signs the callbacks; a staff
+        # inspector who creates an inspection owns it.
+        owner = principal.id if principal.kind == "api_key" else actor_of(principal)
+        inspector = principal.id if principal.kind == "staff" and "inspector" in principal.roles else None
+        record = await self.book.create(new, owner, self.link_ttl, inspector_user_id=inspector)
         applicant_url = self.link(record, "applicant")
         return {
             "id": record.id,
@@ -151,11 +172,10 @@ class InspectionApi:
         }
 
     async def get(self, request: web.Request) -> web.Response:
-        key = self._auth(request, "query")
-        return web.json_response(self.view(self._get_record(request, key)))
+        return web.json_response(self.view(self._get_record(request), caller(request)))
 
     async def list(self, request: web.Request) -> web.Response:
-        key = self._auth(request, "query")
+        principal = caller(request)
         query = request.query
         allowed = {"case_no", "status", "from", "to", "cursor", "limit"}
         unknown = sorted(set(query) - allowed)
@@ -164,7 +184,7 @@ class InspectionApi:
                 f"unknown query parameter(s): {', '.join(unknown)}",
                 errors=[{"field": name, "message": "is not a known parameter"} for name in unknown],
             )
-        records = self.book.all()
+        records = [r for r in self.book.all() if may_see(principal, r)]
         errors: list[dict[str, str]] = []
         if "case_no" in query:
             records = [r for r in records if r.case_no == query["case_no"]]
@@ -208,22 +228,34 @@ class InspectionApi:
         more = start + limit < len(records)
         return web.json_response(
             {
-                "items": [self.view(r) for r in page],
+                "items": [self.view(r, principal) for r in page],
                 "next_cursor": encode_cursor(page[-1].created_at, page[-1].id) if more and page else None,
             }
         )
 
     async def cancel(self, request: web.Request) -> web.Response:
-        key = self._auth(request, "entry")
-        record = self._get_record(request, key)
+        principal = caller(request)
+        record = self._get_record(request)
         body, _ = await self._body(request)
         reason = parse_cancel(body)
         if record.status == "cancelled":
-            return web.json_response(self.view(record))
+            return web.json_response(self.view(record, principal))
         if not record.is_open and record.status != "interrupted":
             raise Conflict(f"inspection {record.id} is {record.status}; only open inspections can be cancelled")
-        await self.sessions.end_inspection(record.id, actor=f"api:{key.id}", status="cancelled", reason=reason)
-        return web.json_response(self.view(self.book.get(record.id)))
+        await self.sessions.end_inspection(record.id, actor=actor_of(principal), status="cancelled", reason=reason)
+        return web.json_response(self.view(self.book.get(record.id), principal))
+
+
+def may_see(principal: Principal, record: Inspection) -> bool:
+    """Staff without query_all (inspectors) see only the inspections they run."""
+    return principal.has("query_all") or (principal.kind == "staff" and record.inspector_user_id == principal.id)
+
+
+def visible_record(book: InspectionBook, inspection_id: str, principal: Principal) -> Inspection:
+    record = book.get(inspection_id)
+    if not may_see(principal, record):
+        raise NotFound(f"no inspection with id {inspection_id!r}")  # do not reveal others' inspections
+    return record
 
 
 def encode_cursor(created_at: str, record_id: str) -> str:

@@ -7,15 +7,19 @@ from typing import Any
 
 from aiohttp import web
 
-from approval.apikeys import ApiKey, ApiKeys
+from approval.apikeys import ApiKeys
 from approval.errors import NotFound
 from approval.inspections import InspectionBook
 from evidence.access import AccessLog
+from identity.permissions import Principal
 from evidence.manifest import MANIFEST, SIGNATURE, prefix_of
 from evidence.signing import SigningKeys
 from evidence.verify import verify_inspection
 from storage.keys import InvalidKey, validate_key
 from storage.objects import ObjectNotFound, ObjectStore
+
+from .api import visible_record
+from .auth import actor_of, caller
 
 NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _TYPES = {".webm": "video/webm", ".mkv": "video/x-matroska", ".jsonl": "application/x-ndjson", ".json": "application/json"}
@@ -38,22 +42,17 @@ class EvidenceApi:
             web.get("/api/v1/inspections/{id}/verification", self.verification),
         ]
 
-    def _auth(self, request: web.Request) -> ApiKey:
-        key = self.keys.authenticate(request.headers.get("Authorization"))
-        key.require("query")
-        return key
-
-    async def _read(self, request: web.Request, relative: str) -> tuple[ApiKey, bytes]:
-        key = self._auth(request)
+    async def _read(self, request: web.Request, relative: str) -> tuple[Principal, bytes]:
+        principal = caller(request)
         inspection_id = request.match_info["id"]
-        self.book.get(inspection_id)
+        visible_record(self.book, inspection_id, principal)
         full = prefix_of(inspection_id) + relative
         try:
             data = await self.store.get(full)
         except ObjectNotFound:
             raise NotFound(f"inspection {inspection_id} has no object {relative!r}") from None
-        await self.access.record("evidence.read", f"api:{key.id}", {"inspection_id": inspection_id, "key": relative, "size": len(data), "remote": request.remote})
-        return key, data
+        await self.access.record("evidence.read", actor_of(principal), {"inspection_id": inspection_id, "key": relative, "size": len(data), "remote": request.remote})
+        return principal, data
 
     async def public_keys(self, request: web.Request) -> web.Response:
         infos = await self.signing.public.all(current=self.signing.current_kid)
@@ -82,10 +81,10 @@ class EvidenceApi:
         return web.Response(body=data, content_type=ctype, headers=NO_STORE)
 
     async def verification(self, request: web.Request) -> web.Response:
-        key = self._auth(request)
+        principal = caller(request)
         inspection_id = request.match_info["id"]
-        self.book.get(inspection_id)
+        visible_record(self.book, inspection_id, principal)
         report = await verify_inspection(self.store, inspection_id)
-        await self.access.record("evidence.verify", f"api:{key.id}", {"inspection_id": inspection_id, "ok": report.ok})
+        await self.access.record("evidence.verify", actor_of(principal), {"inspection_id": inspection_id, "ok": report.ok})
         body: dict[str, Any] = report.as_json()
         return web.json_response(body, headers=NO_STORE)

@@ -193,12 +193,54 @@ SCHEMAS: dict[str, Any] = {
             }
         },
     },
+    "Login": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["user_id", "password", "totp"],
+        "properties": {"user_id": {"type": "string"}, "password": {"type": "string"}, "totp": {"type": "string"}},
+    },
+    "Me": {"type": "object", "required": ["user"], "properties": {"user": {"type": "object"}}},
+    "PasswordChange": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["old_password", "new_password"],
+        "properties": {"old_password": {"type": "string"}, "new_password": {"type": "string"}},
+    },
+    "PasswordReset": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["password"],
+        "properties": {"password": {"type": "string"}, "new_totp": {"type": "boolean"}},
+    },
+    "Roles": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["roles"],
+        "properties": {"roles": {"type": "array", "items": {"enum": ["inspector", "reviewer", "approver", "auditor", "admin"]}}},
+    },
+    "NewAccount": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["user_id", "real_name", "roles", "password"],
+        "properties": {
+            "user_id": {"type": "string"},
+            "real_name": {"type": "string"},
+            "roles": {"type": "array", "items": {"enum": ["inspector", "reviewer", "approver", "auditor", "admin"]}},
+            "password": {"type": "string"},
+            "id_number": {"type": "string"},
+            "phone": {"type": "string"},
+        },
+    },
     "Verification": {
         "type": "object",
         "required": ["ok", "problems"],
         "properties": {"ok": {"type": "boolean"}, "first_problem": _NULLABLE_STR, "problems": {"type": "array"}},
     },
 }
+
+
+def _ok(description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": {"type": "object"}}}}
 
 
 def _json(schema: str, description: str = "OK") -> dict[str, Any]:
@@ -315,6 +357,37 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/webhooks/{id}/resend": {
         "post": {"summary": "Send a delivery again (admin)", "operationId": "resendDelivery", "parameters": [_ID], "responses": {"202": {"description": "queued", "content": {JSON: {"schema": {"type": "object"}}}}, **_problems(401, 403, 404, 409)}},
+    },
+    "/api/v1/auth/login": {
+        "post": {
+            "summary": "Staff login: password and TOTP code (sets the takan_session cookie)",
+            "operationId": "login",
+            "security": [],
+            "requestBody": _body("Login"),
+            "responses": {"200": _json("Me"), **_problems(400, 401, 403, 422, 429)},
+        },
+    },
+    "/api/v1/auth/logout": {"post": {"summary": "End this session", "operationId": "logout", "responses": {"200": _ok(), **_problems(401, 403)}}},
+    "/api/v1/auth/logout-all": {"post": {"summary": "End every session of this account", "operationId": "logoutAll", "responses": {"200": _ok(), **_problems(401, 403)}}},
+    "/api/v1/auth/me": {"get": {"summary": "The logged-in staff member", "operationId": "me", "responses": {"200": _json("Me"), **_problems(401, 403)}}},
+    "/api/v1/auth/password": {
+        "post": {"summary": "Change one's password", "operationId": "changePassword", "requestBody": _body("PasswordChange"), "responses": {"200": _ok(), **_problems(400, 401, 403, 422)}},
+    },
+    "/api/v1/admin/accounts": {
+        "get": {"summary": "Staff accounts (admin)", "operationId": "listAccounts", "responses": {"200": _ok(), **_problems(401, 403)}},
+        "post": {"summary": "Create a staff account (admin); returns the TOTP URI once", "operationId": "createAccount", "requestBody": _body("NewAccount"), "responses": {"201": _ok("created"), **_problems(400, 401, 403, 409, 422)}},
+    },
+    **{
+        f"/api/v1/admin/accounts/{{user_id}}/{action}": {
+            "post": {
+                "summary": f"{action} an account (admin)",
+                "operationId": f"account_{action.replace('-', '_')}",
+                "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                **({"requestBody": _body(body)} if body else {}),
+                "responses": {"200": _ok(), **_problems(400, 401, 403, 404, 409, 422)},
+            }
+        }
+        for action, body in (("disable", None), ("enable", None), ("unlock", None), ("reset-password", "PasswordReset"), ("roles", "Roles"))
     },
     "/api/v1/openapi.json": {
         "get": {"summary": "This document", "operationId": "openapi", "security": [], "responses": {"200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": {"type": "object"}}}}}},

@@ -28,17 +28,21 @@ from approval.templates import Templates
 from evidence.access import AccessLog
 from evidence.journal import Journal
 from evidence.signing import SigningKeys
+from identity.accounts import Accounts
+from identity.sessions import StaffSessions
 from media.ice import offer_loopback_candidates, rtc_configuration
 from media.tap import check_aiortc_seams
 from signaling import openapi, pages
 from signaling.admin_api import AdminApi
 from signaling.api import InspectionApi
+from signaling.auth import Authenticator, authorization_middleware
 from signaling.evidence_api import EvidenceApi
 from signaling.uploads import PhotoUploads
 from signaling.problems import problems_middleware
 from signaling.recording import Recording
 from signaling.rooms import Rooms
 from signaling.sockets import SessionNamespace
+from signaling.staff_api import StaffApi
 from signaling.tokens import TokenSigner
 from storage.livestate import LiveState, MemoryLiveState
 from storage.local import LocalObjectStore
@@ -66,6 +70,8 @@ class Services:
     access: AccessLog
     outbox: Outbox
     webhooks: WebhookSender
+    accounts: Accounts
+    staff_sessions: StaffSessions
     sessions: SessionNamespace
     sio: socketio.AsyncServer
     bootstrap_key: Optional[IssuedKey] = None
@@ -145,8 +151,15 @@ def build_app(config: Config) -> web.Application:
     )
     sio.register_namespace(sessions)
 
-    app = web.Application(middlewares=[problems_middleware], client_max_size=8 * 1024 * 1024)
-    services = Services(config, store, live, book, keys, rooms, signing, journal, access, outbox, webhooks, sessions, sio)
+    accounts = Accounts(store)
+    staff_sessions = StaffSessions(accounts, store)
+    auth = Authenticator(keys, staff_sessions, secure_cookies=config.tls != "off")
+    app = web.Application(
+        middlewares=[problems_middleware, authorization_middleware(auth)], client_max_size=16 * 1024 * 1024
+    )
+    services = Services(
+        config, store, live, book, keys, rooms, signing, journal, access, outbox, webhooks, accounts, staff_sessions, sessions, sio
+    )
 
     async def on_finished(record: Inspection) -> None:
         if record.status == "cancelled":
@@ -164,12 +177,14 @@ def build_app(config: Config) -> web.Application:
         sessions,
         config.base_url,
         datetime.timedelta(hours=config.link_ttl_hours),
+        config.webhook_allowed_hosts,
     )
     app.add_routes(api.routes())
     app.add_routes(EvidenceApi(book, keys, store, signing, access).routes())
     app.add_routes(PhotoUploads(book, signer, sessions).routes())
     app.add_routes(AdminApi(keys, outbox).routes())
     app.add_routes(openapi.routes())
+    app.add_routes(StaffApi(accounts, staff_sessions, auth, live).routes())
     app.add_routes([web.get("/healthz", healthz)])
     app.add_routes(pages.routes())
     app.cleanup_ctx.append(_lifecycle)
@@ -188,6 +203,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await services.signing.start()
             await services.outbox.start()
             await services.webhooks.start()
+            await services.accounts.start()
+            await services.staff_sessions.start()
             await _mark_interrupted(services)
             if config.api_key:
                 await services.keys.seed(config.api_key, config.webhook_secret)
@@ -196,6 +213,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             yield
         finally:
             await services.rooms.close()
+            await services.staff_sessions.close()
+            await services.accounts.close()
             await services.webhooks.close()
             await services.outbox.close()
             await services.signing.close()

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--ice-loopback", help="offer 127.0.0.1 ICE candidates (TAKAN_ICE_LOOPBACK)")
     add("--link-ttl-hours", help="how long participant links stay valid (TAKAN_LINK_TTL_HOURS, default 72)")
     add("--session-limit-s", help="session time limit in seconds (TAKAN_SESSION_LIMIT_S; default: the item's template, 30 min)")
+    add("--webhook-allowed-hosts", help="comma-separated hosts (or .suffixes) callbacks may target (TAKAN_WEBHOOK_ALLOWED_HOSTS)")
     add("--node-id", help="name of this node (TAKAN_NODE_ID)")
     add("--templates-dir", help="directory of checklist templates overriding the built-in ones")
 

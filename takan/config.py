@@ -49,6 +49,7 @@ class Config:
     ice_loopback: bool = False
     link_ttl_hours: float = 72.0
     session_limit_s: Optional[float] = None
+    webhook_allowed_hosts: Optional[tuple[str, ...]] = None
     node_id: str = "node-1"
     log_level: str = "INFO"
     templates_dir: Optional[Path] = None
@@ -164,6 +165,10 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
     values["log_level"] = level
     if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", str(values.get("node_id", "node-1"))):
         raise ConfigError("TAKAN_NODE_ID may hold only letters, digits and _ . -")
+
+    hosts, _ = pick("webhook_allowed_hosts")
+    if hosts:
+        values["webhook_allowed_hosts"] = tuple(h.strip().lower() for h in hosts.split(",") if h.strip())
 
     values.update(_tls(pick))
     values["ice_servers"] = _ice(pick, env)
