@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -32,6 +35,16 @@ class IceServer:
         return RTCIceServer(
             urls=list(self.urls), username=self.username, credential=self.credential
         )
+
+
+def turn_rest_credentials(secret: str, user: str, ttl_s: int, now: float) -> tuple[str, str]:
+    """coturn's shared-secret REST scheme (``use-auth-secret``): a short-lived TURN login.
+
+    username = "<expiry unix time>:<user>", credential = base64(HMAC-SHA1(secret, username)).
+    """
+    username = f"{int(now) + ttl_s}:{user}"
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode()
 
 
 def rtc_configuration(servers: tuple[IceServer, ...]) -> RTCConfiguration:

@@ -46,7 +46,7 @@ class SessionNamespace(socketio.AsyncNamespace):
         rooms: Rooms,
         book: InspectionBook,
         signer: TokenSigner,
-        ice_servers: list[dict[str, Any]],
+        ice_servers: Callable[[str], list[dict[str, Any]]],
         journal: Journal,
         base_url: str,
         session_limit_s: Optional[float] = None,
@@ -192,7 +192,7 @@ class SessionNamespace(socketio.AsyncNamespace):
                 "checkpoints": [{"code": c["code"], "title": c["title"], "required": c["required"]} for c in record.checkpoints],
             },
             "participants": [p.presence() for p in room.participants.values()],
-            "ice_servers": self.ice_servers,
+            "ice_servers": self.ice_servers(f"{inspection_id[-8:]}-{participant.id}"),
         }
 
     async def _kick(self, old_sid: str, room: Room) -> None:

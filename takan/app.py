@@ -10,7 +10,9 @@ import datetime
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import AsyncIterator, Optional
 
@@ -30,13 +32,14 @@ from evidence.journal import Journal
 from evidence.signing import SigningKeys
 from identity.accounts import Accounts
 from identity.sessions import StaffSessions
-from media.ice import offer_loopback_candidates, rtc_configuration
+from media.ice import offer_loopback_candidates, rtc_configuration, turn_rest_credentials
 from media.tap import check_aiortc_seams
 from signaling import openapi, pages
 from signaling.admin_api import AdminApi
 from signaling.api import InspectionApi
 from signaling.auth import Authenticator, authorization_middleware
 from signaling.evidence_api import EvidenceApi
+from signaling.headers import rate_limit_middleware, security_headers_middleware
 from signaling.uploads import PhotoUploads
 from signaling.problems import problems_middleware
 from signaling.recording import Recording
@@ -113,6 +116,17 @@ def make_live_state(config: Config) -> LiveState:
     return RedisLiveState(config.redis_url)
 
 
+def browser_ice_servers(config: Config, user: str) -> list[dict[str, object]]:
+    """The ICE servers a participant's browser gets; TURN logins are minted per join."""
+    out = []
+    for server in config.ice_servers:
+        entry = server.to_browser()
+        if config.turn_secret and server.username is None and any(u.startswith("turn") for u in server.urls):
+            entry["username"], entry["credential"] = turn_rest_credentials(config.turn_secret, user, config.turn_ttl_s, time.time())
+        out.append(entry)
+    return out
+
+
 def build_app(config: Config) -> web.Application:
     check_aiortc_seams()
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +152,7 @@ def build_app(config: Config) -> web.Application:
     notifier = Notifier(outbox, keys)
     webhooks = WebhookSender(outbox, notifier.secret_for)
     sessions = SessionNamespace(
-        rooms, book, signer, [s.to_browser() for s in config.ice_servers], journal, config.base_url, config.session_limit_s
+        rooms, book, signer, partial(browser_ice_servers, config), journal, config.base_url, config.session_limit_s
     )
 
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
@@ -155,7 +169,13 @@ def build_app(config: Config) -> web.Application:
     staff_sessions = StaffSessions(accounts, store)
     auth = Authenticator(keys, staff_sessions, secure_cookies=config.tls != "off")
     app = web.Application(
-        middlewares=[problems_middleware, authorization_middleware(auth)], client_max_size=16 * 1024 * 1024
+        middlewares=[
+            security_headers_middleware(config.tls != "off"),
+            problems_middleware,
+            rate_limit_middleware(live),
+            authorization_middleware(auth),
+        ],
+        client_max_size=16 * 1024 * 1024,
     )
     services = Services(
         config, store, live, book, keys, rooms, signing, journal, access, outbox, webhooks, accounts, staff_sessions, sessions, sio

@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--turn-urls", help="comma-separated turn: URLs (TAKAN_TURN_URLS)")
     add("--turn-username", help="TAKAN_TURN_USERNAME")
     add("--turn-credential", help="TAKAN_TURN_CREDENTIAL")
+    add("--turn-secret", help="coturn static-auth-secret: mint short-lived TURN logins per participant (TAKAN_TURN_SECRET)")
     add("--ice-loopback", help="offer 127.0.0.1 ICE candidates (TAKAN_ICE_LOOPBACK)")
     add("--link-ttl-hours", help="how long participant links stay valid (TAKAN_LINK_TTL_HOURS, default 72)")
     add("--session-limit-s", help="session time limit in seconds (TAKAN_SESSION_LIMIT_S; default: the item's template, 30 min)")

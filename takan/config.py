@@ -50,6 +50,8 @@ class Config:
     link_ttl_hours: float = 72.0
     session_limit_s: Optional[float] = None
     webhook_allowed_hosts: Optional[tuple[str, ...]] = None
+    turn_secret: Optional[str] = None
+    turn_ttl_s: int = 4 * 3600
     node_id: str = "node-1"
     log_level: str = "INFO"
     templates_dir: Optional[Path] = None
@@ -166,6 +168,9 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
     if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", str(values.get("node_id", "node-1"))):
         raise ConfigError("TAKAN_NODE_ID may hold only letters, digits and _ . -")
 
+    turn_secret, _ = pick("turn_secret")
+    if turn_secret:
+        values["turn_secret"] = turn_secret
     hosts, _ = pick("webhook_allowed_hosts")
     if hosts:
         values["webhook_allowed_hosts"] = tuple(h.strip().lower() for h in hosts.split(",") if h.strip())
@@ -217,9 +222,16 @@ def _ice(pick: Callable[[str], tuple[Optional[str], str]], env: Mapping[str, str
     if turn:
         user, _ = pick("turn_username")
         credential, _ = pick("turn_credential")
-        if not user or not credential:
-            raise ConfigError("TURN needs TAKAN_TURN_USERNAME and TAKAN_TURN_CREDENTIAL too")
-        servers.append(IceServer(_ice_urls(turn, source), user, credential))
+        secret, _ = pick("turn_secret")
+        if secret:
+            servers.append(IceServer(_ice_urls(turn, source)))  # credentials minted per participant
+        elif not user or not credential:
+            raise ConfigError(
+                "TURN needs TAKAN_TURN_SECRET (coturn use-auth-secret, short-lived logins) "
+                "or TAKAN_TURN_USERNAME and TAKAN_TURN_CREDENTIAL"
+            )
+        else:
+            servers.append(IceServer(_ice_urls(turn, source), user, credential))
     return tuple(servers)
 
 

@@ -177,3 +177,23 @@ async def test_event_flood_disconnects_only_the_flooder(server, http) -> None:
             assert r.status == 200
     finally:
         await flooder.close()
+
+
+async def test_turn_logins_are_short_lived_and_per_participant(tmp_path) -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    async with running_server(tmp_path / "d", turn_urls="turn:turn.example:3478", turn_secret="s3cret") as server, aiohttp.ClientSession() as http:
+        created = await create_inspection(server, http)
+        applicant = Participant(server.base_url, created["applicant_url"])
+        try:
+            assert await applicant.connect()
+            joined = await applicant.call("join")
+            (turn,) = joined["ice_servers"]
+            expiry, user = turn["username"].split(":", 1)
+            assert 0 < int(expiry) - time.time() <= 4 * 3600 + 5 and user.endswith("applicant")
+            expected = base64.b64encode(hmac.new(b"s3cret", turn["username"].encode(), hashlib.sha1).digest()).decode()
+            assert turn["credential"] == expected
+        finally:
+            await applicant.close()

@@ -93,7 +93,7 @@ def test_serve_with_self_signed_tls(tmp_path) -> None:
         ([], {"TAKAN_REDIS_URL": "http://x"}, "TAKAN_REDIS_URL='http://x' must be a URL starting with redis://"),
         ([], {"TAKAN_TLS": "maybe"}, "TAKAN_TLS='maybe' must be off, self-signed or files"),
         (["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], {}, "does not exist"),
-        ([], {"TAKAN_TURN_URLS": "turn:x:3478"}, "TURN needs TAKAN_TURN_USERNAME"),
+        ([], {"TAKAN_TURN_URLS": "turn:x:3478"}, "TURN needs TAKAN_TURN_SECRET"),
         ([], {"TAKAN_STUN_URLS": "http://x"}, "is not a stun:"),
         ([], {"TAKAN_ICE_SERVERS": "[{]"}, "TAKAN_ICE_SERVERS must be a JSON list"),
         ([], {"TAKAN_S3_ENDPOINT": "minio:9000"}, "S3 needs TAKAN_S3_ACCESS_KEY"),
