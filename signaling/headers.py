@@ -17,8 +17,6 @@ CSP = (
     "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
 )
-#: API requests per client (key, session or address) per minute.
-API_REQUESTS_PER_MINUTE = 1200
 
 
 def security_headers_middleware(tls: bool) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
@@ -40,13 +38,15 @@ def security_headers_middleware(tls: bool) -> Callable[[web.Request, Handler], A
     return middleware
 
 
-def rate_limit_middleware(live: LiveState) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def rate_limit_middleware(live: LiveState, per_minute: int) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """At most ``per_minute`` API requests per caller (key, session or address)."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/api/"):
             who = request.headers.get("Authorization", "")[-24:] or request.cookies.get("takan_session", "")[-24:] or str(request.remote)
-            if await live.hit(f"api:{who}", 60) > API_REQUESTS_PER_MINUTE:
-                raise RateLimited(f"more than {API_REQUESTS_PER_MINUTE} requests a minute; slow down and retry")
+            if await live.hit(f"api:{who}", 60) > per_minute:
+                raise RateLimited(f"more than {per_minute} requests a minute; slow down and retry")
         return await handler(request)
 
     return middleware

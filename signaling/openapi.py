@@ -396,6 +396,13 @@ PATHS: dict[str, Any] = {
 
 
 def document() -> dict[str, Any]:
+    paths = {
+        path: {
+            method: {**op, "responses": {**op["responses"], **(_problems(429) if path.startswith("/api/v1/") and path != "/api/v1/openapi.json" else {})}}
+            for method, op in ops.items()
+        }
+        for path, ops in PATHS.items()
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -405,7 +412,7 @@ def document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": PATHS,
+        "paths": paths,
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "API key issued by an admin"}},

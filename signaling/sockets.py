@@ -25,6 +25,27 @@ from .tokens import TokenExpired, TokenInvalid, TokenSigner
 logger = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_SECOND = 50
+
+_ALL = frozenset({"inspector", "applicant", "observer"})
+_PUBLISHERS = frozenset({"inspector", "applicant"})
+#: Which link roles may send each client event. Only these events are dispatched
+#: (deny by default); tests/signaling/test_permissions.py checks every handler is listed.
+EVENT_ROLES: dict[str, frozenset[str]] = {
+    "join": _ALL,
+    "offer": _ALL,
+    "ice": _ALL,
+    "keyframe": _ALL,
+    "media": _PUBLISHERS,
+    "chat": _PUBLISHERS,
+    "signature": _PUBLISHERS,
+    "location": frozenset({"applicant"}),
+    "end": frozenset({"inspector"}),
+    "prompt": frozenset({"inspector"}),
+    "capture": frozenset({"inspector"}),
+    "note": frozenset({"inspector"}),
+    "sign_request": frozenset({"inspector"}),
+    "overtime": frozenset({"inspector"}),
+}
 MAX_CONNECTS_PER_MINUTE = 60
 
 class NotJoined(TakanError):
@@ -123,9 +144,13 @@ class SessionNamespace(socketio.AsyncNamespace):
             logger.warning("connection %s exceeded %d events/s; disconnecting", sid, MAX_EVENTS_PER_SECOND)
             await self.disconnect(sid)
             return {"ok": False, "error": {"code": "rate_limited", "message": "too many events"}}
-        handler = getattr(self, f"on_{event}", None) or getattr(self.actions, f"on_{event}", None)
-        if handler is None or event.startswith("_") or event == "timer_phase":
-            return {"ok": False, "error": {"code": "bad_request", "message": f"unknown event {event!r}"}}
+        roles = EVENT_ROLES.get(event)
+        if roles is None:
+            return {"ok": False, "error": {"code": "bad_request", "message": f"unknown event {str(event)[:40]!r}"}}
+        role = (await self.get_session(sid)).get("role")
+        if role not in roles:
+            return {"ok": False, "error": {"code": "forbidden", "message": f"a {role} cannot send {event!r}; only {' or '.join(sorted(roles))}"}}
+        handler = getattr(self, f"on_{event}", None) or getattr(self.actions, f"on_{event}")
         payload = args[1] if len(args) > 1 else None
         if len(args) > 2:
             return {"ok": False, "error": {"code": "bad_request", "message": "send one payload object per event"}}

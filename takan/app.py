@@ -172,7 +172,7 @@ def build_app(config: Config) -> web.Application:
         middlewares=[
             security_headers_middleware(config.tls != "off"),
             problems_middleware,
-            rate_limit_middleware(live),
+            rate_limit_middleware(live, config.api_rate_per_minute),
             authorization_middleware(auth),
         ],
         client_max_size=16 * 1024 * 1024,

@@ -52,6 +52,7 @@ class Config:
     webhook_allowed_hosts: Optional[tuple[str, ...]] = None
     turn_secret: Optional[str] = None
     turn_ttl_s: int = 4 * 3600
+    api_rate_per_minute: int = 1200
     node_id: str = "node-1"
     log_level: str = "INFO"
     templates_dir: Optional[Path] = None
@@ -168,6 +169,9 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
     if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", str(values.get("node_id", "node-1"))):
         raise ConfigError("TAKAN_NODE_ID may hold only letters, digits and _ . -")
 
+    rate, source = pick("api_rate_per_minute")
+    if rate:
+        values["api_rate_per_minute"] = int(_positive(rate, source))
     turn_secret, _ = pick("turn_secret")
     if turn_secret:
         values["turn_secret"] = turn_secret

@@ -57,7 +57,7 @@ def live_server(tmp_path_factory):
     data = tmp_path_factory.mktemp("openapi")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TAKAN_")}, "TAKAN_API_KEY": API_KEY, "TAKAN_LOG_LEVEL": "WARNING",
            # generated callback URLs name random hosts: keep the webhooks on this machine
-           "TAKAN_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1,localhost"}
+           "TAKAN_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1,localhost", "TAKAN_API_RATE_PER_MINUTE": "1000000"}
     process = subprocess.Popen([sys.executable, "-m", "takan", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)], env=env)
     base = f"http://127.0.0.1:{port}"
     for _ in range(100):
