@@ -67,6 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     keys_verbs.add_parser("list", help="list the public keys")
     keys_verbs.add_parser("rotate", help="make a new current signing key (old manifests stay valid)")
 
+    account = verbs.add_parser("account", help="staff accounts (the first admin is created here)")
+    _server_flags(account)
+    account_verbs = account.add_subparsers(dest="account_verb", metavar="ACTION")
+    create_account = account_verbs.add_parser("create", help="create an account; prints the TOTP enrolment URI once")
+    create_account.add_argument("--user-id", required=True)
+    create_account.add_argument("--name", required=True, help="real name")
+    create_account.add_argument("--roles", required=True, help="comma-separated: inspector, reviewer, approver, auditor, admin")
+    create_account.add_argument("--password-stdin", action="store_true", help="read the password from stdin instead of prompting")
+    account_verbs.add_parser("list", help="list accounts")
+    for action in ("disable", "enable", "unlock"):
+        sub = account_verbs.add_parser(action, help=f"{action} an account")
+        sub.add_argument("user_id")
+    reset = account_verbs.add_parser("reset-password", help="set a new password (the owner must change it at next login)")
+    reset.add_argument("user_id")
+    reset.add_argument("--new-totp", action="store_true", help="also enrol a new TOTP secret")
+    reset.add_argument("--password-stdin", action="store_true")
+
     apikey = verbs.add_parser("apikey", help="issue or revoke approval-core API keys")
     _server_flags(apikey)
     apikey_verbs = apikey.add_subparsers(dest="apikey_verb", metavar="ACTION")
@@ -79,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
-    local = ("verb", "apikey_verb", "keys_verb", "inspection", "json", "quiet", "name", "key_id")
+    local = ("verb", "apikey_verb", "keys_verb", "account_verb", "inspection", "json", "quiet", "name", "key_id",
+             "user_id", "roles", "password_stdin", "new_totp")
     return {k: v for k, v in vars(args).items() if k not in local}
 
 
@@ -111,6 +129,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.apikey_verb is None:
             parser.parse_args(["apikey", "--help"])
         return asyncio.run(apikey(config, args))
+    if args.verb == "account":
+        if args.account_verb is None:
+            parser.parse_args(["account", "--help"])
+        return asyncio.run(account(config, args))
     if args.verb == "verify":
         return asyncio.run(verify(config, args))
     if args.verb == "keys":
@@ -290,4 +312,57 @@ async def keys(config: Config, args: argparse.Namespace) -> int:
             print(f"{info.kid}  created {info.created_at}{'  (current)' if info.current else ''}")
         return 0
     finally:
+        await store.close()
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    import getpass
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise SystemExit("takan: the two passwords differ; nothing was changed")
+    return first
+
+
+async def account(config: Config, args: argparse.Namespace) -> int:
+    from approval.errors import TakanError
+    from identity.accounts import Accounts
+
+    from .app import make_object_store
+
+    store = make_object_store(config)
+    await store.start()
+    accounts = Accounts(store)
+    await accounts.start()
+    try:
+        if args.account_verb == "create":
+            created, uri = await accounts.create(
+                args.user_id, args.name, [r.strip() for r in args.roles.split(",") if r.strip()], _read_password(args)
+            )
+            print(f"account {created.user_id} ({', '.join(sorted(created.roles))}) created; the password must be changed at first login")
+            print("enrol this in the owner's authenticator app (shown once):")
+            print(f"  {uri}")
+        elif args.account_verb == "list":
+            for item in await accounts.list():
+                state = "enabled" if item.enabled else "disabled"
+                print(f"{item.user_id:24} {state:9} {','.join(sorted(item.roles)):30} {item.real_name}")
+        elif args.account_verb == "reset-password":
+            uri = await accounts.reset_password(args.user_id, _read_password(args), new_totp=args.new_totp)
+            print(f"password of {args.user_id} reset; it must be changed at next login")
+            if uri:
+                print(f"  new TOTP enrolment (shown once): {uri}")
+        else:
+            await getattr(accounts, args.account_verb)(args.user_id)
+            print(f"account {args.user_id}: {args.account_verb}d")
+        return 0
+    except TakanError as exc:
+        print(f"takan: {exc.detail}", file=sys.stderr)
+        for error in exc.errors:
+            if error["message"] not in exc.detail:
+                print(f"  {error['field']}: {error['message']}", file=sys.stderr)
+        return 1
+    finally:
+        await accounts.close()
         await store.close()

@@ -130,3 +130,38 @@ def test_apikey_create_and_keys_rotate(tmp_path) -> None:
     assert first.stdout.split()[0] in rotated.stdout
     bad = subprocess.run(TAKAN + ["apikey", "--data-dir", str(tmp_path), "revoke", "nope"], env=clean_env(), capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and "no API key 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_first_admin_is_created_by_the_cli_and_can_log_in(tmp_path) -> None:
+    import urllib.parse
+
+    from identity.totp import code_at, step_at
+
+    base = TAKAN + ["account", "--data-dir", str(tmp_path)]
+    weak = subprocess.run(base + ["create", "--user-id", "admin.li", "--name", "李管理", "--roles", "admin", "--password-stdin"],
+                          input="password\n", env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert weak.returncode == 1 and "Traceback" not in weak.stderr
+    assert "takan: the password does not meet the rules" in weak.stderr
+    made = subprocess.run(base + ["create", "--user-id", "admin.li", "--name", "李管理", "--roles", "admin", "--password-stdin"],
+                          input="Correct-Horse-42-Battery!\n", env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    uri = next(line.strip() for line in made.stdout.splitlines() if "otpauth://" in line)
+    secret = urllib.parse.parse_qs(urllib.parse.urlsplit(uri).query)["secret"][0]
+    listed = subprocess.run(base + ["list"], env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert "admin.li" in listed.stdout and "enabled" in listed.stdout
+
+    port = free_port()
+    process = start(["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path)], clean_env(TAKAN_API_KEY="k" * 20))
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}")
+        body = json.dumps({"user_id": "admin.li", "password": "Correct-Horse-42-Battery!", "totp": code_at(secret, step_at(time.time()))}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/auth/login", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            cookie = r.headers["Set-Cookie"]
+            assert "takan_session=" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        token = cookie.split("takan_session=", 1)[1].split(";", 1)[0]
+        me = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/auth/me", headers={"Authorization": f"Session {token}"})
+        with urllib.request.urlopen(me, timeout=10) as r:
+            assert json.loads(r.read())["user"]["user_id"] == "admin.li"
+    finally:
+        stop(process)
