@@ -15,6 +15,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+from privacy.fieldcrypto import FieldCipher, field_context, is_encrypted
 from storage.objects import ObjectStore
 
 from .errors import Conflict, NotFound, ValidationFailed
@@ -24,6 +25,7 @@ from .templates import Template, Templates
 logger = logging.getLogger(__name__)
 
 RECORD_PREFIX = "records/inspections/"
+SENSITIVE_APPLICANT_FIELDS = ("id_number", "contact_phone")
 OPEN_STATUSES = ("scheduled", "live")
 # Status changes the record allows; anything else is a 409.
 TRANSITIONS = {
@@ -111,19 +113,34 @@ class Inspection:
             ],
         }
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True).encode()
+    def to_json(self, cipher: Optional[FieldCipher] = None) -> bytes:
+        """The stored form; with a cipher, ID and phone numbers are encrypted (5.8, 9.5)."""
+        data = asdict(self)
+        if cipher is not None:
+            applicant = data["applicant"]
+            for name in SENSITIVE_APPLICANT_FIELDS:
+                if applicant.get(name) and not is_encrypted(applicant[name]):
+                    applicant[name] = cipher.encrypt(applicant[name], field_context("inspection", self.id, f"applicant.{name}"))
+        return json.dumps(data, ensure_ascii=False, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "Inspection":
-        return cls(**json.loads(data))
+    def from_json(cls, data: bytes, cipher: Optional[FieldCipher] = None) -> "Inspection":
+        fields = json.loads(data)
+        applicant = fields.get("applicant") or {}
+        for name in SENSITIVE_APPLICANT_FIELDS:
+            if applicant.get(name) and is_encrypted(applicant[name]):
+                if cipher is None:
+                    raise ValueError("the record's personal data is encrypted and no field cipher is configured")
+                applicant[name] = cipher.decrypt(applicant[name], field_context("inspection", fields["id"], f"applicant.{name}"))
+        return cls(**fields)
 
 
 class InspectionBook:
     """Creates, finds and updates inspection records."""
 
-    def __init__(self, store: ObjectStore, templates: Templates) -> None:
+    def __init__(self, store: ObjectStore, templates: Templates, cipher: Optional[FieldCipher] = None) -> None:
         self._store = store
+        self._cipher = cipher
         self._templates = templates
         self._records: dict[str, Inspection] = {}
         self._lock = asyncio.Lock()
@@ -133,7 +150,7 @@ class InspectionBook:
             if not key.endswith(".json"):
                 continue
             try:
-                record = Inspection.from_json(await self._store.get(key))
+                record = Inspection.from_json(await self._store.get(key), self._cipher)
             except (ValueError, TypeError) as exc:
                 logger.error("inspection record %s is unreadable (%s); skipped", key, exc)
                 continue
@@ -223,7 +240,7 @@ class InspectionBook:
             await self._save(record)
 
     async def _save(self, record: Inspection) -> None:
-        await self._store.put(f"{RECORD_PREFIX}{record.id}.json", record.to_json(), "application/json")
+        await self._store.put(f"{RECORD_PREFIX}{record.id}.json", record.to_json(self._cipher), "application/json")
 
 
 def new_id() -> str:

@@ -29,11 +29,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn, Optional
 
 from approval.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationFailed
+from privacy.fieldcrypto import FieldCipher, field_context, is_encrypted
 from storage.objects import ObjectNotFound, ObjectStore
 
 from . import totp
 from .passwords import Passwords, check_complexity
 from .permissions import ROLES, Principal, check_roles
+
+#: Stored encrypted when a field cipher is configured.
+SENSITIVE_FIELDS = ("totp_secret", "id_number", "phone")
 
 __all__ = [
     "BAD_CREDENTIALS",
@@ -238,12 +242,14 @@ class Accounts:
         lockout: datetime.timedelta = datetime.timedelta(minutes=15),
         password_max_age: Optional[datetime.timedelta] = datetime.timedelta(days=90),
         max_concurrent_hashes: int = 4,
+        cipher: Optional[FieldCipher] = None,
     ) -> None:
         """``passwords`` sets the argon2 parameters (tests pass cheap ones);
         ``max_concurrent_hashes`` bounds the memory that simultaneous logins take."""
         if max_failures < 1:
             raise ValueError(f"max_failures must be >= 1, got {max_failures}")
         self._store = store
+        self._cipher = cipher
         self._passwords = passwords or Passwords()
         self._issuer = issuer
         self._max_failures = max_failures
@@ -281,7 +287,7 @@ class Accounts:
             raw = await self._store.get(self._key(user_id))
         except ObjectNotFound:
             return None
-        return Account.from_json(json.loads(raw))
+        return Account.from_json(self._opened(json.loads(raw)))
 
     async def get(self, user_id: str) -> Account:
         """Return the account ``user_id``; raise NotFound if there is none."""
@@ -296,7 +302,7 @@ class Accounts:
         accounts: builtins.list[Account] = []
         for key in await self._store.list(RECORD_PREFIX):
             if key.endswith(".json"):
-                accounts.append(Account.from_json(json.loads(await self._store.get(key))))
+                accounts.append(Account.from_json(self._opened(json.loads(await self._store.get(key)))))
         return sorted(accounts, key=lambda a: a.user_id)
 
     async def find_by_oidc_subject(self, subject: str) -> Optional[Account]:
@@ -591,8 +597,25 @@ class Accounts:
     def _key(user_id: str) -> str:
         return f"{RECORD_PREFIX}{user_id}.json"
 
+    def _sealed(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Encrypt the sensitive fields (5.8) when a cipher is configured."""
+        if self._cipher is None:
+            return data
+        for name in SENSITIVE_FIELDS:
+            if data.get(name) and not is_encrypted(data[name]):
+                data[name] = self._cipher.encrypt(data[name], field_context("account", data["user_id"], name))
+        return data
+
+    def _opened(self, data: dict[str, Any]) -> dict[str, Any]:
+        for name in SENSITIVE_FIELDS:
+            if data.get(name) and is_encrypted(data[name]):
+                if self._cipher is None:
+                    raise RuntimeError("account fields are encrypted but no field cipher is configured")
+                data[name] = self._cipher.decrypt(data[name], field_context("account", data["user_id"], name))
+        return data
+
     async def _save(self, account: Account) -> None:
-        data = json.dumps(account.to_json(), ensure_ascii=False, sort_keys=True).encode()
+        data = json.dumps(self._sealed(account.to_json()), ensure_ascii=False, sort_keys=True).encode()
         await self._store.put(self._key(account.user_id), data, "application/json")
 
     async def _hash(self, password: str) -> str:

@@ -149,7 +149,7 @@ class SessionNamespace(socketio.AsyncNamespace):
             return {"ok": False, "error": {"code": "bad_request", "message": f"unknown event {str(event)[:40]!r}"}}
         role = (await self.get_session(sid)).get("role")
         if role not in roles:
-            return {"ok": False, "error": {"code": "forbidden", "message": f"a {role} cannot send {event!r}; only {' or '.join(sorted(roles))}"}}
+            return {"ok": False, "error": {"code": "forbidden", "message": f"the {role} cannot send {event!r}; only the {' or '.join(sorted(roles))}"}}
         handler = getattr(self, f"on_{event}", None) or getattr(self.actions, f"on_{event}")
         payload = args[1] if len(args) > 1 else None
         if len(args) > 2:

@@ -31,6 +31,7 @@ from evidence.access import AccessLog
 from evidence.journal import Journal
 from evidence.signing import SigningKeys
 from identity.accounts import Accounts
+from privacy.fieldcrypto import FieldCipher, FieldKeys
 from identity.sessions import StaffSessions
 from media.ice import offer_loopback_candidates, rtc_configuration, turn_rest_credentials
 from media.tap import check_aiortc_seams
@@ -139,7 +140,10 @@ def build_app(config: Config) -> web.Application:
     store = make_object_store(config)
     live = make_live_state(config)
     templates = Templates(*(d for d in [config.templates_dir] if d))
-    book = InspectionBook(store, templates)
+    field_keys = FieldKeys(config.data_dir / "field-keys")
+    field_keys.start()
+    cipher = FieldCipher(field_keys)
+    book = InspectionBook(store, templates, cipher)
     keys = ApiKeys(store)
     rtc_config = rtc_configuration(config.ice_servers)
     rooms = Rooms(live, lambda: RTCPeerConnection(rtc_config), config.node_id)
@@ -165,7 +169,7 @@ def build_app(config: Config) -> web.Application:
     )
     sio.register_namespace(sessions)
 
-    accounts = Accounts(store)
+    accounts = Accounts(store, cipher=cipher)
     staff_sessions = StaffSessions(accounts, store)
     auth = Authenticator(keys, staff_sessions, secure_cookies=config.tls != "off")
     app = web.Application(

@@ -89,14 +89,14 @@ async def test_publisher_reconnect_resumes_for_subscriber(vp8_frames) -> None:
     sub = await connect(room, inspector, "i", "inspector", "applicant")
     pub = await connect(room, applicant, "a", "applicant", "inspector")
     try:
-        assert await wait_for(lambda: inspector.video_sink.frames >= 10, timeout=15)
+        assert await wait_for(lambda: inspector.video_sink.frames >= 10, timeout=40)
         # the applicant's network drops: a new peer connection replaces the old one
         await pub.close()
         await applicant.close()
         before = inspector.video_sink.frames
         applicant2 = ClientPeer(video=PacketVideoTrack(vp8_frames))
         pub = await connect(room, applicant2, "a", "applicant", "inspector")
-        assert await wait_for(lambda: inspector.video_sink.frames >= before + 20, timeout=15)
+        assert await wait_for(lambda: inspector.video_sink.frames >= before + 20, timeout=40)
         await applicant2.close()
     finally:
         await pub.close()
