@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "records/apikeys/"
 #: Permissions of the standard (9.4) that an API key may hold, plus admin.
-PERMISSIONS = ("query", "entry", "review", "approve", "admin")
+PERMISSIONS = ("query", "entry", "review", "approve", "admin", "personal_data")
 SEEDED_KEY_ID = "seeded"
 
 
