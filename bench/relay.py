@@ -1126,19 +1126,14 @@ def render(results: Results) -> tuple[str, str]:
         md.append(f"| added by the relay | | {L['added_p50']:+.1f} | {L['added_p95']:+.1f} |")
         md.append("")
         md.append(
-            f"Unmatched frames: {lat.unmatched}. Beyond one frame interval the relay added "
-            f"{L['added_p50'] - 1000 / FPS:+.1f} ms at p50. Note: aiortc's JitterBuffer releases a video frame only when the first "
-            f"packet of the *next* frame arrives, so every aiortc receiver holds each frame for about one frame interval "
-            f"({1000 / FPS:.0f} ms at {FPS} fps). The relay path has two aiortc receivers (server and subscriber), the "
-            f"direct path one, so about {1000 / FPS:.0f} ms of the added latency is that hold; the rest is the server's "
-            f"processing and the extra loopback hop."
+            f"Unmatched frames: {lat.unmatched}. Both ends and the server's receivers use media/tap.py's "
+            "pass-through jitter buffer, which releases a video frame at its RTP marker bit (aiortc's own holds "
+            f"each frame until the next one starts, {1000 / FPS:.0f} ms at {FPS} fps, and prefetches 80 ms of audio); "
+            "what the relay adds is the server's processing and the extra loopback hop."
         )
         txt.append(f"  via relay  n={len(lat.relay):<4} p50 {L['relay_p50']:.1f}  p95 {L['relay_p95']:.1f}")
         txt.append(f"  direct     n={len(lat.direct):<4} p50 {L['direct_p50']:.1f}  p95 {L['direct_p95']:.1f}")
-        txt.append(
-            f"  added      p50 {L['added_p50']:+.1f}  p95 {L['added_p95']:+.1f}   (about {1000 / FPS:.0f} ms of it is aiortc's "
-            f"jitter buffer holding each frame until the next one starts: one more receiver on the relay path)"
-        )
+        txt.append(f"  added      p50 {L['added_p50']:+.1f}  p95 {L['added_p95']:+.1f}   (server processing + one loopback hop)")
     md.append("")
     txt.append("")
 

@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional
 
 import av
 from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
 _QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _STARTED_ATTR = "_RTCRtpReceiver__started"
 _RTX_ATTR = "_RTCRtpReceiver__rtx_ssrc"
+_JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 
 FrameCallback = Callable[[av.Packet], None]
 
@@ -47,7 +49,7 @@ class SeamMissing(RuntimeError):
 def check_aiortc_seams() -> None:
     """Fail loudly if the installed aiortc moved one of the seams we tap."""
     missing = []
-    for attr in (_QUEUE_ATTR, _RTX_ATTR):
+    for attr in (_QUEUE_ATTR, _RTX_ATTR, _JITTER_ATTR):
         if attr not in RTCRtpReceiver.__init__.__code__.co_names:
             missing.append(attr)
     for cls, name in (
@@ -106,6 +108,41 @@ class _EncodedFrameTap:
         return None
 
 
+class _PassThroughJitterBuffer(JitterBuffer):
+    """Releases a frame as soon as it is complete, instead of when the next one starts.
+
+    aiortc's buffer holds each video frame until the first packet of the next frame
+    arrives (one frame interval, 50 ms at 20 fps) and prefetches four audio packets
+    (80 ms): right before a decoder, wasted latency in front of a forwarder, whose
+    subscribers' own jitter buffers absorb the jitter. A video frame is complete when the
+    packets from the head of the buffer up to the one with the RTP marker bit are all there;
+    an Opus packet is a frame by itself. A sender that never sets the marker still gets
+    its frames released when the next frame starts, as before.
+    """
+
+    def _remove_frame(self, sequence_number: int) -> Optional[JitterFrame]:
+        if self._origin is None:
+            return None
+        packets = []
+        timestamp = None
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                return None
+            if timestamp is None:
+                timestamp = packet.timestamp
+            elif packet.timestamp != timestamp:
+                frame = JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)  # type: ignore[attr-defined]
+                self.remove(count)
+                return frame
+            packets.append(packet)
+            if packet.marker or not self._is_video:
+                frame = JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)  # type: ignore[attr-defined]
+                self.remove(count + 1)
+                return frame
+        return None
+
+
 def tap_receiver(receiver: RTCRtpReceiver, on_frame: FrameCallback) -> None:
     """Route the receiver's encoded frames to ``on_frame`` instead of its decoder.
 
@@ -117,6 +154,8 @@ def tap_receiver(receiver: RTCRtpReceiver, on_frame: FrameCallback) -> None:
     if not hasattr(receiver, _QUEUE_ATTR):
         raise SeamMissing(f"RTCRtpReceiver has no {_QUEUE_ATTR}")
     setattr(receiver, _QUEUE_ATTR, _EncodedFrameTap(receiver.track.kind, on_frame))
+    old = getattr(receiver, _JITTER_ATTR)
+    setattr(receiver, _JITTER_ATTR, _PassThroughJitterBuffer(capacity=old.capacity, is_video=receiver.track.kind == "video"))
 
 
 def tapped_frames(receiver: RTCRtpReceiver) -> int:
