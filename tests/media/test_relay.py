@@ -152,3 +152,25 @@ def test_pli_goes_to_the_media_ssrc_not_the_rtx_probe() -> None:
         SimpleNamespace(source=1111, timestamp=19.0),
     ]
     assert publisher_ssrc(receiver) == 1111
+
+
+def test_frames_leave_the_jitter_buffer_at_the_marker_bit() -> None:
+    from aiortc.rtp import RtpPacket
+
+    from media.tap import _PassThroughJitterBuffer
+
+    def packet(seq: int, ts: int, marker: int) -> RtpPacket:
+        p = RtpPacket(sequence_number=seq, timestamp=ts, marker=marker)
+        p._data = bytes([seq])  # type: ignore[attr-defined]
+        return p
+
+    video = _PassThroughJitterBuffer(capacity=128, is_video=True)
+    assert video.add(packet(10, 3000, 0))[1] is None
+    _, frame = video.add(packet(11, 3000, 1))  # complete: released now, not when frame 2 starts
+    assert frame is not None and frame.data == bytes([10, 11]) and frame.timestamp == 3000
+    assert video.add(packet(13, 6000, 1))[1] is None  # 12 missing: wait for it
+    _, frame = video.add(packet(12, 6000, 0))
+    assert frame is not None and frame.data == bytes([12, 13])
+    audio = _PassThroughJitterBuffer(capacity=16, is_video=False)
+    _, frame = audio.add(packet(1, 960, 0))
+    assert frame is not None and frame.data == bytes([1])
