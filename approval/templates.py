@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -23,6 +25,15 @@ class Template:
     time_limit_min: int
     site_radius_m: Optional[float]
     checkpoints: tuple[Checkpoint, ...]
+    # sha256 of the file's bytes, first 12 hex digits: an edited file is a new version
+    digest: str = ""
+    # checkpoint code -> (zh, en): what the inspector should capture for the rules
+    hints: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        """``<item_code>@<version>+<digest>``, like a rule set's version."""
+        return f"{self.item_code}@{self.version}+{self.digest}"
 
 
 class TemplateError(ValueError):
@@ -31,7 +42,8 @@ class TemplateError(ValueError):
 
 def load_template(path: Path) -> Template:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = json.loads(raw.decode("utf-8"))
         checkpoints = tuple(
             Checkpoint(str(c["code"]), str(c["title"]), bool(c.get("required", True)))
             for c in data["checkpoints"]
@@ -43,7 +55,15 @@ def load_template(path: Path) -> Template:
             time_limit_min=int(data.get("time_limit_min", 30)),
             site_radius_m=data.get("site_radius_m"),
             checkpoints=checkpoints,
+            digest=hashlib.sha256(raw).hexdigest()[:12],
+            hints={
+                str(c["code"]): (str(c["hint"]), str(c.get("hint_en", c["hint"])))
+                for c in data["checkpoints"]
+                if c.get("hint")
+            },
         )
+    except UnicodeDecodeError as exc:
+        raise TemplateError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise TemplateError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
     except (KeyError, TypeError, ValueError) as exc:

@@ -62,8 +62,10 @@ RULES = [
     "within_time_limit || (has(facts.overtime_reason) && size(facts.overtime_reason) >= 4)",
     '!warnings.exists(w, w.list in ["dishonest-entity", "market-access-negative"])',
     "reconnections <= 3",
-    "checkpoints.prescription_separation.stills >= 1"
-    " && checkpoints.pharmacist_certificate.stills + checkpoints.pharmacist_certificate.photos >= 1",
+    (
+        "checkpoints.prescription_separation.stills >= 1"
+        " && checkpoints.pharmacist_certificate.stills + checkpoints.pharmacist_certificate.photos >= 1"
+    ),
 ]
 
 # (expression, expected): True, or "error" for an evaluation error (not a crash, not a value)
@@ -113,7 +115,7 @@ def adapter(lib: str) -> tuple[Callable[[str], Any], Callable[[dict[str, Any]], 
         def run_python_cel(program: Any, activation: Any) -> Any:
             try:
                 return program.execute(activation)
-            except BaseException as exc:  # a Rust panic is a BaseException
+            except BaseException as exc:  # noqa: BLE001 - a Rust panic is a BaseException
                 raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
 
         return cel.Program, cel.Context, run_python_cel
@@ -147,7 +149,7 @@ def main(lib: str) -> None:
             right = want is True and got is not None and type(got).__name__.lower().startswith("bool") and bool(got)
         except BaseException as exc:  # noqa: BLE001 - a panic counts as a wrong answer too
             got = f"error: {type(exc).__name__}: {str(exc)[:100]}"
-            right = want == "error" and "Panic" not in type(exc).__name__
+            right = want == "error" and "Panic" not in got  # a Rust panic is a crash, not an error value
         good += right
         if not right:
             print(f"  WRONG {expr!r}: got {got!r}, want {want!r}")

@@ -95,22 +95,26 @@ class ChainLog:
             raise ValueError(f"event data for {type_!r} is larger than {MAX_DATA_BYTES} bytes")
         await self.load()
         async with self._lock:
-            entry: dict[str, Any] = {
-                "seq": self._seq + 1,
-                "at": rfc3339_ms(self._clock()),
-                "type": type_,
-                "actor": actor,
-                "data": payload,
-                "prev": self._head,
-            }
-            entry["hash"] = entry_hash(entry)
-            line = encode_line(entry)
-            self._lines.append(line)
-            try:
-                await self._store.put(self.key, self.data(), "application/x-ndjson")
-            except BaseException:
-                self._lines.pop()
-                raise
-            self._seq += 1
-            self._head = entry["hash"]
-            return entry
+            return await self.append_locked(type_, actor, payload)
+
+    async def append_locked(self, type_: str, actor: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """``append`` for a caller that already holds :attr:`lock` (and has loaded)."""
+        entry: dict[str, Any] = {
+            "seq": self._seq + 1,
+            "at": rfc3339_ms(self._clock()),
+            "type": type_,
+            "actor": actor,
+            "data": payload,
+            "prev": self._head,
+        }
+        entry["hash"] = entry_hash(entry)
+        line = encode_line(entry)
+        self._lines.append(line)
+        try:
+            await self._store.put(self.key, self.data(), "application/x-ndjson")
+        except BaseException:
+            self._lines.pop()
+            raise
+        self._seq += 1
+        self._head = entry["hash"]
+        return entry

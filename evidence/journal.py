@@ -72,14 +72,25 @@ class Journal:
         inspection: dict[str, Any],
         verdict: Optional[dict[str, Any]] = None,
         rules_version: Optional[str] = None,
+        final_event: Optional[tuple[str, str, dict[str, Any]]] = None,
     ) -> str:
-        """Write the signed manifest; returns its sha256."""
+        """Write the signed manifest; returns its sha256.
+
+        ``final_event`` (type, actor, data) is appended in the same critical section, so no
+        reader ever sees that event without a manifest that covers it.
+        """
         log = await self._log_of(inspection_id)
         async with log.lock:
+            if final_event is not None:
+                await log.append_locked(*final_event)
             body, _ = await seal(
                 self.store, self.keys, inspection_id, inspection, log.data(), log.head, log.count, verdict, rules_version
             )
         return hashlib.sha256(body).hexdigest()
+
+    async def consistent(self, inspection_id: str) -> "asyncio.Lock":
+        """The lock to hold while reading the log and the manifest as one (verification)."""
+        return (await self._log_of(inspection_id)).lock
 
     def forget(self, inspection_id: str) -> None:
         """Drop the in-memory copy of a finished inspection's log."""

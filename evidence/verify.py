@@ -7,6 +7,7 @@ Merkle root; reports every difference, the first one first.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -74,11 +75,17 @@ async def verify_inspection(store: ObjectStore, inspection_id: str, progress: Op
     except ObjectNotFound:
         problem(MANIFEST, "is missing: the inspection was never sealed (is it still live?)")
         return report
-    report.manifest_sha256 = hashlib.sha256(body).hexdigest()
     try:
         signature = await store.get(prefix + SIGNATURE)
     except ObjectNotFound:
         signature = b""
+    if signature and not await _signed(store, body, signature):
+        # perhaps re-sealed between the two reads (a verdict just arrived): read the pair again
+        await asyncio.sleep(0.25)
+        body = await store.get(prefix + MANIFEST)
+        signature = await store.get(prefix + SIGNATURE)
+    report.manifest_sha256 = hashlib.sha256(body).hexdigest()
+    if not signature:
         problem(SIGNATURE, "is missing")
     try:
         manifest = json.loads(body)
@@ -136,6 +143,14 @@ async def verify_inspection(store: ObjectStore, inspection_id: str, progress: Op
     else:
         _check_chain(events_bytes, manifest, listed, report)
     return report
+
+
+async def _signed(store: ObjectStore, body: bytes, signature: bytes) -> bool:
+    try:
+        kid = str((json.loads(body).get("signature") or {}).get("key_id", ""))
+    except ValueError:
+        return False
+    return await PublicKeys(store).verify(kid, signature, body)
 
 
 def _check_chain(data: bytes, manifest: dict[str, Any], listed: dict[Any, dict[str, Any]], report: Report) -> None:

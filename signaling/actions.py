@@ -82,7 +82,8 @@ class SessionActions:
         timer = room.timer
         if timer is not None and timer.over_limit and not room.overtime_reason:
             raise OvertimeReasonRequired(
-                "the 30-minute limit has passed: the inspector must give a reason to continue (event 'overtime')"
+                f"the {timer.limit_s / 60:g}-minute limit has passed: the inspector must give a reason to continue "
+                "(event 'overtime')"
             )
 
     async def _log(self, room: Room, type_: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from approval.apikeys import ApiKeys
 from approval.errors import NotFound
 from approval.inspections import InspectionBook
 from evidence.access import AccessLog
+from evidence.journal import Journal
 from identity.permissions import Principal
 from evidence.manifest import MANIFEST, SIGNATURE, prefix_of
 from evidence.signing import SigningKeys
@@ -26,7 +27,10 @@ _TYPES = {".webm": "video/webm", ".mkv": "video/x-matroska", ".jsonl": "applicat
 
 
 class EvidenceApi:
-    def __init__(self, book: InspectionBook, keys: ApiKeys, store: ObjectStore, signing: SigningKeys, access: AccessLog) -> None:
+    def __init__(
+        self, book: InspectionBook, keys: ApiKeys, store: ObjectStore, signing: SigningKeys, access: AccessLog, journal: Journal
+    ) -> None:
+        self.journal = journal
         self.book = book
         self.keys = keys
         self.store = store
@@ -84,7 +88,8 @@ class EvidenceApi:
         principal = caller(request)
         inspection_id = request.match_info["id"]
         visible_record(self.book, inspection_id, principal)
-        report = await verify_inspection(self.store, inspection_id)
+        async with await self.journal.consistent(inspection_id):
+            report = await verify_inspection(self.store, inspection_id)
         await self.access.record("evidence.verify", actor_of(principal), {"inspection_id": inspection_id, "ok": report.ok})
         body: dict[str, Any] = report.as_json()
         return web.json_response(body, headers=NO_STORE)

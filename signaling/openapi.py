@@ -37,6 +37,10 @@ _PROBLEM_TEXT = {
     429: "rate limited",
 }
 
+def _DATE(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": True, "schema": {"type": "string", "format": "date"}}
+
+
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
 _NULLABLE_STR = {"type": ["string", "null"]}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -192,6 +196,32 @@ SCHEMAS: dict[str, Any] = {
                 },
             }
         },
+    },
+    "Review": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["outcome"],
+        "properties": {"outcome": {"enum": ["pass", "fail"]}, "comment": {"type": "string", "maxLength": 2000}},
+    },
+    "Decision": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["document_name", "document_no", "authority", "licence_category", "licence_content", "decision_date"],
+        "properties": {
+            "document_name": {"type": "string"},
+            "document_no": {"type": "string"},
+            "authority": {"type": "string"},
+            "licence_category": {"type": "string"},
+            "licence_content": {"type": "string"},
+            "decision_date": {"type": "string", "format": "date"},
+        },
+    },
+    "Withdrawal": {"type": "object", "additionalProperties": False, "required": ["reason"], "properties": {"reason": {"type": "string", "minLength": 1}}},
+    "Rating": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["score"],
+        "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 5}, "comment": {"type": "string"}, "dimensions": {"type": "object"}},
     },
     "Login": {
         "type": "object",
@@ -388,6 +418,96 @@ PATHS: dict[str, Any] = {
             }
         }
         for action, body in (("disable", None), ("enable", None), ("unlock", None), ("reset-password", "PasswordReset"), ("roles", "Roles"))
+    },
+    "/api/v1/inspections/{id}/review": {
+        "post": {
+            "summary": "A person's decision on a judged inspection (manual review, 5.6)",
+            "operationId": "reviewInspection",
+            "parameters": [_ID],
+            "requestBody": _body("Review"),
+            "responses": {"200": _ok(), **_problems(400, 401, 403, 404, 409, 422)},
+        },
+    },
+    "/api/v1/ledger": {
+        "get": {
+            "summary": "Ledger entries of a period (8.5) as CSV, JSON or XLSX",
+            "operationId": "exportLedger",
+            "parameters": [_DATE("from"), _DATE("to"), {"name": "format", "in": "query", "schema": {"enum": ["csv", "json", "xlsx"]}}],
+            "responses": {
+                "200": {
+                    "description": "the export",
+                    "content": {
+                        "application/json": {"schema": {}},
+                        "text/csv": {"schema": {"type": "string"}},
+                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {"schema": {"type": "string"}},
+                    },
+                },
+                **_problems(401, 403, 422),
+            },
+        },
+    },
+    "/api/v1/inspections/{id}/publicity": {
+        "post": {
+            "summary": "Fill the publicity record of an approved case (8.4.2); due in 7 working days",
+            "operationId": "createPublicity",
+            "parameters": [_ID],
+            "requestBody": _body("Decision"),
+            "responses": {"201": _ok("created"), **_problems(400, 401, 403, 404, 409, 422)},
+        },
+    },
+    "/api/v1/publicity/{id}/publish": {
+        "post": {"summary": "Publish a publicity record", "operationId": "publishPublicity", "parameters": [_ID], "responses": {"200": _ok(), **_problems(401, 403, 404, 409, 422)}},
+    },
+    "/api/v1/publicity/{id}/withdraw": {
+        "post": {
+            "summary": "Withdraw a publicity record (revocation, 8.4.4)",
+            "operationId": "withdrawPublicity",
+            "parameters": [_ID],
+            "requestBody": _body("Withdrawal"),
+            "responses": {"200": _ok(), **_problems(400, 401, 403, 404, 409, 422)},
+        },
+    },
+    "/api/v1/publicity": {
+        "get": {
+            "summary": "The public feed of publicity records",
+            "operationId": "publicityFeed",
+            "security": [],
+            "parameters": [{"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}}],
+            "responses": {"200": _ok(), **_problems(422)},
+        },
+    },
+    "/api/v1/session/rating": {
+        "post": {
+            "summary": "The applicant rates the service (clause 10), with the link token",
+            "operationId": "rateService",
+            "security": [],
+            "parameters": [{"name": "X-Takan-Token", "in": "header", "required": True, "schema": {"type": "string"}}],
+            "requestBody": _body("Rating"),
+            "responses": {"201": _ok("recorded"), **_problems(400, 401, 403, 404, 409, 422)},
+        },
+    },
+    "/api/v1/evaluation/report": {
+        "get": {"summary": "Service evaluation of a period (clause 10)", "operationId": "evaluationReport", "parameters": [_DATE("from"), _DATE("to")], "responses": {"200": _ok(), **_problems(401, 403, 422)}},
+    },
+    "/api/v1/warning-lists": {
+        "get": {"summary": "Prudent-warning lists in force (8.1.8)", "operationId": "warningLists", "responses": {"200": _ok(), **_problems(401, 403)}},
+    },
+    "/api/v1/warning-lists/{kind}": {
+        "post": {
+            "summary": "Load a new version of a prudent-warning list from CSV",
+            "operationId": "loadWarningList",
+            "parameters": [{"name": "kind", "in": "path", "required": True, "schema": {"enum": ["dishonest", "abnormal_operation", "industry_catalogue", "negative_list"]}}],
+            "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
+            "responses": {"201": _ok("loaded"), **_problems(400, 401, 403, 413, 422)},
+        },
+    },
+    "/api/v1/audit/access-log": {
+        "get": {
+            "summary": "The hash-chained log of evidence reads and exports (auditors)",
+            "operationId": "accessLog",
+            "parameters": [{"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}}],
+            "responses": {"200": _ok(), **_problems(401, 403, 422)},
+        },
     },
     "/api/v1/openapi.json": {
         "get": {"summary": "This document", "operationId": "openapi", "security": [], "responses": {"200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": {"type": "object"}}}}}},

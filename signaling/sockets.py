@@ -71,6 +71,7 @@ class SessionNamespace(socketio.AsyncNamespace):
         journal: Journal,
         base_url: str,
         session_limit_s: Optional[float] = None,
+        warnings_for: Optional[Callable[[Inspection], list[dict[str, Any]]]] = None,
     ) -> None:
         super().__init__("/")
         self.rooms = rooms
@@ -81,6 +82,7 @@ class SessionNamespace(socketio.AsyncNamespace):
         self.base_url = base_url
         self.session_limit_s = session_limit_s
         self.actions = SessionActions(self)
+        self.warnings_for = warnings_for or (lambda record: [])
         self._finish_listeners: list[Callable[[Inspection], Awaitable[None]]] = []
         self._participants: dict[str, tuple[Room, Participant]] = {}
         self._rate: dict[str, tuple[float, int]] = {}
@@ -217,6 +219,7 @@ class SessionNamespace(socketio.AsyncNamespace):
                 "checkpoints": [{"code": c["code"], "title": c["title"], "required": c["required"]} for c in record.checkpoints],
             },
             "participants": [p.presence() for p in room.participants.values()],
+            "warnings": self.warnings_for(record) if role == "inspector" else [],
             "ice_servers": self.ice_servers(f"{inspection_id[-8:]}-{participant.id}"),
         }
 
@@ -241,6 +244,10 @@ class SessionNamespace(socketio.AsyncNamespace):
             previous = record.status
             await self.book.transition(room.inspection_id, "live", **changes)
             await self._log(room.inspection_id, "session.live", "system", {"previous": previous})
+            if previous == "scheduled":
+                # 8.1.8: list matches are logged once, when the session starts
+                for match in self.warnings_for(record):
+                    await self._log(room.inspection_id, "prudent.warning", "system", match)
             await self.emit("status", {"status": "live", "started_at": self.book.get(room.inspection_id).started_at}, room=room.inspection_id)
         if self.book.get(room.inspection_id).status == "live":
             self._start_timer(room)
@@ -348,8 +355,9 @@ class SessionNamespace(socketio.AsyncNamespace):
                 self._participants.pop(participant.sid, None)
                 await self.rooms.live.release_role(inspection_id, participant.role, participant.sid)
             await self.rooms.close_room(inspection_id)
-        await self._log(inspection_id, "session.ended" if status == "ended" else "session.cancelled", actor, {"reason": reason} if reason else {})
-        await self.seal(inspection_id)
+        await self.seal(
+            inspection_id, ("session.ended" if status == "ended" else "session.cancelled", actor, {"reason": reason} if reason else {})
+        )
         for listener in self._finish_listeners:
             try:
                 await listener(self.book.get(inspection_id))
@@ -366,9 +374,11 @@ class SessionNamespace(socketio.AsyncNamespace):
     async def _log(self, inspection_id: str, event: str, actor: str, data: dict[str, Any]) -> None:
         await self.journal.record(inspection_id, event, actor, data)
 
-    async def seal(self, inspection_id: str) -> None:
-        """Sign the evidence as it stands and point the record at the manifest."""
+    async def seal(self, inspection_id: str, final_event: Optional[tuple[str, str, dict[str, Any]]] = None) -> None:
+        """Sign the evidence as it stands (after ``final_event``) and point the record at it."""
         record = self.book.get(inspection_id)
-        sha256 = await self.journal.seal(inspection_id, record.evidence_summary(), record.verdict)
+        sha256 = await self.journal.seal(
+            inspection_id, record.evidence_summary(), record.verdict, (record.verdict or {}).get("rules_version"), final_event
+        )
         record.manifest = {"sha256": sha256, "url": f"{self.base_url}/api/v1/inspections/{inspection_id}/manifest"}
         await self.book.update(record)

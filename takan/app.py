@@ -22,7 +22,13 @@ from aiortc import RTCPeerConnection
 
 from approval.apikeys import ApiKeys, IssuedKey
 from approval.idempotency import IdempotencyKeys
-from approval.inspections import Inspection, InspectionBook
+from approval.decisions import Decisions
+from approval.evaluation import Evaluations
+from approval.inspections import InspectionBook
+from approval.ledger import Ledger
+from approval.prudent import WarningLists
+from approval.publicity import Publicity
+from approval.rules.rulebook import RuleBook
 from approval.notifications import Notifier
 from approval.outbox import Outbox
 from approval.webhooks import WebhookSender
@@ -38,6 +44,7 @@ from media.tap import check_aiortc_seams
 from signaling import openapi, pages
 from signaling.admin_api import AdminApi
 from signaling.api import InspectionApi
+from signaling.approval_api import ApprovalApi
 from signaling.auth import Authenticator, authorization_middleware
 from signaling.evidence_api import EvidenceApi
 from signaling.headers import rate_limit_middleware, security_headers_middleware
@@ -72,6 +79,10 @@ class Services:
     signing: SigningKeys
     journal: Journal
     access: AccessLog
+    warning_lists: WarningLists
+    ledger: Ledger
+    publicity: Publicity
+    evaluations: Evaluations
     outbox: Outbox
     webhooks: WebhookSender
     accounts: Accounts
@@ -79,6 +90,7 @@ class Services:
     sessions: SessionNamespace
     sio: socketio.AsyncServer
     bootstrap_key: Optional[IssuedKey] = None
+    decisions: Optional[Decisions] = None
 
 
 SERVICES = web.AppKey("services", Services)
@@ -152,6 +164,10 @@ def build_app(config: Config) -> web.Application:
     journal = Journal(store, signing)
     access = AccessLog(store)
     Recording(rooms, journal)
+    warning_lists = WarningLists(store)
+    ledger = Ledger(store)
+    publicity = Publicity(store)
+    evaluations = Evaluations(store)
     outbox = Outbox(store)
     notifier = Notifier(outbox, keys)
     webhooks = WebhookSender(outbox, notifier.secret_for)
@@ -182,14 +198,15 @@ def build_app(config: Config) -> web.Application:
         client_max_size=16 * 1024 * 1024,
     )
     services = Services(
-        config, store, live, book, keys, rooms, signing, journal, access, outbox, webhooks, accounts, staff_sessions, sessions, sio
+        config, store, live, book, keys, rooms, signing, journal, access, warning_lists, ledger, publicity, evaluations,
+        outbox, webhooks, accounts, staff_sessions, sessions, sio,
     )
 
-    async def on_finished(record: Inspection) -> None:
-        if record.status == "cancelled":
-            await notifier.notify(record, "inspection.cancelled")
-
-    sessions.on_finished(on_finished)
+    decisions = Decisions(book, journal, RuleBook(*(d for d in [config.rules_dir] if d)), warning_lists, notifier, ledger, sessions.seal)
+    sessions.warnings_for = decisions.prudent_warnings
+    sessions.on_finished(decisions.on_finished)
+    services.decisions = decisions
+    app.add_routes(ApprovalApi(book, decisions, ledger, publicity, evaluations, warning_lists, access, signer).routes())
     app[SERVICES] = services
     sio.attach(app)
 
@@ -204,7 +221,7 @@ def build_app(config: Config) -> web.Application:
         config.webhook_allowed_hosts,
     )
     app.add_routes(api.routes())
-    app.add_routes(EvidenceApi(book, keys, store, signing, access).routes())
+    app.add_routes(EvidenceApi(book, keys, store, signing, access, journal).routes())
     app.add_routes(PhotoUploads(book, signer, sessions).routes())
     app.add_routes(AdminApi(keys, outbox).routes())
     app.add_routes(openapi.routes())
@@ -225,11 +242,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await services.book.start()
             await services.keys.start()
             await services.signing.start()
+            await services.warning_lists.start()
+            await services.publicity.start()
             await services.outbox.start()
             await services.webhooks.start()
             await services.accounts.start()
             await services.staff_sessions.start()
             await _mark_interrupted(services)
+            assert services.decisions is not None
+            await services.decisions.start()
             if config.api_key:
                 await services.keys.seed(config.api_key, config.webhook_secret)
             elif len(services.keys) == 0:
@@ -237,10 +258,14 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             yield
         finally:
             await services.rooms.close()
+            if services.decisions is not None:
+                await services.decisions.close()
             await services.staff_sessions.close()
             await services.accounts.close()
             await services.webhooks.close()
             await services.outbox.close()
+            await services.publicity.close()
+            await services.warning_lists.close()
             await services.signing.close()
             await services.book.close()
             await services.keys.close()

@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--session-limit-s", help="session time limit in seconds (TAKAN_SESSION_LIMIT_S; default: the item's template, 30 min)")
     add("--webhook-allowed-hosts", help="comma-separated hosts (or .suffixes) callbacks may target (TAKAN_WEBHOOK_ALLOWED_HOSTS)")
     add("--node-id", help="name of this node (TAKAN_NODE_ID)")
-    add("--templates-dir", help="directory of checklist templates overriding the built-in ones")
+    add("--templates-dir", help="directory of checklist templates overriding the built-in ones (TAKAN_TEMPLATES_DIR)")
+    add("--rules-dir", help="directory of <item>.rules.yaml files overriding the built-in rules (TAKAN_RULES_DIR)")
 
     verify = verbs.add_parser("verify", help="verify an inspection's evidence (exit 1 on any difference)")
     _server_flags(verify)

@@ -56,6 +56,7 @@ class Config:
     node_id: str = "node-1"
     log_level: str = "INFO"
     templates_dir: Optional[Path] = None
+    rules_dir: Optional[Path] = None
 
     @property
     def scheme(self) -> str:
@@ -151,12 +152,13 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
     raw, source = pick("data_dir")
     if raw:
         values["data_dir"] = Path(raw).expanduser()
-    raw, source = pick("templates_dir")
-    if raw:
-        path = Path(raw).expanduser()
-        if not path.is_dir():
-            raise ConfigError(f"{source}={raw!r} is not a directory")
-        values["templates_dir"] = path
+    for name in ("templates_dir", "rules_dir"):
+        raw, source = pick(name)
+        if raw:
+            path = Path(raw).expanduser()
+            if not path.is_dir():
+                raise ConfigError(f"{source}={raw!r} is not a directory")
+            values[name] = path
 
     if "api_key" in values and len(values["api_key"]) < 16:
         raise ConfigError("TAKAN_API_KEY must be at least 16 characters (use a random string)")

@@ -50,9 +50,12 @@ async def test_create_get_and_qr(server, http) -> None:
     assert r.status == 200
     assert record["status"] == "scheduled" and record["checkpoints"][0]["captured"] is False
     assert record["verdict"] is None and record["duration_s"] is None
-    # personal data is masked in the record view
-    assert record["applicant"]["id_number"] != "91350100M000100Y43"
-    assert "*" in record["applicant"]["contact_phone"]
+    # the seeded key holds the personal-data permission; a query-only key sees masked values
+    assert record["applicant"]["id_number"] == "91350100M000100Y43"
+    issued = await server.services.keys.issue("query-only", ("query",))
+    async with http.get(f"{server.base_url}/api/v1/inspections/{created['id']}", headers={"Authorization": f"Bearer {issued.token}"}) as r:
+        masked = await r.json()
+    assert masked["applicant"]["id_number"] != "91350100M000100Y43" and "*" in masked["applicant"]["contact_phone"]
 
 
 async def test_template_supplies_checkpoints(server, http) -> None:

@@ -41,6 +41,7 @@ async def test_ended_session_is_sealed_and_served(server) -> None:
             await inspector.close()
             await applicant.close()
 
+        await server.services.decisions.idle()
         base = f"{server.base_url}/api/v1/inspections/{created['id']}"
         async with http.get(base, headers=server.headers()) as r:
             record = await r.json()
@@ -65,7 +66,9 @@ async def test_ended_session_is_sealed_and_served(server) -> None:
             assert r.status == 200
             for line in (await r.read()).splitlines():
                 types.append(json.loads(line)["type"])
-        assert types[0] == "participant.joined" and "session.live" in types and types[-1] == "session.ended"
+        assert types[0] == "participant.joined" and "session.live" in types and types[-2:] == ["session.ended", "verdict"]
+        assert record["status"] == "judged" and record["verdict"]["outcome"] in ("pass", "fail", "manual_review")
+        assert manifest["verdict"]["outcome"] == record["verdict"]["outcome"] and manifest["verdict"]["rules_version"]
         assert "still.captured" in types and types.count("media.segment") >= 4
         kinds = {entry["kind"] for entry in manifest["objects"]}
         assert {"media", "still", "events"} <= kinds

@@ -1,11 +1,18 @@
 // The inspector console (/console) and the observer view (/observe): the applicant's camera
-// large, own preview small, inspection facts, participants, connection, controls.
+// large, own preview small; beside it the checklist (prompt, capture still), signatures,
+// notes and chat, and the inspection facts, the applicant's location, participants and
+// connection; the 8.2.3 timer banner and the overtime dialog; controls at the bottom.
 
 import { t, lang, bindLangToggles, onLangChange, applyI18n } from "./i18n.js";
 import { Session, tokenFromUrl, exposeForTests } from "./session.js";
 import { Overlay, bindOverlay } from "./overlay.js";
 import { connText, elapsedText, remoteNotice, renderParticipants, toneOf } from "./presence.js";
 import { playWithSound } from "./playback.js";
+import { Checklist } from "./checklist.js";
+import { ChatPanel } from "./chat.js";
+import { SignatureSheet } from "./signature.js";
+import { TimerWatch, renderBanner } from "./timer.js";
+import { actionError, coords, distance, minutes, timeOfDay } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -16,16 +23,41 @@ bindOverlay(overlay, session, { allowWithout: true });
 
 bindLangToggles();
 
+const timer = new TimerWatch(session);
+const checklist = new Checklist(session, $("checklist"), {
+  video: $("remote-video"),
+  onRefused: (code) => { if (code === "overtime_reason_required") timer.noteRefused(); },
+});
+const chat = new ChatPanel(session, $("chat"));
+const signatures = {
+  applicant: { state: "none", code: null, at: null },
+  inspector: { state: "none", code: null, at: null, png: null },
+};
+const sheet = new SignatureSheet(session, {
+  onsigned: (r) => {
+    Object.assign(signatures.inspector, { state: "signed", code: r.code, at: r.at, png: r.png });
+    renderSignatures();
+  },
+});
+let applicantLocation = null; // the last `location` event
+const notes = []; // {text, checkpoint, at}, newest first
+let unread = 0;
+let noteSaving = false;
+window.takan.ui = { checklist, chat, timer, signatures, sheet, notes };
+
 // ---- rendering ---------------------------------------------------------------------------
 
 let noticeTimer = null;
 
 function render() {
   const { state, inspection } = session;
-  const observer = state.role === "observer" || (!state.role && location.pathname.startsWith("/observe"));
+  const observer = isObserver();
   document.body.classList.toggle("is-observer", observer);
   for (const el of document.querySelectorAll(".inspector-only")) el.hidden = observer;
   for (const el of document.querySelectorAll(".observer-only")) el.hidden = !observer;
+  checklist.canAct = !observer;
+  checklist.render();
+  $("tab-talk-label").textContent = t(observer ? "chat.title" : "tab.talk");
   const titleKey = observer ? "app.observe" : "app.console";
   if (document.body.dataset.titleKey !== titleKey) {
     document.body.dataset.titleKey = titleKey;
@@ -58,6 +90,103 @@ function render() {
   $("remote-notice").classList.toggle("busy", notice === "remote.waitingVideo" || notice === "remote.reconnecting" || notice === "line.connecting");
 
   renderLocal();
+  renderSignatures();
+  renderLocation();
+  renderTimer();
+  renderNotes();
+}
+
+function isObserver() {
+  const { state } = session;
+  return state.role === "observer" || (!state.role && location.pathname.startsWith("/observe"));
+}
+
+function live() {
+  return session.state.joined && !session.final;
+}
+
+function renderTimer() {
+  renderBanner($("timer-banner"), timer, session.state.role);
+  $("overtime-chip").hidden = timer.phase !== "overtime";
+  $("elapsed").dataset.phase = timer.phase ?? "";
+}
+
+function renderSignatures() {
+  for (const role of ["applicant", "inspector"]) {
+    const sig = signatures[role];
+    const row = $(`sig-${role}`);
+    row.dataset.state = sig.state;
+    $(`sig-${role}-state`).textContent = sig.state === "signed" ? t("sig.signedAt", { time: timeOfDay(sig.at) })
+      : sig.state === "requested" ? t("sig.requested") : t("sig.notSigned");
+    const code = $(`sig-${role}-code`);
+    code.hidden = sig.state !== "signed";
+    code.querySelector(".sig-code").textContent = sig.code ?? "";
+  }
+  const img = $("sig-inspector-img");
+  img.hidden = !signatures.inspector.png;
+  if (signatures.inspector.png && img.src !== signatures.inspector.png) img.src = signatures.inspector.png;
+  img.alt = t("sig.title");
+  $("sig-explain").hidden = signatures.applicant.state !== "signed" && signatures.inspector.state !== "signed";
+  $("btn-sign-request").disabled = !live() || signatures.applicant.state === "requesting";
+  $("btn-sign-request").textContent = t(signatures.applicant.state === "signed" ? "sig.requestAgain" : "sig.request");
+  $("btn-sign-own").disabled = !live();
+  $("btn-sign-own").textContent = t(signatures.inspector.state === "signed" ? "sig.again" : "sig.signOwn");
+}
+
+function renderLocation() {
+  const loc = applicantLocation;
+  const state = !loc ? "none" : loc.within_radius === true ? "within" : loc.within_radius === false ? "outside" : "unknown";
+  $("loc").dataset.state = state;
+  $("loc-chip").dataset.state = state;
+  const badge = state === "within" ? t("loc.within") : state === "outside" ? t("loc.outside")
+    : state === "unknown" ? t("loc.unknownRadius") : t("loc.none");
+  $("loc-badge").textContent = badge;
+  const dist = loc && typeof loc.distance_m === "number" ? t("loc.distance", { distance: distance(loc.distance_m) }) : "";
+  $("loc-distance").textContent = dist;
+  $("loc-chip-text").textContent = loc ? [state === "unknown" ? "" : badge, dist].filter(Boolean).join(" · ") || t("loc.received") : t("loc.chipNone");
+  $("loc-facts").hidden = !loc;
+  if (loc) {
+    $("loc-coords").textContent = coords(loc.lat, loc.lon);
+    $("loc-accuracy").textContent = typeof loc.accuracy_m === "number" ? `±${distance(loc.accuracy_m)}` : "—";
+    $("loc-updated").textContent = timeOfDay(loc.at);
+  }
+}
+
+function renderNotes() {
+  const select = $("note-checkpoint");
+  const items = checklist.items;
+  const wanted = ["", ...items.map((i) => i.code)];
+  if ([...select.options].map((o) => o.value).join("\n") !== wanted.join("\n") || select.dataset.lang !== lang()) {
+    const value = select.value;
+    select.replaceChildren(...wanted.map((code) => {
+      const o = document.createElement("option");
+      o.value = code;
+      o.textContent = code ? checklist.item(code).title : t("note.none");
+      return o;
+    }));
+    select.value = wanted.includes(value) ? value : "";
+    select.dataset.lang = lang();
+  }
+  $("note-save").disabled = !live() || noteSaving;
+  const list = $("notes-list");
+  if (!notes.length) {
+    const li = document.createElement("li");
+    li.className = "notes-empty";
+    li.textContent = t("note.empty");
+    list.replaceChildren(li);
+  } else {
+    list.replaceChildren(...notes.map((n) => {
+      const li = document.createElement("li");
+      const meta = document.createElement("div");
+      meta.className = "note-meta";
+      meta.textContent = [timeOfDay(n.at), n.checkpoint ? checklist.item(n.checkpoint)?.title ?? n.checkpoint : ""].filter(Boolean).join(" · ");
+      const text = document.createElement("div");
+      text.className = "note-text";
+      text.textContent = n.text;
+      li.append(meta, text);
+      return li;
+    }));
+  }
 }
 
 function setConn(name, state) {
@@ -101,7 +230,176 @@ function showNotice(key, params) {
   noticeTimer = setTimeout(() => { el.hidden = true; }, 6000);
 }
 
+let toastTimer = null;
+/** A short message over the video (chat, uploads, signatures): visible whatever tab is open. */
+function stageToast(text, tone = "info", kind = "") {
+  const el = $("stage-toast");
+  el.textContent = text;
+  el.dataset.tone = tone;
+  el.dataset.kind = kind;
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el.hidden = true; }, 7000);
+}
+
+// ---- tabs ----------------------------------------------------------------------------------
+
+const TABS = ["checklist", "talk", "info"];
+function selectTab(name) {
+  for (const tab of TABS) {
+    const on = tab === name;
+    $(`tab-${tab}`).setAttribute("aria-selected", String(on));
+    $(`tab-${tab}`).tabIndex = on ? 0 : -1;
+    $(`panel-${tab}`).hidden = !on;
+  }
+  if (name === "talk") {
+    if ($("stage-toast").dataset.kind === "chat") $("stage-toast").hidden = true;
+    unread = 0;
+    renderUnread();
+    const list = $("chat-list");
+    list.scrollTop = list.scrollHeight;
+  }
+}
+for (const tab of TABS) $(`tab-${tab}`).addEventListener("click", () => selectTab(tab));
+$("tab-checklist").parentElement.addEventListener("keydown", (e) => {
+  if (e.key !== "ArrowRight" && e.key !== "ArrowLeft") return;
+  const current = TABS.findIndex((tab) => $(`tab-${tab}`).getAttribute("aria-selected") === "true");
+  const next = TABS[(current + (e.key === "ArrowRight" ? 1 : TABS.length - 1)) % TABS.length];
+  selectTab(next);
+  $(`tab-${next}`).focus();
+});
+
+function renderUnread() {
+  $("chat-unread").hidden = unread === 0;
+  $("chat-unread").textContent = String(unread);
+}
+
+function renderCount() {
+  const { done, total } = checklist.requiredDone;
+  $("chk-count").textContent = total ? `${done}/${total}` : "";
+  $("chk-count").dataset.complete = String(total > 0 && done === total);
+}
+
 // ---- wiring ------------------------------------------------------------------------------
+
+checklist.addEventListener("change", renderCount);
+checklist.addEventListener("captured", (e) => {
+  const { item, capture } = e.detail;
+  if (capture.kind === "photo") stageToast(t("toast.photoUploaded", { title: item.title }), "ok");
+  renderNotes();
+});
+chat.addEventListener("message", (e) => {
+  const msg = e.detail;
+  if (msg.mine) return;
+  if ($("panel-talk").hidden || document.visibilityState !== "visible") {
+    unread++;
+    renderUnread();
+  }
+  if ($("panel-talk").hidden) stageToast(t("toast.chat", { role: t(`role.${msg.from}`), text: msg.text }), "info", "chat");
+});
+timer.addEventListener("change", () => {
+  renderTimer();
+  if (timer.phase === "limit" && session.state.role === "inspector" && !session.final) openOvertime();
+  if (timer.phase === "overtime") {
+    if ($("overtime-dialog").open) $("overtime-dialog").close();
+    checklist.clearOvertimeErrors();
+    $("sig-request-error").hidden = true;
+  }
+});
+$("timer-banner-close").addEventListener("click", () => timer.dismiss());
+
+session.addEventListener("server", (e) => {
+  const { name, payload: p } = e.detail;
+  if (name === "location") {
+    applicantLocation = p;
+    renderLocation();
+  } else if (name === "sign_request" && p?.role === "applicant" && signatures.applicant.state !== "signed") {
+    signatures.applicant.state = "requested";
+    renderSignatures();
+  } else if (name === "signed" && (p?.role === "applicant" || p?.role === "inspector")) {
+    Object.assign(signatures[p.role], { state: "signed", code: p.code, at: p.at });
+    renderSignatures();
+    if (p.role === "applicant") stageToast(t("toast.signed", { role: t("role.applicant"), code: p.code }), "ok");
+  }
+});
+
+$("btn-sign-request").addEventListener("click", async () => {
+  const sig = signatures.applicant;
+  const before = sig.state;
+  sig.state = "requesting";
+  $("sig-request-error").hidden = true;
+  renderSignatures();
+  const ack = await session.request("sign_request", { role: "applicant" });
+  if (ack.ok) {
+    sig.state = "requested";
+  } else {
+    sig.state = before;
+    $("sig-request-error").textContent = actionError(ack.error);
+    $("sig-request-error").hidden = false;
+    if (ack.error?.code === "overtime_reason_required") timer.noteRefused();
+  }
+  renderSignatures();
+});
+$("btn-sign-own").addEventListener("click", () => sheet.show("sig.padTitle"));
+
+// Notes: the inspector's own record, optionally about one checkpoint.
+$("note-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const text = $("note-text").value.trim();
+  if (!text || noteSaving) return;
+  const checkpoint = $("note-checkpoint").value || undefined;
+  noteSaving = true;
+  $("note-status").textContent = "";
+  renderNotes();
+  const ack = await session.request("note", checkpoint ? { text, checkpoint } : { text });
+  noteSaving = false;
+  if (ack.ok) {
+    notes.unshift({ text, checkpoint, at: ack.at });
+    if ($("note-text").value.trim() === text) $("note-text").value = "";
+    $("note-status").textContent = t("note.saved", { time: timeOfDay(ack.at) });
+    $("note-status").dataset.tone = "ok";
+  } else {
+    $("note-status").textContent = t("note.failed", { message: actionError(ack.error) });
+    $("note-status").dataset.tone = "bad";
+  }
+  renderNotes();
+});
+
+// The time limit: the inspector must give a reason to go on (or end the inspection).
+const overtimeDialog = $("overtime-dialog");
+function openOvertime() {
+  if (overtimeDialog.open) return;
+  $("overtime-error").hidden = true;
+  $("overtime-body").textContent = t("ot.body", { limit: timer.limitS ? minutes(timer.limitS) : t("ot.theLimit") });
+  if ($("end-dialog").open) $("end-dialog").close();
+  overtimeDialog.showModal();
+  $("overtime-reason").focus();
+}
+overtimeDialog.addEventListener("cancel", (e) => e.preventDefault()); // Esc: a reason is required
+$("overtime-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const reason = $("overtime-reason").value.trim();
+  if (!reason) {
+    $("overtime-error").textContent = t("ot.required");
+    $("overtime-error").hidden = false;
+    $("overtime-reason").focus();
+    return;
+  }
+  $("overtime-submit").disabled = true;
+  const ack = await session.request("overtime", { reason });
+  $("overtime-submit").disabled = false;
+  if (ack.ok) {
+    if (overtimeDialog.open) overtimeDialog.close();
+  } else {
+    $("overtime-error").textContent = t("ot.failed", { message: actionError(ack.error) });
+    $("overtime-error").hidden = false;
+  }
+});
+$("overtime-end").addEventListener("click", () => {
+  $("end-error").hidden = true;
+  $("end-dialog").showModal();
+  $("end-cancel").focus();
+});
 
 session.addEventListener("change", render);
 session.addEventListener("joined", () => { applyI18n(); render(); });
@@ -115,10 +413,12 @@ session.addEventListener("final", () => {
   $("remote-video").srcObject = null;
   $("local-video").srcObject = null;
   if ($("end-dialog").open) $("end-dialog").close();
+  if (overtimeDialog.open) overtimeDialog.close();
 });
 onLangChange((value) => {
   session.setLang(value);
   render();
+  if (overtimeDialog.open) $("overtime-body").textContent = t("ot.body", { limit: timer.limitS ? minutes(timer.limitS) : t("ot.theLimit") });
 });
 
 $("btn-mic").addEventListener("click", () => session.setAudio(!session.local.audioEnabled));
@@ -147,6 +447,7 @@ $("end-confirm").addEventListener("click", async (e) => {
   $("end-confirm").disabled = false;
   if (ack.ok) {
     if (endDialog.open) endDialog.close();
+    if (overtimeDialog.open) overtimeDialog.close();
   } else {
     $("end-error").textContent = t("end.failed", { message: ack.error?.message || ack.error?.code || "?" });
     $("end-error").hidden = false;
@@ -155,4 +456,5 @@ $("end-confirm").addEventListener("click", async (e) => {
 
 setInterval(renderElapsed, 1000);
 render();
+renderUnread();
 session.start();

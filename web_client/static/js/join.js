@@ -1,11 +1,19 @@
 // The applicant's phone page (/join): full-screen rear-camera preview, the inspector small in
-// a corner, a status line, big buttons for microphone / camera switch / camera.
+// a corner, a status line, big buttons for microphone / camera / photo / camera switch / chat.
+// Also: the inspector's prompt and the checkpoint picker for photos (uploaded at full
+// resolution over HTTP), location sharing, the signature pad, the 8.2.3 timer banner.
 
 import { t, lang, bindLangToggles, onLangChange } from "./i18n.js";
 import { Session, tokenFromUrl, exposeForTests } from "./session.js";
 import { Overlay, bindOverlay } from "./overlay.js";
 import { elapsedText, remoteNotice, statusLine } from "./presence.js";
 import { playWithSound } from "./playback.js";
+import { ChatPanel } from "./chat.js";
+import { SignatureSheet } from "./signature.js";
+import { TimerWatch, renderBanner } from "./timer.js";
+import { LocationShare } from "./geo.js";
+import { uploadPhoto } from "./photo_upload.js";
+import { distance } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -15,6 +23,30 @@ const overlay = new Overlay($("overlay"));
 // The applicant's camera is the point of the inspection: no "continue without camera".
 bindOverlay(overlay, session, { allowWithout: false });
 bindLangToggles();
+
+const timer = new TimerWatch(session);
+const chat = new ChatPanel(session, $("chat-sheet"));
+const geo = new LocationShare(session);
+let signed = null; // the last signature ack: {code, at}
+const sheet = new SignatureSheet(session, {
+  onsigned: (r) => {
+    signed = r;
+    render();
+  },
+});
+const photo = {
+  prompted: null, // {checkpoint, title} of the last prompt
+  checkpoint: "", // the picker's choice
+  state: "idle", // idle | uploading | done | failed
+  progress: 0,
+  file: null, // kept for "retry"
+  message: "",
+  code: "",
+};
+let unread = 0;
+let geoDismissed = false;
+let sheetRequested = false; // the inspector asked for the applicant's signature
+window.takan.ui = { chat, timer, geo, sheet, photo };
 
 let noticeTimer = null;
 
@@ -50,7 +82,103 @@ function render() {
   setToggle($("btn-mic"), !local.audioEnabled, local.audioEnabled ? "ctl.mute" : "ctl.unmute", !local.audioTrack);
   setToggle($("btn-cam"), !local.videoEnabled, local.videoEnabled ? "ctl.camOff" : "ctl.camOn", !hasVideo);
   $("btn-switch").disabled = !hasVideo || local.switching;
-  $("join-hint").hidden = !!session.final || !hasVideo || !local.videoEnabled || !session.state.joined;
+  const live = session.state.joined && !session.final && session.state.status === "live";
+  $("join-hint").hidden = !!session.final || !hasVideo || !local.videoEnabled || !session.state.joined || !!photo.prompted;
+  $("btn-photo").disabled = !live || photo.state === "uploading" || !checkpoints().length;
+  $("btn-chat").disabled = !session.me || !!session.final;
+  $("join-side").hidden = !session.me || !!session.final;
+  renderTask(live);
+  renderGeo();
+  renderSign();
+  renderBanner($("timer-banner"), timer, "applicant");
+  document.body.classList.toggle("has-banner", !$("timer-banner").hidden);
+  $("overtime-chip").hidden = timer.phase !== "overtime";
+  $("chat-unread").hidden = unread === 0;
+  $("chat-unread").textContent = String(unread);
+}
+
+function checkpoints() {
+  return session.inspection?.checkpoints ?? [];
+}
+
+function titleOf(code) {
+  return checkpoints().find((c) => c.code === code)?.title ?? code;
+}
+
+function renderTask(live) {
+  const list = checkpoints();
+  $("task").hidden = !live || !list.length;
+  $("task").dataset.prompted = String(!!photo.prompted);
+  $("task-prompt").hidden = !photo.prompted;
+  $("task-title").textContent = photo.prompted ? photo.prompted.title || titleOf(photo.prompted.checkpoint) : "";
+  const select = $("photo-checkpoint");
+  const wanted = list.map((c) => c.code);
+  if ([...select.options].map((o) => o.value).join("\n") !== wanted.join("\n")) {
+    select.replaceChildren(...list.map((c) => {
+      const o = document.createElement("option");
+      o.value = c.code;
+      o.textContent = c.title;
+      return o;
+    }));
+  }
+  if (!wanted.includes(photo.checkpoint)) photo.checkpoint = wanted[0] ?? "";
+  select.value = photo.checkpoint;
+  select.disabled = photo.state === "uploading";
+
+  const status = $("photo-status");
+  status.hidden = photo.state === "idle";
+  status.dataset.tone = photo.state;
+  status.classList.toggle("busy", photo.state === "uploading");
+  $("photo-retry").hidden = photo.state !== "failed" || !photo.file;
+  let text = "";
+  if (photo.state === "uploading") text = t("photo.uploading", { pct: Math.round(photo.progress * 100) });
+  else if (photo.state === "done") text = t("photo.uploaded", { title: titleOf(photo.doneCheckpoint) });
+  else if (photo.state === "failed") text = photoError(photo.code, photo.message);
+  $("photo-status-text").textContent = text;
+}
+
+function photoError(code, message) {
+  if (code === "too_large") return t("photo.tooLarge");
+  if (code === "unsupported_media_type") return t("photo.notImage");
+  if (code === "overtime_reason_required") return t("photo.overtime");
+  if (code === "network") return t("photo.network");
+  if (code === "forbidden") return t("photo.notLive");
+  return t("photo.failed", { message });
+}
+
+function renderGeo() {
+  const state = geo.state;
+  const chip = $("geo-chip");
+  chip.dataset.state = state;
+  const reply = geo.reply;
+  let chipText = t("geo.off");
+  if (state === "shared") {
+    chipText = reply?.within_radius === true ? t("geo.onSite")
+      : typeof reply?.distance_m === "number" ? t("geo.offSite", { distance: distance(reply.distance_m) }) : t("geo.shared");
+    if (reply?.within_radius === false) chip.dataset.state = "far";
+  } else if (state === "locating") chipText = t("geo.locating");
+  $("geo-chip-text").textContent = chipText;
+  chip.hidden = state === "idle";
+
+  const card = $("geo-card");
+  const showCard = !session.final && session.state.joined
+    && (state === "ask" || ((state === "denied" || state === "unavailable") && !geoDismissed));
+  card.hidden = !showCard;
+  card.dataset.state = state;
+  if (showCard) {
+    $("geo-text").textContent = state === "ask" ? t("geo.why")
+      : state === "denied" ? t("geo.denied") : t("geo.unavailable", { message: geo.error ?? "" });
+    $("geo-allow").hidden = state !== "ask";
+    $("geo-allow").textContent = t("geo.allow");
+    $("geo-skip").textContent = t(state === "ask" ? "geo.skip" : "geo.ok");
+  }
+}
+
+function renderSign() {
+  const btn = $("btn-sign");
+  btn.dataset.state = signed ? "signed" : sheetRequested ? "requested" : "none";
+  $("btn-sign-text").textContent = signed ? t("sig.youSigned", { code: signed.code }) : t("sig.openButton");
+  btn.hidden = !session.state.joined || session.state.status !== "live";
 }
 
 function renderElapsed() {
@@ -64,13 +192,135 @@ function setToggle(btn, off, labelKey, disabled) {
   btn.disabled = disabled;
 }
 
-function showNotice(key, params) {
+function showNotice(key, params, tone = "warn") {
+  showToast(t(key, params), tone);
+}
+
+function showToast(text, tone = "warn") {
   const el = $("notice");
-  el.textContent = t(key, params);
+  el.textContent = text;
+  el.dataset.tone = tone;
   el.hidden = false;
   clearTimeout(noticeTimer);
   noticeTimer = setTimeout(() => { el.hidden = true; }, 5000);
 }
+
+// ---- photos --------------------------------------------------------------------------------
+
+async function sendPhoto(file, checkpoint) {
+  photo.file = file;
+  photo.fileCheckpoint = checkpoint;
+  photo.state = "uploading";
+  photo.progress = 0;
+  render();
+  const result = await uploadPhoto({
+    token: session.token,
+    file,
+    checkpoint,
+    fix: geo.recent(),
+    onprogress: (f) => {
+      photo.progress = f;
+      renderTask(true);
+    },
+  });
+  if (result.ok) {
+    photo.state = "done";
+    photo.doneCheckpoint = checkpoint;
+    photo.file = null;
+    photo.last = { ...result.body, size: file.size };
+    setTimeout(() => {
+      if (photo.state === "done" && photo.last?.key === result.body?.key) {
+        photo.state = "idle";
+        render();
+      }
+    }, 8000);
+  } else {
+    photo.state = "failed";
+    photo.code = result.code;
+    photo.message = result.message;
+    if (result.code === "overtime_reason_required") timer.noteRefused();
+  }
+  render();
+}
+
+$("btn-photo").addEventListener("click", () => {
+  // The phone's own camera app: full resolution, focus, flash (a still of the video is the
+  // inspector's job).
+  $("photo-input").value = "";
+  $("photo-input").click();
+});
+$("photo-input").addEventListener("change", () => {
+  const file = $("photo-input").files?.[0];
+  if (file) sendPhoto(file, photo.checkpoint);
+});
+$("photo-retry").addEventListener("click", () => {
+  if (photo.file) sendPhoto(photo.file, photo.fileCheckpoint ?? photo.checkpoint);
+});
+$("photo-checkpoint").addEventListener("change", () => {
+  photo.checkpoint = $("photo-checkpoint").value;
+  render();
+});
+
+// ---- chat, signature, location, timer -------------------------------------------------------
+
+function setChatOpen(open) {
+  $("chat-sheet").hidden = !open;
+  $("btn-chat").setAttribute("aria-expanded", String(open));
+  if (open) {
+    unread = 0;
+    chat.render();
+    const list = $("chat-list");
+    list.scrollTop = list.scrollHeight;
+  }
+  render();
+}
+$("btn-chat").addEventListener("click", () => setChatOpen($("chat-sheet").hidden));
+$("chat-close").addEventListener("click", () => setChatOpen(false));
+chat.addEventListener("message", (e) => {
+  const msg = e.detail;
+  if (msg.mine || !$("chat-sheet").hidden) return;
+  unread++;
+  showToast(t("toast.chat", { role: t(`role.${msg.from}`), text: msg.text }), "info");
+  render();
+});
+
+$("btn-sign").addEventListener("click", () => sheet.show(sheetRequested ? "sig.padTitleApplicant" : "sig.padTitle"));
+
+$("geo-allow").addEventListener("click", () => geo.allow());
+$("geo-skip").addEventListener("click", () => {
+  if (geo.state === "ask") geo.decline();
+  geoDismissed = true;
+  render();
+});
+$("geo-chip").addEventListener("click", () => {
+  if (geo.state === "denied" || geo.state === "unavailable") {
+    geoDismissed = false;
+    if (geo.state === "denied") geo.allow(); // asks again; the browser may refuse at once
+    render();
+  }
+});
+geo.addEventListener("change", render);
+timer.addEventListener("change", render);
+$("timer-banner-close").addEventListener("click", () => timer.dismiss());
+
+session.addEventListener("server", (e) => {
+  const { name, payload: p } = e.detail;
+  if (name === "prompt" && p?.checkpoint) {
+    photo.prompted = { checkpoint: p.checkpoint, title: p.title };
+    if (photo.state !== "uploading") {
+      photo.checkpoint = p.checkpoint;
+      if (photo.state === "done") photo.state = "idle";
+    }
+    render();
+    navigator.vibrate?.(200);
+  } else if (name === "sign_request" && p?.role === "applicant") {
+    sheetRequested = true;
+    sheet.show("sig.padTitleApplicant");
+    render();
+  } else if (name === "captured" && p?.kind === "still") {
+    showToast(t("photo.stillTaken", { title: titleOf(p.checkpoint) }), "info");
+  }
+});
 
 // Keep the phone's screen on while the inspection runs.
 let wakeLock = null;
@@ -94,6 +344,7 @@ session.addEventListener("final", () => {
   $("remote-video").srcObject = null;
   $("local-video").srcObject = null;
   wakeLock?.release().catch(() => {});
+  setChatOpen(false);
 });
 onLangChange((value) => {
   session.setLang(value);

@@ -11,6 +11,7 @@
 //   "fatal"        the connection was refused for good; {code, message}
 //   "final"        ended / cancelled / kicked: media stopped; {kind}
 //   "notice"       a transient warning for the status line; {key, params}
+//   "server"       any event from the server (after the session's own handling); {name, payload}
 
 import { io } from "/vendor/socket.io.esm.min.js";
 import { LocalMedia, mediaErrorKind } from "./local_media.js";
@@ -22,6 +23,9 @@ const ICE_SEND_GAP_MS = 20; // keeps trickle ICE well under the 50 events/s limi
 const FREEZE_CHECK_MS = 2000;
 const KEYFRAME_MIN_GAP_MS = 5000;
 const MAX_EVENTS = 500;
+
+/** Server events whose `at` is the moment they were sent (a sample of the server's clock). */
+const TIMESTAMPED = new Set(["chat", "captured", "location", "signed"]);
 
 /** Whose media each role receives (docs/protocol.md, "Media routing"). */
 const SOURCE_ROLE = { inspector: "applicant", applicant: "inspector", observer: "applicant" };
@@ -47,7 +51,9 @@ export class Session extends EventTarget {
     this.inspection = null;
     this.participants = [];
     this.iceServers = [];
-    this.liveSince = null; // Date.now() when this page first saw status "live"
+    this.liveSince = null; // local ms time the session went live (from started_at when known)
+    this.startedAt = null; // the server's started_at (RFC 3339) once known
+    this.clockOffset = null; // server clock minus this page's clock, ms (estimated)
     this.final = null; // "ended" | "cancelled" | "kicked" once the session is over for this page
 
     this.local = new LocalMedia();
@@ -92,6 +98,11 @@ export class Session extends EventTarget {
     const socket = io({ auth: { token: this.token, lang: this.lang } });
     this.socket = socket;
     socket.onAny((name, payload) => this.#record(name, payload));
+    // onAny runs before the handlers below: the microtask lets them apply their state first.
+    socket.onAny((name, payload) => queueMicrotask(() => {
+      if (TIMESTAMPED.has(name)) this.noteServerTime(payload?.at);
+      this.#emit("server", { name, payload });
+    }));
     socket.on("connect", () => this.#onConnect());
     socket.on("connect_error", (err) => this.#onConnectError(err));
     socket.on("disconnect", (reason) => this.#onDisconnect(reason));
@@ -183,6 +194,7 @@ export class Session extends EventTarget {
     this.iceServers = ack.ice_servers ?? [];
     this.state.role = ack.me?.role ?? null;
     this.state.joined = true;
+    this.#noteStartedAt(ack.inspection?.started_at);
     this.#setStatus(ack.inspection?.status ?? null);
     this.#emit("joined");
     this.#emit("change");
@@ -214,8 +226,35 @@ export class Session extends EventTarget {
   }
 
   #onStatus(payload) {
+    this.#noteStartedAt(payload?.started_at);
     this.#setStatus(payload?.status ?? null);
     this.#emit("change");
+  }
+
+  /** The elapsed time counts from the server's started_at, so a reload does not reset it. */
+  #noteStartedAt(startedAt) {
+    if (typeof startedAt !== "string") return;
+    const ms = Date.parse(startedAt);
+    if (Number.isNaN(ms)) return;
+    this.startedAt = startedAt;
+    this.liveSince = ms - (this.clockOffset ?? 0);
+  }
+
+  /** A server timestamp (`at` of an event that just happened): corrects a skewed local clock. */
+  noteServerTime(at) {
+    const ms = typeof at === "string" ? Date.parse(at) : NaN;
+    if (Number.isNaN(ms)) return;
+    const sample = ms - Date.now();
+    // Delivery delay makes every sample a little low: keep the largest of recent ones.
+    this.clockOffset = this.clockOffset === null ? sample : Math.max(sample, this.clockOffset - 50);
+    if (this.startedAt) this.liveSince = Date.parse(this.startedAt) - this.clockOffset;
+  }
+
+  /** The server's session clock (a `timer` event's elapsed_s) is the authority on elapsed time. */
+  noteElapsed(elapsedS) {
+    if (typeof elapsedS !== "number" || !Number.isFinite(elapsedS)) return;
+    this.liveSince = Date.now() - elapsedS * 1000;
+    if (this.startedAt) this.clockOffset = Date.parse(this.startedAt) - this.liveSince;
   }
 
   #setStatus(status) {
@@ -465,6 +504,17 @@ export class Session extends EventTarget {
   }
 
   // ---- actions and stats -------------------------------------------------------------------
+
+  /**
+   * Send a client event of docs/protocol.md ("During the session") and wait for its ack.
+   * Never throws: failures come back as {ok: false, error: {code, message}}, with the codes
+   * `not_connected` and `timeout` added by the page.
+   */
+  async request(name, payload, timeout = ACK_TIMEOUT_MS) {
+    const ack = await this.#request(name, payload, timeout);
+    if (ack?.ok && typeof ack.at === "string") this.noteServerTime(ack.at);
+    return ack;
+  }
 
   /** Inspector only: end the inspection (the `status` event then finishes every page). */
   async end() {

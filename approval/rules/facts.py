@@ -1,0 +1,157 @@
+"""The facts a rule can look at, gathered from an inspection's record and event log.
+
+Facts are a plain dict: one entry per name of :data:`FACT_TYPES`. A fact that could not be
+established (the applicant's phone never reported a location, the session never went
+live) is absent, not ``None``, so a rule that needs it cannot be decided and the
+inspection goes to manual review (5.6) instead of being judged on a guess.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+from approval.templates import Template
+
+# name -> CEL type of every fact (CEL type syntax; `dyn` where values are mixed)
+FACT_TYPES: dict[str, str] = {
+    "item_code": "string",
+    # code -> {required: bool, captured: bool, stills: int, photos: int}
+    "checkpoints": "map(string, map(string, dyn))",
+    "required_missing": "list(string)",  # codes of required checkpoints without evidence
+    "stills": "int",  # stills the server took from the applicant's video
+    "photos": "int",  # photos the applicant uploaded
+    "signatures": "map(string, bool)",  # role -> signed; applicant and inspector always there
+    "duration_s": "double",
+    "time_limit_s": "double",
+    "within_time_limit": "bool",
+    "overtime_reason": "string",  # the inspector's reason for running past the limit
+    "distance_m": "double",  # the applicant's last reported distance from the site
+    "site_radius_m": "double",
+    "location_reported": "bool",
+    "reconnections": "int",
+    "timer_warnings": "int",  # time warnings shown (25 and 29 minutes of 30)
+    "warnings": "list(map(string, string))",  # prudent-warning matches {list, match}
+}
+FACT_NAMES: tuple[str, ...] = tuple(FACT_TYPES)
+DEFAULT_TIME_LIMIT_S = 30 * 60.0  # 8.2.3: an inspection should finish within 30 minutes
+
+
+def facts_from(
+    inspection_record: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+    warnings: Sequence[Mapping[str, Any]] = (),
+    *,
+    template: Optional[Template] = None,
+) -> dict[str, Any]:
+    """The facts of one inspection.
+
+    ``inspection_record`` is the JSON of :class:`approval.inspections.Inspection`;
+    ``events`` the entries of its ``events.jsonl`` (see docs/evidence.md); ``warnings``
+    the prudent-warning matches (8.1.8), each ``{list, match}``. ``template``, the item's
+    checklist template, supplies the time limit and the site radius when the record and
+    the log do not.
+    """
+    site = inspection_record.get("site") or {}
+    stills_of: dict[str, int] = {}
+    photos_of: dict[str, int] = {}
+    signatures = {"applicant": False, "inspector": False}
+    distance: Optional[float] = None
+    location_reported = False
+    reconnections = timer_warnings = 0
+    over_limit = False
+    overtime_reason: Optional[str] = None
+    limit_s: Optional[float] = None
+    live_at: Optional[str] = None
+    last_at: Optional[str] = None
+    for event in events:
+        kind = event.get("type")
+        data = event.get("data") or {}
+        last_at = event.get("at") or last_at
+        if kind == "still.captured":
+            _count(stills_of, data.get("checkpoint"))
+        elif kind == "photo.uploaded":
+            _count(photos_of, data.get("checkpoint"))
+        elif kind == "signature.signed":
+            signatures[str(data.get("role") or event.get("actor"))] = True
+        elif kind == "location.updated":
+            location_reported = True
+            if _is_number(data.get("distance_m")):
+                distance = float(data["distance_m"])
+        elif kind == "participant.reconnected":
+            reconnections += 1
+        elif kind in ("timer.warning", "timer.final_warning"):
+            timer_warnings += 1
+        elif kind == "timer.limit":
+            over_limit = True
+        elif kind == "timer.overtime_reason" and isinstance(data.get("reason"), str):
+            overtime_reason = data["reason"]
+        elif kind == "session.live" and live_at is None:
+            live_at = event.get("at")
+        if kind is not None and kind.startswith("timer.") and _is_number(data.get("limit_s")):
+            limit_s = float(data["limit_s"])
+
+    checkpoints: dict[str, dict[str, Any]] = {}
+    required_missing: list[str] = []
+    for checkpoint in inspection_record.get("checkpoints") or []:
+        code = str(checkpoint["code"])
+        evidence = [str(key) for key in checkpoint.get("evidence") or []]
+        # the log is the source of truth; the record's evidence list covers a log not at hand
+        stills = max(stills_of.get(code, 0), sum(key.startswith("stills/") for key in evidence))
+        photos = max(photos_of.get(code, 0), sum(key.startswith("photos/") for key in evidence))
+        required = bool(checkpoint.get("required", True))
+        captured = bool(checkpoint.get("captured")) or stills + photos > 0
+        checkpoints[code] = {"required": required, "captured": captured, "stills": stills, "photos": photos}
+        if required and not captured:
+            required_missing.append(code)
+
+    if template is not None:
+        limit_s = template.time_limit_min * 60.0
+    facts: dict[str, Any] = {
+        "item_code": str(inspection_record.get("item_code", "")),
+        "checkpoints": checkpoints,
+        "required_missing": required_missing,
+        "stills": max(sum(stills_of.values()), sum(c["stills"] for c in checkpoints.values())),
+        "photos": max(sum(photos_of.values()), sum(c["photos"] for c in checkpoints.values())),
+        "signatures": signatures,
+        "time_limit_s": limit_s if limit_s is not None else DEFAULT_TIME_LIMIT_S,
+        "location_reported": location_reported,
+        "reconnections": reconnections,
+        "timer_warnings": timer_warnings,
+        "warnings": [{"list": str(w.get("list", "")), "match": str(w.get("match", ""))} for w in warnings],
+    }
+    start = _moment(inspection_record.get("started_at") or live_at)
+    end = _moment(inspection_record.get("ended_at") or last_at)
+    if start is not None and end is not None:
+        facts["duration_s"] = round(max(0.0, (end - start).total_seconds()), 3)
+        facts["within_time_limit"] = not over_limit and facts["duration_s"] <= facts["time_limit_s"]
+    if overtime_reason is not None:
+        facts["overtime_reason"] = overtime_reason
+    if distance is not None:
+        facts["distance_m"] = distance
+    radius = site.get("radius_m")
+    if not _is_number(radius) and template is not None:
+        radius = template.site_radius_m
+    if isinstance(radius, (int, float)) and not isinstance(radius, bool):
+        facts["site_radius_m"] = float(radius)
+    return facts
+
+
+def _count(counts: dict[str, int], checkpoint: Any) -> None:
+    if isinstance(checkpoint, str):
+        counts[checkpoint] = counts.get(checkpoint, 0) + 1
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _moment(value: Any) -> Optional[datetime.datetime]:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)

@@ -1,0 +1,49 @@
+// The applicant's own photo, full resolution from the phone's camera app, uploaded over HTTP:
+// POST /api/v1/session/photos, multipart/form-data (file, checkpoint, taken_at, lat, lon,
+// accuracy_m), authorised by the link token in X-Takan-Token (docs/protocol.md).
+
+export const MAX_PHOTO_BYTES = 15 * 1024 * 1024;
+const TIMEOUT_MS = 5 * 60000; // a large photo over a slow mobile uplink
+
+/**
+ * Resolves to {ok: true, body} (201) or {ok: false, code, message, status}; never rejects.
+ * `onprogress(fraction)` follows the upload.
+ */
+export function uploadPhoto({ token, file, checkpoint, fix, onprogress }) {
+  return new Promise((resolve) => {
+    if (file.size > MAX_PHOTO_BYTES) {
+      resolve({ ok: false, code: "too_large", message: "photo over 15 MB", status: 0 });
+      return;
+    }
+    const form = new FormData();
+    form.append("checkpoint", checkpoint);
+    form.append("taken_at", new Date().toISOString());
+    if (fix) {
+      form.append("lat", String(fix.lat));
+      form.append("lon", String(fix.lon));
+      if (typeof fix.accuracy_m === "number") form.append("accuracy_m", String(fix.accuracy_m));
+    }
+    form.append("file", file, file.name || "photo.jpg");
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/v1/session/photos");
+    xhr.setRequestHeader("X-Takan-Token", token);
+    xhr.timeout = TIMEOUT_MS;
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) onprogress?.(e.loaded / e.total);
+    };
+    xhr.onload = () => {
+      let body = null;
+      try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+      if (xhr.status === 201) {
+        resolve({ ok: true, body });
+        return;
+      }
+      // RFC 9457 problem: the code is the last part of its type URI.
+      const code = typeof body?.type === "string" ? body.type.split("/").pop() : `http_${xhr.status}`;
+      resolve({ ok: false, code, message: body?.detail || xhr.statusText || `HTTP ${xhr.status}`, status: xhr.status });
+    };
+    xhr.onerror = () => resolve({ ok: false, code: "network", message: "network error", status: 0 });
+    xhr.ontimeout = () => resolve({ ok: false, code: "network", message: "timeout", status: 0 });
+    xhr.send(form);
+  });
+}
