@@ -65,7 +65,11 @@ class Decisions:
                 self._spawn(record.id)
 
     async def close(self) -> None:
+        """Let judgements in flight finish (milliseconds; a cancelled one could leave the
+        log ahead of the manifest until the next start), then cancel what remains."""
         tasks = list(self._tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=15)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

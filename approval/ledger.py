@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
+from privacy.fieldcrypto import FieldCipher, field_context, is_encrypted
 from storage.objects import ObjectNotFound, ObjectStore
 
 from .errors import ValidationFailed
@@ -188,12 +189,19 @@ class LedgerEntry:
             row.append("" if value is None else value)
         return row
 
-    def to_record(self) -> bytes:
-        return json.dumps(self.as_json(full=True), ensure_ascii=False, sort_keys=True).encode()
+    def to_record(self, cipher: Optional[FieldCipher] = None) -> bytes:
+        body = self.as_json(full=True)
+        if cipher is not None and body.get("id_number") and not is_encrypted(body["id_number"]):
+            body["id_number"] = cipher.encrypt(body["id_number"], field_context("ledger", self.inspection_id, "id_number"))
+        return json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
 
     @classmethod
-    def from_record(cls, data: bytes) -> LedgerEntry:
+    def from_record(cls, data: bytes, cipher: Optional[FieldCipher] = None) -> LedgerEntry:
         body = json.loads(data)
+        if body.get("id_number") and is_encrypted(body["id_number"]):
+            if cipher is None:
+                raise ValueError("the ledger entry's ID number is encrypted and no field cipher is configured")
+            body["id_number"] = cipher.decrypt(body["id_number"], field_context("ledger", body["inspection_id"], "id_number"))
         body["inspectors"] = tuple(body["inspectors"])
         body["verdict_reasons"] = tuple(body["verdict_reasons"])
         return cls(**body)
@@ -211,8 +219,9 @@ class Ledger:
     ``start()``; one process writes the ledger at a time.
     """
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, cipher: Optional[FieldCipher] = None) -> None:
         self._store = store
+        self._cipher = cipher
         self._lock = asyncio.Lock()
 
     async def record(
@@ -242,10 +251,10 @@ class Ledger:
             if previous is not None and previous.same_facts(entry):
                 return previous
             if previous is not None:
-                await self._store.put(_history_key(previous), previous.to_record(), "application/json")
+                await self._store.put(_history_key(previous), previous.to_record(self._cipher), "application/json")
                 entry = dataclasses.replace(entry, version=previous.version + 1)
             entry = dataclasses.replace(entry, archived_after_s=_archived_after(entry))
-            await self._store.put(entry.key, entry.to_record(), "application/json")
+            await self._store.put(entry.key, entry.to_record(self._cipher), "application/json")
         lag = entry.archived_after_s
         if lag is not None and lag > ARCHIVE_LIMIT_S:
             logger.warning(
@@ -266,7 +275,7 @@ class Ledger:
                 if not key.endswith(".json"):
                     continue
                 try:
-                    entry = LedgerEntry.from_record(await self._store.get(key))
+                    entry = LedgerEntry.from_record(await self._store.get(key), self._cipher)
                 except ObjectNotFound:
                     continue  # removed between list and get
                 except (ValueError, TypeError) as exc:
@@ -279,7 +288,7 @@ class Ledger:
     async def history(self, inspection_id: str) -> list[LedgerEntry]:
         """The entries an inspection's current entry replaced, oldest first."""
         keys = await self._store.list(f"{HISTORY_PREFIX}{inspection_id}/")
-        return [LedgerEntry.from_record(await self._store.get(key)) for key in keys]
+        return [LedgerEntry.from_record(await self._store.get(key), self._cipher) for key in keys]
 
     async def export(self, start: datetime.date, end: datetime.date, fmt: ExportFormat, full: bool = False) -> bytes:
         """The period's entries as CSV (UTF-8 with BOM, for Excel), JSON or XLSX bytes.
@@ -309,7 +318,7 @@ class Ledger:
 
     async def _get(self, key: str) -> Optional[LedgerEntry]:
         try:
-            return LedgerEntry.from_record(await self._store.get(key))
+            return LedgerEntry.from_record(await self._store.get(key), self._cipher)
         except ObjectNotFound:
             return None
 

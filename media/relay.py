@@ -128,6 +128,12 @@ class ForwardedTrack(MediaStreamTrack):
     def attach(self, source: Optional[Source]) -> None:
         self._source = source
         self._offset = None
+        # Frames of the previous source are stale, and their timestamps need its offset.
+        while not self._queue.empty():
+            if self._queue.get_nowait() is None:  # stopped meanwhile: keep the end marker
+                self._queue.put_nowait(None)
+                break
+            self.dropped += 1
         if self.kind == "video":
             self._need_keyframe = True
             if source is not None:

@@ -165,7 +165,7 @@ def build_app(config: Config) -> web.Application:
     access = AccessLog(store)
     Recording(rooms, journal)
     warning_lists = WarningLists(store)
-    ledger = Ledger(store)
+    ledger = Ledger(store, cipher)
     publicity = Publicity(store)
     evaluations = Evaluations(store)
     outbox = Outbox(store)

@@ -75,7 +75,7 @@ def inspection_body(case_no: str = "DZ-2026-000123", **overrides: Any) -> dict[s
         },
         "site": {"address": "德州市德城区某路1号", "lat": 37.4355, "lon": 116.3594, "radius_m": 300},
         "checkpoints": [{"code": "storefront", "title": "门头招牌", "required": True}],
-        "callback_url": "https://approval.example/hooks/takan",
+        "callback_url": "http://127.0.0.1:9/hooks/takan",  # nothing listens: deliveries stay local
         "scheduled_at": "2026-11-27T09:30:00+08:00",
     }
     body.update(overrides)

@@ -72,6 +72,7 @@ async def test_s3_outage_of_30_seconds_mid_session(tmp_path, moto_server, frames
                 await proxy.start()  # back after ~30 s
                 assert await wait_for(lambda: server.services.store.depth == 0, 60, 0.5)
                 assert (await inspector.call("end"))["ok"]
+                await server.services.decisions.idle()
             finally:
                 await inspector.close()
                 await applicant.close()

@@ -87,6 +87,7 @@ async def test_actions_are_logged_and_sealed(session) -> None:
     assert (await applicant.call("signature", SIGNATURE))["ok"]
 
     assert (await inspector.call("end"))["ok"]
+    await server.services.decisions.idle()
     async with http.get(f"{server.base_url}/api/v1/inspections/{created['id']}/objects/events.jsonl", headers=server.headers()) as r:
         events = [json.loads(line) for line in (await r.read()).splitlines()]
     types = [e["type"] for e in events]
