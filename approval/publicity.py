@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, get_args
 
+from privacy.fieldcrypto import FieldCipher, field_context, is_encrypted
 from storage.objects import ObjectStore
 
 from .errors import Conflict, NotFound, ValidationFailed
@@ -158,13 +159,20 @@ class PublicityRecord:
             "updated_at": self.updated_at,
         }
 
-    def to_record(self) -> bytes:
+    def to_record(self, cipher: Optional[FieldCipher] = None) -> bytes:
         body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if cipher is not None and body.get("id_number") and not is_encrypted(body["id_number"]):
+            body["id_number"] = cipher.encrypt(body["id_number"], field_context("publicity", body["id"], "id_number"))
         return json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
 
     @classmethod
-    def from_record(cls, data: bytes) -> PublicityRecord:
-        record = cls(**json.loads(data))
+    def from_record(cls, data: bytes, cipher: Optional[FieldCipher] = None) -> PublicityRecord:
+        body = json.loads(data)
+        if body.get("id_number") and is_encrypted(body["id_number"]):
+            if cipher is None:
+                raise ValueError("the publicity record's ID number is encrypted and no field cipher is configured")
+            body["id_number"] = cipher.decrypt(body["id_number"], field_context("publicity", body["id"], "id_number"))
+        record = cls(**body)
         if record.state not in STATES:
             raise ValueError(f"unknown publicity state {record.state!r}")
         return record
@@ -177,8 +185,11 @@ class Publicity:
     (aware UTC datetimes) is for tests.
     """
 
-    def __init__(self, store: ObjectStore, *, clock: Callable[[], datetime.datetime] = now_utc) -> None:
+    def __init__(
+        self, store: ObjectStore, *, clock: Callable[[], datetime.datetime] = now_utc, cipher: Optional[FieldCipher] = None
+    ) -> None:
         self._store = store
+        self._cipher = cipher
         self._clock = clock
         self._records: dict[str, PublicityRecord] = {}
         self._lock = asyncio.Lock()
@@ -193,7 +204,7 @@ class Publicity:
             if not key.endswith(".json"):
                 continue
             try:
-                record = PublicityRecord.from_record(await self._store.get(key))
+                record = PublicityRecord.from_record(await self._store.get(key), self._cipher)
             except (ValueError, TypeError) as exc:
                 logger.error("publicity record %s is unreadable (%s); skipped", key, exc)
                 continue
@@ -326,7 +337,7 @@ class Publicity:
         return rfc3339(moment) or ""
 
     async def _save(self, record: PublicityRecord) -> None:
-        await self._store.put(record.key, record.to_record(), "application/json")
+        await self._store.put(record.key, record.to_record(self._cipher), "application/json")
         self._records[record.id] = record
 
 

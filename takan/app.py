@@ -166,7 +166,7 @@ def build_app(config: Config) -> web.Application:
     Recording(rooms, journal)
     warning_lists = WarningLists(store)
     ledger = Ledger(store, cipher)
-    publicity = Publicity(store)
+    publicity = Publicity(store, cipher=cipher)
     evaluations = Evaluations(store)
     outbox = Outbox(store)
     notifier = Notifier(outbox, keys)
