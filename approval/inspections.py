@@ -13,9 +13,9 @@ import json
 import logging
 import secrets
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from privacy.fieldcrypto import FieldCipher, field_context, is_encrypted
+from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, field_context
 from storage.objects import ObjectStore
 
 from .errors import Conflict, NotFound, ValidationFailed
@@ -116,23 +116,18 @@ class Inspection:
     def to_json(self, cipher: Optional[FieldCipher] = None) -> bytes:
         """The stored form; with a cipher, ID and phone numbers are encrypted (5.8, 9.5)."""
         data = asdict(self)
-        if cipher is not None:
-            applicant = data["applicant"]
-            for name in SENSITIVE_APPLICANT_FIELDS:
-                if applicant.get(name) and not is_encrypted(applicant[name]):
-                    applicant[name] = cipher.encrypt(applicant[name], field_context("inspection", self.id, f"applicant.{name}"))
+        encrypt_fields(data["applicant"], SENSITIVE_APPLICANT_FIELDS, cipher, self._context(self.id))
         return json.dumps(data, ensure_ascii=False, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes, cipher: Optional[FieldCipher] = None) -> "Inspection":
         fields = json.loads(data)
-        applicant = fields.get("applicant") or {}
-        for name in SENSITIVE_APPLICANT_FIELDS:
-            if applicant.get(name) and is_encrypted(applicant[name]):
-                if cipher is None:
-                    raise ValueError("the record's personal data is encrypted and no field cipher is configured")
-                applicant[name] = cipher.decrypt(applicant[name], field_context("inspection", fields["id"], f"applicant.{name}"))
+        decrypt_fields(fields.get("applicant") or {}, SENSITIVE_APPLICANT_FIELDS, cipher, cls._context(fields["id"]))
         return cls(**fields)
+
+    @staticmethod
+    def _context(inspection_id: str) -> Callable[[str], str]:
+        return lambda name: field_context("inspection", inspection_id, f"applicant.{name}")
 
 
 class InspectionBook:

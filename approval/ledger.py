@@ -23,9 +23,10 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, Optional
 
-from privacy.fieldcrypto import FieldCipher, field_context, is_encrypted
+from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, field_context
 from storage.objects import ObjectNotFound, ObjectStore
 
 from .errors import ValidationFailed
@@ -190,18 +191,13 @@ class LedgerEntry:
         return row
 
     def to_record(self, cipher: Optional[FieldCipher] = None) -> bytes:
-        body = self.as_json(full=True)
-        if cipher is not None and body.get("id_number") and not is_encrypted(body["id_number"]):
-            body["id_number"] = cipher.encrypt(body["id_number"], field_context("ledger", self.inspection_id, "id_number"))
+        body = encrypt_fields(self.as_json(full=True), ("id_number",), cipher, partial(field_context, "ledger", self.inspection_id))
         return json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
 
     @classmethod
     def from_record(cls, data: bytes, cipher: Optional[FieldCipher] = None) -> LedgerEntry:
         body = json.loads(data)
-        if body.get("id_number") and is_encrypted(body["id_number"]):
-            if cipher is None:
-                raise ValueError("the ledger entry's ID number is encrypted and no field cipher is configured")
-            body["id_number"] = cipher.decrypt(body["id_number"], field_context("ledger", body["inspection_id"], "id_number"))
+        decrypt_fields(body, ("id_number",), cipher, partial(field_context, "ledger", body["inspection_id"]))
         body["inspectors"] = tuple(body["inspectors"])
         body["verdict_reasons"] = tuple(body["verdict_reasons"])
         return cls(**body)

@@ -22,12 +22,13 @@ import asyncio
 import dataclasses
 import datetime
 import json
+from functools import partial
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, get_args
 
-from privacy.fieldcrypto import FieldCipher, field_context, is_encrypted
+from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, field_context
 from storage.objects import ObjectStore
 
 from .errors import Conflict, NotFound, ValidationFailed
@@ -161,17 +162,13 @@ class PublicityRecord:
 
     def to_record(self, cipher: Optional[FieldCipher] = None) -> bytes:
         body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if cipher is not None and body.get("id_number") and not is_encrypted(body["id_number"]):
-            body["id_number"] = cipher.encrypt(body["id_number"], field_context("publicity", body["id"], "id_number"))
+        encrypt_fields(body, ("id_number",), cipher, partial(field_context, "publicity", self.id))
         return json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
 
     @classmethod
     def from_record(cls, data: bytes, cipher: Optional[FieldCipher] = None) -> PublicityRecord:
         body = json.loads(data)
-        if body.get("id_number") and is_encrypted(body["id_number"]):
-            if cipher is None:
-                raise ValueError("the publicity record's ID number is encrypted and no field cipher is configured")
-            body["id_number"] = cipher.decrypt(body["id_number"], field_context("publicity", body["id"], "id_number"))
+        decrypt_fields(body, ("id_number",), cipher, partial(field_context, "publicity", body["id"]))
         record = cls(**body)
         if record.state not in STATES:
             raise ValueError(f"unknown publicity state {record.state!r}")

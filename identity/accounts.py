@@ -26,10 +26,11 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, NoReturn, Optional
 
 from approval.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationFailed
-from privacy.fieldcrypto import FieldCipher, field_context, is_encrypted
+from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, field_context
 from storage.objects import ObjectNotFound, ObjectStore
 
 from . import totp
@@ -599,20 +600,10 @@ class Accounts:
 
     def _sealed(self, data: dict[str, Any]) -> dict[str, Any]:
         """Encrypt the sensitive fields (5.8) when a cipher is configured."""
-        if self._cipher is None:
-            return data
-        for name in SENSITIVE_FIELDS:
-            if data.get(name) and not is_encrypted(data[name]):
-                data[name] = self._cipher.encrypt(data[name], field_context("account", data["user_id"], name))
-        return data
+        return encrypt_fields(data, SENSITIVE_FIELDS, self._cipher, partial(field_context, "account", data["user_id"]))
 
     def _opened(self, data: dict[str, Any]) -> dict[str, Any]:
-        for name in SENSITIVE_FIELDS:
-            if data.get(name) and is_encrypted(data[name]):
-                if self._cipher is None:
-                    raise RuntimeError("account fields are encrypted but no field cipher is configured")
-                data[name] = self._cipher.decrypt(data[name], field_context("account", data["user_id"], name))
-        return data
+        return decrypt_fields(data, SENSITIVE_FIELDS, self._cipher, partial(field_context, "account", data["user_id"]))
 
     async def _save(self, account: Account) -> None:
         data = json.dumps(self._sealed(account.to_json()), ensure_ascii=False, sort_keys=True).encode()

@@ -36,7 +36,9 @@ import re
 import secrets
 import threading
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Optional
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -47,6 +49,8 @@ __all__ = [
     "FieldCipher",
     "FieldCryptoError",
     "FieldKeys",
+    "decrypt_fields",
+    "encrypt_fields",
     "MalformedToken",
     "MissingKey",
     "field_context",
@@ -369,3 +373,31 @@ class FieldCipher:
             raise ValueError(f"purpose {purpose!r} must be 1-64 characters of A-Z a-z 0-9 . _ : -")
         subkey = hmac.new(self._keys.index_key, b"takan-blind-index/v1:" + purpose.encode(), hashlib.sha256).digest()
         return hmac.new(subkey, _normalise(value), hashlib.sha256).hexdigest()
+
+
+def encrypt_fields(
+    data: dict[str, Any], names: tuple[str, ...], cipher: Optional["FieldCipher"], context: Callable[[str], str]
+) -> dict[str, Any]:
+    """Encrypt ``data[name]`` in place for each of ``names`` present (no-op without a cipher).
+
+    ``context(name)`` gives each field's associated data, e.g. ``field_context("ledger", id, name)``.
+    """
+    if cipher is not None:
+        for name in names:
+            value = data.get(name)
+            if value and not is_encrypted(value):
+                data[name] = cipher.encrypt(value, context(name))
+    return data
+
+
+def decrypt_fields(
+    data: dict[str, Any], names: tuple[str, ...], cipher: Optional["FieldCipher"], context: Callable[[str], str]
+) -> dict[str, Any]:
+    """The inverse of :func:`encrypt_fields`; an encrypted value without a cipher is an error."""
+    for name in names:
+        value = data.get(name)
+        if value and is_encrypted(value):
+            if cipher is None:
+                raise FieldCryptoError(f"field {name!r} is encrypted and no field cipher is configured")
+            data[name] = cipher.decrypt(value, context(name))
+    return data
