@@ -216,8 +216,21 @@ class SessionNamespace(socketio.AsyncNamespace):
                 "status": record.status,
                 "site_address": record.site.get("address"),
                 "started_at": record.started_at,
-                "checkpoints": [{"code": c["code"], "title": c["title"], "required": c["required"]} for c in record.checkpoints],
+                "checkpoints": [
+                    {"code": c["code"], "title": c["title"], "required": c["required"], "captured": c["captured"], "evidence": c["evidence"]}
+                    for c in record.checkpoints
+                ],
             },
+            # what a reloaded page needs to show the session as it stands
+            "timer": None
+            if room.timer is None
+            else {
+                "limit_s": room.timer.limit_s,
+                "elapsed_s": round(room.timer.elapsed_s, 1),
+                "phases": list(room.timer.reached),
+                "overtime_reason": room.overtime_reason,
+            },
+            "signatures": list(room.signatures),
             "participants": [p.presence() for p in room.participants.values()],
             "warnings": self.warnings_for(record) if role == "inspector" else [],
             "ice_servers": self.ice_servers(f"{inspection_id[-8:]}-{participant.id}"),
