@@ -21,6 +21,7 @@ from approval.inspections import Inspection, InspectionBook, parse_rfc3339
 from approval.requests import parse_cancel, parse_new_inspection
 
 from identity.permissions import Principal
+from privacy.masking import mask_id_number, mask_phone
 
 from .auth import actor_of, caller
 from .sockets import SessionNamespace
@@ -279,16 +280,8 @@ def qr_data_url(url: str) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def mask(value: Optional[str], keep_start: int = 4, keep_end: int = 4) -> Optional[str]:
-    if value is None:
-        return None
-    if len(value) <= keep_start + keep_end:
-        return "*" * len(value)
-    return value[:keep_start] + "*" * (len(value) - keep_start - keep_end) + value[-keep_end:]
-
-
 def masked_applicant(applicant: dict[str, Any]) -> dict[str, Any]:
     shown = dict(applicant)
-    shown["id_number"] = mask(applicant.get("id_number"))
-    shown["contact_phone"] = mask(applicant.get("contact_phone"), 3, 4)
+    shown["id_number"] = mask_id_number(applicant["id_number"]) if applicant.get("id_number") else None
+    shown["contact_phone"] = mask_phone(applicant["contact_phone"]) if applicant.get("contact_phone") else None
     return shown

@@ -10,7 +10,14 @@ WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 STATIC_DIR = WEB_CLIENT / "static"
 SOCKET_IO_CLIENT = WEB_CLIENT / "node_modules" / "socket.io-client" / "dist" / "socket.io.esm.min.js"
 
-PAGES = {"/console": "console.html", "/observe": "console.html", "/join": "join.html", "/audit": "audit.html"}
+PAGES = {
+    "/console": "console.html",
+    "/observe": "console.html",
+    "/join": "join.html",
+    "/audit": "audit.html",
+    "/login": "login.html",
+    "/admin": "admin.html",
+}
 
 
 def _page(name: str) -> web.RouteDef:

@@ -10,13 +10,14 @@ from typing import Any, Awaitable, Callable, Optional
 
 import socketio
 
-from approval.errors import Forbidden, TakanError
+from approval.errors import BadRequest, Forbidden, TakanError
 from approval.inspections import Inspection, InspectionBook, now_utc, parse_rfc3339, rfc3339
 from evidence.journal import Journal
 from media.sdp import BadSdp
 
 from . import messages
 from .actions import SessionActions
+from .otp import OneTimeCodes
 from .problems import error_ack
 from .rooms import SINGLE_HOLDER_ROLES, Participant, Room, Rooms
 from .timer import SessionTimer
@@ -39,6 +40,8 @@ EVENT_ROLES: dict[str, frozenset[str]] = {
     "chat": _PUBLISHERS,
     "signature": _PUBLISHERS,
     "location": frozenset({"applicant"}),
+    "otp_send": frozenset({"applicant"}),
+    "otp_verify": frozenset({"applicant"}),
     "end": frozenset({"inspector"}),
     "prompt": frozenset({"inspector"}),
     "capture": frozenset({"inspector"}),
@@ -72,6 +75,7 @@ class SessionNamespace(socketio.AsyncNamespace):
         base_url: str,
         session_limit_s: Optional[float] = None,
         warnings_for: Optional[Callable[[Inspection], list[dict[str, Any]]]] = None,
+        otp: Optional[OneTimeCodes] = None,
     ) -> None:
         super().__init__("/")
         self.rooms = rooms
@@ -83,6 +87,8 @@ class SessionNamespace(socketio.AsyncNamespace):
         self.session_limit_s = session_limit_s
         self.actions = SessionActions(self)
         self.warnings_for = warnings_for or (lambda record: [])
+        self.otp = otp
+        self._devices: dict[str, str] = {}
         self._finish_listeners: list[Callable[[Inspection], Awaitable[None]]] = []
         self._participants: dict[str, tuple[Room, Participant]] = {}
         self._rate: dict[str, tuple[float, int]] = {}
@@ -122,6 +128,7 @@ class SessionNamespace(socketio.AsyncNamespace):
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._rate.pop(sid, None)
+        self._devices.pop(sid, None)
         entry = self._participants.pop(sid, None)
         if entry is None:
             return
@@ -182,12 +189,29 @@ class SessionNamespace(socketio.AsyncNamespace):
         return entry
 
     async def on_join(self, sid: str, payload: Any) -> dict[str, Any]:
-        messages.parse_empty("join", payload)
+        data = messages.parse_object("join", payload, {"device", "takeover"})
+        device = data.get("device") or sid
+        if not isinstance(device, str) or len(device) > 64:
+            raise BadRequest("'join'.device must be a string of at most 64 characters")
+        self._devices[sid] = device
         session = await self.get_session(sid)
         inspection_id, role = session["inspection_id"], session["role"]
         record = self.book.get(inspection_id)
         if not record.is_open and record.status != "interrupted":
             raise Forbidden(f"inspection {inspection_id} is {record.status}")
+        phone = record.applicant.get("contact_phone")
+        if role == "applicant" and self.otp is not None and phone and not self.otp.verified(inspection_id, device):
+            await self.otp.send(inspection_id, device, phone)
+            return {"ok": False, "error": {"code": "otp_required", "message": "enter the code sent to your phone",
+                                           "sent_to": self.otp.masked_phone(phone)}}
+        if role in SINGLE_HOLDER_ROLES and sid not in self._participants:
+            holder = await self.rooms.live.role_holder(inspection_id, role)
+            holder_device = self._devices.get(holder or "")
+            if holder and holder != sid and holder_device != device:
+                if not data.get("takeover"):
+                    return {"ok": False, "error": {"code": "in_use", "message": "this link is open on another device; "
+                                                   "send join with takeover: true to continue here"}}
+                await self._log(inspection_id, "participant.takeover", role, {"role": role})
         room = await self.rooms.get_or_create(inspection_id)
         if sid in self._participants:
             _, participant = self._participants[sid]
@@ -324,6 +348,24 @@ class SessionNamespace(socketio.AsyncNamespace):
         await self.rooms.live.set_presence(room.inspection_id, participant.id, participant.presence())
         await self._log(room.inspection_id, "participant.media", participant.role, {"audio": state.audio, "video": state.video})
         await self._broadcast_presence(room)
+        return {"ok": True}
+
+    async def on_otp_send(self, sid: str, payload: Any) -> dict[str, Any]:
+        messages.parse_empty("otp_send", payload)
+        session = await self.get_session(sid)
+        phone = self.book.get(session["inspection_id"]).applicant.get("contact_phone")
+        if self.otp is None or not phone:
+            raise BadRequest("one-time codes are not in use for this inspection")
+        await self.otp.send(session["inspection_id"], self._devices.get(sid, sid), phone, force=True)
+        return {"ok": True, "sent_to": self.otp.masked_phone(phone)}
+
+    async def on_otp_verify(self, sid: str, payload: Any) -> dict[str, Any]:
+        data = messages.parse_object("otp_verify", payload, {"code"})
+        if self.otp is None:
+            raise BadRequest("one-time codes are not in use")
+        session = await self.get_session(sid)
+        self.otp.verify(session["inspection_id"], self._devices.get(sid, sid), data.get("code"))
+        await self._log(session["inspection_id"], "participant.verified", "applicant", {"method": "one-time code"})
         return {"ok": True}
 
     async def on_keyframe(self, sid: str, payload: Any) -> dict[str, Any]:

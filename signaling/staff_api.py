@@ -11,7 +11,8 @@ from identity.accounts import Account, Accounts
 from identity.sessions import StaffSessions
 from storage.livestate import LiveState
 
-from .api import mask
+from privacy.masking import mask_id_number, mask_phone
+
 from .auth import SESSION_COOKIE, Authenticator, caller
 
 #: Logins per client address per minute (on top of the per-account lockout).
@@ -46,8 +47,8 @@ def account_view(account: Account, full: bool = False) -> dict[str, Any]:
         "real_name": account.real_name,
         "roles": sorted(account.roles),
         "enabled": account.enabled,
-        "id_number": account.id_number if full else mask(account.id_number),
-        "phone": account.phone if full else mask(account.phone, 3, 4),
+        "id_number": account.id_number if full else (mask_id_number(account.id_number) if account.id_number else None),
+        "phone": account.phone if full else (mask_phone(account.phone) if account.phone else None),
         "locked_until": account.locked_until.isoformat() if account.locked_until else None,
         "must_change_password": account.must_change_password,
         "last_login_at": account.last_login_at.isoformat() if account.last_login_at else None,

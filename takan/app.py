@@ -50,6 +50,7 @@ from signaling.evidence_api import EvidenceApi
 from signaling.headers import rate_limit_middleware, security_headers_middleware
 from signaling.uploads import PhotoUploads
 from signaling.problems import problems_middleware
+from signaling.otp import ConsoleOtpSender, OneTimeCodes
 from signaling.recording import Recording
 from signaling.rooms import Rooms
 from signaling.sockets import SessionNamespace
@@ -90,6 +91,7 @@ class Services:
     sessions: SessionNamespace
     sio: socketio.AsyncServer
     bootstrap_key: Optional[IssuedKey] = None
+    otp_sender: Optional[ConsoleOtpSender] = None
     decisions: Optional[Decisions] = None
 
 
@@ -171,8 +173,10 @@ def build_app(config: Config) -> web.Application:
     outbox = Outbox(store)
     notifier = Notifier(outbox, keys)
     webhooks = WebhookSender(outbox, notifier.secret_for)
+    otp_sender = ConsoleOtpSender() if config.applicant_otp else None
     sessions = SessionNamespace(
-        rooms, book, signer, partial(browser_ice_servers, config), journal, config.base_url, config.session_limit_s
+        rooms, book, signer, partial(browser_ice_servers, config), journal, config.base_url, config.session_limit_s,
+        otp=OneTimeCodes(otp_sender) if otp_sender else None,
     )
 
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
@@ -206,6 +210,7 @@ def build_app(config: Config) -> web.Application:
     sessions.warnings_for = decisions.prudent_warnings
     sessions.on_finished(decisions.on_finished)
     services.decisions = decisions
+    services.otp_sender = otp_sender
     app.add_routes(ApprovalApi(book, decisions, ledger, publicity, evaluations, warning_lists, access, signer).routes())
     app[SERVICES] = services
     sio.attach(app)

@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--link-ttl-hours", help="how long participant links stay valid (TAKAN_LINK_TTL_HOURS, default 72)")
     add("--session-limit-s", help="session time limit in seconds (TAKAN_SESSION_LIMIT_S; default: the item's template, 30 min)")
     add("--webhook-allowed-hosts", help="comma-separated hosts (or .suffixes) callbacks may target (TAKAN_WEBHOOK_ALLOWED_HOSTS)")
+    add("--applicant-otp", help="true: applicants enter a one-time code sent to their phone before joining (TAKAN_APPLICANT_OTP)")
     add("--node-id", help="name of this node (TAKAN_NODE_ID)")
     add("--templates-dir", help="directory of checklist templates overriding the built-in ones (TAKAN_TEMPLATES_DIR)")
     add("--rules-dir", help="directory of <item>.rules.yaml files overriding the built-in rules (TAKAN_RULES_DIR)")

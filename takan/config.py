@@ -53,6 +53,7 @@ class Config:
     turn_secret: Optional[str] = None
     turn_ttl_s: int = 4 * 3600
     api_rate_per_minute: int = 1200
+    applicant_otp: bool = False
     node_id: str = "node-1"
     log_level: str = "INFO"
     templates_dir: Optional[Path] = None
@@ -141,6 +142,7 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
         ("ice_loopback", _bool),
         ("link_ttl_hours", _positive),
         ("session_limit_s", _positive),
+        ("applicant_otp", _bool),
         ("node_id", None),
         ("log_level", None),
     ):

@@ -80,20 +80,50 @@ async def test_session_lifecycle_with_reconnect(server, http, frames) -> None:
         await applicant.close()
 
 
-async def test_second_device_takes_over(server, http, frames) -> None:
+async def test_second_device_is_asked_before_taking_over(server, http, frames) -> None:
     created = await create_inspection(server, http)
     first = Participant(server.base_url, created["applicant_url"])
     second = Participant(server.base_url, created["applicant_url"])
+    reloaded = Participant(server.base_url, created["applicant_url"])
     try:
         assert await first.connect()
-        assert (await first.call("join"))["ok"]
+        assert (await first.call("join", {"device": "phone-1"}))["ok"]
         assert await second.connect()
-        assert (await second.call("join"))["ok"]
+        asked = await second.call("join", {"device": "tablet-2"})
+        assert asked["ok"] is False and asked["error"]["code"] == "in_use"
+        assert first.sio.connected
+        assert (await second.call("join", {"device": "tablet-2", "takeover": True}))["ok"]
         assert await wait_for(lambda: any(e == "kicked" for e, _ in first.events), 5)
         assert await wait_for(lambda: not first.sio.connected, 5)
+        # the same device (a reload of the tab) is not asked
+        assert await reloaded.connect()
+        assert (await reloaded.call("join", {"device": "tablet-2"}))["ok"]
+        events = await server.services.journal.events(created["id"])
+        assert [e["type"] for e in events].count("participant.takeover") == 1
     finally:
-        await first.close()
-        await second.close()
+        for p in (first, second, reloaded):
+            await p.close()
+
+
+async def test_applicant_one_time_code(tmp_path) -> None:
+    async with running_server(tmp_path / "d", applicant_otp="true") as server, aiohttp.ClientSession() as http:
+        created = await create_inspection(server, http)
+        applicant = Participant(server.base_url, created["applicant_url"])
+        try:
+            assert await applicant.connect()
+            first = await applicant.call("join", {"device": "phone"})
+            assert first["error"]["code"] == "otp_required" and first["error"]["sent_to"] == "138****0000"
+            (_, phone, code) = server.services.otp_sender.sent[-1]
+            assert phone == "13800000000"
+            wrong = await applicant.call("otp_verify", {"code": "000000" if code != "000000" else "111111"})
+            assert wrong["error"]["code"] == "bad_request" and "tries left" in wrong["error"]["message"]
+            assert (await applicant.call("otp_send"))["error"]["code"] == "rate_limited"
+            assert (await applicant.call("otp_verify", {"code": code}))["ok"]
+            assert (await applicant.call("join", {"device": "phone"}))["ok"]
+            events = [e["type"] for e in await server.services.journal.events(created["id"])]
+            assert "participant.verified" in events
+        finally:
+            await applicant.close()
 
 
 def refusal_code(p: Participant) -> str:
