@@ -46,6 +46,8 @@ ROUTE_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/openapi.json"): PUBLIC,
     ("GET", "/api/v1/keys"): PUBLIC,
     ("POST", "/api/v1/auth/login"): PUBLIC,
+    ("GET", "/api/v1/auth/oidc/start"): PUBLIC,
+    ("GET", "/api/v1/auth/oidc/callback"): PUBLIC,
     ("POST", "/api/v1/auth/logout"): STAFF,
     ("POST", "/api/v1/auth/logout-all"): STAFF,
     ("GET", "/api/v1/auth/me"): STAFF,

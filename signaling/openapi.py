@@ -35,6 +35,7 @@ _PROBLEM_TEXT = {
     415: "unsupported content type",
     422: "validation failed",
     429: "rate limited",
+    503: "not available here",
 }
 
 def _DATE(name: str) -> dict[str, Any]:
@@ -395,6 +396,24 @@ PATHS: dict[str, Any] = {
             "security": [],
             "requestBody": _body("Login"),
             "responses": {"200": _json("Me"), **_problems(400, 401, 403, 422, 429)},
+        },
+    },
+    "/api/v1/auth/oidc/start": {
+        "get": {
+            "summary": "Staff login through the configured OpenID Connect provider (redirect)",
+            "operationId": "oidcStart",
+            "security": [],
+            "parameters": [{"name": "next", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"302": {"description": "to the provider"}, **_problems(404, 503)},
+        },
+    },
+    "/api/v1/auth/oidc/callback": {
+        "get": {
+            "summary": "The provider's redirect back: opens a staff session",
+            "operationId": "oidcCallback",
+            "security": [],
+            "parameters": [{"name": "code", "in": "query", "schema": {"type": "string"}}, {"name": "state", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"302": {"description": "logged in; to the page asked for"}, **_problems(400, 401, 403, 404, 503)},
         },
     },
     "/api/v1/auth/logout": {"post": {"summary": "End this session", "operationId": "logout", "responses": {"200": _ok(), **_problems(401, 403)}}},

@@ -38,6 +38,7 @@ from evidence.journal import Journal
 from evidence.signing import SigningKeys
 from identity.accounts import Accounts
 from privacy.fieldcrypto import FieldCipher, FieldKeys
+from identity.oidc import OidcProvider
 from identity.sessions import StaffSessions
 from media.ice import offer_loopback_candidates, rtc_configuration, turn_rest_credentials
 from media.tap import check_aiortc_seams
@@ -50,6 +51,7 @@ from signaling.evidence_api import EvidenceApi
 from signaling.headers import rate_limit_middleware, security_headers_middleware
 from signaling.uploads import PhotoUploads
 from signaling.problems import problems_middleware
+from signaling.oidc_login import OidcLogin
 from signaling.otp import ConsoleOtpSender, OneTimeCodes
 from signaling.recording import Recording
 from signaling.rooms import Rooms
@@ -92,6 +94,7 @@ class Services:
     sio: socketio.AsyncServer
     bootstrap_key: Optional[IssuedKey] = None
     otp_sender: Optional[ConsoleOtpSender] = None
+    oidc: Optional[OidcProvider] = None
     decisions: Optional[Decisions] = None
 
 
@@ -231,6 +234,13 @@ def build_app(config: Config) -> web.Application:
     app.add_routes(AdminApi(keys, outbox).routes())
     app.add_routes(openapi.routes())
     app.add_routes(StaffApi(accounts, staff_sessions, auth, live).routes())
+    provider = (
+        OidcProvider(config.oidc_issuer, config.oidc_client_id or "", config.oidc_client_secret or "", f"{config.base_url}/api/v1/auth/oidc/callback")
+        if config.oidc_issuer
+        else None
+    )
+    services.oidc = provider
+    app.add_routes(OidcLogin(provider, accounts, staff_sessions, auth).routes())
     app.add_routes([web.get("/healthz", healthz)])
     app.add_routes(pages.routes())
     app.cleanup_ctx.append(_lifecycle)
@@ -253,6 +263,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await services.webhooks.start()
             await services.accounts.start()
             await services.staff_sessions.start()
+            if services.oidc is not None:
+                await services.oidc.start()
             await _mark_interrupted(services)
             assert services.decisions is not None
             await services.decisions.start()
@@ -265,6 +277,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await services.rooms.close()
             if services.decisions is not None:
                 await services.decisions.close()
+            if services.oidc is not None:
+                await services.oidc.close()
             await services.staff_sessions.close()
             await services.accounts.close()
             await services.webhooks.close()

@@ -54,6 +54,9 @@ class Config:
     turn_ttl_s: int = 4 * 3600
     api_rate_per_minute: int = 1200
     applicant_otp: bool = False
+    oidc_issuer: Optional[str] = None
+    oidc_client_id: Optional[str] = None
+    oidc_client_secret: Optional[str] = None
     node_id: str = "node-1"
     log_level: str = "INFO"
     templates_dir: Optional[Path] = None
@@ -176,6 +179,13 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
     rate, source = pick("api_rate_per_minute")
     if rate:
         values["api_rate_per_minute"] = int(_positive(rate, source))
+    issuer, source = pick("oidc_issuer")
+    if issuer:
+        client_id, _ = pick("oidc_client_id")
+        client_secret, _ = pick("oidc_client_secret")
+        if not client_id or not client_secret:
+            raise ConfigError("OIDC needs TAKAN_OIDC_CLIENT_ID and TAKAN_OIDC_CLIENT_SECRET with TAKAN_OIDC_ISSUER")
+        values.update(oidc_issuer=_url(("https", "http"))(issuer, source), oidc_client_id=client_id, oidc_client_secret=client_secret)
     turn_secret, _ = pick("turn_secret")
     if turn_secret:
         values["turn_secret"] = turn_secret
