@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     keys_verbs = keys.add_subparsers(dest="keys_verb", metavar="ACTION")
     keys_verbs.add_parser("list", help="list the public keys")
     keys_verbs.add_parser("rotate", help="make a new current signing key (old manifests stay valid)")
+    keys_verbs.add_parser("rotate-fields", help="make a new current key for personal-data fields (old values still decrypt)")
+
+    retention = verbs.add_parser("retention", help="report inspections whose retention period has run out (never deletes)")
+    _server_flags(retention)
+    retention.add_argument("--policy", help="a JSON or YAML retention policy overriding the built-in one")
 
     account = verbs.add_parser("account", help="staff accounts (the first admin is created here)")
     _server_flags(account)
@@ -115,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     local = ("verb", "apikey_verb", "keys_verb", "account_verb", "inspection", "json", "quiet", "name", "key_id",
-             "user_id", "roles", "password_stdin", "new_totp", "out", "backup_file", "overwrite", "authority")
+             "user_id", "roles", "password_stdin", "new_totp", "out", "backup_file", "overwrite", "authority", "policy")
     return {k: v for k, v in vars(args).items() if k not in local}
 
 
@@ -156,6 +161,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return asyncio.run(account(config, args))
     if args.verb == "verify":
         return asyncio.run(verify(config, args))
+    if args.verb == "retention":
+        return asyncio.run(retention_report(config, args))
     if args.verb in ("backup", "restore", "export"):
         return asyncio.run(archive_verb(config, args))
     if args.verb == "keys":
@@ -372,6 +379,14 @@ async def keys(config: Config, args: argparse.Namespace) -> int:
         if args.keys_verb == "rotate":
             kid = await signing.rotate()
             print(f"signing key {kid} is now current; restart running servers to use it")
+        elif args.keys_verb == "rotate-fields":
+            from privacy.fieldcrypto import FieldKeys
+
+            field_keys = FieldKeys(config.data_dir / "field-keys")
+            field_keys.start()
+            kid = field_keys.rotate()
+            print(f"field key {kid} is now current for new writes; older values keep decrypting with their key ids")
+            return 0
         for info in await signing.public.all(current=signing.current_kid):
             print(f"{info.kid}  created {info.created_at}{'  (current)' if info.current else ''}")
         return 0
@@ -429,4 +444,32 @@ async def account(config: Config, args: argparse.Namespace) -> int:
         return 1
     finally:
         await accounts.close()
+        await store.close()
+
+
+async def retention_report(config: Config, args: argparse.Namespace) -> int:
+    import datetime
+    from pathlib import Path
+
+    from approval.inspections import InspectionBook
+    from approval.templates import Templates
+    from archive.retention import RetentionPolicy
+    from privacy.fieldcrypto import FieldCipher, FieldKeys
+
+    from .app import make_object_store
+
+    policy = RetentionPolicy.load(Path(args.policy)) if args.policy else RetentionPolicy.defaults()
+    store = make_object_store(config)
+    await store.start()
+    try:
+        keys = FieldKeys(config.data_dir / "field-keys")
+        keys.start()
+        book = InspectionBook(store, Templates(), FieldCipher(keys))
+        await book.start()
+        due = policy.due_for_disposal(book.all(), datetime.date.today())
+        print(f"{len(due)} inspection(s) past their retention period (report only; nothing is deleted)")
+        for item in due:
+            print(f"  {item.inspection_id}  {item.case_no}  {item.item_code}  closed {item.closed_on}")
+        return 0
+    finally:
         await store.close()

@@ -165,3 +165,27 @@ def test_first_admin_is_created_by_the_cli_and_can_log_in(tmp_path) -> None:
             assert json.loads(r.read())["user"]["user_id"] == "admin.li"
     finally:
         stop(process)
+
+
+def test_field_key_rotation_keeps_old_records_readable_and_retention_reports(tmp_path) -> None:
+    import asyncio
+
+    import aiohttp
+
+    from tests.serverkit import create_inspection, running_server
+
+    async def create() -> str:
+        async with running_server(tmp_path) as server, aiohttp.ClientSession() as http:
+            return (await create_inspection(server, http))["id"]
+
+    async def read(inspection_id: str) -> dict:
+        async with running_server(tmp_path) as server, aiohttp.ClientSession() as http:
+            async with http.get(f"{server.base_url}/api/v1/inspections/{inspection_id}", headers=server.headers()) as r:
+                return await r.json()
+
+    first = asyncio.run(create())
+    rotated = subprocess.run(TAKAN + ["keys", "--data-dir", str(tmp_path), "rotate-fields"], env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert rotated.returncode == 0 and "is now current" in rotated.stdout
+    assert asyncio.run(read(first))["applicant"]["id_number"] == "91350100M000100Y43"
+    report = subprocess.run(TAKAN + ["retention", "--data-dir", str(tmp_path)], env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0 and "past their retention period" in report.stdout
