@@ -22,11 +22,12 @@ from aiohttp import web
 from approval.apikeys import ApiKeys
 from approval.errors import Forbidden, Unauthorized
 from identity.permissions import Principal
-from identity.sessions import StaffSessions
+from identity.sessions import Session, StaffSessions
 
 logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "takan_session"
+PASSWORD_CHANGE_PATHS = ("/api/v1/auth/password", "/api/v1/auth/me", "/api/v1/auth/logout", "/api/v1/auth/logout-all")
 PUBLIC = "public"  # anyone
 LINK = "link"  # authorised inside the handler by a participant's link token
 STAFF = "staff"  # any logged-in staff member (their own account)
@@ -128,15 +129,22 @@ class Authenticator:
         if header:
             scheme, _, value = header.partition(" ")
             if scheme.lower() == "session":
-                return (await self.sessions.touch(value.strip())).principal
+                return self._checked(request, await self.sessions.touch(value.strip()))
             key = self.keys.authenticate(header)
             return Principal.api_key(key.id, api_key_permissions(key.permissions))
         token = request.cookies.get(SESSION_COOKIE)
         if token:
             if request.method not in ("GET", "HEAD") and not _same_origin(request):
                 raise Forbidden("cross-site request refused: send it from Takan's own pages")
-            return (await self.sessions.touch(token)).principal
+            return self._checked(request, await self.sessions.touch(token))
         return None
+
+    @staticmethod
+    def _checked(request: web.Request, session: "Session") -> Principal:
+        """A password that must be changed (new account, reset, 90 days old) allows nothing else."""
+        if session.password_change_required and request.path not in PASSWORD_CHANGE_PATHS:
+            raise Forbidden("change your password first (POST /api/v1/auth/password); nothing else is allowed until then")
+        return session.principal
 
     def set_cookie(self, response: web.StreamResponse, token: str) -> None:
         response.set_cookie(

@@ -8,6 +8,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -163,6 +164,13 @@ def test_first_admin_is_created_by_the_cli_and_can_log_in(tmp_path) -> None:
         me = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/auth/me", headers={"Authorization": f"Session {token}"})
         with urllib.request.urlopen(me, timeout=10) as r:
             assert json.loads(r.read())["user"]["user_id"] == "admin.li"
+        # the first password must be changed before anything else
+        listing = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/admin/accounts", headers={"Authorization": f"Session {token}"})
+        try:
+            urllib.request.urlopen(listing, timeout=10)
+            raise AssertionError("an unchanged first password opened the admin API")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 403 and "change your password first" in exc.read().decode()
     finally:
         stop(process)
 
