@@ -335,6 +335,8 @@ async def test_error_views(tmp_path) -> None:
 
             # the same link opened again elsewhere: the first page says so and stops
             second = await open_page(b, created["applicant_url"], mobile=True)
+            await until(second, "document.getElementById('overlay').dataset.view === 'inuse'")
+            await second.click("#overlay [data-action='inuse.continue']")  # asked first, then moves here
             await until(second, JOINED)
             await until(applicant, "window.takan.session.final === 'kicked'")
             assert await applicant.get_attribute("#overlay", "data-view") == "final-kicked"

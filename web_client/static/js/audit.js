@@ -1,11 +1,13 @@
-// The auditor's replay page (/audit): an API key (kept in sessionStorage only), finding
-// inspections, and for one inspection its verification report, the recorded video with the
-// event timeline beside it (clicking an event seeks there), and the sealed manifest and its
-// signature to download. Every request carries `Authorization: Bearer <key>`.
+// The auditor's replay page (/audit): a staff login (the session cookie) or an API key (kept
+// in sessionStorage only), finding inspections, and for one inspection its verification
+// report, the recorded video with the event timeline beside it (clicking an event seeks
+// there), and the sealed manifest and its signature to download. A logged-in staff member's
+// requests carry the cookie; otherwise every request carries `Authorization: Bearer <key>`.
 
 import { t, lang, bindLangToggles, onLangChange, applyI18n } from "./i18n.js";
 import { bytes, clock, coords, count, dateTime, distance, timeOfDay } from "./format.js";
 import { Replay, segmentAt } from "./replay.js";
+import { currentStaff, loginUrl, mountStaffBar } from "./staff.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY_STORAGE = "takan.auditKey";
@@ -20,6 +22,7 @@ const MARKS = { "still.captured": "still", "photo.uploaded": "photo", "signature
 
 const ui = {
   view: null,
+  staff: null, // {user, permissions} when a staff member is logged in (the cookie is used)
   list: { items: [], cursor: null, query: null },
   detail: null, // {id, record, manifest, events, report, tracks}
   replay: null,
@@ -45,10 +48,14 @@ class ApiError extends Error {
 
 async function api(path, as = "json") {
   const key = apiKey();
-  if (!key) throw new ApiError(401, "unauthorized", "no API key");
+  if (!ui.staff && !key) throw new ApiError(401, "unauthorized", "no API key");
+  // Logged in: the session cookie goes along (same origin) and no key is sent.
+  const init = ui.staff
+    ? { credentials: "same-origin", cache: "no-store" }
+    : { headers: { Authorization: `Bearer ${key}` }, cache: "no-store" };
   let response;
   try {
-    response = await fetch(path, { headers: { Authorization: `Bearer ${key}` }, cache: "no-store" });
+    response = await fetch(path, init);
   } catch (err) {
     throw new ApiError(0, "network", String(err?.message ?? err));
   }
@@ -57,7 +64,10 @@ async function api(path, as = "json") {
     try { body = await response.json(); } catch { /* not a problem document */ }
     const code = typeof body?.type === "string" ? body.type.split("/").pop() : `http_${response.status}`;
     const error = new ApiError(response.status, code, body?.detail || response.statusText);
-    if (response.status === 401) logout(t("audit.keyRejected"));
+    if (response.status === 401) {
+      if (ui.staff) staffEnded(t("staff.sessionExpired"));
+      else logout(t("audit.keyRejected"));
+    }
     throw error;
   }
   if (as === "json") return response.json();
@@ -78,7 +88,7 @@ function errorText(err) {
 function show(view) {
   ui.view = view;
   for (const name of ["login", "list", "detail"]) $(`view-${name}`).hidden = name !== view;
-  const key = apiKey();
+  const key = ui.staff ? null : apiKey();
   $("key-state").hidden = !key;
   $("btn-logout").hidden = !key;
   if (key) $("key-hint").textContent = `••••${key.slice(-4)}`;
@@ -86,10 +96,10 @@ function show(view) {
 }
 
 function route() {
-  if (!apiKey()) {
+  if (!ui.staff && !apiKey()) {
     stopReplay();
     show("login");
-    $("api-key").focus();
+    $("staff-login").href = loginUrl();
     return;
   }
   const m = location.hash.match(/^#\/i\/(.+)$/);
@@ -106,8 +116,17 @@ function logout(message) {
   ui.list = { items: [], cursor: null, query: null };
   stopReplay();
   show("login");
+  $("staff-login").href = loginUrl();
   $("login-error").textContent = message ?? "";
   $("login-error").hidden = !message;
+}
+
+/** The staff session ended (logged out, expired): back to the choice of login or key. */
+function staffEnded(message) {
+  ui.staff = null;
+  $("staff-bar").hidden = true;
+  $("staff-bar").replaceChildren();
+  logout(message);
 }
 
 $("login-form").addEventListener("submit", async (e) => {
@@ -307,6 +326,7 @@ function renderHead() {
   $("d-status").textContent = r ? t(`status.${r.status}`) : "";
   $("d-status").hidden = !r;
   $("audit-case-top").textContent = r ? `${t("info.caseNo")} ${r.case_no}` : "";
+  renderReview();
 }
 
 function setVerify(state) {
@@ -794,6 +814,142 @@ $("back-link").addEventListener("click", (e) => {
   location.hash = "";
 });
 
+// ---- verdict and review (5.6) ---------------------------------------------------------------
+
+// error: "" or a function giving the message in the current language
+const review = { forId: null, busy: false, error: "" };
+
+/** POST JSON with the page's credentials (the staff cookie, or the API key); throws ApiError. */
+async function apiPost(path, json) {
+  const key = ui.staff ? null : apiKey();
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  if (key) headers.Authorization = `Bearer ${key}`;
+  let response;
+  try {
+    response = await fetch(path, { method: "POST", headers, body: JSON.stringify(json), credentials: "same-origin", cache: "no-store" });
+  } catch (err) {
+    throw new ApiError(0, "network", String(err?.message ?? err));
+  }
+  let body = null;
+  try { body = await response.json(); } catch { /* empty or not JSON */ }
+  if (!response.ok) {
+    const code = typeof body?.type === "string" ? body.type.split("/").pop() : `http_${response.status}`;
+    const fields = Array.isArray(body?.errors) ? body.errors.map((e) => `${e.field} ${e.message}`).join("; ") : "";
+    throw new ApiError(response.status, code, [body?.detail || response.statusText, fields].filter(Boolean).join(": "));
+  }
+  return body;
+}
+
+function outcomeName(outcome) {
+  return OUTCOMES[outcome] ? t(OUTCOMES[outcome]) : String(outcome ?? "?");
+}
+
+function renderReview() {
+  const d = ui.detail;
+  const r = d?.record;
+  const verdict = r?.verdict;
+  const card = $("review");
+  card.hidden = !verdict || !["judged", "reviewed"].includes(r.status);
+  if (card.hidden) return;
+  if (review.forId !== d.id) {
+    // another inspection: a fresh form
+    Object.assign(review, { forId: d.id, busy: false, error: "" });
+    $("review-form").reset();
+  }
+  const judged = r.status === "judged";
+  const needed = judged && verdict.outcome === "manual_review";
+  card.dataset.needed = String(needed);
+  $("review-outcome").dataset.outcome = verdict.outcome ?? "";
+  $("review-outcome").textContent = outcomeName(verdict.outcome);
+  $("review-meta").textContent = verdict.rules_version || verdict.decided_at
+    ? t("review.rulesVersion", { version: verdict.rules_version ?? "—", time: dateTime(verdict.decided_at) }) : "";
+  $("review-note").hidden = !judged;
+  $("review-note").dataset.needed = String(needed);
+  $("review-note").textContent = judged ? t(needed ? "review.needed" : "review.optional") : "";
+
+  const reasons = Array.isArray(verdict.reasons) ? verdict.reasons : [];
+  $("review-reasons").replaceChildren(...(reasons.length ? reasons.map((reason) => {
+    const li = document.createElement("li");
+    li.className = "reason";
+    li.dataset.severity = reason?.severity ?? "";
+    const sev = document.createElement("span");
+    sev.className = "reason-sev";
+    const sevKey = `review.severity.${reason?.severity}`;
+    sev.textContent = t(sevKey) === sevKey ? String(reason?.severity ?? "—") : t(sevKey);
+    const msg = document.createElement("span");
+    msg.className = "reason-msg";
+    msg.textContent = (lang() === "en" ? reason?.message_en || reason?.message : reason?.message || reason?.message_en) ?? String(reason);
+    const rule = document.createElement("span");
+    rule.className = "reason-rule mono";
+    rule.textContent = reason?.rule ?? "";
+    li.append(sev, msg, rule);
+    return li;
+  }) : [Object.assign(document.createElement("li"), { className: "reasons-empty", textContent: t("review.noReasons") })]));
+
+  const done = verdict.review;
+  $("review-result").hidden = !done;
+  if (done) {
+    $("review-result").dataset.outcome = done.outcome ?? "";
+    $("review-result-title").textContent = t("review.done", { outcome: outcomeName(done.outcome) });
+    $("review-result-meta").textContent = t("review.by", { reviewer: actorName(done.reviewer ?? ""), time: dateTime(done.at) });
+    $("review-result-comment").textContent = done.comment ?? "";
+    $("review-result-comment").hidden = !done.comment;
+  }
+  $("review-form").hidden = !judged;
+  $("review-submit").disabled = review.busy;
+  $("review-submit").classList.toggle("busy", review.busy);
+  $("review-submit-text").textContent = t(review.busy ? "review.submitting" : "review.submit");
+  $("review-error").textContent = review.error ? review.error() : "";
+  $("review-error").hidden = !review.error;
+}
+
+$("review-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const d = ui.detail;
+  if (!d?.record || review.busy) return;
+  const outcome = $("review-form").querySelector("input[name='review-outcome']:checked")?.value;
+  if (!outcome) {
+    review.error = () => t("review.pick");
+    renderReview();
+    return;
+  }
+  const comment = $("review-comment").value.trim();
+  Object.assign(review, { busy: true, error: "" });
+  renderReview();
+  try {
+    const result = await apiPost(`${inspectionPath(d.id)}/review`, { outcome, comment });
+    if (ui.detail !== d) return;
+    d.record = { ...d.record, status: result.status ?? "reviewed", verdict: result.verdict ?? d.record.verdict };
+    review.busy = false;
+    renderHead();
+    renderFacts();
+    refreshSealed(d);
+  } catch (err) {
+    review.busy = false;
+    review.error = () => (err.status === 403 ? t("review.forbidden", { message: err.message })
+      : err.code === "network" ? t("audit.networkError") : t("review.failed", { message: err.message }));
+    renderReview();
+  }
+});
+
+/** A review is logged and re-sealed: fetch the log, the manifest and the verification again. */
+async function refreshSealed(d) {
+  const [manifest, log, report] = await Promise.allSettled([
+    api(`${inspectionPath(d.id)}/manifest`),
+    api(objectPath(d.id, "events.jsonl"), "text"),
+    api(`${inspectionPath(d.id)}/verification`),
+  ]);
+  if (ui.detail !== d) return;
+  if (manifest.status === "fulfilled") d.manifest = manifest.value;
+  if (log.status === "fulfilled") d.events = parseLog(log.value);
+  if (report.status === "fulfilled") d.report = report.value;
+  renderVerify();
+  renderFacts();
+  renderObjects();
+  renderTimeline();
+  if (ui.replay) renderScrub();
+}
+
 // ---- language ----------------------------------------------------------------------------------
 
 onLangChange(() => {
@@ -812,4 +968,27 @@ onLangChange(() => {
 });
 
 document.documentElement.lang = lang() === "zh" ? "zh-CN" : "en";
-route();
+
+/** A logged-in staff member (auditor, reviewer, ...) uses the page without a key. */
+async function start() {
+  let me = null;
+  try {
+    me = await currentStaff();
+  } catch { /* the server is unreachable: the key form still works once it is back */ }
+  if (me?.user.must_change_password) {
+    location.assign(loginUrl());
+    return;
+  }
+  if (me) {
+    ui.staff = me;
+    mountStaffBar($("staff-bar"), me, {
+      onLoggedOut: () => {
+        staffEnded(null);
+        location.hash = "";
+      },
+    });
+  }
+  route();
+}
+
+start();

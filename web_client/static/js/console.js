@@ -1,7 +1,8 @@
 // The inspector console (/console) and the observer view (/observe): the applicant's camera
 // large, own preview small; beside it the checklist (prompt, capture still), signatures,
 // notes and chat, and the inspection facts, the applicant's location, participants and
-// connection; the 8.2.3 timer banner and the overtime dialog; controls at the bottom.
+// connection; the 8.2.3 timer banner and the overtime dialog; the 8.1.8 prudent warnings
+// (a panel on top of the side, and a banner once); controls at the bottom.
 
 import { t, lang, bindLangToggles, onLangChange, applyI18n } from "./i18n.js";
 import { Session, tokenFromUrl, exposeForTests } from "./session.js";
@@ -94,6 +95,7 @@ function render() {
   renderLocation();
   renderTimer();
   renderNotes();
+  renderPrudent();
 }
 
 function isObserver() {
@@ -104,6 +106,73 @@ function isObserver() {
 function live() {
   return session.state.joined && !session.final;
 }
+
+// ---- prudent warnings (8.1.8): the lists the applicant is on ------------------------------
+
+const PRUDENT_LISTS = ["dishonest", "abnormal_operation", "industry_catalogue", "negative_list"];
+const prudentSeenKey = () => `takan.prudentSeen.${session.inspection?.id ?? ""}`;
+let prudentBannerDismissed = false;
+
+function listName(w) {
+  return PRUDENT_LISTS.includes(w.kind) ? t(`prudent.list.${w.kind}`) : w.title || w.kind || "?";
+}
+
+function renderPrudent() {
+  const warnings = session.warnings ?? [];
+  const panel = $("prudent");
+  panel.hidden = !warnings.length;
+  if (!warnings.length) {
+    $("prudent-banner").hidden = true;
+    return;
+  }
+  $("prudent-count").textContent = String(warnings.length);
+  $("prudent-list").replaceChildren(...warnings.map((w) => {
+    const li = document.createElement("li");
+    li.className = "prudent-item";
+    li.dataset.kind = w.kind ?? "";
+    const head = document.createElement("div");
+    head.className = "prudent-item-head";
+    const name = document.createElement("strong");
+    name.className = "prudent-list-name";
+    name.textContent = listName(w);
+    head.append(name);
+    if (w.category) {
+      const cat = document.createElement("span");
+      cat.className = "prudent-cat";
+      cat.textContent = w.category;
+      head.append(cat);
+    }
+    li.append(head);
+    if (w.reason) {
+      const reason = document.createElement("p");
+      reason.className = "prudent-reason";
+      reason.textContent = w.reason;
+      li.append(reason);
+    }
+    const facts = [];
+    if (w.name) facts.push(t("prudent.entry", { name: w.name }));
+    if (w.matched) facts.push(w.key && w.key !== w.matched ? t("prudent.matchedKey", { value: w.matched, key: w.key }) : t("prudent.matched", { value: w.matched }));
+    if (facts.length) {
+      const meta = document.createElement("p");
+      meta.className = "prudent-meta";
+      meta.append(...facts.map((fact) => Object.assign(document.createElement("span"), { textContent: fact })));
+      li.append(meta);
+    }
+    return li;
+  }));
+  // The banner: once, when the session starts (dismissing it is remembered for this tab).
+  let seen = prudentBannerDismissed;
+  try { seen ||= sessionStorage.getItem(prudentSeenKey()) === "1"; } catch { /* ignore */ }
+  $("prudent-banner").hidden = seen || !!session.final;
+  const lists = [...new Set(warnings.map(listName))].join(t("prudent.sep"));
+  $("prudent-banner-text").textContent = t("prudent.banner", { n: warnings.length, lists });
+}
+
+$("prudent-banner-close").addEventListener("click", () => {
+  prudentBannerDismissed = true;
+  try { sessionStorage.setItem(prudentSeenKey(), "1"); } catch { /* ignore */ }
+  renderPrudent();
+});
 
 function renderTimer() {
   renderBanner($("timer-banner"), timer, session.state.role);

@@ -1,7 +1,9 @@
 // The applicant's phone page (/join): full-screen rear-camera preview, the inspector small in
 // a corner, a status line, big buttons for microphone / camera / photo / camera switch / chat.
 // Also: the inspector's prompt and the checkpoint picker for photos (uploaded at full
-// resolution over HTTP), location sharing, the signature pad, the 8.2.3 timer banner.
+// resolution over HTTP), location sharing, the signature pad, the 8.2.3 timer banner; before
+// joining, the one-time code sent to the applicant's phone (when the server asks for one);
+// after the end, the clause 10 rating card.
 
 import { t, lang, bindLangToggles, onLangChange } from "./i18n.js";
 import { Session, tokenFromUrl, exposeForTests } from "./session.js";
@@ -95,6 +97,8 @@ function render() {
   $("overtime-chip").hidden = timer.phase !== "overtime";
   $("chat-unread").hidden = unread === 0;
   $("chat-unread").textContent = String(unread);
+  renderOtp();
+  renderRating();
 }
 
 function checkpoints() {
@@ -322,6 +326,196 @@ session.addEventListener("server", (e) => {
   }
 });
 
+// ---- one-time code: asked before joining (and so before the camera starts) ------------------
+
+// msg: "" or a function giving the message in the current language
+const otpUi = { busy: false, msg: "", tone: "", badCode: false, shown: false };
+
+function renderOtp() {
+  const show = !!session.otp && !session.final && !session.state.error;
+  $("otp").hidden = !show;
+  if (!show) {
+    otpUi.shown = false;
+    return;
+  }
+  if (!otpUi.shown) {
+    otpUi.shown = true;
+    otpUi.msg = "";
+    $("otp-code").value = "";
+    setTimeout(() => $("otp-code").focus(), 0);
+  }
+  const phone = session.otp.sentTo;
+  $("otp-sent").textContent = phone ? t("otp.sentTo", { phone }) : t("otp.sentToPhone");
+  $("otp-msg").textContent = otpUi.msg ? otpUi.msg() : "";
+  $("otp-msg").dataset.tone = otpUi.tone;
+  $("otp-msg").hidden = !otpUi.msg;
+  $("otp-code").setAttribute("aria-invalid", String(otpUi.badCode && !!otpUi.msg));
+  $("otp-submit").disabled = otpUi.busy;
+  $("otp-submit").classList.toggle("busy", otpUi.busy);
+  $("otp-resend").disabled = otpUi.busy;
+}
+
+/** A refusal of otp_verify / otp_send in words the applicant understands. */
+function otpError(error) {
+  const code = error?.code;
+  const message = error?.message ?? "";
+  if (code === "not_connected" || code === "timeout") return t("otp.network");
+  let m = message.match(/(\d+) tries? left/);
+  if (code === "bad_request" && m) return t("otp.wrong", { n: m[1] });
+  if (code === "bad_request" && /not right/.test(message)) return t("otp.wrongLast");
+  if (code === "bad_request" && /no valid code/.test(message)) return t("otp.expired");
+  if (code === "rate_limited" && /too many/i.test(message)) return t("otp.tooMany");
+  m = message.match(/sent (\d+) s ago; wait (\d+) s/);
+  if (code === "rate_limited" && m) return t("otp.wait", { n: Math.max(1, Number(m[2]) - Number(m[1])) });
+  return t(code === "rate_limited" ? "otp.limited" : "otp.failed", { message: message || code || "?" });
+}
+
+/** Digits only (full-width digits from a Chinese keyboard count), at most 6. */
+function otpDigits(value) {
+  return value.replace(/[\uFF10-\uFF19]/g, (c) => String(c.charCodeAt(0) - 0xff10)).replace(/\D/g, "").slice(0, 6);
+}
+
+async function submitOtp() {
+  if (otpUi.busy || !session.otp) return;
+  const code = otpDigits($("otp-code").value);
+  if (code.length !== 6) {
+    Object.assign(otpUi, { msg: () => t("otp.sixDigits"), tone: "bad", badCode: true });
+    renderOtp();
+    $("otp-code").focus();
+    return;
+  }
+  Object.assign(otpUi, { busy: true, msg: "", tone: "", badCode: false });
+  renderOtp();
+  const ack = await session.verifyOtp(code);
+  otpUi.busy = false;
+  if (!ack.ok) {
+    Object.assign(otpUi, { msg: () => otpError(ack.error), tone: "bad", badCode: ack.error?.code === "bad_request" });
+    $("otp-code").select();
+  }
+  render();
+}
+
+$("otp-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  submitOtp();
+});
+$("otp-code").addEventListener("input", () => {
+  const el = $("otp-code");
+  const digits = otpDigits(el.value);
+  if (el.value !== digits) el.value = digits;
+  if (otpUi.badCode && otpUi.msg) {
+    otpUi.msg = "";
+    renderOtp();
+  }
+  if (digits.length === 6) submitOtp(); // typed, pasted or filled in from the SMS
+});
+$("otp-resend").addEventListener("click", async () => {
+  if (otpUi.busy) return;
+  Object.assign(otpUi, { busy: true, msg: "", tone: "", badCode: false });
+  renderOtp();
+  const ack = await session.resendOtp();
+  otpUi.busy = false;
+  Object.assign(otpUi, ack.ok
+    ? { msg: () => t("otp.resent", { phone: ack.sent_to ?? session.otp?.sentTo ?? "" }), tone: "ok" }
+    : { msg: () => otpError(ack.error), tone: "bad" });
+  if (ack.ok) $("otp-code").value = "";
+  $("otp-code").focus();
+  render();
+});
+
+// ---- rating (clause 10): once the inspection has ended ----------------------------------------
+
+// state: idle | sending | done | already; error: "" or a function giving the message
+const rating = { score: 0, state: "idle", error: "" };
+const RATED_KEY = `takan.rated.${(session.token ?? "").slice(-16)}`;
+try {
+  if (localStorage.getItem(RATED_KEY)) rating.state = "already";
+} catch { /* storage blocked: the server answers 409 if it was rated */ }
+window.takan.ui.rating = rating;
+
+function renderRating() {
+  const id = overlay.spec?.id;
+  const show = id === "final-ended" || id === "error-inspection_ended";
+  const form = $("rating");
+  form.hidden = !show;
+  if (!show) return;
+  const finished = rating.state === "done" || rating.state === "already";
+  form.dataset.state = rating.state;
+  for (const star of form.querySelectorAll(".star")) {
+    const n = Number(star.dataset.score);
+    star.classList.toggle("on", n <= rating.score);
+    star.setAttribute("aria-checked", String(n === rating.score));
+    star.tabIndex = n === (rating.score || 1) ? 0 : -1;
+    star.disabled = finished || rating.state === "sending";
+  }
+  $("rating-stars").hidden = finished;
+  $("rating-hint").hidden = finished;
+  $("rating-label").hidden = finished;
+  $("rating-label").textContent = rating.score ? t(`rate.s${rating.score}`) : t("rate.pick");
+  $("rating-label").dataset.picked = String(!!rating.score);
+  $("rating-comment").hidden = finished;
+  $("rating-comment").disabled = rating.state === "sending";
+  $("rating-submit").hidden = finished;
+  $("rating-submit").disabled = !rating.score || rating.state === "sending";
+  $("rating-submit").classList.toggle("busy", rating.state === "sending");
+  $("rating-submit-text").textContent = t(rating.state === "sending" ? "rate.sending" : "rate.submit");
+  $("rating-error").hidden = !rating.error || finished;
+  $("rating-error").textContent = rating.error ? rating.error() : "";
+  $("rating-done").hidden = !finished;
+  $("rating-done").textContent = finished ? t(rating.state === "done" ? "rate.thanks" : "rate.already") : "";
+}
+
+function pickScore(score) {
+  if (rating.state !== "idle") return;
+  rating.score = score;
+  rating.error = "";
+  renderRating();
+}
+
+function rated(state) {
+  rating.state = state;
+  try { localStorage.setItem(RATED_KEY, "1"); } catch { /* ignore */ }
+}
+
+for (const star of $("rating").querySelectorAll(".star")) {
+  star.addEventListener("click", () => pickScore(Number(star.dataset.score)));
+}
+$("rating-stars").addEventListener("keydown", (e) => {
+  const step = { ArrowRight: 1, ArrowUp: 1, ArrowLeft: -1, ArrowDown: -1 }[e.key];
+  if (!step) return;
+  e.preventDefault();
+  pickScore(Math.min(5, Math.max(1, (rating.score || (step > 0 ? 0 : 6)) + step)));
+  $("rating").querySelector(`.star[data-score="${rating.score}"]`)?.focus();
+});
+$("rating").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if (!rating.score || rating.state !== "idle") return;
+  rating.state = "sending";
+  rating.error = "";
+  renderRating();
+  const comment = $("rating-comment").value.trim();
+  try {
+    const response = await fetch("/api/v1/session/rating", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Takan-Token": session.token },
+      body: JSON.stringify(comment ? { score: rating.score, comment } : { score: rating.score }),
+      cache: "no-store",
+    });
+    if (response.status === 201) rated("done");
+    else if (response.status === 409) rated("already");
+    else {
+      let detail = "";
+      try { detail = (await response.json())?.detail ?? ""; } catch { /* not a problem document */ }
+      rating.state = "idle";
+      rating.error = () => t("rate.failed", { message: detail || `HTTP ${response.status}` });
+    }
+  } catch {
+    rating.state = "idle";
+    rating.error = () => t("rate.network");
+  }
+  renderRating();
+});
+
 // Keep the phone's screen on while the inspection runs.
 let wakeLock = null;
 async function keepAwake() {
@@ -340,6 +534,8 @@ session.addEventListener("localstream", () => {
   keepAwake();
   render();
 });
+session.addEventListener("otp", render);
+session.addEventListener("fatal", render);
 session.addEventListener("final", () => {
   $("remote-video").srcObject = null;
   $("local-video").srcObject = null;

@@ -2,7 +2,7 @@
 // of a session, plus the view specs for each case. Re-renders itself on a language change.
 
 import { t, onLangChange } from "./i18n.js";
-import { CONNECT_CODES } from "./session.js";
+import { CONNECT_CODES, markTakeover } from "./session.js";
 
 export class Overlay {
   /** `el` is the page's `#overlay` element (see console.html / join.html). */
@@ -105,7 +105,33 @@ export function finalView(kind, role) {
     tone: kind === "kicked" ? "info" : "final",
     title: `final.${kind}.title`,
     body: kind === "ended" && staff ? "final.ended.staffBody" : `final.${kind}.body`,
-    actions: kind === "kicked" ? [{ key: "btn.here", primary: true, run: reload }] : [],
+    // The body already says the other one will be disconnected: the reload takes over at once.
+    actions: kind === "kicked" ? [{ key: "btn.here", primary: true, run: () => { markTakeover(); reload(); } }] : [],
+  };
+}
+
+/** The role is held by another device: continue here (the other is disconnected) or not. */
+export function inUseView(session, overlay) {
+  return {
+    id: "inuse",
+    tone: "info",
+    title: "inuse.title",
+    body: "inuse.body",
+    actions: [
+      { key: "inuse.cancel", run: () => { session.declineTakeover(); overlay.show(inUseDeclinedView(session)); } },
+      { key: "inuse.continue", primary: true, run: () => session.takeOver() },
+    ],
+  };
+}
+
+/** The user left the session on the other device; they may still change their mind. */
+export function inUseDeclinedView(session) {
+  return {
+    id: "inuse-declined",
+    tone: "info",
+    title: "inuse.declinedTitle",
+    body: "inuse.declinedBody",
+    actions: [{ key: "inuse.continue", primary: true, run: () => session.takeOver() }],
   };
 }
 
@@ -114,9 +140,11 @@ export function bindOverlay(overlay, session, opts = {}) {
   session.addEventListener("fatal", (e) => overlay.show(refusalView(e.detail.code, e.detail.message, session)));
   session.addEventListener("mediaerror", (e) => overlay.show(mediaErrorView(e.detail, session, opts)));
   session.addEventListener("final", (e) => overlay.show(finalView(e.detail.kind, session.state.role)));
+  session.addEventListener("inuse", () => overlay.show(inUseView(session, overlay)));
   session.addEventListener("change", () => {
     // A retried connection or camera that now works clears its error view.
     const id = overlay.spec?.id ?? "";
+    if (id.startsWith("inuse") && session.state.joined && !session.final) overlay.hide();
     if (id.startsWith("media-") && !session.mediaError) overlay.hide();
     if (id.startsWith("error-") && !session.state.error && !session.final) overlay.hide();
   });

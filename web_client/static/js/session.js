@@ -9,6 +9,10 @@
 //   "localstream"  local media opened or the camera changed
 //   "mediaerror"   getUserMedia failed; session.mediaError = {kind, name, message}
 //   "fatal"        the connection was refused for good; {code, message}
+//   "inuse"        the role is held by another device: session.inUse = {message}; the page asks,
+//                  then calls takeOver() or declineTakeover()
+//   "otp"          the applicant must enter the code sent to the phone: session.otp =
+//                  {sentTo, message}; the page calls verifyOtp(code) / resendOtp()
 //   "final"        ended / cancelled / kicked: media stopped; {kind}
 //   "notice"       a transient warning for the status line; {key, params}
 //   "server"       any event from the server (after the session's own handling); {name, payload}
@@ -38,6 +42,49 @@ export const CONNECT_CODES = [
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+const DEVICE_KEY = "takan.device";
+const TAKEOVER_KEY = "takan.takeover";
+let memoryDevice = null;
+
+function randomId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * This tab's device id, sent with `join`: random, kept in sessionStorage, so a reload of the
+ * same tab is recognised by the server (no "open on another device" question), while another
+ * tab, browser or phone gets its own.
+ */
+export function deviceId() {
+  try {
+    let id = sessionStorage.getItem(DEVICE_KEY);
+    if (!id || !/^[0-9a-f]{8,64}$/.test(id)) {
+      id = randomId();
+      sessionStorage.setItem(DEVICE_KEY, id);
+    }
+    return id;
+  } catch {
+    memoryDevice ??= randomId(); // storage blocked: stable for this page at least
+    return memoryDevice;
+  }
+}
+
+/** The next page load of this tab joins with `takeover: true` (the user already chose to). */
+export function markTakeover() {
+  try { sessionStorage.setItem(TAKEOVER_KEY, "1"); } catch { /* ignore: the page will ask */ }
+}
+
+function takeTakeoverMark() {
+  try {
+    const marked = sessionStorage.getItem(TAKEOVER_KEY) === "1";
+    sessionStorage.removeItem(TAKEOVER_KEY);
+    return marked;
+  } catch {
+    return false;
+  }
+}
+
 export class Session extends EventTarget {
   constructor({ token, lang }) {
     super();
@@ -55,6 +102,12 @@ export class Session extends EventTarget {
     this.startedAt = null; // the server's started_at (RFC 3339) once known
     this.clockOffset = null; // server clock minus this page's clock, ms (estimated)
     this.final = null; // "ended" | "cancelled" | "kicked" once the session is over for this page
+    this.warnings = []; // prudent-warning list matches (8.1.8) of the join ack (inspector only)
+    this.device = deviceId();
+    this.takeover = takeTakeoverMark(); // the next join takes the role over from another device
+    this.inUse = null; // {message} while the role is held by another device and the user decides
+    this.declined = false; // the user chose to leave the session on the other device
+    this.otp = null; // {sentTo, message} while the applicant must enter a one-time code
 
     this.local = new LocalMedia();
     this.mediaReady = false; // local media open (or not wanted): a peer connection may be built
@@ -173,11 +226,31 @@ export class Session extends EventTarget {
     this.state.socket = "connected";
     this.state.error = null;
     this.#emit("change");
+    if (this.declined) return; // the other device keeps the session until the user says otherwise
     const socketId = this.socket.id;
-    const ack = await this.#request("join", {});
+    const payload = { device: this.device };
+    if (this.takeover) payload.takeover = true;
+    const ack = await this.#request("join", payload);
     if (this.final || this.socket.id !== socketId || !this.socket.connected) return;
     if (!ack?.ok) {
       const code = ack?.error?.code;
+      if (code === "in_use") {
+        // Another device holds this role: nothing starts here until the user decides.
+        this.takeover = false;
+        this.otp = null;
+        this.inUse = { message: ack.error.message ?? "" };
+        this.#teardownPeer();
+        this.#emit("inuse", this.inUse);
+        this.#emit("change");
+        return;
+      }
+      if (code === "otp_required") {
+        // The camera starts only after the code is verified and the join succeeds.
+        this.otp = { sentTo: ack.error.sent_to ?? null, message: ack.error.message ?? "" };
+        this.#emit("otp", this.otp);
+        this.#emit("change");
+        return;
+      }
       if (code === "timeout" || code === "internal") {
         // Transient: ask again on this socket (a reconnect would ask anyway).
         setTimeout(() => { if (this.socket.id === socketId && this.socket.connected) this.#onConnect(); }, 3000);
@@ -188,9 +261,13 @@ export class Session extends EventTarget {
       else this.#fatal("join_failed", ack?.error?.message || code || "");
       return;
     }
+    this.takeover = false;
+    this.inUse = null;
+    this.otp = null;
     this.me = ack.me;
     this.inspection = ack.inspection;
     this.participants = ack.participants ?? [];
+    this.warnings = Array.isArray(ack.warnings) ? ack.warnings : [];
     this.iceServers = ack.ice_servers ?? [];
     this.state.role = ack.me?.role ?? null;
     this.state.joined = true;
@@ -200,6 +277,49 @@ export class Session extends EventTarget {
     this.#emit("change");
     if (this.final) return;
     await this.#startMedia();
+  }
+
+  // ---- another device, one-time code ------------------------------------------------------
+
+  /** "Continue here": join with `takeover: true` (the other device is disconnected). */
+  takeOver() {
+    if (this.final) return;
+    this.takeover = true;
+    this.declined = false;
+    this.inUse = null;
+    this.#emit("change");
+    if (this.socket?.connected) this.#onConnect();
+    else this.socket?.connect();
+  }
+
+  /** "Cancel": leave the session to the other device; this page stops and disconnects. */
+  declineTakeover() {
+    this.inUse = null;
+    this.declined = true;
+    this.takeover = false;
+    this.#teardownPeer();
+    this.local.stop();
+    this.mediaReady = false;
+    this.socket?.disconnect();
+    this.#emit("change");
+  }
+
+  /** Send the applicant's one-time code; on success the join is sent again. */
+  async verifyOtp(code) {
+    const ack = await this.#request("otp_verify", { code });
+    if (ack.ok) {
+      this.otp = null;
+      this.#emit("change");
+      if (!this.final && this.socket?.connected) this.#onConnect();
+    }
+    return ack;
+  }
+
+  /** Ask the server to send a new code (it rate-limits this). */
+  async resendOtp() {
+    const ack = await this.#request("otp_send", {});
+    if (ack.ok && this.otp) this.otp.sentTo = ack.sent_to ?? this.otp.sentTo;
+    return ack;
   }
 
   /** Emit with an ack; never throws: failures come back as {ok:false, error}. */
