@@ -417,7 +417,8 @@ async def test_review_panel_on_a_judged_inspection(tmp_path) -> None:
             # nothing chosen: said, not sent
             await page.click("#review-submit")
             assert "请选择" in await text(page, "#review-error")
-            await page.screenshot(path=str(artifact("web-more-audit-review.png")), full_page=True)
+            await page.set_viewport_size({"width": 1366, "height": 1900})  # the whole card, no sticky-header overlap
+            await page.screenshot(path=str(artifact("web-more-audit-review.png")))
 
             # English shows the English messages
             await page.click(".topbar .lang-toggle")
@@ -425,7 +426,7 @@ async def test_review_panel_on_a_judged_inspection(tmp_path) -> None:
             assert verdict["reasons"][0]["message_en"] in reasons_en
             assert "Verdict and review" in await text(page, "#review")
             assert await text(page, "#review-error") == "Choose pass or fail"
-            await page.locator("#review").screenshot(path=str(artifact("web-more-audit-review-en.png")))
+            await page.screenshot(path=str(artifact("web-more-audit-review-en.png")))
             await page.click(".topbar .lang-toggle")
 
             # a key without the review permission: the server's 403, shown
@@ -434,7 +435,8 @@ async def test_review_panel_on_a_judged_inspection(tmp_path) -> None:
             await other.click("#review-submit")
             await until(other, "!document.getElementById('review-error').hidden && document.getElementById('review-error').textContent.includes('没有复核权限')")
             assert server.services.book.get(iid).status == "judged"
-            await other.locator("#review").screenshot(path=str(artifact("web-more-audit-review-forbidden.png")))
+            await other.set_viewport_size({"width": 1366, "height": 1900})
+            await other.screenshot(path=str(artifact("web-more-audit-review-forbidden.png")))
 
             # the review: pass, with a comment; the page shows the result and the new status
             await page.check("#review-form input[value='pass']")
@@ -451,7 +453,7 @@ async def test_review_panel_on_a_judged_inspection(tmp_path) -> None:
             record = server.services.book.get(iid)
             assert record.status == "reviewed" and record.verdict["review"]["outcome"] == "pass"
             assert record.verdict["review"]["comment"] == "现场影像齐全，人工复核通过"
-            await page.screenshot(path=str(artifact("web-more-audit-reviewed.png")), full_page=True)
+            await page.screenshot(path=str(artifact("web-more-audit-reviewed.png")))
 
             # opened again: the review is shown, no form
             await page.reload()
