@@ -103,11 +103,8 @@ def actor_of(principal: Principal) -> str:
     return f"{'api' if principal.kind == 'api_key' else principal.kind}:{principal.id}"
 
 
-def route_template(request: web.Request) -> Optional[str]:
-    route = request.match_info.route
-    resource = route.resource
-    if resource is None:
-        return None
+def resource_template(resource: web.AbstractResource) -> Optional[str]:
+    """A resource's path template as the policy names it (``{key}`` without its regex)."""
     info = resource.get_info()
     template = info.get("formatter") or info.get("path")
     if template is None and "prefix" in info:  # static files
@@ -115,6 +112,11 @@ def route_template(request: web.Request) -> Optional[str]:
     if template is None:
         return None
     return re.sub(r"\{(\w+):[^}]+\}", r"{\1}", template)
+
+
+def route_template(request: web.Request) -> Optional[str]:
+    resource = request.match_info.route.resource
+    return None if resource is None else resource_template(resource)
 
 
 class Authenticator:

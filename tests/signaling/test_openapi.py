@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import urllib.request
 import pytest
 from openapi_spec_validator import validate
 
+from signaling.auth import resource_template
 from signaling.openapi import document
 from takan.app import build_app
 from takan.config import load_config
@@ -24,11 +24,9 @@ def served_routes(tmp_path) -> set[tuple[str, str]]:
     app = build_app(load_config({"data_dir": str(tmp_path)}, env={}))
     routes = set()
     for resource in app.router.resources():
-        info = resource.get_info()
-        path = info.get("formatter") or info.get("path")
+        path = resource_template(resource)
         if not path or not path.startswith("/api/v1"):
             continue
-        path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", path)
         for route in resource:
             if route.method.lower() in METHODS:
                 routes.add((route.method.lower(), path))

@@ -7,14 +7,13 @@ the policy tables fails here.
 from __future__ import annotations
 
 import inspect
-import re
 
 import aiohttp
 import pytest
 
 from identity.permissions import ROLE_PERMISSIONS
 from signaling.actions import SessionActions
-from signaling.auth import LINK, PUBLIC, ROUTE_POLICY, STAFF, api_key_permissions
+from signaling.auth import LINK, PUBLIC, ROUTE_POLICY, STAFF, api_key_permissions, resource_template
 from signaling.sockets import EVENT_ROLES, SessionNamespace
 from tests.serverkit import create_inspection, running_server
 from tests.sockettools import Participant
@@ -26,13 +25,9 @@ API_PERMISSIONS = ("query", "entry", "review", "approve", "admin")
 def router_routes(app) -> list[tuple[str, str]]:
     routes = []
     for resource in app.router.resources():
-        info = resource.get_info()
-        template = info.get("formatter") or info.get("path")
-        if template is None and "prefix" in info:
-            template = info["prefix"].rstrip("/") + "/{filename}"
+        template = resource_template(resource)
         if template is None or template.startswith("/socket.io"):
             continue
-        template = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", template)
         for route in resource:
             if route.method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
                 routes.append((route.method, template))
