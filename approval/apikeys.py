@@ -13,7 +13,7 @@ from typing import Optional
 
 from storage.objects import ObjectStore
 
-from .errors import Forbidden, NotFound, Unauthorized
+from errors import Forbidden, NotFound, Unauthorized
 from .inspections import now_utc, rfc3339
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 from evidence.journal import Journal
 
-from .errors import Conflict, ValidationFailed
+from errors import Conflict, ValidationFailed
 from .inspections import Inspection, InspectionBook, now_utc, rfc3339
 from .ledger import Ledger
 from .notifications import Notifier
@@ -26,8 +26,8 @@ from .rules.rulebook import RuleBook
 
 logger = logging.getLogger(__name__)
 
-#: Re-signs the inspection's manifest (lives with the session code that seals at the end).
-Sealer = Callable[[str, Optional[tuple[str, str, dict[str, Any]]]], Awaitable[None]]
+#: Re-signs the inspection's manifest (:meth:`evidence.sealer.Sealer.seal`).
+Seal = Callable[[str, Optional[tuple[str, str, dict[str, Any]]]], Awaitable[Any]]
 
 
 def warnings_as_facts(matches: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -43,7 +43,7 @@ class Decisions:
         warnings: WarningLists,
         notifier: Notifier,
         ledger: Ledger,
-        seal: Sealer,
+        seal: Seal,
         judge_timeout_s: float = 120.0,
     ) -> None:
         self.book = book
@@ -101,6 +101,7 @@ class Decisions:
         """Called once a session has ended or been cancelled (and sealed)."""
         if record.status == "cancelled":
             await self.notifier.notify(record, "inspection.cancelled")
+            self.journal.forget(record.id)
         elif record.status == "ended":
             # in the background: the inspector's "end" is acknowledged at once
             self._spawn(record.id)
@@ -120,6 +121,7 @@ class Decisions:
         logger.info("inspection %s judged %s (%s)", inspection_id, verdict.outcome, verdict.rules_version)
         await self.notifier.notify(record, "inspection.judged")
         await self._file(record, None)
+        self.journal.forget(inspection_id)  # judged: its log leaves memory until it is read again
         return record
 
     async def review(self, inspection_id: str, outcome: Any, comment: Any, reviewer: str) -> Inspection:
@@ -142,6 +144,7 @@ class Decisions:
         record = self.book.get(inspection_id)
         await self.notifier.notify(record, "inspection.reviewed")
         await self._file(record, review)
+        self.journal.forget(inspection_id)
         return record
 
     async def _file(self, record: Inspection, review: Optional[dict[str, Any]]) -> None:

@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 from storage.objects import ObjectNotFound, ObjectStore
 
-from .errors import Conflict, ValidationFailed
+from errors import Conflict, ValidationFailed
 from .inspections import now_utc, parse_rfc3339, rfc3339
 from .ledger import LedgerEntry, inspection_view
 from .workdays import china_date

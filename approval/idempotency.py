@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
-from typing import Any, Optional
+from typing import Any, AsyncIterator, Optional
 
 from storage.objects import ObjectNotFound, ObjectStore
 
-from .errors import ValidationFailed
+from errors import ValidationFailed
 
 PREFIX = "records/idempotency/"
 MAX_KEY_LENGTH = 255
@@ -19,6 +21,30 @@ class IdempotencyKeys:
 
     def __init__(self, store: ObjectStore) -> None:
         self._store = store
+        # (owner, key) -> (lock, holders and waiters); an entry leaves with its last user
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, api_key_id: str, key: str) -> AsyncIterator[None]:
+        """One request at a time per (API key, Idempotency-Key), so a retry racing the
+        original waits for its answer instead of creating a second inspection."""
+        slot = (api_key_id, key)
+        lock, users = self._locks.get(slot, (asyncio.Lock(), 0))
+        self._locks[slot] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[slot]
+            if users == 1:
+                del self._locks[slot]
+            else:
+                self._locks[slot] = (lock, users - 1)
+
+    @property
+    def locks_held(self) -> int:
+        """Keys with a request in progress (the memory test checks this drains)."""
+        return len(self._locks)
 
     @staticmethod
     def _object_key(api_key_id: str, key: str) -> str:

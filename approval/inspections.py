@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, field_context
 from storage.objects import ObjectStore
 
-from .errors import Conflict, NotFound, ValidationFailed
+from errors import BadRequest, Conflict, NotFound, ValidationFailed
 from .requests import NewInspection
 from .templates import Template, Templates
 
@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 RECORD_PREFIX = "records/inspections/"
 SENSITIVE_APPLICANT_FIELDS = ("id_number", "contact_phone")
-OPEN_STATUSES = ("scheduled", "live")
+#: Not over yet: an interrupted session can be resumed, so its case stays taken (409).
+OPEN_STATUSES = ("scheduled", "live", "interrupted")
 # Status changes the record allows; anything else is a 409.
 TRANSITIONS = {
     "scheduled": ("live", "cancelled", "ended"),
@@ -92,6 +93,22 @@ class Inspection:
             return None
         end = parse_rfc3339(self.ended_at) or now_utc()
         return round((end - start).total_seconds(), 3)
+
+    def checkpoint(self, code: str) -> dict[str, Any]:
+        """The checkpoint ``code`` of this inspection's checklist (400 if there is none)."""
+        for checkpoint in self.checkpoints:
+            if checkpoint["code"] == code:
+                return checkpoint
+        raise BadRequest(f"checkpoint {code!r} is not on this inspection's checklist")
+
+    def next_evidence_key(self, code: str, folder: str, extension: str) -> str:
+        """The key the next still or photo of checkpoint ``code`` is stored under."""
+        return f"{folder}/{code}/{len(self.checkpoint(code)['evidence']) + 1}.{extension}"
+
+    def add_evidence(self, code: str, key: str) -> None:
+        checkpoint = self.checkpoint(code)
+        checkpoint["captured"] = True
+        checkpoint["evidence"].append(key)
 
     def evidence_summary(self) -> dict[str, Any]:
         """What the manifest says about the inspection (no ID or phone numbers)."""
@@ -230,9 +247,21 @@ class InspectionBook:
             await self._save(record)
             return record
 
-    async def update(self, record: Inspection) -> None:
+    async def add_evidence(self, inspection_id: str, code: str, key: str) -> Inspection:
+        """Checkpoint ``code`` was captured as ``key``."""
         async with self._lock:
+            record = self.get(inspection_id)
+            record.add_evidence(code, key)
             await self._save(record)
+            return record
+
+    async def set_manifest(self, inspection_id: str, reference: dict[str, Any]) -> Inspection:
+        """The record points at its latest seal (``{sha256, url}``)."""
+        async with self._lock:
+            record = self.get(inspection_id)
+            record.manifest = dict(reference)
+            await self._save(record)
+            return record
 
     async def _save(self, record: Inspection) -> None:
         await self._store.put(f"{RECORD_PREFIX}{record.id}.json", record.to_json(self._cipher), "application/json")

@@ -29,7 +29,7 @@ from typing import Any, Literal, Optional
 from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, field_context
 from storage.objects import ObjectNotFound, ObjectStore
 
-from .errors import ValidationFailed
+from errors import ValidationFailed
 from .inspections import now_utc, parse_rfc3339, rfc3339
 from .workdays import CHINA_TZ, china_date
 

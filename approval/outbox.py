@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from storage.objects import ObjectStore, StorageError
 
-from .errors import Conflict, NotFound
+from errors import Conflict, NotFound
 from .inspections import now_utc, parse_rfc3339, rfc3339
 
 __all__ = [
@@ -385,7 +385,7 @@ class Outbox:
         return sorted(chosen, key=lambda d: d.seq)
 
     def get(self, delivery_id: str) -> Delivery:
-        """The delivery; :class:`approval.errors.NotFound` if there is none."""
+        """The delivery; :class:`errors.NotFound` if there is none."""
         delivery = self._deliveries.get(delivery_id)
         if delivery is None:
             raise NotFound(f"no webhook delivery {delivery_id!r}")

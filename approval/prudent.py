@@ -42,7 +42,7 @@ from typing import Any, Literal, Optional, get_args
 
 from storage.objects import ObjectNotFound, ObjectStore
 
-from .errors import NotFound, TooLarge, ValidationFailed
+from errors import NotFound, TooLarge, ValidationFailed
 from .ids import resident_id_problem, uscc_problem
 from .inspections import now_utc, rfc3339
 

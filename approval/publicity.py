@@ -31,7 +31,7 @@ from typing import Any, Literal, Optional, get_args
 from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, field_context
 from storage.objects import ObjectStore
 
-from .errors import Conflict, NotFound, ValidationFailed
+from errors import Conflict, NotFound, ValidationFailed
 from .inspections import new_id, now_utc, parse_rfc3339, rfc3339
 from .ledger import inspection_view, mask_id
 from .workdays import CalendarYearUnknown, add_working_days, china_date

@@ -1,7 +1,7 @@
 """Parsing of the approval core's request bodies into frozen values.
 
 Every rule of CONTRACT.md that concerns a request body lives here; a failed parse raises
-:class:`~approval.errors.ValidationFailed` with one ``{field, message}`` per problem, each
+:class:`~errors.ValidationFailed` with one ``{field, message}`` per problem, each
 quoting the field's JSON path.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from .errors import ValidationFailed
+from errors import ValidationFailed
 from .ids import resident_id_problem, uscc_problem
 
 APPLICANT_KINDS = ("natural_person", "legal_person", "other_org")

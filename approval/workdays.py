@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import datetime
 
-import chinese_calendar
+import chinese_calendar  # type: ignore[import-untyped]
 
-from .errors import ValidationFailed
+from errors import ValidationFailed
 
 __all__ = [
     "CHINA_TZ",
@@ -35,7 +35,7 @@ CHINA_TZ = datetime.timezone(datetime.timedelta(hours=8), "CST")
 class CalendarYearUnknown(ValidationFailed, ValueError):
     """The installed ``chinese-calendar`` has no holiday data for ``year``.
 
-    A :class:`~approval.errors.ValidationFailed` (422) because it is raised for a date the
+    A :class:`~errors.ValidationFailed` (422) because it is raised for a date the
     caller sent; also a :class:`ValueError` for callers outside the web layer.
     """
 

@@ -35,10 +35,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from approval.inspections import OPEN_STATUSES
+
 __all__ = ["DisposalCandidate", "RetentionPolicy", "RetentionRule", "closing_date"]
 
 FORMAT = "takan-retention/1"
-OPEN_STATUSES = ("scheduled", "live", "interrupted")
 CHINA = datetime.timezone(datetime.timedelta(hours=8))
 
 

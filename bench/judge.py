@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 
 from approval.rules import RuleBook, facts_from, judge  # noqa: E402
 from approval.templates import Templates  # noqa: E402
-from tests.approval import scenarios  # noqa: E402
+from testkit import scenarios  # noqa: E402
 
 EDITS = [
     scenarios.no_evidence("storefront"),

@@ -31,8 +31,8 @@ from media.peer import ServerPeer  # noqa: E402
 from media.relay import MediaRoom  # noqa: E402
 from recorder.segments import SegmentWriter  # noqa: E402
 from recorder.stills import StillCapture  # noqa: E402
-from tests.mediakit import ClientPeer, PacketVideoTrack, encode_vp8, wait_for  # noqa: E402
-from tests.recorder.kit import vp8_packets  # noqa: E402
+from testkit.media import ClientPeer, PacketVideoTrack, encode_vp8, wait_for  # noqa: E402
+from testkit.recording import vp8_packets  # noqa: E402
 
 FPS = 20
 

@@ -155,7 +155,7 @@ class PassThroughServer:
     async def offer(self, room_id: str, role: str, peer_id: str, sdp: str) -> str:
         from media.peer import ServerPeer
         from media.relay import MediaRoom
-        from signaling.rooms import PUBLISHING_ROLES, SOURCE_ROLE
+        from session.rooms import PUBLISHING_ROLES, SOURCE_ROLE
 
         room = self.rooms.get(room_id)
         if room is None:
@@ -490,7 +490,7 @@ class CpuPoint:
 async def measure_cpu(
     mode: str, resolution: str, streams: int, frames: list[bytes], warmup: float, window: float, http: Any
 ) -> CpuPoint:
-    from tests.mediakit import ClientPeer, PacketVideoTrack, wait_for
+    from testkit.media import ClientPeer, PacketVideoTrack, wait_for
 
     point = CpuPoint(mode, resolution, streams)
     server = Server(mode, http)
@@ -564,7 +564,7 @@ class FirstFrame:
 
 
 async def first_frame_trials(server: Server, frames: list[bytes], trials: int, honour: bool, clients: list[Any]) -> FirstFrame:
-    from tests.mediakit import ClientPeer, PacketVideoTrack, wait_for
+    from testkit.media import ClientPeer, PacketVideoTrack, wait_for
 
     result = FirstFrame(honour)
     room = f"ff-{'honour' if honour else 'ignore'}"
@@ -624,7 +624,7 @@ async def first_frame_trials(server: Server, frames: list[bytes], trials: int, h
 
 
 def stamped_track_class() -> type:
-    from tests.mediakit import PacketVideoTrack
+    from testkit.media import PacketVideoTrack
 
     class StampedTrack(PacketVideoTrack):
         """Remembers when each loop position was last handed to the sender."""
@@ -643,7 +643,7 @@ def stamped_track_class() -> type:
 
 
 def delay_sink_class() -> type:
-    from tests.mediakit import CountingSink
+    from testkit.media import CountingSink
 
     class DelaySink(CountingSink):
         """Per received frame: receipt time minus the latest send time of that content."""
@@ -681,7 +681,7 @@ async def measure_latency(server: Server, frames: list[bytes], warmup: float, wi
     from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
     from media import tap
-    from tests.mediakit import ClientPeer, wait_for
+    from testkit.media import ClientPeer, wait_for
 
     StampedTrack = stamped_track_class()
     DelaySink = delay_sink_class()
@@ -769,7 +769,7 @@ class Results:
 async def run(plan: Plan, quick: bool) -> Results:
     import aiohttp
 
-    from tests.mediakit import encode_vp8
+    from testkit.media import encode_vp8
 
     results = Results(plan, quick, datetime.datetime.now().astimezone(), load_before=load_average())
     t_start = time.monotonic()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, NoReturn, Optional
 
-from approval.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationFailed
+from errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationFailed
 from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, field_context
 from storage.objects import ObjectNotFound, ObjectStore
 

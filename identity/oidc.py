@@ -43,7 +43,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from approval.errors import Forbidden, Unauthorized, Unavailable
+import jsonsafe
+from errors import Forbidden, Unauthorized, Unavailable
 
 from .accounts import Account, Accounts, now_utc
 
@@ -463,7 +464,12 @@ class OidcProvider:
             raise RuntimeError("call OidcProvider.start() before using it")
         try:
             async with self._http.request(method, url, data=data, headers=headers, allow_redirects=False) as response:
-                raw = await response.content.read(_MAX_RESPONSE_BYTES + 1)
+                # read to the end (content.read(n) returns only what is buffered), capped
+                raw = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    raw += chunk
+                    if len(raw) > _MAX_RESPONSE_BYTES:
+                        break
                 status = response.status
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise Unavailable(
@@ -473,7 +479,7 @@ class OidcProvider:
         if len(raw) > _MAX_RESPONSE_BYTES:
             raise Unavailable(f"the identity provider's answer from {url} is larger than 1 MiB")
         try:
-            return status, json.loads(raw) if raw else None
+            return status, jsonsafe.loads(bytes(raw), "the provider's answer") if raw else None
         except ValueError:
             return status, None
 

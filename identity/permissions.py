@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from approval.errors import Forbidden, ValidationFailed
+from errors import Forbidden, ValidationFailed
 
 __all__ = [
     "ADMIN",

@@ -32,7 +32,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from approval.errors import Forbidden, Unauthorized
+from errors import Forbidden, Unauthorized
 from storage.objects import ObjectInfo, ObjectNotFound, ObjectStore
 
 from .accounts import USER_ID_PATTERN, Account, Accounts, now_utc

@@ -31,3 +31,17 @@ class Sink(Protocol):
 
     def write(self, packet: av.Packet) -> None:
         """One encoded frame (VP8 or Opus), pts in the RTP clock of the kind."""
+
+
+#: A room's media slot: (publishing role, kind), e.g. ``("applicant", "video")``.
+Slot = tuple[str, str]
+
+
+class SinkHost(Protocol):
+    """What a sink joins: a room's slots (:class:`media.relay.MediaRoom` is one)."""
+
+    def add_sink(self, slot: Slot, sink: Sink) -> None:
+        """Feed ``sink`` the frames of ``slot`` from now on (and tell it who publishes)."""
+
+    def remove_sink(self, slot: Slot, sink: Sink) -> None:
+        """Stop feeding ``sink``."""

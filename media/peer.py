@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Awaitable, Callable, Optional
 
@@ -53,6 +54,8 @@ class ServerPeer:
         self._pending_candidates: list[dict[str, object]] = []
         self._remote_set = False
         self._closed = False
+        # set once teardown has finished; a second close() awaits it (aiortc's pattern)
+        self._close_done: Optional[asyncio.Future[None]] = None
 
     @property
     def connection_state(self) -> str:
@@ -164,9 +167,19 @@ class ServerPeer:
             track.request_keyframe()
 
     async def close(self) -> None:
-        if self._closed:
+        """Leave the room and close the peer connection; idempotent, and a concurrent
+        second call returns only once the first has finished."""
+        if self._close_done is not None:
+            await asyncio.shield(self._close_done)
             return
         self._closed = True
+        self._close_done = asyncio.get_running_loop().create_future()
+        try:
+            await self._teardown()
+        finally:
+            self._close_done.set_result(None)
+
+    async def _teardown(self) -> None:
         for kind, track in self._forwarded.items():
             assert self._source_role is not None
             self._room.remove_sink((self._source_role, kind), track)

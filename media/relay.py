@@ -20,7 +20,7 @@ from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from . import tap
-from .interfaces import Sink, Source
+from .interfaces import Sink, Slot, Source
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ AUDIO_QUEUE_FRAMES = 100
 #: RTP timestamp step inserted when a subscriber's source changes (one frame).
 _REBASE_STEP = {"video": 3000, "audio": 960}
 
-Slot = tuple[str, str]
 
 
 class UpTrack:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Optional
 
-from media.relay import MediaRoom
+from media.interfaces import SinkHost
 
 from .segments import SegmentCallback, SegmentWriter
 from .timeline import Timeline
@@ -39,7 +39,7 @@ class Recorder:
 
     def __init__(
         self,
-        room: MediaRoom,
+        room: SinkHost,
         inspection_id: str,
         on_segment: SegmentCallback,
         *,

@@ -20,8 +20,7 @@ from typing import Any, NamedTuple, Optional
 import av
 from PIL import Image
 
-from media.interfaces import Source
-from media.relay import MediaRoom
+from media.interfaces import SinkHost, Source
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ class StillCapture:
 
     def __init__(
         self,
-        room: MediaRoom,
+        room: SinkHost,
         inspection_id: str,
         role: str = "applicant",
         *,

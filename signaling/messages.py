@@ -1,35 +1,26 @@
-"""Parsers for the client -> server Socket.IO events of docs/protocol.md."""
+"""Parsers for the client -> server Socket.IO events of docs/protocol.md.
+
+Each client event's payload becomes one frozen record of :mod:`session.commands` (or is
+refused with :class:`errors.BadRequest` / :class:`errors.TooLarge`, quoting the field).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-from dataclasses import dataclass
 from typing import Any, Optional
 
-from approval.errors import BadRequest, TooLarge
+import jsonsafe
+from errors import BadRequest, TooLarge
+from session import commands
+from session.commands import MAX_SIGNATURE_PNG, MAX_STROKE_POINTS, MAX_TEXT
 
 MAX_EVENT_BYTES = 64 * 1024
 #: A signature carries its PNG and strokes: the one event allowed to be larger.
 MAX_UPLOAD_EVENT_BYTES = 1024 * 1024
 MAX_CANDIDATE_LENGTH = 1024
-
-
-@dataclass(frozen=True)
-class Offer:
-    sdp: str
-
-
-@dataclass(frozen=True)
-class IceCandidate:
-    candidate: Optional[str]
-    sdp_mid: Optional[str]
-    sdp_mline_index: Optional[int]
-
-
-@dataclass(frozen=True)
-class MediaState:
-    audio: bool
-    video: bool
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def parse_object(event: str, payload: Any, allowed: set[str], max_bytes: int = MAX_EVENT_BYTES) -> dict[str, Any]:
@@ -38,6 +29,10 @@ def parse_object(event: str, payload: Any, allowed: set[str], max_bytes: int = M
         payload = {}
     if not isinstance(payload, dict):
         raise BadRequest(f"'{event}' takes a JSON object, got {type(payload).__name__}")
+    try:
+        jsonsafe.check_depth(payload, f"'{event}'")
+    except jsonsafe.JsonRefused as exc:
+        raise BadRequest(str(exc)) from None
     size = len(json.dumps(payload, ensure_ascii=False).encode())
     if size > max_bytes:
         raise TooLarge(f"'{event}' payload is {size} bytes; the limit is {max_bytes}")
@@ -51,17 +46,43 @@ def parse_empty(event: str, payload: Any) -> None:
     parse_object(event, payload, set())
 
 
-def parse_offer(payload: Any) -> Offer:
+def _text(data: dict[str, Any], name: str, event: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"'{event}'.{name} must be a non-empty string")
+    if len(value) > MAX_TEXT:
+        raise TooLarge(f"'{event}'.{name} is longer than {MAX_TEXT} characters")
+    return value.strip()
+
+
+def _checkpoint(data: dict[str, Any], event: str, required: bool = True) -> Optional[str]:
+    value = data.get("checkpoint")
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 64:
+        raise BadRequest("'checkpoint' must be the code of one of the inspection's checkpoints")
+    return value
+
+
+def parse_join(payload: Any) -> commands.Join:
+    data = parse_object("join", payload, {"device", "takeover"})
+    device = data.get("device")
+    if device is not None and (not isinstance(device, str) or len(device) > 64):
+        raise BadRequest("'join'.device must be a string of at most 64 characters")
+    return commands.Join(device or None, bool(data.get("takeover")))
+
+
+def parse_offer(payload: Any) -> commands.Offer:
     data = parse_object("offer", payload, {"sdp", "type"})
     if data.get("type", "offer") != "offer":
         raise BadRequest(f"'offer'.type must be 'offer', got {data.get('type')!r}")
     sdp = data.get("sdp")
     if not isinstance(sdp, str) or not sdp:
         raise BadRequest("'offer'.sdp must be a non-empty string")
-    return Offer(sdp)
+    return commands.Offer(sdp)
 
 
-def parse_ice(payload: Any) -> IceCandidate:
+def parse_ice(payload: Any) -> commands.IceCandidate:
     data = parse_object("ice", payload, {"candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"})
     candidate = data.get("candidate")
     if candidate is not None and (not isinstance(candidate, str) or len(candidate) > MAX_CANDIDATE_LENGTH):
@@ -72,12 +93,101 @@ def parse_ice(payload: Any) -> IceCandidate:
     index = data.get("sdpMLineIndex")
     if index is not None and (isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 16):
         raise BadRequest(f"'ice'.sdpMLineIndex must be an integer 0-15, got {index!r}")
-    return IceCandidate(candidate or None, mid, index)
+    return commands.IceCandidate(candidate or None, mid, index)
 
 
-def parse_media(payload: Any) -> MediaState:
+def parse_media(payload: Any) -> commands.MediaState:
     data = parse_object("media", payload, {"audio", "video"})
     for name in ("audio", "video"):
         if not isinstance(data.get(name), bool):
             raise BadRequest(f"'media'.{name} must be true or false")
-    return MediaState(data["audio"], data["video"])
+    return commands.MediaState(data["audio"], data["video"])
+
+
+def parse_otp_verify(payload: Any) -> commands.OtpVerify:
+    data = parse_object("otp_verify", payload, {"code"})
+    code = data.get("code")
+    if not isinstance(code, str) or len(code) > 16:
+        raise BadRequest("'otp_verify'.code must be the 6-digit code as a string")
+    return commands.OtpVerify(code)
+
+
+def parse_prompt(payload: Any) -> commands.Prompt:
+    data = parse_object("prompt", payload, {"checkpoint"})
+    return commands.Prompt(_checkpoint(data, "prompt") or "")
+
+
+def parse_capture(payload: Any) -> commands.Capture:
+    data = parse_object("capture", payload, {"checkpoint"})
+    return commands.Capture(_checkpoint(data, "capture") or "")
+
+
+def parse_note(payload: Any) -> commands.Note:
+    data = parse_object("note", payload, {"text", "checkpoint"})
+    return commands.Note(_text(data, "text", "note"), _checkpoint(data, "note", required=False))
+
+
+def parse_chat(payload: Any) -> commands.Chat:
+    data = parse_object("chat", payload, {"text"})
+    return commands.Chat(_text(data, "text", "chat"))
+
+
+def parse_location(payload: Any) -> commands.Location:
+    data = parse_object("location", payload, {"lat", "lon", "accuracy_m"})
+    values: dict[str, Optional[float]] = {}
+    for name, low, high in (("lat", -90, 90), ("lon", -180, 180), ("accuracy_m", 0, 100000)):
+        value = data.get(name)
+        if value is None and name == "accuracy_m":
+            values[name] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise BadRequest(f"'location'.{name} must be a number between {low} and {high}")
+        values[name] = value
+    return commands.Location(float(values["lat"] or 0), float(values["lon"] or 0), values["accuracy_m"])
+
+
+def parse_sign_request(payload: Any) -> commands.SignRequest:
+    data = parse_object("sign_request", payload, {"role"})
+    role = data.get("role", "applicant")
+    if role not in ("applicant", "inspector"):
+        raise BadRequest("'sign_request'.role must be applicant or inspector")
+    return commands.SignRequest(role)
+
+
+def parse_overtime(payload: Any) -> commands.Overtime:
+    data = parse_object("overtime", payload, {"reason"})
+    return commands.Overtime(_text(data, "reason", "overtime"))
+
+
+def parse_signature(payload: Any) -> commands.Signature:
+    """Strokes and a PNG, checked for shape and size (the PNG is decoded by the session)."""
+    data = parse_object("signature", payload, {"strokes", "png", "width", "height"}, max_bytes=MAX_UPLOAD_EVENT_BYTES)
+    strokes = data.get("strokes")
+    if not isinstance(strokes, list) or not strokes:
+        raise BadRequest("'signature'.strokes must be a non-empty list of strokes")
+    points = 0
+    parsed = []
+    for stroke in strokes:
+        if not isinstance(stroke, list) or not stroke:
+            raise BadRequest("each stroke must be a non-empty list of points {x, y, t}")
+        for point in stroke:
+            if not isinstance(point, dict) or not all(
+                isinstance(point.get(k), (int, float)) and not isinstance(point.get(k), bool) for k in ("x", "y", "t")
+            ):
+                raise BadRequest("each point must be {x: number, y: number, t: number}")
+            points += 1
+        parsed.append(tuple(stroke))
+    if points > MAX_STROKE_POINTS:
+        raise TooLarge(f"the signature has more than {MAX_STROKE_POINTS} points")
+    png_field = data.get("png")
+    if not isinstance(png_field, str) or not png_field.startswith("data:image/png;base64,"):
+        raise BadRequest("'signature'.png must be a data:image/png;base64 URL")
+    try:
+        png = base64.b64decode(png_field.split(",", 1)[1], validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("'signature'.png is not valid base64") from None
+    if not png.startswith(PNG_MAGIC):
+        raise BadRequest("'signature'.png is not a PNG image")
+    if len(png) > MAX_SIGNATURE_PNG:
+        raise TooLarge(f"the signature image is larger than {MAX_SIGNATURE_PNG} bytes")
+    return commands.Signature(tuple(parsed), png, data.get("width"), data.get("height"))

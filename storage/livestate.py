@@ -84,6 +84,18 @@ class LiveState(Protocol):
         """Forget everything about a room (presence, roles, node)."""
         ...
 
+    async def put_value(self, key: str, value: dict[str, Any], ttl_s: float) -> None:
+        """Keep a small JSON object under ``key`` for ``ttl_s`` seconds (replacing any)."""
+        ...
+
+    async def get_value(self, key: str) -> dict[str, Any] | None:
+        """The object under ``key``, or None if there is none or it expired."""
+        ...
+
+    async def delete_value(self, key: str) -> None:
+        """Forget ``key`` (nothing happens if it is not there)."""
+        ...
+
     async def hit(self, key: str, window_s: float) -> int:
         """Count one event for ``key`` in the current fixed window of ``window_s`` seconds.
 
@@ -142,6 +154,8 @@ class MemoryLiveState:
         # (key, window_ms) -> (window index, count)
         self._hits: dict[tuple[str, int], tuple[int, int]] = {}
         self._prune_hits_at = 1024
+        # key -> (monotonic deadline, value JSON)
+        self._values: dict[str, tuple[float, str]] = {}
 
     async def start(self) -> None:
         """Nothing to connect to; present for the LiveState lifecycle."""
@@ -154,6 +168,7 @@ class MemoryLiveState:
         self._roles.clear()
         self._nodes.clear()
         self._hits.clear()
+        self._values.clear()
 
     def _check(self, room: str) -> str:
         if not self._started:
@@ -234,6 +249,34 @@ class MemoryLiveState:
         self._presence.pop(room, None)
         self._roles.pop(room, None)
         self._nodes.pop(room, None)
+
+    async def put_value(self, key: str, value: dict[str, Any], ttl_s: float) -> None:
+        """Keep ``value`` (as JSON) under ``key`` for ``ttl_s`` seconds."""
+        self._check(key)
+        check_name("value key", key)
+        if not ttl_s > 0:
+            raise ValueError(f"ttl_s must be positive, got {ttl_s!r}")
+        now = time.monotonic()
+        self._values[key] = (now + ttl_s, encode_info(value))
+        if len(self._values) > 1024:
+            # expired values are swept when the map grows, so it stays bounded
+            self._values = {k: v for k, v in self._values.items() if v[0] > now}
+
+    async def get_value(self, key: str) -> dict[str, Any] | None:
+        """The object under ``key``, or None."""
+        self._check(key)
+        entry = self._values.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            del self._values[key]
+            return None
+        return dict(json.loads(entry[1]))
+
+    async def delete_value(self, key: str) -> None:
+        """Forget ``key``."""
+        self._check(key)
+        self._values.pop(key, None)
 
     async def hit(self, key: str, window_s: float) -> int:
         """Count an event for ``key`` in the current ``window_s`` window."""

@@ -264,6 +264,28 @@ class RedisLiveState:
         with self._translate():
             await client.delete(*keys)
 
+    async def put_value(self, key: str, value: dict[str, Any], ttl_s: float) -> None:
+        """Keep ``value`` (as JSON) under ``key`` for ``ttl_s`` seconds; Redis expires it."""
+        client = self._require()
+        check_name("value key", key)
+        if not ttl_s > 0:
+            raise ValueError(f"ttl_s must be positive, got {ttl_s!r}")
+        with self._translate():
+            await client.set(f"{self._prefix}value:{key}", encode_info(value), px=max(1, round(ttl_s * 1000)))
+
+    async def get_value(self, key: str) -> dict[str, Any] | None:
+        """The object under ``key``, or None."""
+        client = self._require()
+        with self._translate():
+            raw = await client.get(f"{self._prefix}value:{key}")
+        return None if raw is None else dict(json.loads(raw))
+
+    async def delete_value(self, key: str) -> None:
+        """Forget ``key``."""
+        client = self._require()
+        with self._translate():
+            await client.delete(f"{self._prefix}value:{key}")
+
     async def hit(self, key: str, window_s: float) -> int:
         """Count an event for ``key`` in the current ``window_s`` window (epoch-aligned)."""
         client = self._require()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import builtins
-import hashlib
 import io
 import logging
 from collections.abc import Callable

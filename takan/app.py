@@ -1,104 +1,110 @@
 """Assembly of the aiohttp application from a :class:`~takan.config.Config`.
 
-Each subsystem is started in order in one ``cleanup_ctx`` and closed in reverse, so a
-failed start-up tears down only what was started.
+The composition root: it builds every subsystem, wires them together, and appends one
+``cleanup_ctx`` per subsystem in dependency order (storage, records, approval, identity,
+judgement, sessions, Socket.IO). aiohttp runs each context's teardown only if its start-up
+ran, in reverse order, so a failed start-up tears down exactly what was started. Each
+service is reachable as ``app[<KEY>]`` (a typed :class:`aiohttp.web.AppKey`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Callable, Optional, Protocol
 
 import socketio
 from aiohttp import web
 from aiortc import RTCPeerConnection
 
 from approval.apikeys import ApiKeys, IssuedKey
-from approval.idempotency import IdempotencyKeys
 from approval.decisions import Decisions
 from approval.evaluation import Evaluations
+from approval.idempotency import IdempotencyKeys
 from approval.inspections import InspectionBook
 from approval.ledger import Ledger
+from approval.notifications import Notifier
+from approval.outbox import Outbox
 from approval.prudent import WarningLists
 from approval.publicity import Publicity
 from approval.rules.rulebook import RuleBook
-from approval.notifications import Notifier
-from approval.outbox import Outbox
-from approval.webhooks import WebhookSender
 from approval.templates import Templates
+from approval.webhooks import WebhookSender
 from evidence.access import AccessLog
+from evidence.filing import SegmentFiling
 from evidence.journal import Journal
+from evidence.sealer import Sealer
 from evidence.signing import SigningKeys
 from identity.accounts import Accounts
-from privacy.fieldcrypto import FieldCipher, FieldKeys
 from identity.oidc import OidcProvider
 from identity.sessions import StaffSessions
-from media.ice import offer_loopback_candidates, rtc_configuration, turn_rest_credentials
+from media.ice import (
+    offer_loopback_candidates,
+    rtc_configuration,
+    turn_rest_credentials,
+)
 from media.tap import check_aiortc_seams
-from signaling import openapi, pages
-from signaling.admin_api import AdminApi
-from signaling.api import InspectionApi
-from signaling.approval_api import ApprovalApi
-from signaling.auth import Authenticator, authorization_middleware
-from signaling.evidence_api import EvidenceApi
-from signaling.headers import rate_limit_middleware, security_headers_middleware
-from signaling.uploads import PhotoUploads
-from signaling.problems import problems_middleware
-from signaling.oidc_login import OidcLogin
-from signaling.otp import ConsoleOtpSender, OneTimeCodes
-from signaling.recording import Recording
-from signaling.rooms import Rooms
-from signaling.sockets import SessionNamespace
-from signaling.staff_api import StaffApi
-from signaling.tokens import TokenSigner
+from privacy.fieldcrypto import FieldCipher, FieldKeys
+from session.otp import ConsoleOtpSender, OneTimeCodes
+from session.recording import Recording
+from session.rooms import Rooms
+from session.service import SessionService
+from session.tokens import TokenSigner
+from signaling.audience import SocketAudience
+from signaling.namespace import SessionNamespace
+from signaling.server import SocketServer
 from storage.livestate import LiveState, MemoryLiveState
 from storage.local import LocalObjectStore
 from storage.objects import ObjectStore
+from web import openapi, pages
+from web.admin_api import AdminApi
+from web.approval_api import ApprovalApi
+from web.auth import Authenticator, authorization_middleware
+from web.evidence_api import EvidenceApi
+from web.headers import rate_limit_middleware, security_headers_middleware
+from web.health import Health
+from web.inspections_api import InspectionApi
+from web.oidc_login import OidcLogin
+from web.problems import problems_middleware
+from web.routes import ROUTE_TABLE, RouteTable
+from web.staff_api import StaffApi
+from web.uploads import PhotoUploads
 
 from .config import Config
 
 logger = logging.getLogger(__name__)
 
-MAX_SOCKET_MESSAGE = 2 * 1024 * 1024  # a signature event carries its PNG
+MAX_SOCKET_MESSAGE = 3 * 1024 * 1024 // 2  # a signature event carries its PNG (base64) and strokes
 
-
-@dataclass
-class Services:
-    """What the running app holds; reachable as ``app[SERVICES]``."""
-
-    config: Config
-    store: ObjectStore
-    live: LiveState
-    book: InspectionBook
-    keys: ApiKeys
-    rooms: Rooms
-    signing: SigningKeys
-    journal: Journal
-    access: AccessLog
-    warning_lists: WarningLists
-    ledger: Ledger
-    publicity: Publicity
-    evaluations: Evaluations
-    outbox: Outbox
-    webhooks: WebhookSender
-    accounts: Accounts
-    staff_sessions: StaffSessions
-    sessions: SessionNamespace
-    sio: socketio.AsyncServer
-    bootstrap_key: Optional[IssuedKey] = None
-    otp_sender: Optional[ConsoleOtpSender] = None
-    oidc: Optional[OidcProvider] = None
-    decisions: Optional[Decisions] = None
-
-
-SERVICES = web.AppKey("services", Services)
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", ObjectStore)
+LIVE = web.AppKey("live", LiveState)
+BOOK = web.AppKey("book", InspectionBook)
+KEYS = web.AppKey("keys", ApiKeys)
+SIGNING = web.AppKey("signing", SigningKeys)
+JOURNAL = web.AppKey("journal", Journal)
+ACCESS = web.AppKey("access", AccessLog)
+WARNING_LISTS = web.AppKey("warning_lists", WarningLists)
+LEDGER = web.AppKey("ledger", Ledger)
+PUBLICITY = web.AppKey("publicity", Publicity)
+EVALUATIONS = web.AppKey("evaluations", Evaluations)
+OUTBOX = web.AppKey("outbox", Outbox)
+WEBHOOKS = web.AppKey("webhooks", WebhookSender)
+ACCOUNTS = web.AppKey("accounts", Accounts)
+STAFF_SESSIONS = web.AppKey("staff_sessions", StaffSessions)
+OIDC: web.AppKey[Optional[OidcProvider]] = web.AppKey("oidc")
+DECISIONS = web.AppKey("decisions", Decisions)
+SESSIONS = web.AppKey("sessions", SessionService)
+SIO = web.AppKey("sio", socketio.AsyncServer)
+OTP_SENDER: web.AppKey[Optional[ConsoleOtpSender]] = web.AppKey("otp_sender")
+IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
+#: The API key printed at first start when none was configured (None afterwards).
+BOOTSTRAP_KEY: web.AppKey[list[IssuedKey]] = web.AppKey("bootstrap_key")
 
 
 def read_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
@@ -134,15 +140,25 @@ def make_live_state(config: Config) -> LiveState:
     return RedisLiveState(config.redis_url)
 
 
-def browser_ice_servers(config: Config, user: str) -> list[dict[str, object]]:
+def browser_ice_servers(config: Config) -> Callable[[str], list[dict[str, object]]]:
     """The ICE servers a participant's browser gets; TURN logins are minted per join."""
-    out = []
-    for server in config.ice_servers:
-        entry = server.to_browser()
-        if config.turn_secret and server.username is None and any(u.startswith("turn") for u in server.urls):
-            entry["username"], entry["credential"] = turn_rest_credentials(config.turn_secret, user, config.turn_ttl_s, time.time())
-        out.append(entry)
-    return out
+
+    def servers(user: str) -> list[dict[str, object]]:
+        out = []
+        for server in config.ice_servers:
+            entry = server.to_browser()
+            if config.turn_secret and server.username is None and any(u.startswith("turn") for u in server.urls):
+                entry["username"], entry["credential"] = turn_rest_credentials(config.turn_secret, user, config.turn_ttl_s, time.time())
+            out.append(entry)
+        return out
+
+    return servers
+
+
+def bootstrap_key(app: web.Application) -> Optional[IssuedKey]:
+    """The API key issued at this start because none existed, if any."""
+    issued = app[BOOTSTRAP_KEY]
+    return issued[0] if issued else None
 
 
 def build_app(config: Config) -> web.Application:
@@ -154,21 +170,21 @@ def build_app(config: Config) -> web.Application:
     link_secret = (
         config.link_secret.encode() if config.link_secret else read_or_create_secret(config.data_dir / "secrets" / "link.key")
     )
+    # -- storage
     store = make_object_store(config)
     live = make_live_state(config)
-    templates = Templates(*(d for d in [config.templates_dir] if d))
     field_keys = FieldKeys(config.data_dir / "field-keys")
     field_keys.start()
     cipher = FieldCipher(field_keys)
+    # -- records and evidence
+    templates = Templates(*(d for d in [config.templates_dir] if d))
     book = InspectionBook(store, templates, cipher)
     keys = ApiKeys(store)
-    rtc_config = rtc_configuration(config.ice_servers)
-    rooms = Rooms(live, lambda: RTCPeerConnection(rtc_config), config.node_id)
-    signer = TokenSigner(link_secret)
     signing = SigningKeys(config.data_dir / "keys", store)
     journal = Journal(store, signing)
     access = AccessLog(store)
-    Recording(rooms, journal)
+    sealer = Sealer(journal, config.base_url, book.get, book.set_manifest)
+    # -- approval
     warning_lists = WarningLists(store)
     ledger = Ledger(store, cipher)
     publicity = Publicity(store, cipher=cipher)
@@ -176,137 +192,161 @@ def build_app(config: Config) -> web.Application:
     outbox = Outbox(store)
     notifier = Notifier(outbox, keys)
     webhooks = WebhookSender(outbox, notifier.secret_for)
-    otp_sender = ConsoleOtpSender() if config.applicant_otp else None
-    sessions = SessionNamespace(
-        rooms, book, signer, partial(browser_ice_servers, config), journal, config.base_url, config.session_limit_s,
-        otp=OneTimeCodes(otp_sender) if otp_sender else None,
-    )
-
-    manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
-    sio = socketio.AsyncServer(
-        async_mode="aiohttp",
-        client_manager=manager,
-        max_http_buffer_size=MAX_SOCKET_MESSAGE,
-        logger=False,
-        engineio_logger=False,
-    )
-    sio.register_namespace(sessions)
-
+    decisions = Decisions(book, journal, RuleBook(*(d for d in [config.rules_dir] if d)), warning_lists, notifier, ledger, sealer.seal)
+    # -- identity
     accounts = Accounts(store, cipher=cipher)
     staff_sessions = StaffSessions(accounts, store)
     auth = Authenticator(keys, staff_sessions, secure_cookies=config.tls != "off")
-    app = web.Application(
-        middlewares=[
-            security_headers_middleware(config.tls != "off"),
-            problems_middleware,
-            rate_limit_middleware(live, config.api_rate_per_minute),
-            authorization_middleware(auth),
-        ],
-        client_max_size=16 * 1024 * 1024,
-    )
-    services = Services(
-        config, store, live, book, keys, rooms, signing, journal, access, warning_lists, ledger, publicity, evaluations,
-        outbox, webhooks, accounts, staff_sessions, sessions, sio,
-    )
-
-    decisions = Decisions(book, journal, RuleBook(*(d for d in [config.rules_dir] if d)), warning_lists, notifier, ledger, sessions.seal)
-    sessions.warnings_for = decisions.prudent_warnings
-    sessions.on_finished(decisions.on_finished)
-    services.decisions = decisions
-    services.otp_sender = otp_sender
-    app.add_routes(ApprovalApi(book, decisions, ledger, publicity, evaluations, warning_lists, access, signer).routes())
-    app[SERVICES] = services
-    sio.attach(app)
-
-    api = InspectionApi(
-        book,
-        keys,
-        IdempotencyKeys(store),
-        signer,
-        sessions,
-        config.base_url,
-        datetime.timedelta(hours=config.link_ttl_hours),
-        config.webhook_allowed_hosts,
-    )
-    app.add_routes(api.routes())
-    app.add_routes(EvidenceApi(book, keys, store, signing, access, journal).routes())
-    app.add_routes(PhotoUploads(book, signer, sessions).routes())
-    app.add_routes(AdminApi(keys, outbox).routes())
-    app.add_routes(openapi.routes())
-    app.add_routes(StaffApi(accounts, staff_sessions, auth, live).routes())
     provider = (
         OidcProvider(config.oidc_issuer, config.oidc_client_id or "", config.oidc_client_secret or "", f"{config.base_url}/api/v1/auth/oidc/callback")
         if config.oidc_issuer
         else None
     )
-    services.oidc = provider
-    app.add_routes(OidcLogin(provider, accounts, staff_sessions, auth).routes())
-    app.add_routes([web.get("/healthz", healthz)])
-    app.add_routes(pages.routes())
-    app.cleanup_ctx.append(_lifecycle)
+    # -- the session domain and its Socket.IO door
+    manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
+    sio = SocketServer(
+        async_mode="aiohttp", client_manager=manager, max_http_buffer_size=MAX_SOCKET_MESSAGE, logger=False, engineio_logger=False
+    )
+    rtc_config = rtc_configuration(config.ice_servers)
+    rooms = Rooms(live, lambda: RTCPeerConnection(rtc_config), config.node_id)
+    Recording(rooms, SegmentFiling(journal))
+    signer = TokenSigner(link_secret)
+    otp_sender = ConsoleOtpSender() if config.applicant_otp else None
+    sessions = SessionService(
+        rooms, book, journal, sealer, signer, SocketAudience(sio), browser_ice_servers(config), config.session_limit_s,
+        otp=OneTimeCodes(otp_sender, live) if otp_sender else None,
+    )
+    sessions.warnings_for = decisions.prudent_warnings
+    sessions.on_finished(decisions.on_finished)
+    sio.register_namespace(SessionNamespace(sessions, live))
+
+    # -- the web door
+    table = RouteTable()
+    app = web.Application(
+        middlewares=[
+            security_headers_middleware(config.tls != "off"),
+            problems_middleware,
+            rate_limit_middleware(live, config.api_rate_per_minute),
+            authorization_middleware(auth, table),
+        ],
+        client_max_size=16 * 1024 * 1024,
+    )
+    idempotency = IdempotencyKeys(store)
+    for routes in (
+        InspectionApi(book, keys, idempotency, signer, sessions, config.base_url,
+                      datetime.timedelta(hours=config.link_ttl_hours), config.webhook_allowed_hosts).routes(),
+        ApprovalApi(book, decisions, ledger, publicity, evaluations, warning_lists, access, signer).routes(),
+        EvidenceApi(book, keys, store, signing, access, journal).routes(),
+        PhotoUploads(book, signer, sessions).routes(),
+        AdminApi(keys, outbox).routes(),
+        StaffApi(accounts, staff_sessions, auth, live).routes(),
+        OidcLogin(provider, accounts, staff_sessions, auth).routes(),
+        openapi.routes(),
+        Health(config.node_id, store).routes(),
+        pages.routes(),
+    ):
+        table.add(app, routes)
+    sio.attach(app)
+
+    for key, value in (
+        (CONFIG, config), (STORE, store), (LIVE, live), (BOOK, book), (KEYS, keys), (SIGNING, signing),
+        (JOURNAL, journal), (ACCESS, access), (WARNING_LISTS, warning_lists), (LEDGER, ledger),
+        (PUBLICITY, publicity), (EVALUATIONS, evaluations), (OUTBOX, outbox), (WEBHOOKS, webhooks),
+        (ACCOUNTS, accounts), (STAFF_SESSIONS, staff_sessions), (OIDC, provider), (DECISIONS, decisions),
+        (SESSIONS, sessions), (SIO, sio), (OTP_SENDER, otp_sender), (IDEMPOTENCY, idempotency),
+        (ROUTE_TABLE, table), (BOOTSTRAP_KEY, []),
+    ):
+        app[key] = value  # each pair is typed by its key above
+
+    app.cleanup_ctx.extend([_storage, _records, _approval, _identity, _judgement, _sessions, _socketio])
     return app
 
 
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    services = app[SERVICES]
-    config = services.config
-    await services.store.start()
+# -- lifecycles, in dependency order ----------------------------------------------------------
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    await app[STORE].start()
     try:
-        await services.live.start()
+        await app[LIVE].start()
         try:
-            await services.book.start()
-            await services.keys.start()
-            await services.signing.start()
-            await services.warning_lists.start()
-            await services.publicity.start()
-            await services.outbox.start()
-            await services.webhooks.start()
-            await services.accounts.start()
-            await services.staff_sessions.start()
-            if services.oidc is not None:
-                await services.oidc.start()
-            await _mark_interrupted(services)
-            assert services.decisions is not None
-            await services.decisions.start()
-            if config.api_key:
-                await services.keys.seed(config.api_key, config.webhook_secret)
-            elif len(services.keys) == 0:
-                services.bootstrap_key = await services.keys.issue("bootstrap")
             yield
         finally:
-            await services.rooms.close()
-            if services.decisions is not None:
-                await services.decisions.close()
-            if services.oidc is not None:
-                await services.oidc.close()
-            await services.staff_sessions.close()
-            await services.accounts.close()
-            await services.webhooks.close()
-            await services.outbox.close()
-            await services.publicity.close()
-            await services.warning_lists.close()
-            await services.signing.close()
-            await services.book.close()
-            await services.keys.close()
-            await services.live.close()
+            await app[LIVE].close()
     finally:
-        await services.store.close()
+        await app[STORE].close()
 
 
-async def _mark_interrupted(services: Services) -> None:
-    """Sessions that were live when the process died are interrupted, not live."""
-    for record in services.book.all():
-        if record.status == "live":
-            await services.book.transition(record.id, "interrupted")
-            await services.journal.record(record.id, "session.interrupted", "system", {"reason": "the server restarted during the session"})
-            await services.sessions.seal(record.id)
-            logger.warning("inspection %s was live at start-up; marked interrupted and sealed", record.id)
+class Lifecycle(Protocol):
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
 
 
-async def healthz(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    body: dict[str, object] = {"status": "ok", "node": services.config.node_id}
-    depth = getattr(services.store, "depth", None)
-    if depth is not None:
-        body["spool_depth"] = depth
-    return web.json_response(body)
+@contextlib.asynccontextmanager
+async def _started(services: list[Lifecycle]) -> AsyncIterator[None]:
+    """Start ``services`` in order; close (in reverse) those that started."""
+    started: list[Lifecycle] = []
+    try:
+        for service in services:
+            await service.start()
+            started.append(service)
+        yield
+    finally:
+        for service in reversed(started):
+            await service.close()
+
+
+async def _records(app: web.Application) -> AsyncIterator[None]:
+    """Inspection records, API keys and signing keys (all read from the store)."""
+    async with _started([app[BOOK], app[KEYS], app[SIGNING]]):
+        config = app[CONFIG]
+        if config.api_key:
+            await app[KEYS].seed(config.api_key, config.webhook_secret)
+        elif len(app[KEYS]) == 0:
+            app[BOOTSTRAP_KEY].append(await app[KEYS].issue("bootstrap"))
+        yield
+
+
+async def _approval(app: web.Application) -> AsyncIterator[None]:
+    """Warning lists, publicity and the webhook outbox with its sender."""
+    async with _started([app[WARNING_LISTS], app[PUBLICITY], app[OUTBOX], app[WEBHOOKS]]):
+        yield
+
+
+async def _identity(app: web.Application) -> AsyncIterator[None]:
+    """Staff accounts, their sessions, and the OpenID Connect provider if configured."""
+    provider = app[OIDC]
+    services: list[Lifecycle] = [app[ACCOUNTS], app[STAFF_SESSIONS]]
+    if provider is not None:
+        services.append(provider)
+    async with _started(services):
+        yield
+
+
+async def _judgement(app: web.Application) -> AsyncIterator[None]:
+    """Judge what a previous process ended but did not judge; finish judgements at exit."""
+    decisions = app[DECISIONS]
+    await decisions.start()
+    try:
+        yield
+    finally:
+        await decisions.close()
+
+
+async def _sessions(app: web.Application) -> AsyncIterator[None]:
+    """Sessions left live by the last process are settled in the background."""
+    sessions = app[SESSIONS]
+    sessions.recovery.start()
+    try:
+        yield
+    finally:
+        await sessions.recovery.close()
+        await sessions.close()
+
+
+async def _socketio(app: web.Application) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        # disconnect the pages cleanly (they reconnect to the next process)
+        await app[SIO].shutdown()

@@ -173,7 +173,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 async def serve(config: Config) -> int:
-    from .app import SERVICES, build_app
+    from web.server import GuardedAppRunner
+
+    from .app import bootstrap_key, build_app
     from .tls import ensure_self_signed, server_context
 
     ssl_context = None
@@ -189,7 +191,7 @@ async def serve(config: Config) -> int:
     except Exception as exc:
         print(f"takan: cannot start: {exc}", file=sys.stderr)
         return 1
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = GuardedAppRunner(app)
     try:
         await runner.setup()
     except Exception as exc:
@@ -203,7 +205,6 @@ async def serve(config: Config) -> int:
         print(f"takan: cannot listen on {config.host}:{config.port}: {exc.strerror}; choose another --port", file=sys.stderr)
         return 1
 
-    services = app[SERVICES]
     base = config.base_url
     lines = [
         f"Takan is serving on {base}  (data: {config.data_dir.resolve()})",
@@ -211,8 +212,8 @@ async def serve(config: Config) -> int:
         f"  API:           {base}/api/v1/inspections",
         "  inspector/applicant links come back from POST /api/v1/inspections",
     ]
-    if services.bootstrap_key is not None:
-        issued = services.bootstrap_key
+    issued = bootstrap_key(app)
+    if issued is not None:
         lines += [
             "  bootstrap API key (shown once; keep it):",
             f"    Authorization: Bearer {issued.token}",
@@ -234,7 +235,7 @@ async def serve(config: Config) -> int:
 
 async def apikey(config: Config, args: argparse.Namespace) -> int:
     from approval.apikeys import ApiKeys
-    from approval.errors import TakanError
+    from errors import TakanError
 
     from .app import make_object_store
 
@@ -353,10 +354,10 @@ async def archive_verb(config: Config, args: argparse.Namespace) -> int:
             return 1 if failed else 0
         keys = FieldKeys(config.data_dir / "field-keys")
         keys.start()
-        info = await export_package(
+        package = await export_package(
             store, args.inspection, Path(args.out), authority=args.authority, cipher=FieldCipher(keys), progress=progress
         )
-        print(f"archive package {info.path}: {info.files} files, {info.bytes / 1e6:.1f} MB, sha256 {info.sha256}; "
+        print(f"archive package {package.path}: {package.files} files, {package.bytes / 1e6:.1f} MB, sha256 {package.sha256}; "
               "authenticity, integrity, usability and security checks passed")
         return 0
     except (BackupError, ExportError) as exc:
@@ -406,7 +407,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 async def account(config: Config, args: argparse.Namespace) -> int:
-    from approval.errors import TakanError
+    from errors import TakanError
     from identity.accounts import Accounts
 
     from .app import make_object_store
@@ -428,10 +429,10 @@ async def account(config: Config, args: argparse.Namespace) -> int:
                 state = "enabled" if item.enabled else "disabled"
                 print(f"{item.user_id:24} {state:9} {','.join(sorted(item.roles)):30} {item.real_name}")
         elif args.account_verb == "reset-password":
-            uri = await accounts.reset_password(args.user_id, _read_password(args), new_totp=args.new_totp)
+            new_uri = await accounts.reset_password(args.user_id, _read_password(args), new_totp=args.new_totp)
             print(f"password of {args.user_id} reset; it must be changed at next login")
-            if uri:
-                print(f"  new TOTP enrolment (shown once): {uri}")
+            if new_uri:
+                print(f"  new TOTP enrolment (shown once): {new_uri}")
         else:
             await getattr(accounts, args.account_verb)(args.user_id)
             print(f"account {args.user_id}: {args.account_verb}d")

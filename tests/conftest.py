@@ -17,7 +17,7 @@ from storage.livestate import LiveState, MemoryLiveState
 from storage.local import LocalObjectStore
 from storage.objects import ObjectStore
 from storage.redis_state import RedisLiveState
-from tests.storage.servers import REDIS_SERVER, MotoServer, RedisServer, s3_store
+from testkit.servers import REDIS_SERVER, MotoServer, RedisServer, s3_store
 
 # ---- storage backends -------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ from typing import Any, Optional
 
 import pytest
 
-from approval.errors import Conflict, ValidationFailed
+from web.problems import http_status
+
+from errors import Conflict, ValidationFailed
 from approval.evaluation import Evaluations, Rating, percentile
 from approval.inspections import Inspection
 from approval.ledger import Ledger
@@ -47,7 +49,7 @@ async def test_one_rating_per_inspection(evaluations: Evaluations, store: LocalO
     assert await evaluations.get("i1") == rating and await evaluations.get("i2") is None
     with pytest.raises(Conflict, match="already rated at 2024-10-09T02:00:00.000Z") as caught:
         await evaluations.rate("i1", 5)
-    assert caught.value.status == 409
+    assert http_status(caught.value) == 409
     assert await evaluations.get("i1") == rating
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from approval.rules import FACT_NAMES, facts_from
 from approval.templates import Templates
-from tests.approval.scenarios import (
+from testkit.scenarios import (
     Scenario,
     far_away,
     never_live,

@@ -16,7 +16,7 @@ from typing import Any
 import openpyxl
 import pytest
 
-from approval.errors import ValidationFailed
+from errors import ValidationFailed
 from approval.inspections import Inspection, rfc3339
 from approval.ledger import ARCHIVE_LIMIT_S, COLUMNS, Ledger, LedgerEntry, inspection_view, mask_id
 from storage.local import LocalObjectStore

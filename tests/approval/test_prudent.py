@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from approval.errors import NotFound, ValidationFailed
+from errors import NotFound, ValidationFailed
 from approval.prudent import KINDS, ListKind, WarningLists, normalise_industry_code
 from storage.local import LocalObjectStore
 

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from approval.errors import Conflict, NotFound, ValidationFailed
+from web.problems import http_status
+
+from errors import Conflict, NotFound, ValidationFailed
 from approval.ledger import Ledger
 from approval.publicity import Publicity, PublicityRecord
 from approval.workdays import CalendarYearUnknown, known_years
@@ -261,7 +263,7 @@ async def test_a_due_date_in_an_unknown_year(publicity: Publicity, clock: Clock)
     clock.moment = datetime.datetime(last + 1, 6, 1, tzinfo=UTC)
     with pytest.raises(CalendarYearUnknown) as caught:
         await publicity.create(inspection(), decision(decision_date=f"{last}-12-30"))
-    assert caught.value.year == last + 1 and caught.value.status == 422
+    assert caught.value.year == last + 1 and http_status(caught.value) == 422
     assert caught.value.errors[0]["field"] == "decision.decision_date"
     assert "upgrade the chinese-calendar package" in caught.value.detail
     with pytest.raises(CalendarYearUnknown, match=str(known_years().start - 1)):

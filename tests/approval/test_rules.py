@@ -22,7 +22,7 @@ from approval.rules import (
 )
 from approval.rules.rulebook import BUILTIN_DIR
 from approval.templates import Templates
-from tests.approval.scenarios import (
+from testkit.scenarios import (
     Edit,
     Scenario,
     far_away,

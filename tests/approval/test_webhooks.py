@@ -21,7 +21,7 @@ from typing import Any, Optional
 import pytest
 from aiohttp import web
 
-from approval.errors import Conflict, NotFound
+from errors import Conflict, NotFound
 from approval.outbox import RECORD_PREFIX, Delivery, Outbox, unix_time
 from approval.webhooks import WebhookSender, backoff_step
 from storage.local import LocalObjectStore

@@ -11,7 +11,9 @@ import datetime
 
 import pytest
 
-from approval.errors import ValidationFailed
+from web.problems import http_status
+
+from errors import ValidationFailed
 from approval.workdays import (
     CalendarYearUnknown,
     add_working_days,
@@ -99,7 +101,7 @@ def test_a_year_the_package_does_not_know() -> None:
         is_working_day(D(unknown, 3, 2))
     error = caught.value
     assert isinstance(error, ValidationFailed) and isinstance(error, ValueError)
-    assert error.status == 422 and error.year == unknown
+    assert http_status(error) == 422 and error.year == unknown
     assert str(unknown) in error.detail and "upgrade the chinese-calendar package" in error.detail
     with pytest.raises(CalendarYearUnknown, match=str(known_years().start - 1)):
         working_days_between(D(known_years().start - 1, 12, 1), D(known_years().start, 1, 5))

@@ -20,7 +20,7 @@ from archive.backup import (
     verify_all,
 )
 from storage.local import LocalObjectStore
-from tests.archive.kit import Sealed, make_store
+from testkit.archive import Sealed, make_store
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from archive.package import ExportError, PackageRejected, export_package
 from archive.retention import RetentionPolicy
 from evidence.signing import public_pem
 from privacy.fieldcrypto import FieldCipher, FieldKeys, field_context
-from tests.archive.kit import ID_NUMBER, PHONE, Sealed, make_store
+from testkit.archive import ID_NUMBER, PHONE, Sealed, make_store
 
 MEDIA = "evidence/media/applicant-video/000001.webm"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from archive.retention import RetentionPolicy, RetentionRule, closing_date
-from tests.archive.kit import record_of
+from testkit.archive import record_of
 
 
 def record(inspection_id: str, item: str, ended: str | None, status: str = "judged") -> dict[str, object]:

@@ -15,9 +15,9 @@ import json
 import aiohttp
 from aiohttp import web
 
-from tests.mediakit import encode_vp8, wait_for
-from tests.serverkit import WEBHOOK_SECRET, create_inspection, free_port, running_server
-from tests.sockettools import Participant
+from testkit.media import encode_vp8, wait_for
+from testkit.server import WEBHOOK_SECRET, create_inspection, free_port, running_server
+from testkit.sockets import Participant
 
 
 class Receiver:

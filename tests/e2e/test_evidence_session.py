@@ -26,8 +26,8 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from tests.browser import artifact, chromium, chromium_available, wait_decoding
-from tests.serverkit import API_KEY, create_inspection, running_server
+from testkit.browser import artifact, chromium, chromium_available, wait_decoding
+from testkit.server import API_KEY, create_inspection, running_server
 
 pytestmark = [
     pytest.mark.browser,

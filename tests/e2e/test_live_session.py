@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.browser import STATS, artifact, chromium, chromium_available, wait_decoding
-from tests.serverkit import create_inspection, running_server
+from testkit.browser import STATS, artifact, chromium, chromium_available, wait_decoding
+from testkit.server import create_inspection, running_server
 
 pytestmark = [
     pytest.mark.browser,

@@ -15,11 +15,11 @@ import aiohttp
 import pytest
 
 from evidence.verify import verify_inspection
-from tests.mediakit import encode_vp8, wait_for
-from tests.serverkit import API_KEY, create_inspection, free_port, running_server
-from tests.sockettools import Participant
-from tests.storage.servers import S3_ACCESS_KEY, S3_SECRET_KEY
-from tests.tcpproxy import TcpProxy
+from testkit.media import encode_vp8, wait_for
+from testkit.server import API_KEY, create_inspection, free_port, running_server
+from testkit.sockets import Participant
+from testkit.servers import S3_ACCESS_KEY, S3_SECRET_KEY
+from testkit.tcpproxy import TcpProxy
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +136,14 @@ async def _killed_server(tmp_path, frames) -> None:
         process = subprocess.Popen(argv, env=env)
         try:
             await healthy(http)
-            async with http.get(f"{base}/api/v1/inspections/{created['id']}", headers=headers) as r:
-                record = await r.json()
+            # sessions left live are marked interrupted and sealed in the background once the
+            # server listens (issue 9: restart time must not grow with open sessions)
+            for _ in range(100):
+                async with http.get(f"{base}/api/v1/inspections/{created['id']}", headers=headers) as r:
+                    record = await r.json()
+                if record["status"] == "interrupted" and record["manifest"]:
+                    break
+                await asyncio.sleep(0.1)
             assert record["status"] == "interrupted", record["status"]
             assert record["manifest"]["sha256"]
             async with http.get(f"{base}/api/v1/inspections/{created['id']}/verification", headers=headers) as r:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from approval.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationFailed
+from errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationFailed
 from identity import totp
 from identity.accounts import BAD_CREDENTIALS, Account, Accounts
 from identity.passwords import HashParameters, Passwords

@@ -26,7 +26,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from approval.errors import Forbidden, Unauthorized, Unavailable
+from errors import Forbidden, Unauthorized, Unavailable
 from identity.accounts import Accounts
 from identity.oidc import LoginRequest, OidcProvider, account_for
 from tests.identity.conftest import PASSWORD

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from approval.errors import Forbidden, ValidationFailed
+from errors import Forbidden, ValidationFailed
 from identity.permissions import (
     PERMISSIONS,
     ROLE_PERMISSIONS,

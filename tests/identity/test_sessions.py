@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from approval.errors import Forbidden, Unauthorized
+from errors import Forbidden, Unauthorized
 from identity.accounts import Account, Accounts
 from identity.sessions import EXPIRED, SESSION_PREFIX, StaffSessions
 from storage.local import LocalObjectStore

@@ -12,7 +12,7 @@ from media.peer import ServerPeer
 from media.relay import MediaRoom
 from media.sdp import BadSdp
 from media.tap import check_aiortc_seams
-from tests.mediakit import ClientPeer, PacketVideoTrack, encode_vp8, wait_for
+from testkit.media import ClientPeer, PacketVideoTrack, encode_vp8, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +174,15 @@ def test_frames_leave_the_jitter_buffer_at_the_marker_bit() -> None:
     audio = _PassThroughJitterBuffer(capacity=16, is_video=False)
     _, frame = audio.add(packet(1, 960, 0))
     assert frame is not None and frame.data == bytes([1])
+
+
+async def test_concurrent_closes_wait_for_the_first() -> None:
+    """A second close() while the first runs returns only once teardown has finished."""
+    room = MediaRoom("r4")
+    pc = RTCPeerConnection()
+    peer = ServerPeer("x", "applicant", room, lambda: pc, True, "inspector")
+    await asyncio.gather(peer.close(), peer.close(), peer.close())
+    assert peer._close_done is not None and peer._close_done.done()
+    await room.close()
+    await room.close()
+    await pc.close()

@@ -8,9 +8,9 @@ import pytest
 
 from recorder.segments import Segment, SegmentWriter
 from recorder.timeline import Timeline
-from tests.browser import chromium, chromium_available
-from tests.mediakit import encode_vp8
-from tests.recorder.kit import Collected, FakeClock, FakeSource, encode_opus, vp8_packets
+from testkit.browser import chromium, chromium_available
+from testkit.media import encode_vp8
+from testkit.recording import Collected, FakeClock, FakeSource, encode_opus, vp8_packets
 
 pytestmark = [
     pytest.mark.browser,
@@ -60,7 +60,7 @@ async def test_video_and_audio_segments_play_in_chromium() -> None:
     audio = await segments_of("audio", encode_opus(3.0), 0.02)
     assert len(video) == 2 and len(audio) == 2
     async with chromium() as browser:
-        page = await browser.new_page()  # type: ignore[attr-defined]  # tests.browser yields object
+        page = await browser.new_page()  # type: ignore[attr-defined]  # testkit.browser yields object
         for segment in (video[1], audio[0]):  # a later segment plays on its own too
             tag = "video" if segment.codec == "vp8" else "audio"
             result = await page.evaluate(PLAY, [base64.b64encode(segment.data).decode(), tag])

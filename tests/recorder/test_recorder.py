@@ -9,8 +9,8 @@ import pytest
 
 from media.relay import MediaRoom
 from recorder.recorder import Recorder
-from tests.mediakit import encode_vp8, wait_for
-from tests.recorder.kit import Collected, connect, decode_errors, probe, publisher
+from testkit.media import encode_vp8, wait_for
+from testkit.recording import Collected, connect, decode_errors, probe, publisher
 
 
 FPS = 10

@@ -9,8 +9,8 @@ import pytest
 
 from recorder.segments import Segment, SegmentWriter
 from recorder.timeline import Timeline
-from tests.mediakit import encode_vp8
-from tests.recorder.kit import (
+from testkit.media import encode_vp8
+from testkit.recording import (
     Collected,
     FakeClock,
     FakeSource,

@@ -11,8 +11,8 @@ from PIL import Image
 
 from media.relay import MediaRoom
 from recorder.stills import NoVideo, StillCapture
-from tests.mediakit import encode_vp8, wait_for
-from tests.recorder.kit import FakeSource, connect, publisher, vp8_packets
+from testkit.media import encode_vp8, wait_for
+from testkit.recording import FakeSource, connect, publisher, vp8_packets
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from recorder.timeline import RtpClock
 from recorder.webm import EncodedFrame, mux_opus, mux_vp8, opus_packet_samples, vp8_keyframe_size
-from tests.mediakit import encode_vp8
+from testkit.media import encode_vp8
 
 
 def test_vp8_keyframe_size() -> None:

@@ -9,9 +9,9 @@ import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signaling.sockets import EVENT_ROLES
-from tests.serverkit import create_inspection, running_server
-from tests.sockettools import Participant
+from signaling.namespace import EVENT_ROLES
+from testkit.server import create_inspection, running_server
+from testkit.sockets import Participant
 
 KNOWN_CODES = {"bad_request", "too_large", "bad_sdp", "forbidden", "not_joined", "conflict", "overtime_reason_required", "unavailable", "rate_limited"}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import aiohttp
 
 from storage.redis_state import RedisLiveState
-from tests.mediakit import encode_vp8, wait_for
-from tests.serverkit import create_inspection, running_server
-from tests.sockettools import Participant
+from testkit.media import encode_vp8, wait_for
+from testkit.server import create_inspection, running_server
+from testkit.sockets import Participant
 
 
 async def test_session_on_redis_and_fan_out_across_nodes(tmp_path, redis_url) -> None:

@@ -7,10 +7,10 @@ import time
 import aiohttp
 import pytest
 
-from signaling.tokens import TokenSigner
-from tests.mediakit import encode_vp8, wait_for
-from tests.serverkit import create_inspection, running_server
-from tests.sockettools import Participant
+from session.tokens import TokenSigner
+from testkit.media import encode_vp8, wait_for
+from testkit.server import create_inspection, running_server
+from testkit.sockets import Participant
 
 
 @pytest.fixture(scope="module")

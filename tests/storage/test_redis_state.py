@@ -10,7 +10,7 @@ import redis.asyncio
 
 from storage.objects import StorageUnavailable
 from storage.redis_state import RedisLiveState
-from tests.storage.servers import free_port
+from testkit.servers import free_port
 
 pytestmark = pytest.mark.redis
 

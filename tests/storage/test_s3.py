@@ -9,7 +9,7 @@ import pytest
 from minio import Minio
 
 from storage.objects import StorageUnavailable
-from tests.storage.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, free_port, s3_store
+from testkit.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, free_port, s3_store
 
 
 def _client(endpoint: str) -> Minio:

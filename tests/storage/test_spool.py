@@ -13,7 +13,7 @@ import pytest
 from storage.local import LocalObjectStore
 from storage.objects import ObjectInfo, ObjectNotFound, ObjectStore, StorageUnavailable
 from storage.spool import SpoolingStore
-from tests.storage.servers import MotoServer, s3_store
+from testkit.servers import MotoServer, s3_store
 
 
 class RecordingStore:

@@ -10,11 +10,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.serverkit import free_port
+from testkit.server import free_port
 
 TAKAN = [sys.executable, "-m", "takan"]
 
@@ -180,7 +179,7 @@ def test_field_key_rotation_keeps_old_records_readable_and_retention_reports(tmp
 
     import aiohttp
 
-    from tests.serverkit import create_inspection, running_server
+    from testkit.server import create_inspection, running_server
 
     async def create() -> str:
         async with running_server(tmp_path) as server, aiohttp.ClientSession() as http:

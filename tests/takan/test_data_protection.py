@@ -11,9 +11,9 @@ import zipfile
 
 import aiohttp
 
-from tests.mediakit import encode_vp8, wait_for
-from tests.serverkit import create_inspection, running_server
-from tests.sockettools import Participant
+from testkit.media import encode_vp8, wait_for
+from testkit.server import create_inspection, running_server
+from testkit.sockets import Participant
 from tests.takan.test_cli import clean_env
 
 ID_NUMBER = "11010519491231002X"
@@ -28,7 +28,7 @@ async def run_session(tmp_path, caplog) -> tuple[str, str]:
     from privacy.masking import install_scrubbing
 
     install_scrubbing()  # as `takan serve` does
-    logging.getLogger("signaling.api").warning("a careless log line with %s and %s", ID_NUMBER, PHONE)
+    logging.getLogger("web.inspections_api").warning("a careless log line with %s and %s", ID_NUMBER, PHONE)
     async with running_server(data) as server, aiohttp.ClientSession() as http:
         applicant_body = {"name": "王五", "kind": "natural_person", "id_type": "RESIDENT_ID", "id_number": ID_NUMBER,
                           "contact_name": "王五", "contact_phone": PHONE}

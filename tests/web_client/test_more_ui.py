@@ -1,7 +1,7 @@
 """More page features: the second-device takeover, the applicant's one-time code, the 8.1.8
 prudent warnings on the console, the clause 10 rating after the end, and the auditor's review.
 
-Real server (tests.serverkit) and real Chromium with fake camera; screenshots of each new UI
+Real server (testkit.server) and real Chromium with fake camera; screenshots of each new UI
 state go to test-artifacts/ (web-more-*.png).
 """
 
@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 
 from identity import totp
-from tests.browser import artifact
-from tests.serverkit import API_KEY, create_inspection, running_server
-from tests.sockettools import Participant
+from testkit.browser import artifact
+from testkit.server import API_KEY, create_inspection, running_server
+from testkit.sockets import Participant
 from tests.web_client.test_pages import (
     JOINED,
     browser,
@@ -32,7 +32,7 @@ from tests.web_client.test_pages import (
 from tests.web_client.test_session_ui import events_of, phone, settled, text
 
 DATA = Path(__file__).resolve().parents[1] / "approval" / "data"
-APPLICANT_USCC = "91350100M000100Y43"  # the applicant of tests.serverkit.inspection_body
+APPLICANT_USCC = "91350100M000100Y43"  # the applicant of testkit.server.inspection_body
 REVIEWER_PASSWORD = "Amber-Lantern-61-Harbour!"
 
 #: Counts getUserMedia calls (the camera must not start before the join succeeds).

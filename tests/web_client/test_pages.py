@@ -16,8 +16,8 @@ from typing import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, artifact, chromium_available
-from tests.serverkit import create_inspection, running_server
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS, artifact, chromium_available
+from testkit.server import create_inspection, running_server
 
 STATIC = Path(__file__).resolve().parents[2] / "web_client" / "static"
 

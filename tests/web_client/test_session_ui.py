@@ -1,7 +1,7 @@
 """The session-action UI of the pages: checklist (prompt, capture still, photos), notes, chat,
 location, signatures, the 8.2.3 timer and overtime dialog, and the auditor's page.
 
-Real server (tests.serverkit) and real Chromium with fake camera; the pages are driven through
+Real server (testkit.server) and real Chromium with fake camera; the pages are driven through
 the DOM, and the server's evidence log is checked where the UI claims something was recorded.
 Screenshots of each new UI state go to test-artifacts/ (web-ui-*.png).
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 import aiohttp
 from PIL import Image
 
-from tests.browser import artifact
-from tests.serverkit import API_KEY, create_inspection, running_server
+from testkit.browser import artifact
+from testkit.server import API_KEY, create_inspection, running_server
 from tests.web_client.test_pages import JOINED, browser, browser_test, decoding, open_page, until, with_lang
 
 STATIC = Path(__file__).resolve().parents[2] / "web_client" / "static"

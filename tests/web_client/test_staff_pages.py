@@ -1,7 +1,7 @@
 """The staff pages: /login (password + TOTP, forced password change), /admin (accounts,
 TOTP enrolment, webhook deliveries) and /audit used with the login cookie instead of a key.
 
-Real server (tests.serverkit) and real Chromium, driven through the DOM. Screenshots of each
+Real server (testkit.server) and real Chromium, driven through the DOM. Screenshots of each
 state go to test-artifacts/ (staff-*.png).
 """
 
@@ -20,8 +20,8 @@ from qrcode.constants import ERROR_CORRECT_M
 from approval.outbox import EVENTS, STATES, Attempt, rfc3339_at
 from identity import totp
 from identity.permissions import ROLES
-from tests.browser import artifact
-from tests.serverkit import create_inspection, running_server
+from testkit.browser import artifact
+from testkit.server import create_inspection, running_server
 from tests.web_client.test_pages import browser, browser_test, open_page, until
 
 STATIC = Path(__file__).resolve().parents[2] / "web_client" / "static"

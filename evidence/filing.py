@@ -1,0 +1,83 @@
+"""Filing recorded media segments as evidence: one blob event per closed segment.
+
+Each track's segments are numbered from 1 for the whole inspection, across restarts of the
+room or the process: a room reopened later continues where the log left off.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from typing import Awaitable, Callable, Optional, Protocol
+
+from .journal import Journal
+
+CONTENT_TYPES = {"video": "video/webm", "audio": "audio/webm"}
+
+
+class RecordedSegment(Protocol):
+    """What the recorder hands over (:class:`recorder.segments.Segment` fits)."""
+
+    @property
+    def track(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def codec(self) -> str: ...
+    @property
+    def media_start_ms(self) -> int: ...
+    @property
+    def duration_ms(self) -> int: ...
+    @property
+    def wall_start(self) -> datetime.datetime: ...
+    @property
+    def wall_end(self) -> datetime.datetime: ...
+    @property
+    def frames(self) -> int: ...
+    @property
+    def width(self) -> Optional[int]: ...
+    @property
+    def height(self) -> Optional[int]: ...
+    @property
+    def data(self) -> bytes: ...
+
+
+class SegmentFiling:
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    async def filer(self, inspection_id: str) -> Callable[[RecordedSegment], Awaitable[None]]:
+        """A callback that files the segments of a room just opened for ``inspection_id``."""
+        already = await self.segments_so_far(inspection_id)
+
+        async def file(segment: RecordedSegment) -> None:
+            seq = already[segment.track] + segment.seq
+            kind = "video" if segment.track.endswith("video") else "audio"
+            details: dict[str, object] = {
+                "track": segment.track,
+                "seq": seq,
+                "codec": segment.codec,
+                "media_start_ms": segment.media_start_ms,
+                "duration_ms": segment.duration_ms,
+                "wall_start": segment.wall_start.isoformat(timespec="milliseconds"),
+                "wall_end": segment.wall_end.isoformat(timespec="milliseconds"),
+                "frames": segment.frames,
+            }
+            if segment.width:
+                details.update(width=segment.width, height=segment.height)
+            await self.journal.record_blob(
+                inspection_id, f"media/{segment.track}/{seq:06d}.webm", segment.data,
+                CONTENT_TYPES[kind], "media.segment", "recorder", details,
+            )
+
+        return file
+
+    async def segments_so_far(self, inspection_id: str) -> Counter[str]:
+        """The highest segment number of each track in the log."""
+        counts: Counter[str] = Counter()
+        for event in await self.journal.events(inspection_id):
+            if event.get("type") == "media.segment":
+                data = event.get("data") or {}
+                track = str(data.get("track"))
+                counts[track] = max(counts[track], int(data.get("seq", 0)))
+        return counts

@@ -1,0 +1,101 @@
+"""What a participant asks of the session, as typed, validated records.
+
+The Socket.IO handlers (:mod:`signaling.messages`) parse each client event into one of
+these; the session service (:mod:`session.service`) trusts them. Limits that a page also
+needs to know are served to it (:mod:`web.protocol`), not copied into JavaScript.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+MAX_TEXT = 2000
+MAX_SIGNATURE_PNG = 512 * 1024
+MAX_STROKE_POINTS = 20000
+
+
+@dataclass(frozen=True)
+class Join:
+    device: Optional[str]
+    takeover: bool
+
+
+@dataclass(frozen=True)
+class Offer:
+    sdp: str
+
+
+@dataclass(frozen=True)
+class IceCandidate:
+    candidate: Optional[str]
+    sdp_mid: Optional[str]
+    sdp_mline_index: Optional[int]
+
+
+@dataclass(frozen=True)
+class MediaState:
+    audio: bool
+    video: bool
+
+
+@dataclass(frozen=True)
+class OtpVerify:
+    code: str
+
+
+@dataclass(frozen=True)
+class Prompt:
+    checkpoint: str
+
+
+@dataclass(frozen=True)
+class Capture:
+    checkpoint: str
+
+
+@dataclass(frozen=True)
+class Note:
+    text: str
+    checkpoint: Optional[str]
+
+
+@dataclass(frozen=True)
+class Chat:
+    text: str
+
+
+@dataclass(frozen=True)
+class Location:
+    lat: float
+    lon: float
+    accuracy_m: Optional[float]
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    role: str
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A hand signature: its strokes (lists of ``{x, y, t}``) and the PNG bytes."""
+
+    strokes: tuple[tuple[dict[str, float], ...], ...]
+    png: bytes
+    width: Any
+    height: Any
+
+
+@dataclass(frozen=True)
+class Overtime:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Photo:
+    """An applicant's own photo, uploaded over HTTP (:mod:`web.uploads`)."""
+
+    checkpoint: str
+    data: bytes
+    details: dict[str, Any]

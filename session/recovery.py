@@ -1,0 +1,83 @@
+"""Sessions a previous process left live: marked interrupted and sealed, after listening.
+
+A node that stopped with sessions live cannot tell whether anyone is still there; each
+such inspection becomes ``interrupted`` (resumable: the participants' pages reconnect and
+it goes live again) with a ``session.interrupted`` event and a fresh seal. With thousands
+of them this takes seconds, so it runs in the background once the server is up; anything
+that touches one of them first (a join, a cancel) settles that one at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Optional
+
+from approval.inspections import InspectionBook
+from evidence.journal import Journal
+from evidence.sealer import Sealer
+
+logger = logging.getLogger(__name__)
+
+
+class Recovery:
+    def __init__(self, book: InspectionBook, journal: Journal, sealer: Sealer) -> None:
+        self.book = book
+        self.journal = journal
+        self.sealer = sealer
+        self._pending: dict[str, asyncio.Lock] = {}
+        self._task: Optional[asyncio.Task[None]] = None
+
+    def start(self) -> None:
+        """Note every live inspection (at once) and settle them in the background."""
+        if self._task is not None:
+            return
+        self._pending = {r.id: asyncio.Lock() for r in self.book.all() if r.status == "live"}
+        if self._pending:
+            logger.warning("%d inspections were live when the server stopped; marking them interrupted", len(self._pending))
+        self._task = asyncio.ensure_future(self._run())
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def idle(self) -> None:
+        """Wait until every inspection is settled (tests, benchmarks)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def settle(self, inspection_id: str) -> None:
+        """Make sure ``inspection_id`` is settled before it is used."""
+        lock = self._pending.get(inspection_id)
+        if lock is None:
+            return
+        async with lock:
+            if inspection_id not in self._pending:
+                return
+            try:
+                record = self.book.get(inspection_id)
+                if record.status == "live":
+                    await self.book.transition(inspection_id, "interrupted")
+                    await self.journal.record(inspection_id, "session.interrupted", "system",
+                                              {"reason": "the server restarted during the session"})
+                    await self.sealer.seal(inspection_id)
+                    logger.warning("inspection %s was live at start-up; marked interrupted and sealed", inspection_id)
+            finally:
+                self._pending.pop(inspection_id, None)
+            self.journal.forget(inspection_id)
+
+    async def _run(self) -> None:
+        for inspection_id in list(self._pending):
+            try:
+                await self.settle(inspection_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("inspection %s: could not be marked interrupted; retried at the next start", inspection_id)
+            await asyncio.sleep(0)  # let requests in between
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,169 @@
+"""Live rooms on this node: who is connected to an inspection, and their peers.
+
+The shared, rebuildable part (presence, which connection holds a role) lives in
+:class:`storage.livestate.LiveState` so that every node sees it; the peer connections and
+the media room live here, on the node that serves the room's media.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Awaitable, Callable, Optional, Protocol
+
+from aiortc import RTCPeerConnection
+
+from media.peer import ServerPeer
+from media.relay import MediaRoom
+from storage.livestate import LiveState
+
+from .timer import SessionTimer
+
+if TYPE_CHECKING:
+    from recorder.stills import StillCapture
+
+logger = logging.getLogger(__name__)
+
+#: Whose media each role receives.
+SOURCE_ROLE = {"inspector": "applicant", "applicant": "inspector", "observer": "applicant"}
+PUBLISHING_ROLES = ("inspector", "applicant")
+#: Roles held by one connection at a time (a second device takes over).
+SINGLE_HOLDER_ROLES = ("inspector", "applicant")
+
+
+@dataclass
+class Participant:
+    sid: str
+    id: str
+    role: str
+    joined_at: datetime.datetime
+    audio: bool = True
+    video: bool = True
+    connection: str = "new"
+    peer: Optional[ServerPeer] = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def presence(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "media": {"audio": self.audio, "video": self.video},
+            "connection": self.connection,
+            "joined_at": self.joined_at.isoformat(timespec="milliseconds"),
+        }
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+class Room:
+    """One inspection's live session on this node."""
+
+    def __init__(self, inspection_id: str) -> None:
+        self.inspection_id = inspection_id
+        self.media = MediaRoom(inspection_id)
+        self.participants: dict[str, Participant] = {}
+        self.timer: Optional[SessionTimer] = None
+        self.stills: Optional[StillCapture] = None
+        self.overtime_reason: Optional[str] = None
+        self.signatures: list[str] = []
+        self._attachments: list[Closable] = []
+        self._close_done: Optional[asyncio.Future[None]] = None
+
+    def attach(self, thing: Closable) -> None:
+        """Close ``thing`` with the room (before its media), e.g. the recorder."""
+        self._attachments.append(thing)
+
+    def signature_count(self, role: str) -> int:
+        return self.signatures.count(role)
+
+    def by_role(self, role: str) -> list[Participant]:
+        return [p for p in self.participants.values() if p.role == role]
+
+    async def close_peer(self, participant: Participant) -> None:
+        peer, participant.peer = participant.peer, None
+        if peer is not None:
+            await peer.close()
+
+    async def close(self) -> None:
+        """Close peers, the clock, attachments (the recorder) and the media room, in that
+        order; idempotent, and a concurrent second call waits for the first."""
+        if self._close_done is not None:
+            await asyncio.shield(self._close_done)
+            return
+        self._close_done = asyncio.get_running_loop().create_future()
+        try:
+            await self._teardown()
+        finally:
+            self._close_done.set_result(None)
+
+    async def _teardown(self) -> None:
+        for participant in list(self.participants.values()):
+            await self.close_peer(participant)
+        self.participants.clear()
+        if self.timer is not None:
+            await self.timer.close()
+        for thing in reversed(self._attachments):
+            try:
+                await thing.close()
+            except Exception:
+                logger.exception("room %s: closing %r failed", self.inspection_id, thing)
+        self._attachments.clear()
+        await self.media.close()
+
+
+class Rooms:
+    """The rooms this node serves."""
+
+    def __init__(self, live: LiveState, pc_factory: Callable[[], RTCPeerConnection], node_id: str) -> None:
+        self.live = live
+        self.pc_factory = pc_factory
+        self.node_id = node_id
+        self._rooms: dict[str, Room] = {}
+        self._room_listeners: list[Callable[[Room], Awaitable[None]]] = []
+
+    def on_room_created(self, listener: Callable[[Room], Awaitable[None]]) -> None:
+        """Be told of each new room (the recorder joins rooms this way)."""
+        self._room_listeners.append(listener)
+
+    async def get_or_create(self, inspection_id: str) -> Room:
+        room = self._rooms.get(inspection_id)
+        if room is None:
+            room = Room(inspection_id)
+            self._rooms[inspection_id] = room
+            await self.live.set_room_node(inspection_id, self.node_id)
+            for listener in self._room_listeners:
+                await listener(room)
+            logger.info("room %s opened on %s", inspection_id, self.node_id)
+        return room
+
+    def find(self, inspection_id: str) -> Optional[Room]:
+        return self._rooms.get(inspection_id)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(self._rooms.values()))
+
+    async def close_room(self, inspection_id: str) -> None:
+        room = self._rooms.pop(inspection_id, None)
+        if room is not None:
+            await room.close()
+            await self.live.clear_room(inspection_id)
+            logger.info("room %s closed", inspection_id)
+
+    async def close(self) -> None:
+        for inspection_id in list(self._rooms):
+            await self.close_room(inspection_id)
+
+    def new_peer(self, room: Room, participant: Participant, on_state: Callable[[str], Awaitable[None]]) -> ServerPeer:
+        return ServerPeer(
+            peer_id=participant.id,
+            role=participant.role,
+            room=room.media,
+            pc_factory=self.pc_factory,
+            publishes=participant.role in PUBLISHING_ROLES,
+            source_role=SOURCE_ROLE[participant.role],
+            on_state=on_state,
+        )

@@ -1,0 +1,566 @@
+"""The inspection session: the domain behind both doors (Socket.IO and REST).
+
+Joins, media negotiation, checkpoints, captures, photos, signatures, notes, chat,
+location, the 8.2.3 clock and the end. Every action becomes an event in the evidence log.
+The service knows connections by id and tells the pages things through an
+:class:`~session.audience.Audience`; it knows nothing of Socket.IO or HTTP. Callers
+(:mod:`signaling.namespace`, :mod:`web.uploads`, :mod:`web.inspections_api`) parse
+their input into :mod:`session.commands` records first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Optional
+
+from approval.inspections import (
+    Inspection,
+    InspectionBook,
+    now_utc,
+    parse_rfc3339,
+    rfc3339,
+)
+from errors import BadRequest, Conflict, Forbidden, NotAuthorised, Unavailable
+from evidence.journal import Journal
+from evidence.sealer import Sealer
+from recorder.stills import NoVideo
+
+from . import commands
+from .audience import Audience
+from .geo import distance_m
+from .images import checked_image
+from .otp import OneTimeCodes
+from .quotas import Usage
+from .recovery import Recovery
+from .rooms import SINGLE_HOLDER_ROLES, Participant, Room, Rooms
+from .timer import SessionTimer
+from .tokens import TokenExpired, TokenInvalid, TokenSigner
+
+logger = logging.getLogger(__name__)
+
+#: Statuses in which a link no longer admits anyone, and what the page is told.
+_CLOSED = {
+    "cancelled": ("inspection_cancelled", "this inspection was cancelled"),
+    "ended": ("inspection_ended", "this inspection has ended"),
+    "judged": ("inspection_ended", "this inspection has ended"),
+    "reviewed": ("inspection_ended", "this inspection has ended"),
+}
+
+
+class NotJoined(Conflict):
+    code = "not_joined"
+
+
+class OvertimeReasonRequired(Conflict):
+    code = "overtime_reason_required"
+
+
+@dataclass
+class Connection:
+    """One page's connection, admitted by its link token."""
+
+    id: str
+    inspection_id: str
+    role: str
+    lang: str
+    device: str
+
+
+def short_code(head: str) -> str:
+    """The code shown beside a signature: the first 8 hex digits of the bound log head."""
+    return f"{head[:4]}-{head[4:8]}".upper()
+
+
+class SessionService:
+    """Every live inspection session on this node."""
+
+    def __init__(
+        self,
+        rooms: Rooms,
+        book: InspectionBook,
+        journal: Journal,
+        sealer: Sealer,
+        signer: TokenSigner,
+        audience: Audience,
+        ice_servers: Callable[[str], list[dict[str, Any]]],
+        session_limit_s: Optional[float] = None,
+        otp: Optional[OneTimeCodes] = None,
+    ) -> None:
+        self.rooms = rooms
+        self.book = book
+        self.journal = journal
+        self.sealer = sealer
+        self.signer = signer
+        self.audience = audience
+        self.ice_servers = ice_servers
+        self.session_limit_s = session_limit_s
+        self.otp = otp
+        self.warnings_for: Callable[[Inspection], list[dict[str, Any]]] = lambda record: []
+        self._finish_listeners: list[Callable[[Inspection], Awaitable[None]]] = []
+        self._connections: dict[str, Connection] = {}
+        self._participants: dict[str, tuple[Room, Participant]] = {}
+        self._usage: dict[str, Usage] = {}
+        self.recovery = Recovery(book, journal, sealer)
+
+    # -- connections ----------------------------------------------------------------------
+
+    def admit(self, connection_id: str, token: Any, lang: Any = None) -> Connection:
+        """Check a page's link token; the connection may then join. Refusals carry a code."""
+        try:
+            link = self.signer.verify(token)
+        except TokenExpired:
+            raise NotAuthorised("this link has expired; ask for a new link", code="token_expired") from None
+        except TokenInvalid as exc:
+            raise NotAuthorised(f"this link is not valid ({exc}); check that it was copied whole", code="token_invalid") from None
+        record = self.book.find(link.inspection_id)
+        if record is None:
+            raise NotAuthorised("this inspection does not exist", code="inspection_unknown")
+        if record.status in _CLOSED:
+            code, message = _CLOSED[record.status]
+            raise NotAuthorised(message, code=code)
+        connection = Connection(connection_id, link.inspection_id, link.role, lang if lang in ("zh", "en") else "zh", connection_id)
+        self._connections[connection_id] = connection
+        logger.info("connection %s: %s of inspection %s", connection_id, link.role, link.inspection_id)
+        return connection
+
+    def connection(self, connection_id: str) -> Connection:
+        found = self._connections.get(connection_id)
+        if found is None:
+            raise NotAuthorised("this connection was not admitted; reconnect with the link", code="token_invalid")
+        return found
+
+    def role_of(self, connection_id: str) -> Optional[str]:
+        found = self._connections.get(connection_id)
+        return None if found is None else found.role
+
+    def joined(self, connection_id: str) -> tuple[Room, Participant]:
+        entry = self._participants.get(connection_id)
+        if entry is None:
+            raise NotJoined("send 'join' first")
+        return entry
+
+    @property
+    def connection_count(self) -> int:
+        """Admitted connections (the memory test checks these leave with their pages)."""
+        return len(self._connections)
+
+    async def join(self, connection_id: str, join: commands.Join) -> dict[str, Any]:
+        conn = self.connection(connection_id)
+        await self.recovery.settle(conn.inspection_id)
+        if join.device:
+            conn.device = join.device
+        inspection_id, role = conn.inspection_id, conn.role
+        record = self.book.get(inspection_id)
+        if not record.is_open:
+            raise Forbidden(f"inspection {inspection_id} is {record.status}")
+        phone = record.applicant.get("contact_phone")
+        if role == "applicant" and self.otp is not None and phone and not await self.otp.verified(inspection_id, conn.device):
+            await self.otp.send(inspection_id, conn.device, phone)
+            raise NotAuthorised(
+                "enter the code sent to your phone", code="otp_required", extra={"sent_to": self.otp.masked_phone(phone)}
+            )
+        if role in SINGLE_HOLDER_ROLES and connection_id not in self._participants:
+            holder = await self.rooms.live.role_holder(inspection_id, role)
+            holder_conn = self._connections.get(holder or "")
+            if holder and holder != connection_id and (holder_conn is None or holder_conn.device != conn.device):
+                if not join.takeover:
+                    raise Conflict(
+                        "this link is open on another device; send join with takeover: true to continue here", code="in_use"
+                    )
+                await self._log(inspection_id, "participant.takeover", role, {"role": role})
+        room = await self.rooms.get_or_create(inspection_id)
+        if connection_id in self._participants:
+            _, participant = self._participants[connection_id]
+        else:
+            participant_id = role if role in SINGLE_HOLDER_ROLES else f"{role}-{connection_id[:6]}"
+            participant = Participant(sid=connection_id, id=participant_id, role=role, joined_at=now_utc())
+            if role in SINGLE_HOLDER_ROLES:
+                previous = await self.rooms.live.claim_role(inspection_id, role, connection_id)
+                if previous and previous != connection_id:
+                    await self._kick(previous, room)
+            room.participants[connection_id] = participant
+            self._participants[connection_id] = (room, participant)
+            await self.audience.enter(connection_id, inspection_id)
+        await self.rooms.live.set_presence(inspection_id, participant.id, participant.presence())
+        await self._log(inspection_id, "participant.joined", role, {"id": participant.id})
+        await self._maybe_go_live(room)
+        await self._broadcast_presence(room)
+        return self._session_state(room, participant, self.book.get(inspection_id))
+
+    def _session_state(self, room: Room, participant: Participant, record: Inspection) -> dict[str, Any]:
+        """What a (re)loaded page needs to show the session as it stands."""
+        timer = room.timer
+        return {
+            "ok": True,
+            "me": {"id": participant.id, "role": participant.role},
+            "inspection": {
+                "id": record.id,
+                "case_no": record.case_no,
+                "item_name": record.item_name,
+                "status": record.status,
+                "site_address": record.site.get("address"),
+                "started_at": record.started_at,
+                "checkpoints": [
+                    {"code": c["code"], "title": c["title"], "required": c["required"], "captured": c["captured"], "evidence": c["evidence"]}
+                    for c in record.checkpoints
+                ],
+            },
+            "timer": None
+            if timer is None
+            else {
+                "limit_s": timer.limit_s,
+                "elapsed_s": round(timer.elapsed_s, 1),
+                "phases": list(timer.reached),
+                "overtime_reason": room.overtime_reason,
+            },
+            "signatures": list(room.signatures),
+            "participants": [p.presence() for p in room.participants.values()],
+            "warnings": self.warnings_for(record) if participant.role == "inspector" else [],
+            "ice_servers": self.ice_servers(f"{record.id[-8:]}-{participant.id}"),
+        }
+
+    async def _kick(self, old: str, room: Room) -> None:
+        """Another device took over the role: tell the old one, then drop it."""
+        logger.info("room %s: connection %s replaced by a new one", room.inspection_id, old)
+        await self.audience.to_connection(old, "kicked", {"code": "replaced", "message": "this session was opened on another device or tab"})
+        await self.leave(old)
+        await self.audience.drop(old)
+
+    async def leave(self, connection_id: str) -> None:
+        """The connection is gone (idempotent): its participant leaves the room."""
+        self._connections.pop(connection_id, None)
+        entry = self._participants.pop(connection_id, None)
+        if entry is None:
+            return
+        room, participant = entry
+        room.participants.pop(connection_id, None)
+        await room.close_peer(participant)
+        await self.rooms.live.remove_presence(room.inspection_id, participant.id)
+        if participant.role in SINGLE_HOLDER_ROLES:
+            await self.rooms.live.release_role(room.inspection_id, participant.role, connection_id)
+        await self._log(room.inspection_id, "participant.left", participant.role, {"id": participant.id})
+        await self._broadcast_presence(room)
+        logger.info("room %s: %s left (%s)", room.inspection_id, participant.id, connection_id)
+
+    async def _maybe_go_live(self, room: Room) -> None:
+        record = self.book.get(room.inspection_id)
+        roles = {p.role for p in room.participants.values()}
+        if record.status in ("scheduled", "interrupted") and {"inspector", "applicant"} <= roles:
+            changes = {} if record.started_at else {"started_at": rfc3339(now_utc())}
+            previous = record.status
+            await self.book.transition(room.inspection_id, "live", **changes)
+            await self._log(room.inspection_id, "session.live", "system", {"previous": previous})
+            if previous == "scheduled":
+                # 8.1.8: list matches are logged once, when the session starts
+                for match in self.warnings_for(record):
+                    await self._log(room.inspection_id, "prudent.warning", "system", match)
+            await self.audience.to_room(
+                room.inspection_id, "status", {"status": "live", "started_at": self.book.get(room.inspection_id).started_at}
+            )
+        if self.book.get(room.inspection_id).status == "live":
+            self._start_timer(room)
+
+    def _start_timer(self, room: Room) -> None:
+        if room.timer is not None:
+            return
+        record = self.book.get(room.inspection_id)
+        template = self.book.template_of(record)
+        limit = self.session_limit_s or (template.time_limit_min * 60 if template else 30 * 60)
+
+        async def on_phase(phase: str, elapsed_s: float, limit_s: float) -> None:
+            await self._log(room.inspection_id, f"timer.{phase}", "system", {"elapsed_s": round(elapsed_s, 1), "limit_s": limit_s})
+            await self.audience.to_room(room.inspection_id, "timer", {"phase": phase, "elapsed_s": round(elapsed_s, 1), "limit_s": limit_s})
+
+        room.timer = SessionTimer(limit, on_phase)
+        started = parse_rfc3339(record.started_at)
+        room.timer.start((now_utc() - started).total_seconds() if started else 0.0)
+
+    # -- media ------------------------------------------------------------------------------
+
+    async def offer(self, connection_id: str, offer: commands.Offer) -> dict[str, Any]:
+        room, participant = self.joined(connection_id)
+        async with participant.lock:
+            reconnect = participant.peer is not None
+            await room.close_peer(participant)
+
+            async def on_state(state: str) -> None:
+                participant.connection = state
+                await self.audience.to_connection(connection_id, "peer", {"state": state})
+                if participant.sid in room.participants:
+                    await self.rooms.live.set_presence(room.inspection_id, participant.id, participant.presence())
+                    await self._broadcast_presence(room)
+
+            peer = self.rooms.new_peer(room, participant, on_state)
+            participant.peer = peer
+            try:
+                answer = await peer.answer(offer.sdp)
+            except BaseException:
+                participant.peer = None
+                await peer.close()
+                raise
+        if reconnect:
+            await self._log(room.inspection_id, "participant.reconnected", participant.role, {"id": participant.id})
+        return {"ok": True, "type": "answer", "sdp": answer}
+
+    async def ice(self, connection_id: str, candidate: commands.IceCandidate) -> dict[str, Any]:
+        _, participant = self.joined(connection_id)
+        # The lock orders candidates after a concurrent offer's new peer connection.
+        async with participant.lock:
+            if participant.peer is None:
+                raise NotJoined("send 'offer' before ICE candidates")
+            await participant.peer.add_candidate(
+                {"candidate": candidate.candidate, "sdpMid": candidate.sdp_mid, "sdpMLineIndex": candidate.sdp_mline_index}
+            )
+        return {"ok": True}
+
+    async def media(self, connection_id: str, state: commands.MediaState) -> dict[str, Any]:
+        room, participant = self.joined(connection_id)
+        participant.audio, participant.video = state.audio, state.video
+        await self.rooms.live.set_presence(room.inspection_id, participant.id, participant.presence())
+        await self._log(room.inspection_id, "participant.media", participant.role, {"audio": state.audio, "video": state.video})
+        await self._broadcast_presence(room)
+        return {"ok": True}
+
+    async def keyframe(self, connection_id: str) -> dict[str, Any]:
+        _, participant = self.joined(connection_id)
+        if participant.peer is not None:
+            participant.peer.request_keyframes()
+        return {"ok": True}
+
+    # -- the applicant's one-time code ------------------------------------------------------
+
+    async def otp_send(self, connection_id: str) -> dict[str, Any]:
+        conn = self.connection(connection_id)
+        phone = self.book.get(conn.inspection_id).applicant.get("contact_phone")
+        if self.otp is None or not phone:
+            raise BadRequest("one-time codes are not in use for this inspection")
+        await self.otp.send(conn.inspection_id, conn.device, phone, force=True)
+        return {"ok": True, "sent_to": self.otp.masked_phone(phone)}
+
+    async def otp_verify(self, connection_id: str, verify: commands.OtpVerify) -> dict[str, Any]:
+        if self.otp is None:
+            raise BadRequest("one-time codes are not in use")
+        conn = self.connection(connection_id)
+        await self.otp.verify(conn.inspection_id, conn.device, verify.code)
+        await self._log(conn.inspection_id, "participant.verified", "applicant", {"method": "one-time code"})
+        return {"ok": True}
+
+    # -- evidence-producing actions (docs/protocol.md, "During the session") ----------------
+
+    async def usage(self, inspection_id: str) -> Usage:
+        """What the session has stored so far (rebuilt from its log once per process)."""
+        usage = self._usage.get(inspection_id)
+        if usage is None:
+            usage = Usage.from_events(await self.journal.events(inspection_id))
+            usage = self._usage.setdefault(inspection_id, usage)
+        return usage
+
+    async def check_quota(self, connection_id: str, kind: str, size: int) -> None:
+        """Refuse before the work if the participant's ``kind`` quota would be exceeded."""
+        room, participant = self.joined(connection_id)
+        (await self.usage(room.inspection_id)).check(kind, participant.role, size)
+
+    async def check_photo_quota(self, inspection_id: str, size: int) -> None:
+        (await self.usage(inspection_id)).check("photo", "applicant", size)
+
+    def _require_within_time(self, room: Room) -> None:
+        timer = room.timer
+        if timer is not None and timer.over_limit and not room.overtime_reason:
+            raise OvertimeReasonRequired(
+                f"the {timer.limit_s / 60:g}-minute limit has passed: the inspector must give a reason to continue "
+                "(event 'overtime')"
+            )
+
+    async def prompt(self, connection_id: str, prompt: commands.Prompt) -> dict[str, Any]:
+        room, _ = self.joined(connection_id)
+        checkpoint = self.book.get(room.inspection_id).checkpoint(prompt.checkpoint)
+        await self._log(room.inspection_id, "checkpoint.prompted", "inspector", {"checkpoint": checkpoint["code"]})
+        await self.audience.to_room(room.inspection_id, "prompt", {"checkpoint": checkpoint["code"], "title": checkpoint["title"]})
+        return {"ok": True}
+
+    async def capture(self, connection_id: str, capture: commands.Capture) -> dict[str, Any]:
+        """A still of the applicant's video, taken by the server from the stream itself."""
+        room, _ = self.joined(connection_id)
+        self._require_within_time(room)
+        record = self.book.get(room.inspection_id)
+        code = record.checkpoint(capture.checkpoint)["code"]
+        if room.stills is None:
+            raise Unavailable("still capture is not available on this node")
+        try:
+            still = await room.stills.capture()
+        except NoVideo as exc:
+            raise Conflict(f"no picture to capture: {exc}") from None
+        key = record.next_evidence_key(code, "stills", "jpg")
+        event = await self.journal.record_blob(
+            room.inspection_id, key, still.data, "image/jpeg", "still.captured", "inspector",
+            {
+                "checkpoint": code,
+                "width": still.width,
+                "height": still.height,
+                "captured_at": still.captured_at.isoformat(timespec="milliseconds"),
+                "source": "server",
+            },
+        )
+        await self.book.add_evidence(record.id, code, key)
+        shown = {"checkpoint": code, "kind": "still", "key": key, "sha256": event["data"]["sha256"],
+                 "width": still.width, "height": still.height, "at": event["at"]}
+        await self.audience.to_room(room.inspection_id, "captured", shown)
+        return {"ok": True, **shown}
+
+    async def photo(self, inspection_id: str, photo: commands.Photo) -> dict[str, Any]:
+        """An applicant's own full-resolution photo (uploaded over HTTP), logged as a photo."""
+        record = self.book.get(inspection_id)
+        code = record.checkpoint(photo.checkpoint)["code"]
+        room = self.rooms.find(inspection_id)
+        if room is not None:
+            self._require_within_time(room)
+        usage = await self.usage(inspection_id)
+        usage.check("photo", "applicant", len(photo.data))
+        image = await checked_image(photo.data)
+        key = record.next_evidence_key(code, "photos", image.extension)
+        event = await self.journal.record_blob(
+            inspection_id, key, photo.data, image.content_type, "photo.uploaded", "applicant",
+            {"checkpoint": code, "source": "applicant", "width": image.width, "height": image.height, **photo.details},
+        )
+        usage.add("photo", "applicant", len(photo.data))
+        await self.book.add_evidence(record.id, code, key)
+        shown = {"checkpoint": code, "kind": "photo", "key": key, "sha256": event["data"]["sha256"], "at": event["at"], **photo.details}
+        await self.audience.to_room(inspection_id, "captured", shown)
+        return shown
+
+    async def note(self, connection_id: str, note: commands.Note) -> dict[str, Any]:
+        room, participant = self.joined(connection_id)
+        usage = await self.usage(room.inspection_id)
+        usage.check("note", participant.role, len(note.text.encode()))
+        entry: dict[str, Any] = {"text": note.text}
+        if note.checkpoint is not None:
+            entry["checkpoint"] = self.book.get(room.inspection_id).checkpoint(note.checkpoint)["code"]
+        event = await self._log(room.inspection_id, "note", "inspector", entry)
+        usage.add("note", participant.role, len(note.text.encode()))
+        return {"ok": True, "at": event["at"]}
+
+    async def chat(self, connection_id: str, chat: commands.Chat) -> dict[str, Any]:
+        room, participant = self.joined(connection_id)
+        usage = await self.usage(room.inspection_id)
+        usage.check("chat", participant.role, len(chat.text.encode()))
+        event = await self._log(room.inspection_id, "chat", participant.role, {"text": chat.text})
+        usage.add("chat", participant.role, len(chat.text.encode()))
+        await self.audience.to_room(room.inspection_id, "chat", {"from": participant.role, "text": chat.text, "at": event["at"]})
+        return {"ok": True, "at": event["at"]}
+
+    async def location(self, connection_id: str, location: commands.Location) -> dict[str, Any]:
+        room, _ = self.joined(connection_id)
+        record = self.book.get(room.inspection_id)
+        entry: dict[str, Any] = {"lat": location.lat, "lon": location.lon, "accuracy_m": location.accuracy_m}
+        site_lat, site_lon = record.site.get("lat"), record.site.get("lon")
+        if site_lat is not None and site_lon is not None:
+            entry["distance_m"] = round(distance_m(location.lat, location.lon, site_lat, site_lon), 1)
+            radius = record.site.get("radius_m")
+            if radius is not None:
+                entry["within_radius"] = entry["distance_m"] <= radius
+        event = await self._log(room.inspection_id, "location.updated", "applicant", entry)
+        await self.audience.to_room(room.inspection_id, "location", {**entry, "at": event["at"]})
+        return {"ok": True, **entry}
+
+    async def sign_request(self, connection_id: str, request: commands.SignRequest) -> dict[str, Any]:
+        room, _ = self.joined(connection_id)
+        head = await self.journal.head(room.inspection_id)
+        await self._log(room.inspection_id, "signature.requested", "inspector", {"role": request.role})
+        await self.audience.to_room(room.inspection_id, "sign_request", {"role": request.role, "code": short_code(head)})
+        return {"ok": True}
+
+    async def signature(self, connection_id: str, signature: commands.Signature) -> dict[str, Any]:
+        """A hand signature: stroke data and a PNG, bound to the log head at signing."""
+        room, participant = self.joined(connection_id)
+        self._require_within_time(room)
+        usage = await self.usage(room.inspection_id)
+        usage.check("signature", participant.role, len(signature.png))
+        await checked_image(signature.png, ("PNG",))
+        head = await self.journal.head(room.inspection_id)
+        code = short_code(head)
+        n = room.signature_count(participant.role) + 1
+        name = f"signatures/{participant.role}-{n}"
+        stroke_doc = {"role": participant.role, "binds_log_head": head, "code": code, "width": signature.width,
+                      "height": signature.height, "strokes": signature.strokes}
+        details = {"role": participant.role, "binds_log_head": head, "code": code}
+        await self.journal.record_blob(
+            room.inspection_id, name + ".json", json.dumps(stroke_doc, separators=(",", ":")).encode(),
+            "application/json", "signature.strokes", participant.role, details,
+        )
+        event = await self.journal.record_blob(
+            room.inspection_id, name + ".png", signature.png, "image/png", "signature.signed", participant.role, details
+        )
+        usage.add("signature", participant.role, len(signature.png))
+        room.signatures.append(participant.role)
+        shown = {"role": participant.role, "code": code, "key": name + ".png", "at": event["at"]}
+        await self.audience.to_room(room.inspection_id, "signed", shown)
+        return {"ok": True, **shown}
+
+    async def overtime(self, connection_id: str, overtime: commands.Overtime) -> dict[str, Any]:
+        room, _ = self.joined(connection_id)
+        room.overtime_reason = overtime.reason
+        elapsed = room.timer.elapsed_s if room.timer else None
+        await self._log(room.inspection_id, "timer.overtime_reason", "inspector",
+                        {"reason": overtime.reason, "elapsed_s": None if elapsed is None else round(elapsed, 1)})
+        await self.audience.to_room(room.inspection_id, "timer", {"phase": "overtime", "reason": overtime.reason})
+        return {"ok": True}
+
+    # -- the end ------------------------------------------------------------------------------
+
+    async def end(self, connection_id: str) -> dict[str, Any]:
+        room, _ = self.joined(connection_id)
+        await self.end_inspection(room.inspection_id, actor="inspector")
+        return {"ok": True, "status": "ended"}
+
+    def on_finished(self, listener: Callable[[Inspection], Awaitable[None]]) -> None:
+        """Be told (after sealing) when an inspection ends or is cancelled."""
+        self._finish_listeners.append(listener)
+
+    async def end_inspection(self, inspection_id: str, actor: str, status: str = "ended", reason: Optional[str] = None) -> None:
+        """End (or cancel) the session: tell everyone, close the room, log it, seal.
+
+        The room closes before the final event so that the recorder's last segments are
+        in the log ahead of ``session.ended`` and inside the manifest.
+        """
+        await self.recovery.settle(inspection_id)
+        record = self.book.get(inspection_id)
+        changes: dict[str, Any] = {"ended_at": record.ended_at or rfc3339(now_utc())}
+        if status == "cancelled":
+            changes["cancel_reason"] = reason
+        await self.book.transition(inspection_id, status, **changes)
+        message: dict[str, Any] = {"status": status}
+        if reason:
+            message["reason"] = reason
+        await self.audience.to_room(inspection_id, "status", message)
+        room = self.rooms.find(inspection_id)
+        if room is not None:
+            for participant in list(room.participants.values()):
+                self._participants.pop(participant.sid, None)
+                await self.rooms.live.release_role(inspection_id, participant.role, participant.sid)
+            await self.rooms.close_room(inspection_id)
+        await self.sealer.seal(
+            inspection_id, ("session.ended" if status == "ended" else "session.cancelled", actor, {"reason": reason} if reason else {})
+        )
+        self._usage.pop(inspection_id, None)
+        for listener in self._finish_listeners:
+            try:
+                await listener(self.book.get(inspection_id))
+            except Exception:
+                logger.exception("inspection %s: a finish listener failed", inspection_id)
+
+    async def close(self) -> None:
+        """Close every room this node serves (idempotent)."""
+        await self.rooms.close()
+        self._participants.clear()
+        self._connections.clear()
+        self._usage.clear()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _broadcast_presence(self, room: Room) -> None:
+        await self.audience.to_room(room.inspection_id, "presence", {"participants": [p.presence() for p in room.participants.values()]})
+
+    async def _log(self, inspection_id: str, event: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:
+        return await self.journal.record(inspection_id, event, actor, data)

@@ -1,0 +1,68 @@
+"""A participant as the server sees it: a Socket.IO client plus a real aiortc peer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Optional
+
+import socketio
+
+from testkit.media import ClientPeer, PacketVideoTrack
+
+
+def token_of(url: str) -> str:
+    return url.split("#", 1)[1]
+
+
+class Participant:
+    def __init__(self, base_url: str, link: str) -> None:
+        self.base_url = base_url
+        self.token = token_of(link)
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: list[tuple[str, Any]] = []
+        self.refused: Optional[dict[str, Any]] = None
+        self.peer: Optional[ClientPeer] = None
+
+        @self.sio.on("*")
+        async def any_event(event: str, data: Any) -> None:
+            self.events.append((event, data))
+
+        @self.sio.on("connect_error")
+        async def refused(data: Any) -> None:
+            self.refused = data
+
+    async def connect(self, auth: Any = "default") -> bool:
+        try:
+            await self.sio.connect(
+                self.base_url, auth={"token": self.token} if auth == "default" else auth, transports=["websocket"], wait_timeout=5
+            )
+        except socketio.exceptions.ConnectionError:
+            return False
+        return True
+
+    async def call(self, event: str, data: Any = None, timeout: float = 15) -> Any:
+        return await self.sio.call(event, {} if data is None else data, timeout=timeout)
+
+    async def join_and_publish(self, frames: Optional[list[bytes]]) -> dict[str, Any]:
+        joined = await self.call("join")
+        assert joined["ok"], joined
+        await self.start_media(frames)
+        return joined
+
+    async def start_media(self, frames: Optional[list[bytes]]) -> None:
+        if self.peer is not None:
+            await self.peer.close()
+        self.peer = ClientPeer(video=PacketVideoTrack(frames) if frames else None)
+        answer = await self.call("offer", {"type": "offer", "sdp": await self.peer.offer()})
+        assert answer["ok"], answer
+        await self.peer.accept(answer["sdp"])
+
+    def statuses(self) -> list[str]:
+        return [data["status"] for event, data in self.events if event == "status"]
+
+    async def close(self) -> None:
+        if self.peer is not None:
+            await self.peer.close()
+        if self.sio.connected:
+            await self.sio.disconnect()
+        await asyncio.sleep(0)

@@ -1,0 +1,49 @@
+"""Rooms and their lifecycles: closing twice (or concurrently) is safe."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiortc import RTCPeerConnection
+
+from session.rooms import Room, Rooms
+from storage.livestate import MemoryLiveState
+
+
+class Attachment:
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def close(self) -> None:
+        await asyncio.sleep(0.01)
+        self.closed += 1
+
+
+async def test_room_close_is_idempotent_and_ordered() -> None:
+    room = Room("r1")
+    first, second = Attachment(), Attachment()
+    room.attach(first)
+    room.attach(second)
+    await asyncio.gather(room.close(), room.close())
+    await room.close()
+    assert first.closed == 1 and second.closed == 1
+
+
+async def test_rooms_close_twice() -> None:
+    live = MemoryLiveState()
+    await live.start()
+    rooms = Rooms(live, RTCPeerConnection, "node-a")
+    opened: list[str] = []
+
+    async def listener(room: Room) -> None:
+        opened.append(room.inspection_id)
+
+    rooms.on_room_created(listener)
+    await rooms.get_or_create("i1")
+    await rooms.get_or_create("i1")
+    await rooms.get_or_create("i2")
+    assert opened == ["i1", "i2"]
+    await rooms.close()
+    await rooms.close()
+    assert list(rooms) == []
+    await live.close()

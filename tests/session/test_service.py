@@ -1,0 +1,155 @@
+"""Checkpoints, signatures, notes, chat, location, the time limit and photo uploads."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from evidence.verify import verify_inspection
+from testkit.media import wait_for
+from testkit.server import create_inspection, running_server
+from testkit.sockets import Participant
+
+
+def png_bytes(color=(0, 0, 0)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 120), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (1920, 1080), (10, 120, 200)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+SIGNATURE = {
+    "strokes": [[{"x": 10, "y": 10, "t": 0}, {"x": 50, "y": 40, "t": 16}], [{"x": 60, "y": 10, "t": 200}]],
+    "png": "data:image/png;base64," + base64.b64encode(png_bytes()).decode(),
+    "width": 300,
+    "height": 120,
+}
+
+
+@pytest.fixture
+async def session(tmp_path):
+    async with running_server(tmp_path / "data", session_limit_s="3") as server, aiohttp.ClientSession() as http:
+        created = await create_inspection(server, http, site={"address": "德州市", "lat": 37.4355, "lon": 116.3594, "radius_m": 300})
+        inspector = Participant(server.base_url, created["inspector_url"])
+        applicant = Participant(server.base_url, created["applicant_url"])
+        assert await inspector.connect() and await applicant.connect()
+        assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
+        yield server, http, created, inspector, applicant
+        await inspector.close()
+        await applicant.close()
+
+
+async def test_actions_are_logged_and_sealed(session) -> None:
+    server, http, created, inspector, applicant = session
+    assert (await inspector.call("prompt", {"checkpoint": "storefront"}))["ok"]
+    assert await wait_for(lambda: any(e == "prompt" for e, _ in applicant.events), 5)
+    assert (await inspector.call("note", {"text": "门头清晰", "checkpoint": "storefront"}))["ok"]
+    assert (await applicant.call("chat", {"text": "可以了吗？"}))["ok"]
+    near = await applicant.call("location", {"lat": 37.4360, "lon": 116.3594, "accuracy_m": 12})
+    assert near["ok"] and near["within_radius"] is True and 40 < near["distance_m"] < 70
+    far = await applicant.call("location", {"lat": 37.5, "lon": 116.3594})
+    assert far["within_radius"] is False
+
+    # the applicant's own photo, uploaded over HTTP with the link token
+    form = aiohttp.FormData()
+    form.add_field("file", jpeg_bytes(), filename="IMG_0001.JPG", content_type="image/jpeg")
+    form.add_field("checkpoint", "storefront")
+    form.add_field("taken_at", "2026-11-26T10:00:00+08:00")
+    form.add_field("lat", "37.4356")
+    form.add_field("lon", "116.3595")
+    async with http.post(server.base_url + "/api/v1/session/photos", data=form, headers={"X-Takan-Token": applicant.token}) as r:
+        photo = await r.json()
+        assert r.status == 201, photo
+    assert photo["key"] == "photos/storefront/1.jpg" and photo["kind"] == "photo"
+
+    signed = await applicant.call("signature", SIGNATURE)
+    assert signed["ok"] and len(signed["code"]) == 9 and signed["key"] == "signatures/applicant-1.png"
+    assert (await inspector.call("signature", SIGNATURE))["ok"]
+    assert await wait_for(lambda: sum(1 for e, _ in inspector.events if e == "signed") == 2, 5)
+
+    # the timer (3 s limit here): warnings, then the limit blocks evidence until a reason is given
+    assert await wait_for(lambda: any(e == "timer" and d["phase"] == "limit" for e, d in applicant.events), 6)
+    phases = [d["phase"] for e, d in inspector.events if e == "timer"]
+    assert phases[:3] == ["warning", "final_warning", "limit"]
+    blocked = await applicant.call("signature", SIGNATURE)
+    assert blocked["error"]["code"] == "overtime_reason_required"
+    assert (await inspector.call("overtime", {"reason": "仓库面积大，需补拍"}))["ok"]
+    assert (await applicant.call("signature", SIGNATURE))["ok"]
+
+    assert (await inspector.call("end"))["ok"]
+    await server.services.decisions.idle()
+    async with http.get(f"{server.base_url}/api/v1/inspections/{created['id']}/objects/events.jsonl", headers=server.headers()) as r:
+        events = [json.loads(line) for line in (await r.read()).splitlines()]
+    types = [e["type"] for e in events]
+    for expected in ("checkpoint.prompted", "note", "chat", "location.updated", "photo.uploaded", "signature.strokes",
+                     "signature.signed", "timer.warning", "timer.final_warning", "timer.limit", "timer.overtime_reason", "session.ended"):
+        assert expected in types, expected
+    signature_event = next(e for e in events if e["type"] == "signature.signed")
+    bound = signature_event["data"]["binds_log_head"]
+    assert bound == events[signature_event["seq"] - 3]["hash"]  # the head before its strokes and image
+    async with http.get(f"{server.base_url}/api/v1/inspections/{created['id']}", headers=server.headers()) as r:
+        record = await r.json()
+    storefront = record["checkpoints"][0]
+    assert storefront["captured"] is True and storefront["evidence"] == ["photos/storefront/1.jpg"]
+    report = await verify_inspection(server.services.store, created["id"])
+    assert report.ok, report.problems
+
+
+@pytest.mark.parametrize(
+    "role,event,payload,code",
+    [
+        ("applicant", "prompt", {"checkpoint": "storefront"}, "forbidden"),
+        ("inspector", "prompt", {"checkpoint": "nope"}, "bad_request"),
+        ("inspector", "prompt", {"checkpoint": 3}, "bad_request"),
+        ("inspector", "location", {"lat": 1, "lon": 2}, "forbidden"),
+        ("applicant", "location", {"lat": 91, "lon": 2}, "bad_request"),
+        ("applicant", "location", {"lat": "x", "lon": 2}, "bad_request"),
+        ("applicant", "chat", {"text": ""}, "bad_request"),
+        ("applicant", "chat", {"text": "x" * 3000}, "too_large"),
+        ("applicant", "signature", {**SIGNATURE, "png": "data:image/png;base64,!!!"}, "bad_request"),
+        ("applicant", "signature", {**SIGNATURE, "png": "data:image/png;base64," + base64.b64encode(b"GIF89a").decode()}, "bad_request"),
+        ("applicant", "signature", {**SIGNATURE, "strokes": []}, "bad_request"),
+        ("applicant", "signature", {**SIGNATURE, "strokes": [[{"x": "a", "y": 1, "t": 1}]]}, "bad_request"),
+        ("applicant", "overtime", {"reason": "x"}, "forbidden"),
+        ("applicant", "capture", {"checkpoint": "storefront"}, "forbidden"),
+    ],
+)
+async def test_bad_actions(session, role, event, payload, code) -> None:
+    _, _, _, inspector, applicant = session
+    who = applicant if role == "applicant" else inspector
+    ack = await who.call(event, payload)
+    assert ack["ok"] is False and ack["error"]["code"] == code, ack
+
+
+@pytest.mark.parametrize(
+    "headers,content,status",
+    [
+        ({}, b"\xff\xd8\xff\xe0rest", 401),
+        ({"X-Takan-Token": "forged"}, b"\xff\xd8\xff\xe0rest", 401),
+        ("inspector", b"\xff\xd8\xff\xe0rest", 403),
+        ("applicant", b"<svg onload=alert(1)>", 415),
+        ("applicant", b"", 400),
+    ],
+)
+async def test_bad_uploads(session, headers, content, status) -> None:
+    server, http, _, inspector, applicant = session
+    if headers == "inspector":
+        headers = {"X-Takan-Token": inspector.token}
+    elif headers == "applicant":
+        headers = {"X-Takan-Token": applicant.token}
+    form = aiohttp.FormData()
+    form.add_field("file", content, filename="../../etc/passwd", content_type="image/jpeg")
+    form.add_field("checkpoint", "storefront")
+    async with http.post(server.base_url + "/api/v1/session/photos", data=form, headers=headers) as r:
+        assert r.status == status, await r.text()
+        assert r.content_type == "application/problem+json"
