@@ -83,6 +83,9 @@ ROUTE_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/evaluation/report"): "query_all",
     ("GET", "/api/v1/warning-lists"): "admin",
     ("POST", "/api/v1/warning-lists/{kind}"): "admin",
+    ("GET", "/api/v1/calendar"): "admin",  # signaling/calendar_api.py
+    ("GET", "/api/v1/calendar/{year}"): "admin",
+    ("PUT", "/api/v1/calendar/{year}"): "admin",
 }
 
 

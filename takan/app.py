@@ -33,6 +33,7 @@ from approval.notifications import Notifier
 from approval.outbox import Outbox
 from approval.webhooks import WebhookSender
 from approval.templates import Templates
+from approval.workdays import WorkingCalendar
 from evidence.access import AccessLog
 from evidence.journal import Journal
 from evidence.signing import SigningKeys
@@ -47,6 +48,7 @@ from signaling.admin_api import AdminApi
 from signaling.api import InspectionApi
 from signaling.approval_api import ApprovalApi
 from signaling.auth import Authenticator, authorization_middleware
+from signaling.calendar_api import CalendarApi
 from signaling.evidence_api import EvidenceApi
 from signaling.headers import rate_limit_middleware, security_headers_middleware
 from signaling.uploads import PhotoUploads
@@ -96,6 +98,7 @@ class Services:
     otp_sender: Optional[ConsoleOtpSender] = None
     oidc: Optional[OidcProvider] = None
     decisions: Optional[Decisions] = None
+    calendar: Optional[WorkingCalendar] = None
 
 
 SERVICES = web.AppKey("services", Services)
@@ -171,7 +174,8 @@ def build_app(config: Config) -> web.Application:
     Recording(rooms, journal)
     warning_lists = WarningLists(store)
     ledger = Ledger(store, cipher)
-    publicity = Publicity(store, cipher=cipher)
+    calendar = WorkingCalendar(store)  # imported years (docs/calendar.md), then chinese-calendar
+    publicity = Publicity(store, cipher=cipher, calendar=calendar)
     evaluations = Evaluations(store)
     outbox = Outbox(store)
     notifier = Notifier(outbox, keys)
@@ -214,6 +218,7 @@ def build_app(config: Config) -> web.Application:
     sessions.on_finished(decisions.on_finished)
     services.decisions = decisions
     services.otp_sender = otp_sender
+    services.calendar = calendar
     app.add_routes(ApprovalApi(book, decisions, ledger, publicity, evaluations, warning_lists, access, signer).routes())
     app[SERVICES] = services
     sio.attach(app)
@@ -244,6 +249,7 @@ def build_app(config: Config) -> web.Application:
     app.add_routes([web.get("/healthz", healthz)])
     app.add_routes(pages.routes())
     app.cleanup_ctx.append(_lifecycle)
+    CalendarApi(calendar).install(app)  # after _lifecycle: the store is started first
     return app
 
 
@@ -309,4 +315,7 @@ async def healthz(request: web.Request) -> web.Response:
     depth = getattr(services.store, "depth", None)
     if depth is not None:
         body["spool_depth"] = depth
+    warning = services.calendar.warning() if services.calendar is not None else None
+    if warning is not None:
+        body["calendar"] = {"warning": warning}
     return web.json_response(body)
