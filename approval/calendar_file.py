@@ -296,6 +296,9 @@ def parse_arrangement(
             bad(f"{field}.date", f"{day} is a {_WEEKDAYS[day.weekday()]}, a working day anyway; "
                 "make-up working days (调休上班) are the Saturdays and Sundays worked")
             continue
+        if day in taken and taken[day].startswith("makeup"):
+            bad(f"{field}.date", f"{day} is already {taken[day]}; every date may appear once")
+            continue
         if day in taken:
             bad(f"{field}.date", f"{day} is a holiday ({taken[day]}); a day cannot be both off and worked")
             continue
