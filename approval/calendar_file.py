@@ -292,15 +292,15 @@ def parse_arrangement(
         if year is not None and day.year != year:
             bad(f"{field}.date", f"{day} is not in {year}; every date of the file must lie in its year")
             continue
-        if day.weekday() < 5:
-            bad(f"{field}.date", f"{day} is a {_WEEKDAYS[day.weekday()]}, a working day anyway; "
-                "make-up working days (调休上班) are the Saturdays and Sundays worked")
-            continue
         if day in taken and taken[day].startswith("makeup"):
             bad(f"{field}.date", f"{day} is already {taken[day]}; every date may appear once")
             continue
         if day in taken:
             bad(f"{field}.date", f"{day} is a holiday ({taken[day]}); a day cannot be both off and worked")
+            continue
+        if day.weekday() < 5:
+            bad(f"{field}.date", f"{day} is a {_WEEKDAYS[day.weekday()]}, a working day anyway; "
+                "make-up working days (调休上班) are the Saturdays and Sundays worked")
             continue
         taken[day] = field
         makeup.append(MakeupDay(day, label))
