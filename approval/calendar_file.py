@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from .errors import ValidationFailed
 
@@ -285,25 +285,25 @@ def parse_arrangement(
         for key in item:
             if key not in ("date", "name"):
                 bad(f"{field}.{key}", "is not a known field (a make-up working day has date and name)")
-        day = _date_of(item.get("date"), f"{field}.date", bad)
+        worked = _date_of(item.get("date"), f"{field}.date", bad)
         label = _text(item, "name", f"{field}.name", bad, limit=100)
-        if day is None:
+        if worked is None:
             continue
-        if year is not None and day.year != year:
-            bad(f"{field}.date", f"{day} is not in {year}; every date of the file must lie in its year")
+        if year is not None and worked.year != year:
+            bad(f"{field}.date", f"{worked} is not in {year}; every date of the file must lie in its year")
             continue
-        if day in taken and taken[day].startswith("makeup"):
-            bad(f"{field}.date", f"{day} is already {taken[day]}; every date may appear once")
+        if worked in taken and taken[worked].startswith("makeup"):
+            bad(f"{field}.date", f"{worked} is already {taken[worked]}; every date may appear once")
             continue
-        if day in taken:
-            bad(f"{field}.date", f"{day} is a holiday ({taken[day]}); a day cannot be both off and worked")
+        if worked in taken:
+            bad(f"{field}.date", f"{worked} is a holiday ({taken[worked]}); a day cannot be both off and worked")
             continue
-        if day.weekday() < 5:
-            bad(f"{field}.date", f"{day} is a {_WEEKDAYS[day.weekday()]}, a working day anyway; "
+        if worked.weekday() < 5:
+            bad(f"{field}.date", f"{worked} is a {_WEEKDAYS[worked.weekday()]}, a working day anyway; "
                 "make-up working days (调休上班) are the Saturdays and Sundays worked")
             continue
-        taken[day] = field
-        makeup.append(MakeupDay(day, label))
+        taken[worked] = field
+        makeup.append(MakeupDay(worked, label))
 
     if problems or year is None or source is None:
         raise _error(name, problems)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
-import chinese_calendar
+import chinese_calendar  # type: ignore[import-untyped]
 
 from storage.objects import ObjectStore
 

@@ -538,13 +538,13 @@ async def calendar_verb(config: Config, args: argparse.Namespace) -> int:
             print("running servers pick it up within a minute")
             return 0
         if args.calendar_verb == "list":
-            for source in calendar.years():
+            for entry in calendar.years():
                 detail = (
-                    f"imported version {source.stored.version} {source.stored.imported_at} by {source.stored.imported_by}"
-                    if source.stored
+                    f"imported version {entry.stored.version} {entry.stored.imported_at} by {entry.stored.imported_by}"
+                    if entry.stored
                     else "package"
                 )
-                print(f"{source.year}  {detail:60}  {source.source}")
+                print(f"{entry.year}  {detail:60}  {entry.source}")
             warning = calendar.warning()
             if warning:
                 print(f"warning: {warning}", file=sys.stderr)
