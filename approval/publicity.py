@@ -253,7 +253,7 @@ class Publicity:
             fields = _parse(view, decision, china_date(now), self.calendar)
         except CalendarYearUnknown:
             # Another node (or `takan calendar import`) may have loaded the year just now.
-            if not await self.calendar.refresh():
+            if not await self._refresh_calendar():
                 raise
             fields = _parse(view, decision, china_date(now), self.calendar)
         async with self._lock:
@@ -332,6 +332,13 @@ class Publicity:
         return [r.public() for r in sorted(entries, key=lambda r: _moment(r.updated_at))]
 
     # ---- internals ----------------------------------------------------------------------
+
+    async def _refresh_calendar(self) -> bool:
+        try:
+            return await self.calendar.refresh()
+        except Exception as exc:  # the store may be unreachable: refuse the year as before
+            logger.warning("could not re-read the working-day calendar (%s)", exc)
+            return False
 
     def _require_started(self) -> None:
         if not self._started:
