@@ -44,6 +44,7 @@ __all__ = [
 FORMAT_KEYS = ("year", "source", "published_on", "url", "notes", "holidays", "makeup_working_days")
 #: A holiday longer than this is refused as a typo (the longest statutory break is about 9 days).
 MAX_HOLIDAY_DAYS = 15
+MAX_NODES = 10_000
 _YEARS = range(2000, 2101)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -129,6 +130,11 @@ class YearArrangement:
 def _from_node(node: yaml.Node, path: str, lines: dict[str, int], problems: list[dict[str, str]]) -> Any:
     """Plain values from a YAML node tree, remembering each path's line (1-based)."""
     lines.setdefault(path, node.start_mark.line + 1)
+    if len(lines) > MAX_NODES:  # aliases can make a small text expand without bound
+        raise CalendarFileError(
+            f"the holiday arrangement has more than {MAX_NODES} values; a year has a few dozen",
+            errors=[{"field": path or "$", "message": "too many values (YAML aliases?)"}],
+        )
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:

@@ -245,9 +245,12 @@ class WorkingCalendar:
             await self.refresh()
             previous = self._imported.get(arrangement.year)
             numbers = [p[1] for p in map(_parse_key, await self._store.list(f"{RECORD_PREFIX}{arrangement.year:04d}/")) if p]
+            version = max(numbers, default=0) + 1
+            while await self._store.head(version_key(arrangement.year, version)) is not None:
+                version += 1  # written by another node since the listing
             stored = StoredYear(
                 arrangement,
-                max(numbers, default=0) + 1,
+                version,
                 self.clock().astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
                 imported_by,
             )

@@ -223,6 +223,15 @@ def test_the_file_is_validated_strictly(text: str | bytes, field: str, fragment:
     assert matching and fragment in matching[0]["message"], caught.value.errors
 
 
+def test_alias_bombs_are_refused() -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8)
+    )
+    with pytest.raises(CalendarFileError, match="more than 10000 values"):
+        parse_arrangement(bomb)
+
+
 def test_every_problem_is_listed_and_the_year_must_match() -> None:
     text = GOOD_YAML.replace("to: 2027-05-05", "to: 2027-04-05").replace("{date: 2027-02-20,", "{date: 2027-02-17,")
     with pytest.raises(CalendarFileError) as caught:
