@@ -2,7 +2,7 @@
 
 For an approved case, :meth:`Publicity.create` fills the publicity form from the inspection's
 applicant and the decision (the fields of 8.4.2) as a ``draft``, due within 7 working days of
-the decision date (8.4.1, counted with :func:`approval.workdays.add_working_days`).
+the decision date (8.4.1, counted on the :class:`approval.workdays.WorkingCalendar`).
 :meth:`Publicity.publish` uploads it (``published``; the upload time is the 数据上传时间);
 :meth:`Publicity.withdraw` stops publishing a decision that was revoked (8.4.4).
 
@@ -34,7 +34,7 @@ from storage.objects import ObjectStore
 from errors import Conflict, NotFound, ValidationFailed
 from .inspections import new_id, now_utc, parse_rfc3339, rfc3339
 from .ledger import inspection_view, mask_id
-from .workdays import CalendarYearUnknown, add_working_days, china_date
+from .workdays import CalendarYearUnknown, WorkingCalendar, china_date
 
 __all__ = [
     "DUE_WORKING_DAYS",
@@ -178,14 +178,21 @@ class PublicityRecord:
 class Publicity:
     """Creates, publishes and withdraws publicity records; serves the overdue list and feed.
 
-    ``start()`` loads the records from the store; one process writes them at a time. ``clock``
-    (aware UTC datetimes) is for tests.
+    ``start()`` loads the records from the store; one process writes them at a time. Due
+    dates are counted on ``calendar`` (by default the ``chinese-calendar`` package alone; the
+    app passes the one with the imported years). ``clock`` (aware UTC datetimes) is for tests.
     """
 
     def __init__(
-        self, store: ObjectStore, *, clock: Callable[[], datetime.datetime] = now_utc, cipher: Optional[FieldCipher] = None
+        self,
+        store: ObjectStore,
+        *,
+        clock: Callable[[], datetime.datetime] = now_utc,
+        cipher: Optional[FieldCipher] = None,
+        calendar: Optional[WorkingCalendar] = None,
     ) -> None:
         self._store = store
+        self.calendar = calendar if calendar is not None else WorkingCalendar()
         self._cipher = cipher
         self._clock = clock
         self._records: dict[str, PublicityRecord] = {}
@@ -242,7 +249,13 @@ class Publicity:
         self._require_started()
         view = inspection_view(inspection)
         now = self._clock()
-        fields = _parse(view, decision, china_date(now))
+        try:
+            fields = _parse(view, decision, china_date(now), self.calendar)
+        except CalendarYearUnknown:
+            # Another node (or `takan calendar import`) may have loaded the year just now.
+            if not await self._refresh_calendar():
+                raise
+            fields = _parse(view, decision, china_date(now), self.calendar)
         async with self._lock:
             for existing in self._records.values():
                 if existing.inspection_id == fields["inspection_id"] and existing.state != "withdrawn":
@@ -320,6 +333,13 @@ class Publicity:
 
     # ---- internals ----------------------------------------------------------------------
 
+    async def _refresh_calendar(self) -> bool:
+        try:
+            return await self.calendar.refresh()
+        except Exception as exc:  # the store may be unreachable: refuse the year as before
+            logger.warning("could not re-read the working-day calendar (%s)", exc)
+            return False
+
     def _require_started(self) -> None:
         if not self._started:
             raise RuntimeError("Publicity is not started; await start() first")
@@ -344,7 +364,9 @@ def _moment(value: str) -> datetime.datetime:
     return moment
 
 
-def _parse(view: Mapping[str, Any], decision: Mapping[str, Any], today: datetime.date) -> dict[str, Any]:
+def _parse(
+    view: Mapping[str, Any], decision: Mapping[str, Any], today: datetime.date, calendar: WorkingCalendar
+) -> dict[str, Any]:
     """The record's fields from the inspection and the decision, or 422 with every problem."""
     errors: list[dict[str, str]] = []
 
@@ -398,9 +420,9 @@ def _parse(view: Mapping[str, Any], decision: Mapping[str, Any], today: datetime
         )
     assert decision_date is not None
     try:
-        due_on = add_working_days(decision_date, DUE_WORKING_DAYS)
+        due_on = calendar.add_working_days(decision_date, DUE_WORKING_DAYS)
     except CalendarYearUnknown as exc:
-        raise CalendarYearUnknown(exc.year, "decision.decision_date") from None
+        raise CalendarYearUnknown(exc.year, "decision.decision_date", exc.known) from None
     return {
         "inspection_id": str(view["id"]),
         "case_no": str(view["case_no"]),

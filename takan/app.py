@@ -35,6 +35,7 @@ from approval.publicity import Publicity
 from approval.rules.rulebook import RuleBook
 from approval.templates import Templates
 from approval.webhooks import WebhookSender
+from approval.workdays import WorkingCalendar
 from evidence.access import AccessLog
 from evidence.filing import SegmentFiling
 from evidence.journal import Journal
@@ -65,6 +66,7 @@ from web import openapi, pages
 from web.admin_api import AdminApi
 from web.approval_api import ApprovalApi
 from web.auth import Authenticator, authorization_middleware
+from web.calendar_api import CalendarApi
 from web.evidence_api import EvidenceApi
 from web.headers import rate_limit_middleware, security_headers_middleware
 from web.health import Health
@@ -103,6 +105,7 @@ SESSIONS = web.AppKey("sessions", SessionService)
 SIO = web.AppKey("sio", socketio.AsyncServer)
 OTP_SENDER: web.AppKey[Optional[ConsoleOtpSender]] = web.AppKey("otp_sender")
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
+CALENDAR = web.AppKey("calendar", WorkingCalendar)
 #: The API key printed at first start when none was configured (None afterwards).
 BOOTSTRAP_KEY: web.AppKey[list[IssuedKey]] = web.AppKey("bootstrap_key")
 
@@ -187,7 +190,8 @@ def build_app(config: Config) -> web.Application:
     # -- approval
     warning_lists = WarningLists(store)
     ledger = Ledger(store, cipher)
-    publicity = Publicity(store, cipher=cipher)
+    calendar = WorkingCalendar(store)  # imported years (docs/calendar.md), then chinese-calendar
+    publicity = Publicity(store, cipher=cipher, calendar=calendar)
     evaluations = Evaluations(store)
     outbox = Outbox(store)
     notifier = Notifier(outbox, keys)
@@ -232,6 +236,7 @@ def build_app(config: Config) -> web.Application:
         client_max_size=16 * 1024 * 1024,
     )
     idempotency = IdempotencyKeys(store)
+    calendar_api = CalendarApi(calendar)
     for routes in (
         InspectionApi(book, keys, idempotency, signer, sessions, config.base_url,
                       datetime.timedelta(hours=config.link_ttl_hours), config.webhook_allowed_hosts).routes(),
@@ -242,7 +247,8 @@ def build_app(config: Config) -> web.Application:
         StaffApi(accounts, staff_sessions, auth, live).routes(),
         OidcLogin(provider, accounts, staff_sessions, auth).routes(),
         openapi.routes(),
-        Health(config.node_id, store).routes(),
+        calendar_api.routes(),
+        Health(config.node_id, store, calendar).routes(),
         pages.routes(),
     ):
         table.add(app, routes)
@@ -254,11 +260,13 @@ def build_app(config: Config) -> web.Application:
         (PUBLICITY, publicity), (EVALUATIONS, evaluations), (OUTBOX, outbox), (WEBHOOKS, webhooks),
         (ACCOUNTS, accounts), (STAFF_SESSIONS, staff_sessions), (OIDC, provider), (DECISIONS, decisions),
         (SESSIONS, sessions), (SIO, sio), (OTP_SENDER, otp_sender), (IDEMPOTENCY, idempotency),
-        (ROUTE_TABLE, table), (BOOTSTRAP_KEY, []),
+        (ROUTE_TABLE, table), (BOOTSTRAP_KEY, []), (CALENDAR, calendar),
     ):
         app[key] = value  # each pair is typed by its key above
 
-    app.cleanup_ctx.extend([_storage, _records, _approval, _identity, _judgement, _sessions, _socketio])
+    app.cleanup_ctx.extend(
+        [_storage, calendar_api.lifecycle, _records, _approval, _identity, _judgement, _sessions, _socketio]
+    )
     return app
 
 

@@ -46,6 +46,7 @@ def _DATE(name: str) -> dict[str, Any]:
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
 _NULLABLE_STR = {"type": ["string", "null"]}
+_YEAR = {"name": "year", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1000, "maximum": 9999}}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 
 SCHEMAS: dict[str, Any] = {
@@ -262,6 +263,72 @@ SCHEMAS: dict[str, Any] = {
             "password": {"type": "string"},
             "id_number": {"type": "string"},
             "phone": {"type": "string"},
+        },
+    },
+    "CalendarArrangement": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["year", "source", "holidays"],
+        "description": "One year's State Council holiday arrangement (docs/calendar.md); every date in `year`",
+        "properties": {
+            "year": {"type": "integer", "minimum": 2000, "maximum": 2100},
+            "source": {"type": "string", "minLength": 1, "maxLength": 500, "description": "the notice's title and number"},
+            "published_on": {"type": "string", "format": "date"},
+            "url": {"type": "string", "maxLength": 500},
+            "notes": {"type": "string", "maxLength": 4000},
+            "holidays": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                        "date": {"type": "string", "format": "date"},
+                        "from": {"type": "string", "format": "date"},
+                        "to": {"type": "string", "format": "date"},
+                    },
+                },
+            },
+            "makeup_working_days": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["date"],
+                    "properties": {"date": {"type": "string", "format": "date"}, "name": {"type": "string", "maxLength": 100}},
+                },
+            },
+        },
+    },
+    "CalendarYear": {
+        "type": "object",
+        "required": ["year", "from", "source", "arrangement", "versions"],
+        "properties": {
+            "year": {"type": "integer"},
+            "from": {"enum": ["imported", "package"]},
+            "source": {"type": "string"},
+            "version": {"type": "integer"},
+            "imported_at": {"type": "string"},
+            "imported_by": {"type": "string"},
+            "notice": {"type": "string"},
+            "overrides": {"type": "string"},
+            "arrangement": _ref("CalendarArrangement"),
+            "versions": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "CalendarImported": {
+        "type": "object",
+        "required": ["year", "version", "imported_at", "imported_by", "notice", "replaced_version", "arrangement"],
+        "properties": {
+            "year": {"type": "integer"},
+            "version": {"type": "integer"},
+            "imported_at": {"type": "string"},
+            "imported_by": {"type": "string"},
+            "notice": {"type": "string"},
+            "replaced_version": {"type": ["integer", "null"]},
+            "arrangement": _ref("CalendarArrangement"),
         },
     },
     "Verification": {
@@ -520,6 +587,41 @@ PATHS: dict[str, Any] = {
             "parameters": [{"name": "kind", "in": "path", "required": True, "schema": {"enum": ["dishonest", "abnormal_operation", "industry_catalogue", "negative_list"]}}],
             "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
             "responses": {"201": _ok("loaded"), **_problems(400, 401, 403, 413, 422)},
+        },
+    },
+    "/api/v1/calendar": {
+        "get": {
+            "summary": "Working-day calendar: the years known and where each comes from (admin)",
+            "operationId": "calendarYears",
+            "responses": {
+                "200": {
+                    "description": "years (imported ones win over the chinese-calendar package), and a warning if next year is missing",
+                    "content": {JSON: {"schema": {"type": "object", "required": ["years", "package", "warning"], "properties": {"years": {"type": "array"}, "package": {"type": "object"}, "warning": _NULLABLE_STR}}}},
+                },
+                **_problems(401, 403),
+            },
+        },
+    },
+    "/api/v1/calendar/{year}": {
+        "get": {
+            "summary": "One year's holidays and make-up working days in force, and its stored versions (admin)",
+            "operationId": "calendarYear",
+            "parameters": [_YEAR],
+            "responses": {"200": _json("CalendarYear"), **_problems(401, 403, 404)},
+        },
+        "put": {
+            "summary": "Import a year's State Council holiday arrangement (admin); replaces an earlier import, which is kept",
+            "operationId": "importCalendarYear",
+            "parameters": [_YEAR],
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": _ref("CalendarArrangement")}, "application/yaml": {"schema": {"type": "string"}}},
+            },
+            "responses": {
+                "200": _json("CalendarImported", "imported; replaces the earlier version"),
+                "201": _json("CalendarImported", "imported; the first version of the year"),
+                **_problems(400, 401, 403, 404, 413, 415, 422),
+            },
         },
     },
     "/api/v1/audit/access-log": {

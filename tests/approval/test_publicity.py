@@ -15,7 +15,7 @@ from web.problems import http_status
 from errors import Conflict, NotFound, ValidationFailed
 from approval.ledger import Ledger
 from approval.publicity import Publicity, PublicityRecord
-from approval.workdays import CalendarYearUnknown, known_years
+from approval.workdays import CalendarYearUnknown, package_years as known_years
 from storage.local import LocalObjectStore
 
 D = datetime.date
@@ -265,7 +265,7 @@ async def test_a_due_date_in_an_unknown_year(publicity: Publicity, clock: Clock)
         await publicity.create(inspection(), decision(decision_date=f"{last}-12-30"))
     assert caught.value.year == last + 1 and http_status(caught.value) == 422
     assert caught.value.errors[0]["field"] == "decision.decision_date"
-    assert "upgrade the chinese-calendar package" in caught.value.detail
+    assert "takan calendar import" in caught.value.detail
     with pytest.raises(CalendarYearUnknown, match=str(known_years().start - 1)):
         await publicity.create(inspection(), decision(decision_date=f"{known_years().start - 1}-06-01"))
     assert publicity.for_inspection(inspection()["id"]) == []

@@ -63,6 +63,7 @@ def fill(template: str, inspection_id: str) -> str:
         .replace("{user_id}", "nobody")
         .replace("{kind}", "dishonest")
         .replace("{filename}", "css/takan.css")
+        .replace("{year}", "2026")
     )
 
 
@@ -87,7 +88,7 @@ async def test_route_matrix(tmp_path) -> None:
                 if "__staff__" in headers:
                     account = await services.accounts.get(headers.pop("__staff__"))
                     headers["Authorization"] = f"Session {await services.staff_sessions.open(account)}"
-                kwargs = {"json": {}} if method == "POST" else {}
+                kwargs = {"json": {}} if method in ("POST", "PUT") else {}
                 async with http.request(method, server.base_url + fill(template, created["id"]), headers=headers, **kwargs) as r:
                     status = r.status
                 if policy == PUBLIC:
