@@ -23,6 +23,7 @@ from identity.permissions import ROLES
 from tests.browser import artifact
 from tests.serverkit import create_inspection, running_server
 from tests.web_client.test_pages import browser, browser_test, open_page, until
+from tests.web_client.catalogues import keys
 
 STATIC = Path(__file__).resolve().parents[2] / "web_client" / "static"
 
@@ -35,10 +36,7 @@ AUDITOR_NEW_PASSWORD = "Quiet-River-58-Lantern#"
 
 
 def _table(lang: str) -> set[str]:
-    source = (STATIC / "js" / "i18n.js").read_text(encoding="utf-8")
-    start = source.index(f"  {lang}: {{")
-    end = source.index("\n  },", start)
-    return set(re.findall(r'^\s+"([\w.]+)":', source[start:end], re.MULTILINE))
+    return keys(lang)
 
 
 def test_keys_built_from_server_values_are_in_both_tables() -> None:
