@@ -45,6 +45,7 @@ ROUTE_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/vendor/socket.io.esm.min.js"): PUBLIC,
     ("GET", "/static/{filename}"): PUBLIC,
     ("GET", "/api/v1/openapi.json"): PUBLIC,
+    ("GET", "/api/v1/protocol"): PUBLIC,
     ("GET", "/api/v1/keys"): PUBLIC,
     ("POST", "/api/v1/auth/login"): PUBLIC,
     ("GET", "/api/v1/auth/oidc/start"): PUBLIC,

@@ -42,7 +42,7 @@ from identity.oidc import OidcProvider
 from identity.sessions import StaffSessions
 from media.ice import offer_loopback_candidates, rtc_configuration, turn_rest_credentials
 from media.tap import check_aiortc_seams
-from signaling import openapi, pages
+from signaling import openapi, pages, protocol_constants
 from signaling.admin_api import AdminApi
 from signaling.api import InspectionApi
 from signaling.approval_api import ApprovalApi
@@ -233,6 +233,7 @@ def build_app(config: Config) -> web.Application:
     app.add_routes(PhotoUploads(book, signer, sessions).routes())
     app.add_routes(AdminApi(keys, outbox).routes())
     app.add_routes(openapi.routes())
+    app.add_routes(protocol_constants.routes())
     app.add_routes(StaffApi(accounts, staff_sessions, auth, live).routes())
     provider = (
         OidcProvider(config.oidc_issuer, config.oidc_client_id or "", config.oidc_client_secret or "", f"{config.base_url}/api/v1/auth/oidc/callback")

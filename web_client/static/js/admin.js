@@ -8,10 +8,11 @@ import {
   alertDialog, confirmDialog, copyText, currentStaff, errorText, loginUrl, mountStaffBar, showError, staffApi,
 } from "./staff.js";
 import { qrSvg } from "./qr.js";
+import { PROTOCOL } from "./protocol.js";
 
 const $ = (id) => document.getElementById(id);
 /** Staff roles in the order the server lists them (identity/permissions.py ROLES). */
-const ROLES = ["inspector", "reviewer", "approver", "auditor", "admin"];
+const ROLES = PROTOCOL.roles.staff;
 /** At most this many deliveries are drawn (newest first). */
 const MAX_HOOKS = 200;
 
@@ -445,7 +446,7 @@ function lastAttemptText(d) {
 function renderHooks() {
   const data = ui.hooks;
   const stats = data?.stats ?? {};
-  const counts = ["pending", "delivered", "failed"].map((s) => {
+  const counts = PROTOCOL.webhooks.states.map((s) => {
     const box = document.createElement("div");
     box.className = "stat";
     box.dataset.state = s;

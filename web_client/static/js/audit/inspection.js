@@ -2,6 +2,7 @@
 // verification together, deriving the recorded tracks, and drawing every panel of the view.
 
 import { t } from "../i18n.js";
+import { PROTOCOL } from "../protocol.js";
 import { api, errorText, inspectionPath, objectPath } from "./api.js";
 import { renderScrub, renderTracksNote, renderTransport, startReplay, stopReplay } from "./player.js";
 import { renderFacts, renderHead, renderObjects } from "./record.js";
@@ -12,7 +13,7 @@ import { renderVerify, setVerify } from "./verify.js";
 import { show } from "./views.js";
 
 /** Statuses in which the event log may not exist yet (the session has not started). */
-const OPEN = ["scheduled", "live"];
+const OPEN = PROTOCOL.open_statuses;
 
 export function closeInspection() {
   stopReplay();
