@@ -73,6 +73,7 @@ async def test_a_missing_key_or_catalogue_falls_back(tmp_path) -> None:
         assert await page.evaluate("async () => (await import('/static/js/i18n.js')).t('no.such.key')") == "no.such.key"
         assert await page.evaluate("async () => (await import('/static/js/i18n.js')).t('app.name')") == en["app.name"]
         assert any("login.title" in w for w in warnings), warnings
+        assert await page.evaluate("async () => { const { has } = await import('/static/js/i18n.js'); return [has('login.title'), has('no.such.key')]; }") == [True, False]
 
         await page.route("**/static/i18n/zh.json", lambda route: route.fulfill(status=404, body="gone"))
         await page.goto(f"{server.base_url}/login?lang=zh")

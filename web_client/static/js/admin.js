@@ -2,7 +2,7 @@
 // disable/enable, unlock, reset password, roles) and the webhook deliveries to the approval
 // core (counts, attempts, re-send of failed ones). Works with the login cookie only.
 
-import { t, bindLangToggles, onLangChange } from "./i18n.js";
+import { t, has, bindLangToggles, onLangChange } from "./i18n.js";
 import { dateTime } from "./format.js";
 import {
   alertDialog, confirmDialog, copyText, currentStaff, errorText, loginUrl, mountStaffBar, showError, staffApi,
@@ -494,7 +494,7 @@ function renderHooks() {
     }
     const id = td(dateTime(d.occurred_at), "nowrap");
     id.title = d.delivery_id;
-    tr.append(id, td(t(eventKey) === eventKey ? d.event : t(eventKey)), td(inspectionOf(d), "mono"), url, state, attempts, td(lastAttemptText(d), "small"), actions);
+    tr.append(id, td(has(eventKey) ? t(eventKey) : d.event), td(inspectionOf(d), "mono"), url, state, attempts, td(lastAttemptText(d), "small"), actions);
     return tr;
   }));
   $("hooks-empty").hidden = !data || items.length > 0;

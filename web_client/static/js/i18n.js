@@ -67,6 +67,11 @@ function lookup(key) {
   return key;
 }
 
+/** Whether some catalogue has `key` (for keys built from data, which may have no text). */
+export function has(key) {
+  return LANGS.some((value) => CATALOGUES[value][key] !== undefined);
+}
+
 /** Translate `key`, replacing `{name}` with `params.name`. Unknown keys fall back to English, then Chinese, then the key. */
 export function t(key, params = {}) {
   return lookup(key).replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));

@@ -1,7 +1,7 @@
 // The verdict and review card (5.6): the rules' verdict and reasons, a review already made,
 // and for a judged inspection the form to pass or fail it with a comment.
 
-import { t, lang } from "../i18n.js";
+import { t, has, lang } from "../i18n.js";
 import { dateTime } from "../format.js";
 import { apiPost, inspectionPath } from "./api.js";
 import { outcomeName } from "./record.js";
@@ -48,7 +48,7 @@ export function renderReview() {
     const sev = document.createElement("span");
     sev.className = "reason-sev";
     const sevKey = `review.severity.${reason?.severity}`;
-    sev.textContent = t(sevKey) === sevKey ? String(reason?.severity ?? "—") : t(sevKey);
+    sev.textContent = has(sevKey) ? t(sevKey) : String(reason?.severity ?? "—");
     const msg = document.createElement("span");
     msg.className = "reason-msg";
     msg.textContent = (lang() === "en" ? reason?.message_en || reason?.message : reason?.message || reason?.message_en) ?? String(reason);

@@ -2,7 +2,7 @@
 // session's clock, with a line of detail and the image of stills, photos and signatures;
 // clicking an event seeks the replay there, and the event at the playback position is marked.
 
-import { t } from "../i18n.js";
+import { t, has } from "../i18n.js";
 import { bytes, clock, coords, distance, timeOfDay } from "../format.js";
 import { api, objectPath } from "./api.js";
 import { $, ui } from "./state.js";
@@ -110,7 +110,7 @@ export function renderTimeline() {
     head.className = "ev-head";
     const type = document.createElement("span");
     type.className = "ev-type";
-    type.textContent = t(`ev.${ev.type}`) !== `ev.${ev.type}` ? t(`ev.${ev.type}`) : ev.type;
+    type.textContent = has(`ev.${ev.type}`) ? t(`ev.${ev.type}`) : ev.type;
     const actor = document.createElement("span");
     actor.className = "ev-actor";
     actor.textContent = actorName(ev.actor);
@@ -155,9 +155,8 @@ export function renderTimeline() {
 export function actorName(actor) {
   if (!actor) return "";
   if (actor.startsWith("api:")) return t("audit.actorApi", { id: actor.slice(4) });
-  const key = `role.${actor}`;
-  const name = t(key);
-  return name === key ? t(`actor.${actor}`) !== `actor.${actor}` ? t(`actor.${actor}`) : actor : name;
+  if (has(`role.${actor}`)) return t(`role.${actor}`);
+  return has(`actor.${actor}`) ? t(`actor.${actor}`) : actor;
 }
 
 const thumbObserver = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
