@@ -73,11 +73,13 @@ from web.health import Health
 from web.inspections_api import InspectionApi
 from web.oidc_login import OidcLogin
 from web.problems import problems_middleware
+from web.protocol import ProtocolDocument
 from web.routes import ROUTE_TABLE, RouteTable
 from web.staff_api import StaffApi
 from web.uploads import PhotoUploads
 
 from .config import Config
+from .protocol import constants as protocol_constants
 
 logger = logging.getLogger(__name__)
 
@@ -247,6 +249,7 @@ def build_app(config: Config) -> web.Application:
         StaffApi(accounts, staff_sessions, auth, live).routes(),
         OidcLogin(provider, accounts, staff_sessions, auth).routes(),
         openapi.routes(),
+        ProtocolDocument(protocol_constants()).routes(),
         calendar_api.routes(),
         Health(config.node_id, store, calendar).routes(),
         pages.routes(),

@@ -49,7 +49,31 @@ _NULLABLE_STR = {"type": ["string", "null"]}
 _YEAR = {"name": "year", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1000, "maximum": 9999}}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 
+_NAMES = {"type": "array", "items": {"type": "string"}}
+_COUNT = {"type": "integer", "minimum": 1}
+
 SCHEMAS: dict[str, Any] = {
+    "ProtocolConstants": {
+        "type": "object",
+        "required": ["roles", "source_role", "limits", "open_statuses", "timer_phases", "prudent_lists", "webhooks"],
+        "properties": {
+            "roles": {
+                "type": "object",
+                "required": ["link", "staff", "staff_exclusive"],
+                "properties": {"link": _NAMES, "staff": _NAMES, "staff_exclusive": {"type": "array", "items": _NAMES}},
+            },
+            "source_role": {"type": "object", "additionalProperties": {"type": "string"}},
+            "limits": {
+                "type": "object",
+                "required": ["event_bytes", "upload_event_bytes", "events_per_second", "text_chars", "signature_png_bytes", "signature_points", "photo_bytes", "rating_comment_chars"],
+                "additionalProperties": _COUNT,
+            },
+            "open_statuses": _NAMES,
+            "timer_phases": _NAMES,
+            "prudent_lists": _NAMES,
+            "webhooks": {"type": "object", "required": ["states", "events"], "properties": {"states": _NAMES, "events": _NAMES}},
+        },
+    },
     "Problem": {
         "type": "object",
         "required": ["type", "title", "status", "detail"],
@@ -630,6 +654,14 @@ PATHS: dict[str, Any] = {
             "operationId": "accessLog",
             "parameters": [{"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}}],
             "responses": {"200": _ok(), **_problems(401, 403, 422)},
+        },
+    },
+    "/api/v1/protocol": {
+        "get": {
+            "summary": "The protocol's constants the pages use (limits, role and status names)",
+            "operationId": "protocolConstants",
+            "security": [],
+            "responses": {"200": {"description": "see signaling/protocol_constants.py", "content": {JSON: {"schema": _ref("ProtocolConstants")}}}},
         },
     },
     "/api/v1/openapi.json": {

@@ -18,6 +18,7 @@ import pytest
 
 from testkit.browser import CHROMIUM, CHROMIUM_ARGS, artifact, chromium_available
 from testkit.server import create_inspection, running_server
+from tests.web_client.catalogues import keys, page_scripts
 
 STATIC = Path(__file__).resolve().parents[2] / "web_client" / "static"
 
@@ -37,17 +38,12 @@ JOINED = "window.takan.state.joined && window.takan.session.pcState === 'connect
 
 
 def _tables() -> tuple[set[str], set[str]]:
-    source = (STATIC / "js" / "i18n.js").read_text(encoding="utf-8")
-    zh_start = source.index("  zh: {")
-    en_start = source.index("  en: {")
-    end = source.index("\n};", en_start)
-    key = re.compile(r'^\s+"([\w.]+)":', re.M)
-    return set(key.findall(source[zh_start:en_start])), set(key.findall(source[en_start:end]))
+    return keys("zh"), keys("en")
 
 
 def test_chinese_and_english_tables_have_the_same_keys() -> None:
     zh, en = _tables()
-    assert zh, "no strings found in i18n.js"
+    assert zh, "no strings found in static/i18n/zh.json"
     assert sorted(zh - en) == [], "missing in en"
     assert sorted(en - zh) == [], "missing in zh"
 
@@ -60,9 +56,7 @@ def test_every_string_the_pages_use_is_in_the_table() -> None:
         used |= set(re.findall(r'data-title-key="([\w.]+)"', html.read_text(encoding="utf-8")))
     prefixes = "app|lang|role|status|conn|info|conninfo|participants|ctl|end|stage|remote|local|line|join|warn|btn|err|final"
     literal = re.compile(rf'"((?:{prefixes})\.[A-Za-z_]+(?:\.[A-Za-z_]+)?)"')
-    for js in (STATIC / "js").glob("*.js"):
-        if js.name == "i18n.js":
-            continue
+    for js in page_scripts():
         used |= set(literal.findall(js.read_text(encoding="utf-8")))
     # keys built at run time from protocol values
     codes = ["token_invalid", "token_expired", "inspection_unknown", "inspection_cancelled", "inspection_ended", "rate_limited"]

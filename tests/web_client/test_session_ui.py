@@ -21,6 +21,7 @@ from PIL import Image
 from testkit.browser import artifact
 from testkit.server import API_KEY, create_inspection, running_server
 from tests.web_client.test_pages import JOINED, browser, browser_test, decoding, open_page, until, with_lang
+from tests.web_client.catalogues import keys, page_scripts
 
 STATIC = Path(__file__).resolve().parents[2] / "web_client" / "static"
 
@@ -37,17 +38,14 @@ NEAR_SITE = {"latitude": 37.4360, "longitude": 116.3600, "accuracy": 12}
 
 
 def _table(lang: str) -> set[str]:
-    source = (STATIC / "js" / "i18n.js").read_text(encoding="utf-8")
-    start = source.index(f"  {lang}: {{")
-    end = source.index("\n  },", start)
-    return set(re.findall(r'^\s+"([\w.]+)":', source[start:end], re.M))
+    return keys(lang)
 
 
 def test_every_key_the_new_ui_uses_is_in_both_tables() -> None:
     zh, en = _table("zh"), _table("en")
     assert zh == en
     used: set[str] = set()
-    for js in (STATIC / "js").glob("*.js"):
+    for js in page_scripts():
         used |= set(re.findall(r'\bt\("([\w.]+)"', js.read_text(encoding="utf-8")))
     for html in STATIC.glob("*.html"):
         used |= set(re.findall(r'data-i18n(?:-title|-aria|-placeholder)?="([\w.]+)"', html.read_text(encoding="utf-8")))

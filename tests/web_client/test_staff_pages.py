@@ -22,7 +22,9 @@ from identity import totp
 from identity.permissions import ROLES
 from testkit.browser import artifact
 from testkit.server import create_inspection, running_server
+from web.protocol import constants
 from tests.web_client.test_pages import browser, browser_test, open_page, until
+from tests.web_client.catalogues import keys
 
 STATIC = Path(__file__).resolve().parents[2] / "web_client" / "static"
 
@@ -35,10 +37,7 @@ AUDITOR_NEW_PASSWORD = "Quiet-River-58-Lantern#"
 
 
 def _table(lang: str) -> set[str]:
-    source = (STATIC / "js" / "i18n.js").read_text(encoding="utf-8")
-    start = source.index(f"  {lang}: {{")
-    end = source.index("\n  },", start)
-    return set(re.findall(r'^\s+"([\w.]+)":', source[start:end], re.MULTILINE))
+    return keys(lang)
 
 
 def test_keys_built_from_server_values_are_in_both_tables() -> None:
@@ -46,10 +45,10 @@ def test_keys_built_from_server_values_are_in_both_tables() -> None:
     wanted = {f"staffRole.{r}" for r in ROLES} | {f"staffRole.{r}.desc" for r in ROLES}
     wanted |= {f"hook.state.{s}" for s in STATES} | {f"hook.event.{e}" for e in EVENTS}
     assert sorted(wanted - zh) == [] and sorted(wanted - en) == []
-    # the admin page's role list is the server's
+    # the admin page's role list is the server's (served by /api/v1/protocol)
     admin_js = (STATIC / "js" / "admin.js").read_text(encoding="utf-8")
-    listed = re.search(r"const ROLES = \[([^\]]*)\]", admin_js)
-    assert listed and re.findall(r'"(\w+)"', listed.group(1)) == list(ROLES)
+    assert "const ROLES = PROTOCOL.roles.staff;" in admin_js
+    assert constants()["roles"]["staff"] == list(ROLES)
 
 
 async def test_login_and_admin_pages_are_served(tmp_path) -> None:

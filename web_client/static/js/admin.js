@@ -2,16 +2,17 @@
 // disable/enable, unlock, reset password, roles) and the webhook deliveries to the approval
 // core (counts, attempts, re-send of failed ones). Works with the login cookie only.
 
-import { t, bindLangToggles, onLangChange } from "./i18n.js";
+import { t, has, bindLangToggles, onLangChange } from "./i18n.js";
 import { dateTime } from "./format.js";
 import {
   alertDialog, confirmDialog, copyText, currentStaff, errorText, loginUrl, mountStaffBar, showError, staffApi,
 } from "./staff.js";
 import { qrSvg } from "./qr.js";
+import { PROTOCOL } from "./protocol.js";
 
 const $ = (id) => document.getElementById(id);
 /** Staff roles in the order the server lists them (identity/permissions.py ROLES). */
-const ROLES = ["inspector", "reviewer", "approver", "auditor", "admin"];
+const ROLES = PROTOCOL.roles.staff;
 /** At most this many deliveries are drawn (newest first). */
 const MAX_HOOKS = 200;
 
@@ -445,7 +446,7 @@ function lastAttemptText(d) {
 function renderHooks() {
   const data = ui.hooks;
   const stats = data?.stats ?? {};
-  const counts = ["pending", "delivered", "failed"].map((s) => {
+  const counts = PROTOCOL.webhooks.states.map((s) => {
     const box = document.createElement("div");
     box.className = "stat";
     box.dataset.state = s;
@@ -493,7 +494,7 @@ function renderHooks() {
     }
     const id = td(dateTime(d.occurred_at), "nowrap");
     id.title = d.delivery_id;
-    tr.append(id, td(t(eventKey) === eventKey ? d.event : t(eventKey)), td(inspectionOf(d), "mono"), url, state, attempts, td(lastAttemptText(d), "small"), actions);
+    tr.append(id, td(has(eventKey) ? t(eventKey) : d.event), td(inspectionOf(d), "mono"), url, state, attempts, td(lastAttemptText(d), "small"), actions);
     return tr;
   }));
   $("hooks-empty").hidden = !data || items.length > 0;

@@ -3,8 +3,8 @@
 
 import { t, onLangChange } from "./i18n.js";
 import { actionError, timeOfDay } from "./format.js";
+import { PROTOCOL } from "./protocol.js";
 
-const MAX_TEXT = 2000;
 const MAX_SHOWN = 200;
 
 export class ChatPanel extends EventTarget {
@@ -20,7 +20,7 @@ export class ChatPanel extends EventTarget {
     this.error = root.querySelector(".chat-error");
     this.messages = [];
     this.sending = false;
-    this.input.maxLength = MAX_TEXT;
+    this.input.maxLength = PROTOCOL.limits.text_chars;
     this.form.addEventListener("submit", (e) => {
       e.preventDefault();
       this.#submit();

@@ -14,6 +14,7 @@ import { ChatPanel } from "./chat.js";
 import { SignatureSheet } from "./signature.js";
 import { TimerWatch, renderBanner } from "./timer.js";
 import { actionError, coords, distance, minutes, timeOfDay } from "./format.js";
+import { PROTOCOL } from "./protocol.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -109,7 +110,7 @@ function live() {
 
 // ---- prudent warnings (8.1.8): the lists the applicant is on ------------------------------
 
-const PRUDENT_LISTS = ["dishonest", "abnormal_operation", "industry_catalogue", "negative_list"];
+const PRUDENT_LISTS = PROTOCOL.prudent_lists;
 const prudentSeenKey = () => `takan.prudentSeen.${session.inspection?.id ?? ""}`;
 let prudentBannerDismissed = false;
 

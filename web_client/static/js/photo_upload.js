@@ -2,7 +2,9 @@
 // POST /api/v1/session/photos, multipart/form-data (file, checkpoint, taken_at, lat, lon,
 // accuracy_m), authorised by the link token in X-Takan-Token (docs/protocol.md).
 
-export const MAX_PHOTO_BYTES = 15 * 1024 * 1024;
+import { PROTOCOL } from "./protocol.js";
+
+export const MAX_PHOTO_BYTES = PROTOCOL.limits.photo_bytes;
 const TIMEOUT_MS = 5 * 60000; // a large photo over a slow mobile uplink
 
 /**
@@ -12,7 +14,7 @@ const TIMEOUT_MS = 5 * 60000; // a large photo over a slow mobile uplink
 export function uploadPhoto({ token, file, checkpoint, fix, onprogress }) {
   return new Promise((resolve) => {
     if (file.size > MAX_PHOTO_BYTES) {
-      resolve({ ok: false, code: "too_large", message: "photo over 15 MB", status: 0 });
+      resolve({ ok: false, code: "too_large", message: `photo over ${Math.round(MAX_PHOTO_BYTES / (1024 * 1024))} MB`, status: 0 });
       return;
     }
     const form = new FormData();

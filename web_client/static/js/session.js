@@ -19,11 +19,13 @@
 
 import { io } from "/vendor/socket.io.esm.min.js";
 import { LocalMedia, mediaErrorKind } from "./local_media.js";
+import { PROTOCOL } from "./protocol.js";
 
 const ACK_TIMEOUT_MS = 10000;
 const OFFER_TIMEOUT_MS = 30000; // the server gathers its ICE candidates before answering
 const DISCONNECTED_GRACE_MS = 3000;
-const ICE_SEND_GAP_MS = 20; // keeps trickle ICE well under the 50 events/s limit
+/** Trickle ICE alone stays within the server's events-per-second limit (20 ms at 50/s). */
+const ICE_SEND_GAP_MS = 1000 / PROTOCOL.limits.events_per_second;
 const FREEZE_CHECK_MS = 2000;
 const KEYFRAME_MIN_GAP_MS = 5000;
 const MAX_EVENTS = 500;
@@ -32,7 +34,7 @@ const MAX_EVENTS = 500;
 const TIMESTAMPED = new Set(["chat", "captured", "location", "signed"]);
 
 /** Whose media each role receives (docs/protocol.md, "Media routing"). */
-const SOURCE_ROLE = { inspector: "applicant", applicant: "inspector", observer: "applicant" };
+const SOURCE_ROLE = PROTOCOL.source_role;
 
 /** Connect-refusal codes of docs/protocol.md (each has its own message on the page). */
 export const CONNECT_CODES = [
