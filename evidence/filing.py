@@ -40,6 +40,8 @@ class RecordedSegment(Protocol):
     def height(self) -> Optional[int]: ...
     @property
     def data(self) -> bytes: ...
+    @property
+    def gaps(self) -> tuple[tuple[int, int], ...]: ...
 
 
 class SegmentFiling:
@@ -51,6 +53,15 @@ class SegmentFiling:
         already = await self.segments_so_far(inspection_id)
 
         async def file(segment: RecordedSegment) -> None:
+            for start_ms, end_ms in segment.gaps:
+                # media was missing before this segment's frames: say where, for the auditor
+                offset = segment.wall_start - datetime.timedelta(milliseconds=segment.media_start_ms)
+                await self.journal.record(inspection_id, "media.gap", "recorder", {
+                    "track": segment.track,
+                    "start": (offset + datetime.timedelta(milliseconds=start_ms)).isoformat(timespec="milliseconds"),
+                    "end": (offset + datetime.timedelta(milliseconds=end_ms)).isoformat(timespec="milliseconds"),
+                    "duration_ms": end_ms - start_ms,
+                })
             seq = already[segment.track] + segment.seq
             kind = "video" if segment.track.endswith("video") else "audio"
             details: dict[str, object] = {

@@ -52,6 +52,9 @@ MAX_JUMP_MS = 10_000
 _DEFAULT_FRAME_MS = 33
 #: A longer interval between two video frames is a gap, not a frame rate.
 _MAX_FRAME_MS = 1000
+#: Media missing for longer than this (a network outage, a publisher gone) is a gap the
+#: segment reports (``Segment.gaps``), so the evidence log can mark it for an auditor.
+GAP_MS = 1500
 _DEFAULT_AUDIO_MS = 20
 _RTP_TIME_BASE = {"video": fractions.Fraction(1, 90000), "audio": fractions.Fraction(1, 48000)}
 _CODEC = {"video": "vp8", "audio": "opus"}
@@ -82,6 +85,9 @@ class Segment:
     width: Optional[int] = None
     height: Optional[int] = None
     sample_rate: Optional[int] = None
+    #: (start, end) on the timeline of each stretch without media just before a frame of
+    #: this segment (longer than :data:`GAP_MS`)
+    gaps: tuple[tuple[int, int], ...] = ()
 
     @property
     def media_end_ms(self) -> int:
@@ -107,6 +113,7 @@ class _OpenSegment:
     height: Optional[int] = None
     frames: list[_Frame] = field(default_factory=list)
     end_ms: int = 0
+    gaps: list[tuple[int, int]] = field(default_factory=list)
 
 
 class SegmentWriter:
@@ -142,6 +149,7 @@ class SegmentWriter:
         self._on_segment = on_segment
         self._timeline = timeline if timeline is not None else Timeline()
         self._clock = self._timeline.clock
+        self._last_kept_ms: Optional[int] = None
         self._segment_ms = round(segment_s * 1000)
         self._keyframe_timeout_s = keyframe_timeout_s
         self._keyframe_retry_s = keyframe_retry_s
@@ -245,6 +253,12 @@ class SegmentWriter:
             self._write_video(data, at_ms, bool(packet.is_keyframe))
         else:
             self._write_audio(data, at_ms)
+        segment = self._open
+        if segment is not None and segment.frames and segment.frames[-1].at_ms == at_ms:  # kept
+            last = self._last_kept_ms
+            if last is not None and at_ms - last > GAP_MS:
+                segment.gaps.append((last, at_ms))
+            self._last_kept_ms = at_ms
 
     # ---- timing --------------------------------------------------------------------------
 
@@ -439,4 +453,5 @@ class SegmentWriter:
             width=width,
             height=height,
             sample_rate=sample_rate,
+            gaps=tuple(pending.gaps),
         )

@@ -42,6 +42,7 @@ class Participant:
     audio: bool = True
     video: bool = True
     connection: str = "new"
+    away: bool = False  # its connection dropped; it may come back within the grace window
     peer: Optional[ServerPeer] = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -50,7 +51,7 @@ class Participant:
             "id": self.id,
             "role": self.role,
             "media": {"audio": self.audio, "video": self.video},
-            "connection": self.connection,
+            "connection": "away" if self.away else self.connection,
             "joined_at": self.joined_at.isoformat(timespec="milliseconds"),
         }
 

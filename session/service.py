@@ -10,8 +10,10 @@ their input into :mod:`session.commands` records first.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
@@ -66,6 +68,22 @@ class Connection:
     role: str
     lang: str
     device: str
+    #: the page named its device (pages do): only then can a new connection be matched to it
+    device_named: bool = False
+
+
+#: How long a participant whose connection dropped keeps its media peer and its place (the
+#: recording goes on): a phone that loses its network for a few seconds, or a reloaded
+#: page, comes back to the same peer instead of starting over.
+RECONNECT_GRACE_S = 30.0
+
+
+@dataclass
+class _Away:
+    room: Room
+    participant: Participant
+    since: float
+    task: "asyncio.Task[None]"
 
 
 def short_code(head: str) -> str:
@@ -87,6 +105,7 @@ class SessionService:
         ice_servers: Callable[[str], list[dict[str, Any]]],
         session_limit_s: Optional[float] = None,
         otp: Optional[OneTimeCodes] = None,
+        reconnect_grace_s: float = RECONNECT_GRACE_S,
     ) -> None:
         self.rooms = rooms
         self.book = book
@@ -103,6 +122,9 @@ class SessionService:
         self._participants: dict[str, tuple[Room, Participant]] = {}
         self._usage: dict[str, Usage] = {}
         self.recovery = Recovery(book, journal, sealer)
+        self.reconnect_grace_s = reconnect_grace_s
+        # (inspection, role, device) -> a participant whose connection dropped, for a while
+        self._away: dict[tuple[str, str, str], _Away] = {}
 
     # -- connections ----------------------------------------------------------------------
 
@@ -150,7 +172,7 @@ class SessionService:
         conn = self.connection(connection_id)
         await self.recovery.settle(conn.inspection_id)
         if join.device:
-            conn.device = join.device
+            conn.device, conn.device_named = join.device, True
         inspection_id, role = conn.inspection_id, conn.role
         record = self.book.get(inspection_id)
         if not record.is_open:
@@ -161,6 +183,9 @@ class SessionService:
             raise NotAuthorised(
                 "enter the code sent to your phone", code="otp_required", extra={"sent_to": self.otp.masked_phone(phone)}
             )
+        back = self._away.pop((inspection_id, role, conn.device), None)
+        if back is not None and connection_id not in self._participants:
+            return await self._rebind(connection_id, back)
         if role in SINGLE_HOLDER_ROLES and connection_id not in self._participants:
             holder = await self.rooms.live.role_holder(inspection_id, role)
             holder_conn = self._connections.get(holder or "")
@@ -180,6 +205,7 @@ class SessionService:
                 previous = await self.rooms.live.claim_role(inspection_id, role, connection_id)
                 if previous and previous != connection_id:
                     await self._kick(previous, room)
+                await self._end_away(inspection_id, role)  # taken over from a device that dropped
             room.participants[connection_id] = participant
             self._participants[connection_id] = (room, participant)
             await self.audience.enter(connection_id, inspection_id)
@@ -227,6 +253,69 @@ class SessionService:
         await self.audience.to_connection(old, "kicked", {"code": "replaced", "message": "this session was opened on another device or tab"})
         await self.leave(old)
         await self.audience.drop(old)
+
+    async def drop(self, connection_id: str) -> None:
+        """The connection was lost (not closed on purpose): the participant keeps its media
+        peer and its place for :attr:`reconnect_grace_s`, then leaves."""
+        conn = self._connections.get(connection_id)
+        entry = self._participants.get(connection_id)
+        if (
+            conn is None or entry is None or not conn.device_named or self.reconnect_grace_s <= 0
+            or entry[1].role not in SINGLE_HOLDER_ROLES
+        ):
+            await self.leave(connection_id)
+            return
+        room, participant = entry
+        self._connections.pop(connection_id, None)
+        self._participants.pop(connection_id, None)
+        key = (conn.inspection_id, conn.role, conn.device)
+        task = asyncio.ensure_future(self._leave_after_grace(key, connection_id))
+        self._away[key] = _Away(room, participant, time.monotonic(), task)
+        participant.away = True
+        await self.rooms.live.set_presence(room.inspection_id, participant.id, participant.presence())
+        await self._log(room.inspection_id, "participant.away", participant.role, {"id": participant.id})
+        await self._broadcast_presence(room)
+        logger.info("room %s: %s lost its connection; keeping its media for %.0f s", room.inspection_id, participant.id,
+                    self.reconnect_grace_s)
+
+    async def _end_away(self, inspection_id: str, role: str) -> None:
+        """Whoever held ``role`` and dropped leaves now (another device took the role)."""
+        for key in [k for k in self._away if k[:2] == (inspection_id, role)]:
+            away = self._away.pop(key)
+            away.task.cancel()
+            self._participants[away.participant.sid] = (away.room, away.participant)
+            await self.leave(away.participant.sid)
+
+    async def _leave_after_grace(self, key: tuple[str, str, str], connection_id: str) -> None:
+        await asyncio.sleep(self.reconnect_grace_s)
+        away = self._away.get(key)
+        if away is None or away.participant.sid != connection_id:
+            return
+        del self._away[key]
+        self._participants[connection_id] = (away.room, away.participant)
+        await self.leave(connection_id)
+
+    async def _rebind(self, connection_id: str, back: _Away) -> dict[str, Any]:
+        """A dropped participant is back within the grace window: same peer, same place."""
+        back.task.cancel()
+        room, participant = back.room, back.participant
+        old = participant.sid
+        room.participants.pop(old, None)
+        participant.sid = connection_id
+        participant.away = False
+        room.participants[connection_id] = participant
+        self._participants[connection_id] = (room, participant)
+        await self.rooms.live.claim_role(room.inspection_id, participant.role, connection_id)
+        await self.audience.enter(connection_id, room.inspection_id)
+        await self.rooms.live.set_presence(room.inspection_id, participant.id, participant.presence())
+        away_s = round(time.monotonic() - back.since, 1)
+        await self._log(room.inspection_id, "participant.rejoined", participant.role, {"id": participant.id, "away_s": away_s})
+        await self._maybe_go_live(room)
+        await self._broadcast_presence(room)
+        state = self._session_state(room, participant, self.book.get(room.inspection_id))
+        # the page may keep its RTCPeerConnection: the server's peer for it is still there
+        state["media"] = {"peer": "kept" if participant.peer is not None else "none"}
+        return state
 
     async def leave(self, connection_id: str) -> None:
         """The connection is gone (idempotent): its participant leaves the room."""
@@ -287,7 +376,8 @@ class SessionService:
 
             async def on_state(state: str) -> None:
                 participant.connection = state
-                await self.audience.to_connection(connection_id, "peer", {"state": state})
+                if not participant.away:
+                    await self.audience.to_connection(participant.sid, "peer", {"state": state})
                 if participant.sid in room.participants:
                     await self.rooms.live.set_presence(room.inspection_id, participant.id, participant.presence())
                     await self._broadcast_presence(room)
@@ -534,6 +624,8 @@ class SessionService:
         if reason:
             message["reason"] = reason
         await self.audience.to_room(inspection_id, "status", message)
+        for key in [k for k in self._away if k[0] == inspection_id]:
+            self._away.pop(key).task.cancel()
         room = self.rooms.find(inspection_id)
         if room is not None:
             for participant in list(room.participants.values()):
@@ -552,6 +644,10 @@ class SessionService:
 
     async def close(self) -> None:
         """Close every room this node serves (idempotent)."""
+        for away in self._away.values():
+            away.task.cancel()
+        await asyncio.gather(*(away.task for away in self._away.values()), return_exceptions=True)
+        self._away.clear()
         await self.rooms.close()
         self._participants.clear()
         self._connections.clear()

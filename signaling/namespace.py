@@ -58,6 +58,8 @@ EVENT_ROLES: dict[str, frozenset[str]] = {
 }
 
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+#: Disconnect reasons that mean the network went away, not the participant.
+DROPPED = frozenset({"transport close", "transport error", "ping timeout"})
 
 
 class SessionNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socketio is untyped
@@ -93,7 +95,10 @@ class SessionNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._rate.pop(sid, None)
-        await self.session.leave(sid)
+        if reason in DROPPED:
+            await self.session.drop(sid)  # the network, not the person: keep the media a while
+        else:
+            await self.session.leave(sid)
 
     # -- the gate -----------------------------------------------------------------------------
 

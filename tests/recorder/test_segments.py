@@ -251,3 +251,27 @@ async def test_a_track_without_media_produces_nothing() -> None:
     writer.attach(None)
     await writer.close()
     assert got.segments == []
+
+
+async def test_an_outage_is_reported_as_a_gap(vp8_320) -> None:
+    """Media missing for more than GAP_MS (the publisher gone, then back) is a gap the next
+    segment carries; the segments on either side stay playable."""
+    writer, got, clock = make_writer()
+    await writer.start()
+    first, second = FakeSource(), FakeSource()
+    writer.attach(first)
+    feed(writer, clock, vp8_packets(vp8_320, 40))
+    writer.attach(None)
+    clock.advance(8.0)  # an 8 s outage
+    writer.attach(second)
+    feed(writer, clock, vp8_packets(vp8_320, 40, first_ts=555))
+    await writer.close()
+
+    a, b = got.segments
+    assert a.gaps == ()
+    assert len(b.gaps) == 1
+    start, end = b.gaps[0]
+    assert start == a.media_start_ms + 39 * 50 and end == b.media_start_ms
+    assert 7900 <= end - start <= 8200
+    check_file(a)
+    check_file(b)
