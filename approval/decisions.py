@@ -56,6 +56,9 @@ class Decisions:
         self.judge_timeout_s = judge_timeout_s
         #: Seconds from the decision to the ledger write, for the benchmark and the 20 s rule.
         self.last_ledger_latency_s: Optional[float] = None
+        #: Judgements made, and the seconds from an inspection's end to its verdict (/metrics).
+        self.judged = 0
+        self.judge_seconds = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
@@ -107,6 +110,7 @@ class Decisions:
             self._spawn(record.id)
 
     async def judge(self, inspection_id: str) -> Inspection:
+        started = time.perf_counter()
         record = self.book.get(inspection_id)
         events = await self.journal.events(inspection_id)
         warnings = [e["data"] for e in events if e.get("type") == "prudent.warning"]
@@ -119,6 +123,8 @@ class Decisions:
         await self.seal(inspection_id, ("verdict", "rules", decided))
         record = self.book.get(inspection_id)
         logger.info("inspection %s judged %s (%s)", inspection_id, verdict.outcome, verdict.rules_version)
+        self.judged += 1
+        self.judge_seconds += time.perf_counter() - started
         await self.notifier.notify(record, "inspection.judged")
         await self._file(record, None)
         self.journal.forget(inspection_id)  # judged: its log leaves memory until it is read again

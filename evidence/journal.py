@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from typing import Any, Optional
 
 from storage.keys import validate_key
@@ -26,6 +27,9 @@ class Journal:
         self.keys = keys
         self._logs: dict[str, ChainLog] = {}
         self._lock = asyncio.Lock()
+        #: Events appended, and the seconds spent appending them (for /metrics).
+        self.appends = 0
+        self.append_seconds = 0.0
 
     async def _log_of(self, inspection_id: str) -> ChainLog:
         async with self._lock:
@@ -38,8 +42,12 @@ class Journal:
 
     async def record(self, inspection_id: str, type_: str, actor: str, data: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         """Append one event to the inspection's log (stored before this returns)."""
+        started = time.perf_counter()
         log = await self._log_of(inspection_id)
-        return await log.append(type_, actor, data)
+        event = await log.append(type_, actor, data)
+        self.appends += 1
+        self.append_seconds += time.perf_counter() - started
+        return event
 
     async def record_blob(
         self,

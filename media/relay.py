@@ -217,6 +217,10 @@ class MediaRoom:
     def publisher(self, slot: Slot) -> Optional[UpTrack]:
         return self._up.get(slot)
 
+    def tracks(self) -> list[UpTrack]:
+        """The tracks published now (for metrics)."""
+        return list(self._up.values())
+
     async def publish(self, role: str, up: UpTrack) -> None:
         """Make ``up`` the source of the slot (role, kind); the old one is closed."""
         slot = (role, up.kind)

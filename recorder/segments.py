@@ -181,6 +181,11 @@ class SegmentWriter:
         #: Segments handed to ``on_segment``.
         self.segments = 0
 
+    @property
+    def backlog(self) -> int:
+        """Closed segments waiting for ``on_segment`` (the recorder's lag)."""
+        return self._queue.qsize()
+
     # ---- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -40,6 +40,17 @@ class MediaState:
 
 
 @dataclass(frozen=True)
+class LinkStats:
+    """What a page measures of its own media (getStats), for the operator's metrics."""
+
+    bitrate_kbps: Optional[float]
+    loss_pct: Optional[float]
+    rtt_ms: Optional[float]
+    fps: Optional[float]
+    freezes: Optional[int]
+
+
+@dataclass(frozen=True)
 class OtpVerify:
     code: str
 

@@ -31,6 +31,7 @@ class Recording:
         recorder = Recorder(room.media, inspection_id, await self.filing.filer(inspection_id), segment_s=self.segment_s)
         await recorder.start()
         room.attach(recorder)
+        room.recorder = recorder
         stills = StillCapture(room.media, inspection_id)
         await stills.start()
         room.attach(stills)

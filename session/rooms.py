@@ -19,9 +19,12 @@ from media.peer import ServerPeer
 from media.relay import MediaRoom
 from storage.livestate import LiveState
 
+from .commands import LinkStats
 from .timer import SessionTimer
 
 if TYPE_CHECKING:
+    from recorder.recorder import Recorder
+    from recorder.segments import SegmentWriter
     from recorder.stills import StillCapture
 
 logger = logging.getLogger(__name__)
@@ -43,6 +46,8 @@ class Participant:
     video: bool = True
     connection: str = "new"
     away: bool = False  # its connection dropped; it may come back within the grace window
+    #: the page's latest measurement of its media (``stats`` event), for /metrics
+    link: Optional[LinkStats] = None
     peer: Optional[ServerPeer] = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -69,6 +74,7 @@ class Room:
         self.participants: dict[str, Participant] = {}
         self.timer: Optional[SessionTimer] = None
         self.stills: Optional[StillCapture] = None
+        self.recorder: Optional[Recorder] = None
         self.overtime_reason: Optional[str] = None
         self.signatures: list[str] = []
         self._attachments: list[Closable] = []
@@ -77,6 +83,9 @@ class Room:
     def attach(self, thing: Closable) -> None:
         """Close ``thing`` with the room (before its media), e.g. the recorder."""
         self._attachments.append(thing)
+
+    def recorder_writers(self) -> list["SegmentWriter"]:
+        return [] if self.recorder is None else list(self.recorder.writers.values())
 
     def signature_count(self, role: str) -> int:
         return self.signatures.count(role)

@@ -413,6 +413,12 @@ class SessionService:
         await self._broadcast_presence(room)
         return {"ok": True}
 
+    async def stats(self, connection_id: str, stats: commands.LinkStats) -> dict[str, Any]:
+        """The page's own measurement of its link; kept for the operator (not evidence)."""
+        _, participant = self.joined(connection_id)
+        participant.link = stats
+        return {"ok": True}
+
     async def keyframe(self, connection_id: str) -> dict[str, Any]:
         _, participant = self.joined(connection_id)
         if participant.peer is not None:

@@ -104,6 +104,19 @@ def parse_media(payload: Any) -> commands.MediaState:
     return commands.MediaState(data["audio"], data["video"])
 
 
+def parse_stats(payload: Any) -> commands.LinkStats:
+    data = parse_object("stats", payload, {"bitrate_kbps", "loss_pct", "rtt_ms", "fps", "freezes"})
+    values: dict[str, Any] = {}
+    for name, high in (("bitrate_kbps", 1e6), ("loss_pct", 100), ("rtt_ms", 1e5), ("fps", 240), ("freezes", 1e6)):
+        value = data.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high):
+            raise BadRequest(f"'stats'.{name} must be a number between 0 and {high:g} or null")
+        values[name] = value
+    freezes = values["freezes"]
+    return commands.LinkStats(values["bitrate_kbps"], values["loss_pct"], values["rtt_ms"], values["fps"],
+                              None if freezes is None else int(freezes))
+
+
 def parse_otp_verify(payload: Any) -> commands.OtpVerify:
     data = parse_object("otp_verify", payload, {"code"})
     code = data.get("code")

@@ -44,6 +44,7 @@ EVENT_ROLES: dict[str, frozenset[str]] = {
     "ice": _ALL,
     "keyframe": _ALL,
     "media": _PUBLISHERS,
+    "stats": _ALL,
     "chat": _PUBLISHERS,
     "signature": _PUBLISHERS,
     "location": frozenset({"applicant"}),
@@ -156,6 +157,9 @@ class SessionNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python
     async def on_keyframe(self, sid: str, payload: Any) -> dict[str, Any]:
         messages.parse_empty("keyframe", payload)
         return await self.session.keyframe(sid)
+
+    async def on_stats(self, sid: str, payload: Any) -> dict[str, Any]:
+        return await self.session.stats(sid, messages.parse_stats(payload))
 
     async def on_media(self, sid: str, payload: Any) -> dict[str, Any]:
         return await self.session.media(sid, messages.parse_media(payload))

@@ -71,6 +71,7 @@ from web.evidence_api import EvidenceApi
 from web.headers import rate_limit_middleware, security_headers_middleware
 from web.health import Health
 from web.inspections_api import InspectionApi
+from web.metrics import MetricsEndpoint
 from web.oidc_login import OidcLogin
 from web.problems import problems_middleware
 from web.protocol import ProtocolDocument
@@ -79,6 +80,7 @@ from web.staff_api import StaffApi
 from web.uploads import PhotoUploads
 
 from .config import Config
+from .metrics import TakanCollector, registry
 from .protocol import constants as protocol_constants
 
 logger = logging.getLogger(__name__)
@@ -252,6 +254,7 @@ def build_app(config: Config) -> web.Application:
         ProtocolDocument(protocol_constants()).routes(),
         calendar_api.routes(),
         Health(config.node_id, store, calendar).routes(),
+        MetricsEndpoint(registry(TakanCollector(sessions, store, outbox, decisions, journal))).routes(),
         pages.routes(),
     ):
         table.add(app, routes)

@@ -59,6 +59,7 @@ class Config:
     oidc_client_secret: Optional[str] = None
     node_id: str = "node-1"
     log_level: str = "INFO"
+    log_format: str = "text"
     templates_dir: Optional[Path] = None
     rules_dir: Optional[Path] = None
 
@@ -148,6 +149,7 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
         ("applicant_otp", _bool),
         ("node_id", None),
         ("log_level", None),
+        ("log_format", None),
     ):
         raw, source = pick(name)
         if raw is None or raw == "":
@@ -173,6 +175,8 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log level {level!r} must be DEBUG, INFO, WARNING or ERROR")
     values["log_level"] = level
+    if values.get("log_format", "text") not in ("text", "json"):
+        raise ConfigError(f"log format {values['log_format']!r} must be text or json")
     if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", str(values.get("node_id", "node-1"))):
         raise ConfigError("TAKAN_NODE_ID may hold only letters, digits and _ . -")
 
