@@ -185,11 +185,17 @@ class SessionService:
             )
         back = self._away.pop((inspection_id, role, conn.device), None)
         if back is not None and connection_id not in self._participants:
-            return await self._rebind(connection_id, back)
+            back.task.cancel()
+            return await self._rebind(connection_id, back.room, back.participant, back.since)
         if role in SINGLE_HOLDER_ROLES and connection_id not in self._participants:
             holder = await self.rooms.live.role_holder(inspection_id, role)
             holder_conn = self._connections.get(holder or "")
-            if holder and holder != connection_id and (holder_conn is None or holder_conn.device != conn.device):
+            same_page = holder_conn is not None and conn.device_named and holder_conn.device == conn.device
+            if holder and holder != connection_id and same_page and holder in self._participants:
+                # the same page reconnected before its old connection was seen to drop
+                return await self._transfer(connection_id, holder)
+            dropped = any(a.participant.sid == holder for a in self._away.values())
+            if holder and holder != connection_id and not dropped and (holder_conn is None or holder_conn.device != conn.device):
                 if not join.takeover:
                     raise Conflict(
                         "this link is open on another device; send join with takeover: true to continue here", code="in_use"
@@ -295,10 +301,17 @@ class SessionService:
         self._participants[connection_id] = (away.room, away.participant)
         await self.leave(connection_id)
 
-    async def _rebind(self, connection_id: str, back: _Away) -> dict[str, Any]:
-        """A dropped participant is back within the grace window: same peer, same place."""
-        back.task.cancel()
-        room, participant = back.room, back.participant
+    async def _transfer(self, connection_id: str, old: str) -> dict[str, Any]:
+        """Move a participant from its old connection (still open, or so it seems) to a new
+        one of the same page, keeping its peer; then close the old connection quietly."""
+        room, participant = self._participants.pop(old)
+        self._connections.pop(old, None)
+        answer = await self._rebind(connection_id, room, participant, time.monotonic())
+        await self.audience.drop(old)
+        return answer
+
+    async def _rebind(self, connection_id: str, room: Room, participant: Participant, since: float) -> dict[str, Any]:
+        """A participant is back on a new connection: same peer, same place."""
         old = participant.sid
         room.participants.pop(old, None)
         participant.sid = connection_id
@@ -308,7 +321,7 @@ class SessionService:
         await self.rooms.live.claim_role(room.inspection_id, participant.role, connection_id)
         await self.audience.enter(connection_id, room.inspection_id)
         await self.rooms.live.set_presence(room.inspection_id, participant.id, participant.presence())
-        away_s = round(time.monotonic() - back.since, 1)
+        away_s = round(time.monotonic() - since, 1)
         await self._log(room.inspection_id, "participant.rejoined", participant.role, {"id": participant.id, "away_s": away_s})
         await self._maybe_go_live(room)
         await self._broadcast_presence(room)

@@ -87,3 +87,26 @@ async def test_a_participant_that_never_comes_back_leaves_after_the_grace(tmp_pa
             assert server.services.sessions.rooms.find(created["id"]).participants == {}
         finally:
             await applicant.close()
+
+
+async def test_the_same_page_on_a_new_connection_before_the_old_one_is_seen_to_drop(tmp_path, frames) -> None:
+    """A phone that changed networks reconnects before the server notices the old
+    connection is dead: the new connection takes the participant over, peer and all."""
+    async with running_server(tmp_path / "d", ice_loopback="true") as server, aiohttp.ClientSession() as http:
+        created = await create_inspection(server, http)
+        old = Participant(server.base_url, created["applicant_url"])
+        new = Participant(server.base_url, created["applicant_url"])
+        try:
+            assert await old.connect()
+            assert (await old.call("join", {"device": "phone-1"}))["ok"]
+            await old.start_media(frames)
+            room = server.services.sessions.rooms.find(created["id"])
+            server_peer = next(p.peer for p in room.participants.values())
+            assert await new.connect()
+            back = await new.call("join", {"device": "phone-1"})
+            assert back["ok"] and back["media"] == {"peer": "kept"}, back
+            assert [p.peer for p in room.participants.values()] == [server_peer]
+            assert await wait_for(lambda: not old.sio.connected, 10)
+            assert not any(event == "kicked" for event, _ in old.events)  # quietly: it is the same page
+        finally:
+            await asyncio.gather(old.close(), new.close(), return_exceptions=True)
