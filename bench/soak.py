@@ -26,14 +26,13 @@ import os
 import random
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import aiohttp
 import socketio
@@ -41,6 +40,8 @@ import socketio
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from testkit.server import wait_healthy  # noqa: E402
 
 API_KEY = "soak-api-key-0123456789abcdef"
 EVENTS_PER_VISIT = 20  # events a participant sends between joining and leaving
@@ -183,20 +184,6 @@ class Driver:
                 await client.disconnect()
 
 
-async def wait_healthy(base: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            try:
-                async with http.get(base + "/healthz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError("the server did not become healthy")
-
-
 async def run(args: argparse.Namespace) -> int:
     port = free_port()
     data = Path(tempfile.mkdtemp(prefix="takan-soak-"))
@@ -209,7 +196,8 @@ async def run(args: argparse.Namespace) -> int:
     tally = Tally()
     memory: list[tuple[int, float]] = []
     try:
-        await wait_healthy(base)
+        async with aiohttp.ClientSession() as http:
+            await wait_healthy(http, base, 60)
         driver = Driver(base, args.ops, tally)
         started = time.monotonic()
         cpu0 = cpu_s(server.pid)

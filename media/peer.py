@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Awaitable, Callable, Optional
 
@@ -11,6 +10,7 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import candidate_from_sdp
 
 from . import tap
+from .closing import CloseOnce
 from .relay import ForwardedTrack, MediaRoom, UpTrack
 from .sdp import BadSdp, check_offer
 
@@ -54,8 +54,7 @@ class ServerPeer:
         self._pending_candidates: list[dict[str, object]] = []
         self._remote_set = False
         self._closed = False
-        # set once teardown has finished; a second close() awaits it (aiortc's pattern)
-        self._close_done: Optional[asyncio.Future[None]] = None
+        self._closing = CloseOnce()
 
     @property
     def connection_state(self) -> str:
@@ -169,15 +168,8 @@ class ServerPeer:
     async def close(self) -> None:
         """Leave the room and close the peer connection; idempotent, and a concurrent
         second call returns only once the first has finished."""
-        if self._close_done is not None:
-            await asyncio.shield(self._close_done)
-            return
         self._closed = True
-        self._close_done = asyncio.get_running_loop().create_future()
-        try:
-            await self._teardown()
-        finally:
-            self._close_done.set_result(None)
+        await self._closing.run(self._teardown)
 
     async def _teardown(self) -> None:
         for kind, track in self._forwarded.items():

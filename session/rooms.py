@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Optional, Protocol
 
 from aiortc import RTCPeerConnection
 
+from media.closing import CloseOnce
 from media.peer import ServerPeer
 from media.relay import MediaRoom
 from storage.livestate import LiveState
@@ -78,7 +79,7 @@ class Room:
         self.overtime_reason: Optional[str] = None
         self.signatures: list[str] = []
         self._attachments: list[Closable] = []
-        self._close_done: Optional[asyncio.Future[None]] = None
+        self._closing = CloseOnce()
 
     def attach(self, thing: Closable) -> None:
         """Close ``thing`` with the room (before its media), e.g. the recorder."""
@@ -101,14 +102,7 @@ class Room:
     async def close(self) -> None:
         """Close peers, the clock, attachments (the recorder) and the media room, in that
         order; idempotent, and a concurrent second call waits for the first."""
-        if self._close_done is not None:
-            await asyncio.shield(self._close_done)
-            return
-        self._close_done = asyncio.get_running_loop().create_future()
-        try:
-            await self._teardown()
-        finally:
-            self._close_done.set_result(None)
+        await self._closing.run(self._teardown)
 
     async def _teardown(self) -> None:
         for participant in list(self.participants.values()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from pathlib import Path
@@ -12,8 +13,8 @@ from aiohttp import web
 
 from takan import app as app_module
 from takan.app import build_app
-from web.server import GuardedAppRunner
 from takan.config import load_config
+from web.server import GuardedAppRunner
 
 API_KEY = "test-api-key-0123456789abcdef"
 WEBHOOK_SECRET = "test-webhook-secret"
@@ -43,6 +44,20 @@ class ServiceView:
         if not isinstance(key, web.AppKey):
             raise AttributeError(f"takan.app has no service key {name.upper()}")
         return self._app[key]
+
+
+async def wait_healthy(http: aiohttp.ClientSession, base_url: str, timeout_s: float = 20.0) -> None:
+    """Until ``GET /healthz`` answers 200 (a server started in another process)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            async with http.get(base_url + "/healthz") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the server at {base_url} was not healthy after {timeout_s:g} s")
 
 
 def free_port() -> int:

@@ -16,9 +16,15 @@ import pytest
 
 from evidence.verify import verify_inspection
 from testkit.media import encode_vp8, wait_for
-from testkit.server import API_KEY, create_inspection, free_port, running_server
-from testkit.sockets import Participant
+from testkit.server import (
+    API_KEY,
+    create_inspection,
+    free_port,
+    running_server,
+    wait_healthy,
+)
 from testkit.servers import S3_ACCESS_KEY, S3_SECRET_KEY
+from testkit.sockets import Participant
 from testkit.tcpproxy import TcpProxy
 
 
@@ -101,15 +107,7 @@ async def _killed_server(tmp_path, frames) -> None:
     headers = {"Authorization": f"Bearer {API_KEY}"}
 
     async def healthy(http) -> None:
-        for _ in range(100):
-            try:
-                async with http.get(base + "/healthz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-        raise AssertionError("server did not start")
+        await wait_healthy(http, base)
 
     class Srv:
         base_url = base

@@ -182,7 +182,7 @@ async def test_concurrent_closes_wait_for_the_first() -> None:
     pc = RTCPeerConnection()
     peer = ServerPeer("x", "applicant", room, lambda: pc, True, "inspector")
     await asyncio.gather(peer.close(), peer.close(), peer.close())
-    assert peer._close_done is not None and peer._close_done.done()
+    assert peer._closing.finished
     await room.close()
     await room.close()
     await pc.close()
