@@ -327,7 +327,7 @@ class SessionService:
         await self._broadcast_presence(room)
         state = self._session_state(room, participant, self.book.get(room.inspection_id))
         # the page may keep its RTCPeerConnection: the server's peer for it is still there
-        state["media"] = {"peer": "kept" if participant.peer is not None else "none"}
+        state["peer_kept"] = participant.peer is not None
         return state
 
     async def leave(self, connection_id: str) -> None:
