@@ -22,7 +22,7 @@ from identity import totp
 from identity.permissions import ROLES
 from testkit.browser import artifact
 from testkit.server import create_inspection, running_server
-from web.protocol import constants
+from takan.protocol import constants
 from tests.web_client.test_pages import browser, browser_test, open_page, until
 from tests.web_client.catalogues import keys
 
