@@ -24,11 +24,17 @@ import jsonsafe
 logger = logging.getLogger(__name__)
 
 FRAMES_PER_SECOND = 60
-#: A few signatures (the largest event, up to about 1 MiB) in ten seconds, plus everything else.
-BYTES_PER_10_S = 4 * 1024 * 1024
+#: Two signatures (the largest event, up to about 1.2 MB) in ten seconds, plus everything else.
+BYTES_PER_10_S = 5 * 512 * 1024
 BAD_FRAME_COST = 10
 #: An EVENT packet that asks for an ack: ``2`` [``/namespace,``] ``<id>`` ``[...``
 _EVENT_WITH_ACK = re.compile(r"2(/[^,]{0,64},)?(\d{1,9})\[")
+#: The event name at the start of an EVENT packet.
+_EVENT_NAME = re.compile(r'2(?:/[^,]{0,64},)?\d{0,9}\["([A-Za-z_]{1,40})"')
+#: Frames over this are refused undecoded unless they carry one of :data:`BIG_EVENTS`
+#: (decoding a megabyte of JSON costs the event loop milliseconds: not for a refusal).
+MAX_SMALL_FRAME = 72 * 1024
+BIG_EVENTS = frozenset({"signature"})
 
 
 class _BoundedJson:
@@ -80,6 +86,17 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
             logger.warning("connection %s: over its frame budget; closing it", eio_sid)
             await self.eio.disconnect(eio_sid)
             return
+        if size > MAX_SMALL_FRAME and isinstance(data, str):
+            name = _EVENT_NAME.match(data[:120])
+            if name is None or name.group(1) not in BIG_EVENTS:
+                logger.info("connection %s: a %d-byte frame for %r refused undecoded", eio_sid, size,
+                            name.group(1) if name else "?")
+                if not budget.take(0, BAD_FRAME_COST):
+                    await self.eio.disconnect(eio_sid)
+                    return
+                await self._refuse(eio_sid, data, jsonsafe.JsonRefused(
+                    f"the message is {size} bytes; at most {MAX_SMALL_FRAME} unless it is a signature"))
+                return
         try:
             await super()._handle_eio_message(eio_sid, data)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -98,7 +115,8 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
             return
         namespace, ack_id = (match.group(1) or "/,")[:-1], int(match.group(2))
         message = str(exc) if isinstance(exc, jsonsafe.JsonRefused) else "the message could not be decoded"
-        error = {"ok": False, "error": {"code": "bad_request", "message": message}}
+        code = "too_large" if "bytes; at most" in message else "bad_request"
+        error = {"ok": False, "error": {"code": code, "message": message}}
         await self._send_packet(eio_sid, self.packet_class(packet.ACK, namespace=namespace, data=[error], id=ack_id))
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
