@@ -44,7 +44,7 @@ async def until(page, expression: str, timeout_s: float = 30.0) -> None:
     """Poll a JS expression until it is truthy (generous: a loaded 2-core machine is slow)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if await page.evaluate(f"async () => !!({expression})"):
+        if await page.evaluate(f"async () => {{ try {{ return !!({expression}); }} catch (e) {{ return false; }} }}"):
             return
         await asyncio.sleep(0.25)
     raise AssertionError(f"not true after {timeout_s}s: {expression}")

@@ -88,10 +88,14 @@ async def browser(extra_args: tuple[str, ...] = ()) -> AsyncIterator[object]:
 
 
 async def until(page, expression: str, timeout_s: float = 25.0) -> None:
-    """Poll a JS expression (may be async) until it is truthy."""
+    """Poll a JS expression (may be async) until it is truthy.
+
+    An expression that throws counts as not yet true: a page's modules start once its
+    string catalogues have loaded, so ``window.takan`` may not exist on the first polls.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if await page.evaluate(f"async () => !!({expression})"):
+        if await page.evaluate(f"async () => {{ try {{ return !!({expression}); }} catch (e) {{ return false; }} }}"):
             return
         await asyncio.sleep(0.2)
     state = await page.evaluate("() => JSON.stringify(window.takan && [window.takan.state, window.takan.session.pcState])")
