@@ -51,27 +51,49 @@ def rtc_configuration(servers: tuple[IceServer, ...]) -> RTCConfiguration:
     return RTCConfiguration(iceServers=[s.to_aiortc() for s in servers])
 
 
-_original_get_host_addresses: Callable[[bool, bool], list[str]] | None = None
-
-
-def offer_loopback_candidates() -> None:
-    """Make aioice offer 127.0.0.1 as a host candidate.
+class LoopbackCandidates:
+    """While started, aioice offers 127.0.0.1 as a host candidate.
 
     aioice leaves loopback out, so on a machine whose only interface is ``lo`` (a CI
-    network namespace) ICE would never connect. Browsers must then also be started with
-    ``--allow-loopback-in-peer-connection``. Applies process-wide; idempotent.
+    network namespace) ICE would never connect; browsers must then also be started with
+    ``--allow-loopback-in-peer-connection``. aioice gathers through one module function
+    with no per-connection hook, so this replaces that function: an app that asks for
+    loopback candidates (``--ice-loopback``) owns one of these in a ``cleanup_ctx``, and the
+    original function is back when the last owner closes. ``start`` and ``close`` are
+    idempotent per owner.
     """
-    global _original_get_host_addresses
-    if _original_get_host_addresses is not None:
-        return
-    original = aioice.ice.get_host_addresses
-    _original_get_host_addresses = original
 
-    def with_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        addresses = original(use_ipv4, use_ipv6)
-        if use_ipv4 and "127.0.0.1" not in addresses:
-            addresses.append("127.0.0.1")
-        return addresses
+    _owners = 0
+    _original: Callable[[bool, bool], list[str]] | None = None
 
-    aioice.ice.get_host_addresses = with_loopback
-    logger.info("ICE: offering 127.0.0.1 host candidates")
+    def __init__(self) -> None:
+        self._started = False
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        cls = LoopbackCandidates
+        if cls._owners == 0:
+            original = aioice.ice.get_host_addresses
+            cls._original = original
+
+            def with_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+                addresses = original(use_ipv4, use_ipv6)
+                if use_ipv4 and "127.0.0.1" not in addresses:
+                    addresses.append("127.0.0.1")
+                return addresses
+
+            aioice.ice.get_host_addresses = with_loopback
+            logger.info("ICE: offering 127.0.0.1 host candidates")
+        cls._owners += 1
+
+    def close(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        cls = LoopbackCandidates
+        cls._owners -= 1
+        if cls._owners == 0 and cls._original is not None:
+            setattr(aioice.ice, "get_host_addresses", cls._original)
+            cls._original = None

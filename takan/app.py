@@ -45,7 +45,7 @@ from identity.accounts import Accounts
 from identity.oidc import OidcProvider
 from identity.sessions import StaffSessions
 from media.ice import (
-    offer_loopback_candidates,
+    LoopbackCandidates,
     rtc_configuration,
     turn_rest_credentials,
 )
@@ -171,8 +171,6 @@ def bootstrap_key(app: web.Application) -> Optional[IssuedKey]:
 def build_app(config: Config) -> web.Application:
     check_aiortc_seams()
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    if config.ice_loopback:
-        offer_loopback_candidates()
 
     link_secret = (
         config.link_secret.encode() if config.link_secret else read_or_create_secret(config.data_dir / "secrets" / "link.key")
@@ -270,6 +268,8 @@ def build_app(config: Config) -> web.Application:
     ):
         app[key] = value  # each pair is typed by its key above
 
+    if config.ice_loopback:
+        app.cleanup_ctx.append(_loopback_candidates)
     app.cleanup_ctx.extend(
         [_storage, calendar_api.lifecycle, _records, _approval, _identity, _judgement, _sessions, _socketio]
     )
@@ -277,6 +277,16 @@ def build_app(config: Config) -> web.Application:
 
 
 # -- lifecycles, in dependency order ----------------------------------------------------------
+
+
+async def _loopback_candidates(app: web.Application) -> AsyncIterator[None]:
+    """--ice-loopback: the server's ICE offers 127.0.0.1 while this app runs."""
+    loopback = LoopbackCandidates()
+    loopback.start()
+    try:
+        yield
+    finally:
+        loopback.close()
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:

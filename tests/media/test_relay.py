@@ -186,3 +186,21 @@ async def test_concurrent_closes_wait_for_the_first() -> None:
     await room.close()
     await room.close()
     await pc.close()
+
+
+def test_loopback_candidates_are_owned_and_given_back() -> None:
+    import aioice.ice
+
+    from media.ice import LoopbackCandidates
+
+    original = aioice.ice.get_host_addresses
+    first, second = LoopbackCandidates(), LoopbackCandidates()
+    first.start()
+    first.start()
+    second.start()
+    assert "127.0.0.1" in aioice.ice.get_host_addresses(True, False)
+    first.close()
+    assert aioice.ice.get_host_addresses is not original  # the second owner still needs it
+    second.close()
+    second.close()
+    assert aioice.ice.get_host_addresses is original
