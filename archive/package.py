@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from evidence.manifest import EVENTS, MANIFEST, prefix_of
+from evidence.manifest import EVENTS, MANIFEST, kind_of, prefix_of
 from evidence.signing import PUBLIC_PREFIX
 from evidence.verify import verify_inspection
 from privacy.fieldcrypto import (
@@ -286,7 +286,7 @@ async def export_package(
     writer = await asyncio.to_thread(_ZipWriter, partial, created)
     try:
         images: dict[str, bytes] = {}
-        events_body = b""
+        log_pieces: dict[str, bytes] = {}
         keys = await store.list(prefix)
         for done, key in enumerate(keys):
             relative = key[len(prefix):]
@@ -296,9 +296,11 @@ async def export_package(
             await asyncio.to_thread(writer.add, EVIDENCE + relative, data)
             if _extension(relative) in IMAGE_TYPES:
                 images[relative] = data
-            if relative == EVENTS:
-                events_body = data
+            if kind_of(relative) == "events":
+                log_pieces[relative] = data
         await asyncio.to_thread(writer.add, f"{KEYS}{kid}.pem", pem)
+        # the log's pieces in order: the single events.jsonl of old evidence, then chunks by name
+        events_body = b"".join(log_pieces[k] for k in sorted(log_pieces, key=lambda k: (k != EVENTS, k)))
         events = [json.loads(line) for line in events_body.splitlines() if line.strip()]
         policy = retention or RetentionPolicy.defaults()
         item_code = str((record or manifest.get("inspection") or {}).get("item_code") or "")

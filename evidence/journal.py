@@ -1,4 +1,10 @@
-"""Writes an inspection's evidence as it happens: events and blobs, then the seal."""
+"""Writes an inspection's evidence as it happens: events and blobs, then the seal.
+
+With a ``directory``, events are acknowledged once fsynced in a local journal file there
+(group-committed) and their chunks are shipped to the object store within a second, when a
+chunk fills, and at every seal (:mod:`evidence.chainlog`); without one, every event writes
+its (bounded) chunk to the store before it is acknowledged.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,16 @@ import asyncio
 import hashlib
 import json
 import logging
+from pathlib import Path
 from typing import Any, Optional
 
 from storage.keys import validate_key
 from storage.objects import ObjectStore
 
-from .chainlog import ChainLog
-from .manifest import EVENTS, prefix_of, seal
+from .chainlog import CHUNK_LINES, ChainLog
+from .localjournal import LocalJournal
+from .manifest import EVENT_CHUNKS, EVENTS, prefix_of, seal
+from .shipper import Shipper
 from .signing import SigningKeys
 
 logger = logging.getLogger(__name__)
@@ -21,18 +30,57 @@ logger = logging.getLogger(__name__)
 class Journal:
     """Every inspection's event log, and the blobs its events record."""
 
-    def __init__(self, store: ObjectStore, keys: SigningKeys) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        keys: SigningKeys,
+        directory: Optional[Path] = None,
+        *,
+        ship_interval_s: float = 1.0,
+        chunk_lines: int = CHUNK_LINES,
+    ) -> None:
         self.store = store
         self.keys = keys
+        self.local = LocalJournal(directory) if directory is not None else None
+        self.shipper = Shipper(ship_interval_s)
+        self.chunk_lines = chunk_lines
         self._logs: dict[str, ChainLog] = {}
         self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Ship what the local journal holds from before a restart (idempotent)."""
+        if self.local is None:
+            return
+        self.local.start()
+        self.shipper.start()
+        for name in self.local.names():
+            parts = name.split("/")
+            if len(parts) == 4 and name == f"{prefix_of(parts[1])}{EVENT_CHUNKS}":
+                if not self.local.read(name):
+                    self.local.remove(name)
+                    continue
+                log = await self._log_of(parts[1])
+                try:
+                    await log.flush()
+                except Exception as exc:
+                    logger.warning("inspection %s: recovered events not shipped yet (%s); retrying", parts[1], exc)
+                    self.shipper.flag(log)
+
+    async def close(self) -> None:
+        """Ship what is left and close the journal files; safe to call twice."""
+        await self.shipper.close()
+        if self.local is not None:
+            await self.local.close()
 
     async def _log_of(self, inspection_id: str) -> ChainLog:
         async with self._lock:
             log = self._logs.get(inspection_id)
             if log is None:
-                log = ChainLog(self.store, prefix_of(inspection_id) + EVENTS)
+                log = ChainLog(self.store, prefix_of(inspection_id) + EVENTS, local=self.local, chunk_lines=self.chunk_lines)
                 await log.load()
+                self.shipper.watch(log)
+                if log.dirty:
+                    self.shipper.flag(log)
                 self._logs[inspection_id] = log
             return log
 
@@ -83,8 +131,13 @@ class Journal:
         async with log.lock:
             if final_event is not None:
                 await log.append_locked(*final_event)
+            log.close_chunk()
+            await log.flush()  # the store holds every line before the manifest names them
+            prefix = prefix_of(inspection_id)
+            segments = [(key[len(prefix):], data) for key, data in log.segments()]
             body, _ = await seal(
-                self.store, self.keys, inspection_id, inspection, log.data(), log.head, log.count, verdict, rules_version
+                self.store, self.keys, inspection_id, inspection, log.data(), log.head, log.count, verdict, rules_version,
+                segments=segments,
             )
         return hashlib.sha256(body).hexdigest()
 
@@ -93,5 +146,8 @@ class Journal:
         return (await self._log_of(inspection_id)).lock
 
     def forget(self, inspection_id: str) -> None:
-        """Drop the in-memory copy of a finished inspection's log."""
-        self._logs.pop(inspection_id, None)
+        """Drop the in-memory copy of a finished inspection's log (kept while not all shipped)."""
+        log = self._logs.get(inspection_id)
+        if log is not None and not log.dirty:
+            log.forget_local()
+            del self._logs[inspection_id]

@@ -13,7 +13,8 @@ from approval.inspections import InspectionBook
 from evidence.access import AccessLog
 from evidence.journal import Journal
 from identity.permissions import Principal
-from evidence.manifest import MANIFEST, SIGNATURE, prefix_of
+from evidence.chainlog import read_log
+from evidence.manifest import EVENTS, MANIFEST, SIGNATURE, prefix_of
 from evidence.signing import SigningKeys
 from evidence.verify import verify_inspection
 from storage.keys import InvalidKey, validate_key
@@ -52,7 +53,10 @@ class EvidenceApi:
         visible_record(self.book, inspection_id, principal)
         full = prefix_of(inspection_id) + relative
         try:
-            data = await self.store.get(full)
+            # events.jsonl is the whole log, whether stored as one object or in chunks
+            data = await read_log(self.store, full) if relative == EVENTS else await self.store.get(full)
+            if relative == EVENTS and not data:
+                raise ObjectNotFound(full)
         except ObjectNotFound:
             raise NotFound(f"inspection {inspection_id} has no object {relative!r}") from None
         await self.access.record("evidence.read", actor_of(principal), {"inspection_id": inspection_id, "key": relative, "size": len(data), "remote": request.remote})
