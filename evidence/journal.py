@@ -22,6 +22,7 @@ from .chainlog import CHUNK_LINES, ChainLog
 from .localjournal import LocalJournal
 from .manifest import EVENT_CHUNKS, EVENTS, prefix_of, seal
 from .shipper import Shipper
+from .sm2 import sm3_hex
 from .signing import SigningKeys
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class Journal:
         """Store a blob, then log an event carrying its key, size and sha256."""
         validate_key(relative_key)
         await self.store.put(prefix_of(inspection_id) + relative_key, data, content_type)
-        event = {"key": relative_key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        event = {"key": relative_key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "sm3": sm3_hex(data)}
         event.update(details or {})
         return await self.record(inspection_id, type_, actor, event)
 

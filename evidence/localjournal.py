@@ -1,17 +1,22 @@
-"""Local append-only journal files, made durable in groups (one fsync for many appends).
+"""This node's write-ahead journal of log lines, made durable in groups (one fsync for many).
 
-An event is acknowledged only once its line is on this node's disk: :meth:`LocalJournal.write`
-appends the bytes to the log's file (``os.write`` on an ``O_APPEND`` descriptor, in the
-caller's step, so lines keep their order) and :meth:`LocalJournal.sync` waits for the next
-group commit. One committer task at a time runs ``fdatasync`` over every file written since
-the previous commit, in a worker thread; appends that arrive while it runs share the
-following commit. A file holds only lines the object store may not have yet: once every
-line is shipped, :meth:`LocalJournal.reset` truncates it.
+An event is acknowledged only once its line is on this node's disk. Every log's lines go
+to one append-only file, ``wal-<n>.journal`` (a record is ``<log name> TAB <line>``; lines are
+canonical JSON, which never holds a raw tab or newline): :meth:`LocalJournal.write` appends
+the record in the caller's step (``os.write`` on an ``O_APPEND`` descriptor, so lines keep
+their order) and :meth:`LocalJournal.sync` waits for the next group commit. One committer
+task at a time runs a single ``fdatasync`` in a worker thread; everything written while it
+runs shares the following one. So 200 inspections appending at once cost one fsync per
+round, not 200 (about 4 ms against 140 ms for 100 separate files on this machine).
 
-A failed write is cut back off the file (no torn line is left for the next one to glue
-onto); a failed fsync leaves the page cache in an unknown state (Linux may already have
-dropped the dirty pages), so the file is marked broken and every later append to it raises
-:class:`JournalBroken` until the process restarts and recovers from what is on disk.
+Once the object store holds every line of a log, :meth:`LocalJournal.reset` appends a reset
+record for it; a file whose logs have all been reset since is deleted when the journal
+moves on to the next file (at :data:`SEGMENT_BYTES`, and at every start: a file is never
+appended to after a restart, so a torn last record stays at the end of its own file).
+
+A failed write is cut back off the file (no torn record is left for the next one to glue
+onto); a failed fsync leaves the page cache in an unknown state, so the journal refuses
+further appends (:class:`JournalBroken`) until the process restarts and recovers from disk.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import urllib.parse
 from pathlib import Path
 from typing import Optional
 
@@ -27,88 +31,141 @@ __all__ = ["JournalBroken", "LocalJournal"]
 
 logger = logging.getLogger(__name__)
 
-SUFFIX = ".journal"
+SEGMENT_BYTES = 16 * 1024 * 1024
+RESET = b"\x00reset"
 
 
 class JournalBroken(OSError):
-    """The local journal file cannot be trusted to hold more lines (a write or fsync failed)."""
+    """The local journal cannot be trusted to hold more lines (a write or fsync failed)."""
 
 
-def _sync_all(fds: list[int]) -> list[tuple[int, OSError]]:
-    failed = []
+def _sync_all(fds: list[int]) -> None:
     for fd in fds:
-        try:
-            os.fdatasync(fd)
-        except OSError as exc:
-            failed.append((fd, exc))
-    return failed
+        os.fdatasync(fd)
 
 
 class LocalJournal:
-    """A directory of append-only files, one per log name, with group-committed fsyncs."""
+    """One directory of write-ahead files for many logs, with group-committed fsyncs."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.directory = Path(directory)
-        self._fds: dict[str, int] = {}
-        self._names: dict[int, str] = {}
-        self._sizes: dict[str, int] = {}
-        self._broken: dict[str, str] = {}
-        self._dirty: set[int] = set()
+        self.segment_bytes = segment_bytes
+        self._fd: Optional[int] = None
+        self._retiring: list[int] = []  # full files' descriptors, closed after their last fsync
+        self._segment = 0
+        self._size = 0
+        #: segment number -> names with lines in it not reset since
+        self._pending: dict[int, set[str]] = {}
+        self._recovered: Optional[dict[str, list[bytes]]] = None
+        self._broken: Optional[str] = None
+        self._dirty = False
         self._next: Optional[asyncio.Future[None]] = None
         self._committer: Optional[asyncio.Task[None]] = None
-        self._started = False
         self.commits = 0  #: group commits run so far (for tests and the benchmark)
 
-    def start(self) -> None:
-        """Create the directory (idempotent)."""
-        if not self._started:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._started = True
+    # -- files ----------------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Wait for the commit in progress, then close every file; safe to call twice."""
-        while self._committer is not None:
-            await asyncio.shield(self._committer)
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
-        self._names.clear()
-        self._sizes.clear()
-
-    def path_of(self, name: str) -> Path:
-        return self.directory / (urllib.parse.quote(name, safe="") + SUFFIX)
-
-    def names(self) -> list[str]:
-        """The log names that have a journal file here (possibly empty), sorted."""
+    def _segments(self) -> list[tuple[int, Path]]:
         if not self.directory.is_dir():
             return []
-        return sorted(urllib.parse.unquote(p.name[: -len(SUFFIX)]) for p in self.directory.glob("*" + SUFFIX))
+        out = []
+        for path in self.directory.glob("wal-*.journal"):
+            number = path.name[4:-8]
+            if number.isdigit():
+                out.append((int(number), path))
+        return sorted(out)
+
+    def start(self) -> None:
+        """Read what earlier processes left (idempotent); appends go to a new file."""
+        if self._recovered is not None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        recovered: dict[str, list[bytes]] = {}
+        pending: dict[int, set[str]] = {}
+        segments = self._segments()
+        for number, path in segments:
+            data = path.read_bytes()
+            records = data.split(b"\n")
+            records.pop()  # b"" after the last newline, or a torn record never acknowledged
+            names: set[str] = set()
+            for record in records:
+                raw_name, sep, line = record.partition(b"\t")
+                if not sep:
+                    continue
+                name = raw_name.decode("utf-8", "replace")
+                if line == RESET:
+                    recovered.pop(name, None)
+                    for other in pending.values():
+                        other.discard(name)
+                    names.discard(name)
+                else:
+                    recovered.setdefault(name, []).append(line + b"\n")
+                    names.add(name)
+            pending[number] = names
+        self._recovered = recovered
+        self._pending = pending
+        self._segment = (segments[-1][0] if segments else 0) + 1
+        self._collect()
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.start()
+            path = self.directory / f"wal-{self._segment:08d}.journal"
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._size = os.fstat(self._fd).st_size
+            self._pending.setdefault(self._segment, set())
+        return self._fd
+
+    def _collect(self) -> None:
+        """Delete the files (but the current one) whose every log has been shipped since."""
+        for number, names in list(self._pending.items()):
+            if number != self._segment and not names:
+                (self.directory / f"wal-{number:08d}.journal").unlink(missing_ok=True)
+                del self._pending[number]
+
+    async def close(self) -> None:
+        """Wait for the commit in progress, then close the file; safe to call twice."""
+        while self._committer is not None:
+            await asyncio.shield(self._committer)
+        for fd in self._retiring:
+            os.close(fd)
+        self._retiring = []
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    # -- reading back (start-up) ----------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """The logs with lines here that were not shipped before the last restart, sorted."""
+        self.start()
+        assert self._recovered is not None
+        return sorted(self._recovered)
 
     def read(self, name: str) -> bytes:
-        """The file's bytes (b"" when there is none)."""
-        try:
-            return self.path_of(name).read_bytes()
-        except FileNotFoundError:
-            return b""
+        """The lines of ``name`` left by earlier processes and not shipped (b"" when none)."""
+        self.start()
+        assert self._recovered is not None
+        return b"".join(self._recovered.get(name, []))
 
-    def _fd(self, name: str) -> int:
-        fd = self._fds.get(name)
-        if fd is None:
-            self.start()
-            fd = os.open(self.path_of(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            self._fds[name] = fd
-            self._names[fd] = name
-            self._sizes[name] = os.fstat(fd).st_size
-        return fd
+    # -- appending ------------------------------------------------------------------------
 
     def write(self, name: str, data: bytes) -> None:
-        """Append ``data`` to the file now (not yet durable: await :meth:`sync`)."""
-        if name in self._broken:
-            raise JournalBroken(f"the local journal of {name} is unusable since {self._broken[name]}; restart the server")
-        fd = self._fd(name)
-        size = self._sizes[name]
+        """Append the line(s) ``data`` of log ``name`` now (not yet durable: await :meth:`sync`)."""
+        if self._broken is not None:
+            raise JournalBroken(f"the local journal is unusable since {self._broken}; restart the server")
+        if "\t" in name or "\n" in name:
+            raise ValueError(f"a log name cannot hold a tab or newline: {name!r}")
+        if self._fd is not None and self._size >= self.segment_bytes:
+            self._retiring.append(self._fd)  # the next commit syncs and closes it
+            self._fd = None
+            self._segment += 1
+        fd = self._open()
+        prefix = name.encode() + b"\t"
+        record = b"".join(prefix + line + b"\n" for line in data.split(b"\n") if line)
+        size = self._size
         try:
-            view = memoryview(data)
+            view = memoryview(record)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
@@ -116,15 +173,15 @@ class LocalJournal:
             try:
                 os.ftruncate(fd, size)
             except OSError:
-                self._broken[name] = f"a failed write ({exc})"
-            raise JournalBroken(f"could not append to the local journal of {name}: {exc}") from exc
-        self._sizes[name] = size + len(data)
-        self._dirty.add(fd)
+                self._broken = f"a failed write ({exc})"
+            raise JournalBroken(f"could not append to the local journal: {exc}") from exc
+        self._size = size + len(record)
+        self._pending[self._segment].add(name)
+        self._dirty = True
 
-    async def sync(self, name: str) -> None:
-        """Return once everything written to ``name`` so far is on disk (shares a group commit)."""
-        fd = self._fds.get(name)
-        if fd is None or (fd not in self._dirty and self._committer is None):
+    async def sync(self, name: str = "") -> None:
+        """Return once everything written so far is on disk (sharing a group commit)."""
+        if not self._dirty and self._committer is None:
             return
         if self._next is None:
             self._next = asyncio.get_running_loop().create_future()
@@ -132,8 +189,8 @@ class LocalJournal:
         if self._committer is None:
             self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
         await asyncio.shield(waiter)
-        if name in self._broken:
-            raise JournalBroken(f"the local journal of {name} could not be synced ({self._broken[name]})")
+        if self._broken is not None:
+            raise JournalBroken(f"the local journal could not be synced ({self._broken})")
 
     async def append(self, name: str, data: bytes) -> None:
         """:meth:`write` then :meth:`sync`."""
@@ -143,15 +200,20 @@ class LocalJournal:
     async def _commit_loop(self) -> None:
         try:
             while self._dirty or self._next is not None:
-                fds = sorted(self._dirty)
-                self._dirty = set()
+                self._dirty = False
                 waiter, self._next = self._next, None
-                failed = await asyncio.to_thread(_sync_all, fds) if fds else []
+                retiring, self._retiring = self._retiring, []
+                fds = retiring + ([self._fd] if self._fd is not None else [])
+                try:
+                    await asyncio.to_thread(_sync_all, fds)
+                except OSError as exc:
+                    self._broken = f"a failed fsync ({exc})"
+                    logger.error("local journal %s: fsync failed: %s", self.directory, exc)
+                for fd in retiring:
+                    os.close(fd)
+                if retiring:
+                    self._collect()
                 self.commits += 1
-                for fd, exc in failed:
-                    name = self._names.get(fd, "?")
-                    self._broken[name] = f"a failed fsync ({exc})"
-                    logger.error("local journal %s: fsync failed: %s", name, exc)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
         except BaseException as exc:
@@ -161,27 +223,28 @@ class LocalJournal:
         finally:
             self._committer = None
 
+    # -- shipped --------------------------------------------------------------------------
+
     def reset(self, name: str) -> None:
-        """Empty the file: the object store holds every line it had."""
-        fd = self._fds.get(name)
-        if fd is None:
-            if self.path_of(name).exists():
-                os.truncate(self.path_of(name), 0)
+        """The object store holds every line of ``name`` written so far."""
+        if self._recovered is not None:
+            self._recovered.pop(name, None)
+        if not any(name in names for names in self._pending.values()):
             return
-        os.ftruncate(fd, 0)
-        self._sizes[name] = 0
+        if self._broken is None:
+            try:
+                # not synced on its own: if it is lost, recovery re-reads lines the store has
+                fd = self._open()
+                record = name.encode() + b"\t" + RESET + b"\n"
+                os.write(fd, record)
+                self._size += len(record)
+            except OSError as exc:
+                logger.warning("local journal: could not note %s as shipped: %s", name, exc)
+                return
+        for names in self._pending.values():
+            names.discard(name)
+        self._collect()
 
     def remove(self, name: str) -> None:
-        """Delete the file (the log is complete in the object store)."""
-        fd = self._fds.pop(name, None)
-        if fd is not None:
-            self._names.pop(fd, None)
-            self._sizes.pop(name, None)
-            self._dirty.discard(fd)
-            if self._committer is None:
-                os.close(fd)
-            else:
-                # the committer may be fsyncing it in a thread: close it after that commit
-                committer = self._committer
-                committer.add_done_callback(lambda _: os.close(fd))
-        self.path_of(name).unlink(missing_ok=True)
+        """The log ``name`` is complete in the object store (same as :meth:`reset`)."""
+        self.reset(name)

@@ -19,6 +19,7 @@ from .canonical import canonical_json
 from .chainlog import rfc3339_ms, utc_now
 from .merkle import tree_hash
 from .signing import SigningKeys
+from .sm2 import DEFAULT_ID, sm3_hex
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +27,11 @@ FORMAT = "takan-evidence/2"
 FORMATS = ("takan-evidence/1", FORMAT)  #: what ``verify`` reads
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"
+SM2_SIGNATURE = "manifest.sm2.sig"
+TIMESTAMP = "manifest.tsr"
 EVENTS = "events.jsonl"
 EVENT_CHUNKS = "events/"
-SEALS = (MANIFEST, SIGNATURE)
+SEALS = (MANIFEST, SIGNATURE, SM2_SIGNATURE, TIMESTAMP)
 
 
 def prefix_of(inspection_id: str) -> str:
@@ -74,7 +77,9 @@ def objects_from_log(segments: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
                 if "sm3" in data:
                     latest[key]["sm3"] = str(data["sm3"])
     for relative, piece in segments:
-        latest[relative] = {"key": relative, "kind": "events", "size": len(piece), "sha256": hashlib.sha256(piece).hexdigest()}
+        latest[relative] = {
+            "key": relative, "kind": "events", "size": len(piece), "sha256": hashlib.sha256(piece).hexdigest(), "sm3": sm3_hex(piece),
+        }
     return [latest[k] for k in sorted(latest)]
 
 
@@ -115,9 +120,18 @@ async def seal(
         "sealed_at": rfc3339_ms(utc_now()),
         "signature": {"alg": "Ed25519", "key_id": keys.current_kid, "file": SIGNATURE},
     }
+    signatures: list[dict[str, Any]] = [{"alg": "Ed25519", "key_id": keys.current_kid, "file": SIGNATURE}]
+    if keys.current_sm2_kid is not None:
+        signatures.append({"alg": "SM2", "key_id": keys.current_sm2_kid, "file": SM2_SIGNATURE, "digest": "SM3", "id": DEFAULT_ID})
+    manifest["signatures"] = signatures
     body = canonical_json(manifest)
     _, signature = keys.sign(body)
+    sm2 = keys.sign_sm2(body)
     await store.put(prefix + MANIFEST, body, "application/json")
     await store.put(prefix + SIGNATURE, signature, "application/octet-stream")
+    if sm2 is not None:
+        await store.put(prefix + SM2_SIGNATURE, sm2[1], "application/octet-stream")
+    else:
+        await store.delete(prefix + SM2_SIGNATURE)
     logger.info("inspection %s sealed: %d objects, log head %s", inspection_id, len(objects), log_head[:12])
     return body, signature

@@ -19,7 +19,8 @@ from storage.objects import ObjectNotFound, ObjectStore
 
 from .canonical import canonical_json
 from .chainlog import GENESIS, entry_hash, is_chunk_name
-from .manifest import EVENT_CHUNKS, EVENTS, FORMATS, MANIFEST, SEALS, SIGNATURE, merkle_root, prefix_of
+from .manifest import EVENT_CHUNKS, EVENTS, FORMATS, MANIFEST, SEALS, SIGNATURE, SM2_SIGNATURE, merkle_root, prefix_of
+from .sm2 import sm3_hex
 from .signing import PublicKeys
 
 #: progress(done_bytes, total_bytes, what)
@@ -43,6 +44,7 @@ class Report:
     bytes_checked: int = 0
     events_checked: int = 0
     key_id: Optional[str] = None
+    sm2_key_id: Optional[str] = None
     manifest_sha256: Optional[str] = None
 
     @property
@@ -63,11 +65,15 @@ class Report:
             "bytes_checked": self.bytes_checked,
             "events_checked": self.events_checked,
             "key_id": self.key_id,
+            "sm2_key_id": self.sm2_key_id,
             "manifest_sha256": self.manifest_sha256,
         }
 
 
-async def verify_inspection(store: ObjectStore, inspection_id: str, progress: Optional[Progress] = None) -> Report:
+async def verify_inspection(
+    store: ObjectStore, inspection_id: str, progress: Optional[Progress] = None, *, require_sm2: bool = False
+) -> Report:
+    """Check everything; ``require_sm2`` makes a manifest without an SM2 signature a problem."""
     report = Report(inspection_id)
     prefix = prefix_of(inspection_id)
 
@@ -106,6 +112,18 @@ async def verify_inspection(store: ObjectStore, inspection_id: str, progress: Op
             problem(MANIFEST, f"signature does not verify with key {kid!r}: the manifest or its signature was altered")
     if canonical_json(manifest) != body:
         problem(MANIFEST, "is not in RFC 8785 canonical form: it was edited")
+    sm2_entry = next((s for s in manifest.get("signatures") or [] if isinstance(s, dict) and s.get("alg") == "SM2"), None)
+    if sm2_entry is not None:
+        report.sm2_key_id = str(sm2_entry.get("key_id", ""))
+        try:
+            sm2_signature = await store.get(prefix + SM2_SIGNATURE)
+        except ObjectNotFound:
+            problem(SM2_SIGNATURE, "is missing (the manifest says it is SM2-signed)")
+        else:
+            if not await PublicKeys(store).verify_sm2(report.sm2_key_id, sm2_signature, body):
+                problem(MANIFEST, f"SM2 signature does not verify with key {report.sm2_key_id!r}: the manifest or {SM2_SIGNATURE} was altered")
+    elif require_sm2:
+        problem(MANIFEST, "has no SM2 signature, and this check requires one")
 
     if manifest.get("format") not in FORMATS:
         problem(MANIFEST, f"has format {manifest.get('format')!r}; this verifier reads {', '.join(FORMATS)}")
@@ -134,6 +152,8 @@ async def verify_inspection(store: ObjectStore, inspection_id: str, progress: Op
         digest = hashlib.sha256(data).hexdigest()
         if digest != entry.get("sha256"):
             problem(key, f"sha256 is {digest}, manifest says {entry.get('sha256')}")
+        elif "sm3" in entry and sm3_hex(data) != entry.get("sm3"):
+            problem(key, f"sm3 is {sm3_hex(data)}, manifest says {entry.get('sm3')}")
         if key in pieces:
             log_bytes[key] = data
     if progress:

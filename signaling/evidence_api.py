@@ -14,7 +14,7 @@ from evidence.access import AccessLog
 from evidence.journal import Journal
 from identity.permissions import Principal
 from evidence.chainlog import read_log
-from evidence.manifest import EVENTS, MANIFEST, SIGNATURE, prefix_of
+from evidence.manifest import EVENTS, MANIFEST, SIGNATURE, SM2_SIGNATURE, prefix_of
 from evidence.signing import SigningKeys
 from evidence.verify import verify_inspection
 from storage.keys import InvalidKey, validate_key
@@ -43,6 +43,7 @@ class EvidenceApi:
             web.get("/api/v1/keys", self.public_keys),
             web.get("/api/v1/inspections/{id}/manifest", self.manifest),
             web.get("/api/v1/inspections/{id}/manifest.sig", self.signature),
+            web.get("/api/v1/inspections/{id}/manifest.sm2.sig", self.sm2_signature),
             web.get("/api/v1/inspections/{id}/objects/{key:.+}", self.object),
             web.get("/api/v1/inspections/{id}/verification", self.verification),
         ]
@@ -63,7 +64,7 @@ class EvidenceApi:
         return principal, data
 
     async def public_keys(self, request: web.Request) -> web.Response:
-        infos = await self.signing.public.all(current=self.signing.current_kid)
+        infos = await self.signing.public.all(self.signing.current_kid, *[k for k in [self.signing.current_sm2_kid] if k])
         return web.json_response({"keys": [info.as_json() for info in infos]})
 
     async def manifest(self, request: web.Request) -> web.Response:
@@ -72,6 +73,10 @@ class EvidenceApi:
 
     async def signature(self, request: web.Request) -> web.Response:
         _, data = await self._read(request, SIGNATURE)
+        return web.Response(body=data, content_type="application/octet-stream", headers=NO_STORE)
+
+    async def sm2_signature(self, request: web.Request) -> web.Response:
+        _, data = await self._read(request, SM2_SIGNATURE)
         return web.Response(body=data, content_type="application/octet-stream", headers=NO_STORE)
 
     async def object(self, request: web.Request) -> web.Response:

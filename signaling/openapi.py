@@ -333,6 +333,14 @@ PATHS: dict[str, Any] = {
             "responses": {"200": {"description": "raw signature", "content": {"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}, **_problems(401, 403, 404)},
         },
     },
+    "/api/v1/inspections/{id}/manifest.sm2.sig": {
+        "get": {
+            "summary": "The DER SM2 signature (SM3, default distinguishing ID) of manifest.json",
+            "operationId": "getManifestSm2Signature",
+            "parameters": [_ID],
+            "responses": {"200": {"description": "DER signature", "content": {"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}, **_problems(401, 403, 404)},
+        },
+    },
     "/api/v1/inspections/{id}/objects/{key}": {
         "get": {
             "summary": "One evidence object (every read is audited)",

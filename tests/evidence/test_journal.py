@@ -14,6 +14,7 @@ from pathlib import Path
 from evidence.access import AccessLog
 from evidence.chainlog import ChainLog
 from evidence.journal import Journal
+from evidence.localjournal import LocalJournal
 from evidence.manifest import prefix_of
 from evidence.signing import SigningKeys
 from evidence.verify import verify_inspection
@@ -56,8 +57,8 @@ async def test_chunks_reach_the_store_within_seconds_without_a_seal(tmp_path) ->
     assert [k.rsplit("/", 1)[1] for k in keys] == ["00000001.jsonl", "00000005.jsonl", "00000009.jsonl"]
     stored = b"".join([await store.get(k) for k in keys])
     assert [json.loads(line)["data"]["n"] for line in stored.splitlines()] == list(range(10))
-    # everything is shipped, so the local journal file holds nothing
-    assert journal.local is not None and journal.local.read(prefix_of(INSPECTION) + "events/") == b""
+    # everything is shipped, so a restart would find nothing to recover
+    assert LocalJournal(tmp_path / "journal").read(prefix_of(INSPECTION) + "events/") == b""
     await journal.close()
     await store.close()
 
@@ -187,3 +188,18 @@ async def test_composed_lines_are_the_canonical_json_of_the_entry(tmp_path) -> N
         assert entry["hash"] == entry_hash(entry)
         assert log.data().splitlines(keepends=True)[-1] == encode_line(entry)
     await store.close()
+
+
+async def test_full_journal_files_are_deleted_once_shipped(tmp_path) -> None:
+    local = LocalJournal(tmp_path / "j", segment_bytes=2000)
+    for n in range(40):
+        await local.append("a/", b'{"n":%d,"pad":"................................"}\n' % n)
+        if n % 10 == 9:
+            local.reset("a/")
+    await local.append("b/", b'{"n":1}\n')
+    files = sorted(p.name for p in (tmp_path / "j").iterdir())
+    assert len(files) <= 2, files  # the full files whose lines were all shipped are gone
+    await local.close()
+    again = LocalJournal(tmp_path / "j")
+    assert again.names() == ["b/"] and again.read("b/") == b'{"n":1}\n'
+    await again.close()

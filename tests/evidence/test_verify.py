@@ -55,7 +55,9 @@ async def make_legacy(data_dir: Path) -> LocalObjectStore:
     manifest = json.loads((root / "manifest.json").read_bytes())
     manifest["format"] = "takan-evidence/1"
     manifest["log"] = {"key": "events.jsonl", "head": manifest["log"]["head"], "count": manifest["log"]["count"]}
-    objects = [o for o in manifest["objects"] if o["kind"] != "events"]
+    manifest.pop("signatures")
+    (root / "manifest.sm2.sig").unlink()
+    objects = [{k: v for k, v in o.items() if k != "sm3"} for o in manifest["objects"] if o["kind"] != "events"]
     objects.append({"key": "events.jsonl", "kind": "events", "size": len(log), "sha256": hashlib.sha256(log).hexdigest()})
     manifest["objects"] = sorted(objects, key=lambda o: o["key"])
     manifest["merkle"]["root"] = merkle_root(manifest["objects"])
