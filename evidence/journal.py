@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 from storage.keys import validate_key
-from storage.objects import ObjectStore
+from storage.objects import ObjectNotFound, ObjectStore
 
 from .chainlog import CHUNK_LINES, ChainLog
 from .localjournal import LocalJournal
-from .manifest import EVENT_CHUNKS, EVENTS, prefix_of, seal
+from .manifest import EVENT_CHUNKS, EVENTS, TIMESTAMP, prefix_of, seal
 from .shipper import Shipper
 from .sm2 import sm3_hex
+from .timestamper import TIMESTAMPS, Timestamper
+from .tsa import token_imprint
 from .signing import SigningKeys
 
 logger = logging.getLogger(__name__)
@@ -39,17 +41,24 @@ class Journal:
         *,
         ship_interval_s: float = 1.0,
         chunk_lines: int = CHUNK_LINES,
+        timestamper: Optional[Timestamper] = None,
     ) -> None:
         self.store = store
         self.keys = keys
         self.local = LocalJournal(directory) if directory is not None else None
         self.shipper = Shipper(ship_interval_s)
         self.chunk_lines = chunk_lines
+        self.timestamper = timestamper
+        if timestamper is not None:
+            timestamper.heads = self._live_heads
+        self._unsealed: set[str] = set()  # inspections with events after their last seal
         self._logs: dict[str, ChainLog] = {}
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Ship what the local journal holds from before a restart (idempotent)."""
+        if self.timestamper is not None:
+            await self.timestamper.start()
         if self.local is None:
             return
         self.local.start()
@@ -69,6 +78,8 @@ class Journal:
 
     async def close(self) -> None:
         """Ship what is left and close the journal files; safe to call twice."""
+        if self.timestamper is not None:
+            await self.timestamper.close()
         await self.shipper.close()
         if self.local is not None:
             await self.local.close()
@@ -88,7 +99,11 @@ class Journal:
     async def record(self, inspection_id: str, type_: str, actor: str, data: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         """Append one event to the inspection's log (stored before this returns)."""
         log = await self._log_of(inspection_id)
+        self._unsealed.add(inspection_id)
         return await log.append(type_, actor, data)
+
+    def _live_heads(self) -> list[tuple[str, int, str]]:
+        return [(i, self._logs[i].count, self._logs[i].head) for i in sorted(self._unsealed) if i in self._logs]
 
     async def record_blob(
         self,
@@ -136,11 +151,36 @@ class Journal:
             await log.flush()  # the store holds every line before the manifest names them
             prefix = prefix_of(inspection_id)
             segments = [(key[len(prefix):], data) for key, data in log.segments()]
+            tokens = await self._tokens(inspection_id)
             body, _ = await seal(
                 self.store, self.keys, inspection_id, inspection, log.data(), log.head, log.count, verdict, rules_version,
-                segments=segments,
+                segments=segments, extra=tokens,
             )
-        return hashlib.sha256(body).hexdigest()
+            self._unsealed.discard(inspection_id)
+        sha256 = hashlib.sha256(body).hexdigest()
+        if self.timestamper is not None and self.timestamper.enabled:
+            await self.store.delete(prefix + TIMESTAMP)  # it covered the previous manifest
+            await self.timestamper.submit(inspection_id, sha256)
+        return sha256
+
+    async def _tokens(self, inspection_id: str) -> list[tuple[str, bytes]]:
+        """The timestamp tokens the new seal covers: the previous manifest's, and log heads'."""
+        prefix = prefix_of(inspection_id)
+        try:
+            previous = await self.store.get(prefix + TIMESTAMP)
+        except ObjectNotFound:
+            pass
+        else:
+            info = token_imprint(previous)
+            if info.imprint is not None:
+                await self.store.put(f"{prefix}{TIMESTAMPS}manifest-{info.imprint.hex()[:16]}.tsr", previous, "application/timestamp-reply")
+        out = []
+        try:
+            for key in await self.store.list(prefix + TIMESTAMPS):
+                out.append((key[len(prefix):], await self.store.get(key)))
+        except Exception as exc:  # a storage outage: seal without them; the next seal lists them
+            logger.warning("inspection %s: timestamp tokens not listed in this seal: %s", inspection_id, exc)
+        return out
 
     async def consistent(self, inspection_id: str) -> "asyncio.Lock":
         """The lock to hold while reading the log and the manifest as one (verification)."""

@@ -42,7 +42,7 @@ def kind_of(relative_key: str) -> str:
     if relative_key == EVENTS or relative_key.startswith(EVENT_CHUNKS):
         return "events"
     top = relative_key.split("/", 1)[0]
-    return {"media": "media", "stills": "still", "photos": "photo", "signatures": "signature"}.get(top, "other")
+    return {"media": "media", "stills": "still", "photos": "photo", "signatures": "signature", "timestamps": "timestamp"}.get(top, "other")
 
 
 def objects_from_events(events: bytes) -> list[dict[str, Any]]:
@@ -98,6 +98,7 @@ async def seal(
     verdict: Optional[dict[str, Any]] = None,
     rules_version: Optional[str] = None,
     segments: Optional[list[tuple[str, bytes]]] = None,
+    extra: Optional[list[tuple[str, bytes]]] = None,
 ) -> tuple[bytes, bytes]:
     """Write manifest.json and manifest.json.sig over the log and the blobs it records.
 
@@ -107,6 +108,11 @@ async def seal(
     prefix = prefix_of(inspection_id)
     pieces = segments if segments is not None else [(EVENTS, events)]
     objects = objects_from_log(pieces)
+    if extra:
+        # objects no event records (the timestamp tokens of earlier seals and log heads)
+        for key, data in extra:
+            objects.append({"key": key, "kind": kind_of(key), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "sm3": sm3_hex(data)})
+        objects.sort(key=lambda o: str(o["key"]))
     manifest = {
         "format": FORMAT,
         "inspection_id": inspection_id,

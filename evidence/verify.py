@@ -19,8 +19,9 @@ from storage.objects import ObjectNotFound, ObjectStore
 
 from .canonical import canonical_json
 from .chainlog import GENESIS, entry_hash, is_chunk_name
-from .manifest import EVENT_CHUNKS, EVENTS, FORMATS, MANIFEST, SEALS, SIGNATURE, SM2_SIGNATURE, merkle_root, prefix_of
+from .manifest import EVENT_CHUNKS, EVENTS, FORMATS, MANIFEST, SEALS, SIGNATURE, SM2_SIGNATURE, TIMESTAMP, merkle_root, prefix_of
 from .sm2 import sm3_hex
+from .tsa import token_imprint
 from .signing import PublicKeys
 
 #: progress(done_bytes, total_bytes, what)
@@ -46,6 +47,7 @@ class Report:
     key_id: Optional[str] = None
     sm2_key_id: Optional[str] = None
     manifest_sha256: Optional[str] = None
+    timestamp: Optional[str] = None  #: genTime of the token over this manifest, or "pending"
 
     @property
     def ok(self) -> bool:
@@ -67,6 +69,7 @@ class Report:
             "key_id": self.key_id,
             "sm2_key_id": self.sm2_key_id,
             "manifest_sha256": self.manifest_sha256,
+            "timestamp": self.timestamp,
         }
 
 
@@ -124,6 +127,18 @@ async def verify_inspection(
                 problem(MANIFEST, f"SM2 signature does not verify with key {report.sm2_key_id!r}: the manifest or {SM2_SIGNATURE} was altered")
     elif require_sm2:
         problem(MANIFEST, "has no SM2 signature, and this check requires one")
+    try:
+        token = await store.get(prefix + TIMESTAMP)
+    except ObjectNotFound:
+        report.timestamp = "pending"
+    else:
+        info = token_imprint(token)
+        if not info.granted:
+            problem(TIMESTAMP, f"is not a granted RFC 3161 timestamp response (status {info.status})")
+        elif info.imprint != hashlib.sha256(body).digest():
+            problem(TIMESTAMP, f"is a timestamp over another manifest (sha256 {info.imprint.hex()[:16]}…), not this one ({report.manifest_sha256[:16]}…)")
+        else:
+            report.timestamp = info.gen_time
 
     if manifest.get("format") not in FORMATS:
         problem(MANIFEST, f"has format {manifest.get('format')!r}; this verifier reads {', '.join(FORMATS)}")
@@ -160,15 +175,23 @@ async def verify_inspection(
         progress(total, total, "done")
 
     stored = [k[len(prefix):] for k in await store.list(prefix)]
+    late_heads: dict[str, bytes] = {}
     for key in stored:
         if key not in listed and key not in SEALS:
+            if key.startswith("timestamps/head-"):
+                late_heads[key] = await store.get(prefix + key)  # a live head stamped after this seal
+                continue
             problem(key, "is in storage but not in the manifest (added after sealing)")
 
     if merkle_root(objects) != (manifest.get("merkle") or {}).get("root"):
         problem(MANIFEST, "Merkle root does not match the listed objects")
 
     _check_pieces(pieces, listed, report)
-    _check_chain([(key, log_bytes[key]) for key in pieces if key in log_bytes], manifest, listed, report, complete=len(log_bytes) == len(pieces))
+    hashes = _check_chain([(key, log_bytes[key]) for key in pieces if key in log_bytes], manifest, listed, report, complete=len(log_bytes) == len(pieces))
+    for key, token in late_heads.items():
+        info = token_imprint(token)
+        if info.imprint is None or info.imprint.hex() not in hashes:
+            problem(key, "is in storage but not in the manifest, and is no timestamp of this log's head")
     return report
 
 
@@ -202,7 +225,9 @@ async def _signed(store: ObjectStore, body: bytes, signature: bytes) -> bool:
 
 def _check_chain(
     pieces: list[tuple[str, bytes]], manifest: dict[str, Any], listed: dict[Any, dict[str, Any]], report: Report, complete: bool = True
-) -> None:
+) -> set[str]:
+    """Check the chain; returns the hashes of the lines read (for head timestamps)."""
+    hashes: set[str] = set()
     def problem(where: str, message: str) -> None:
         report.problems.append(Problem(where, message))
 
@@ -217,10 +242,10 @@ def _check_chain(
         chunk_first = int(key[len(EVENT_CHUNKS):-len(".jsonl")]) if key != EVENTS else 1
         if key != EVENTS and chunk_first != count + 1:
             problem(key, f"starts the log at event {chunk_first} by its name, but the pieces before it end at event {count} (a chunk was removed, added or renamed)")
-            return
+            return hashes
         if not lines:
             problem(key, "is empty")
-            return
+            return hashes
         for number, line in enumerate(lines, start=1):
             expected = count + 1
             where = f"{key} line {number}" if key == EVENTS else f"{key} line {number} (event {expected})"
@@ -229,20 +254,21 @@ def _check_chain(
                 entry = json.loads(line)
             except ValueError:
                 problem(where, "is not valid JSON")
-                return
+                return hashes
             if not isinstance(entry, dict):
                 problem(where, "is not a JSON object")
-                return
+                return hashes
             if entry.get("seq") != expected:
                 problem(where, f"has seq {entry.get('seq')!r}; expected {expected} (a line was removed, inserted or moved)")
-                return
+                return hashes
             if entry.get("prev") != prev:
                 problem(where, "prev does not match the previous line's hash (the chain is broken here)")
-                return
+                return hashes
             if entry_hash(entry) != entry.get("hash"):
                 problem(where, "hash does not match its content (the line was edited)")
-                return
+                return hashes
             prev = str(entry["hash"])
+            hashes.add(prev)
             count += 1
             blob = (entry.get("data") or {}).get("key")
             if isinstance(blob, str):
@@ -257,5 +283,7 @@ def _check_chain(
     if log.get("head") != prev or log.get("count") != count:
         problem(last_where, f"the log ends at event {count} with head {prev[:16]}…; the manifest says {log.get('count')} events ending {str(log.get('head'))[:16]}… (lines were removed or added at the end)")
     for key in listed:
-        if complete and listed[key].get("kind") != "events" and key not in referenced:
+        kind = listed[key].get("kind")
+        if complete and kind not in ("events", "timestamp") and key not in referenced:
             problem(str(key), "is in the manifest but no event records it")
+    return hashes

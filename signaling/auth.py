@@ -63,6 +63,7 @@ ROUTE_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/inspections/{id}/manifest"): "query",
     ("GET", "/api/v1/inspections/{id}/manifest.sig"): "query",
     ("GET", "/api/v1/inspections/{id}/manifest.sm2.sig"): "query",
+    ("GET", "/api/v1/inspections/{id}/manifest.tsr"): "query",
     ("GET", "/api/v1/inspections/{id}/objects/{key}"): "query",
     ("GET", "/api/v1/inspections/{id}/verification"): "query",
     ("GET", "/api/v1/webhooks"): "admin",

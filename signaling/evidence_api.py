@@ -14,7 +14,7 @@ from evidence.access import AccessLog
 from evidence.journal import Journal
 from identity.permissions import Principal
 from evidence.chainlog import read_log
-from evidence.manifest import EVENTS, MANIFEST, SIGNATURE, SM2_SIGNATURE, prefix_of
+from evidence.manifest import EVENTS, MANIFEST, SIGNATURE, SM2_SIGNATURE, TIMESTAMP, prefix_of
 from evidence.signing import SigningKeys
 from evidence.verify import verify_inspection
 from storage.keys import InvalidKey, validate_key
@@ -44,6 +44,7 @@ class EvidenceApi:
             web.get("/api/v1/inspections/{id}/manifest", self.manifest),
             web.get("/api/v1/inspections/{id}/manifest.sig", self.signature),
             web.get("/api/v1/inspections/{id}/manifest.sm2.sig", self.sm2_signature),
+            web.get("/api/v1/inspections/{id}/manifest.tsr", self.timestamp),
             web.get("/api/v1/inspections/{id}/objects/{key:.+}", self.object),
             web.get("/api/v1/inspections/{id}/verification", self.verification),
         ]
@@ -78,6 +79,20 @@ class EvidenceApi:
     async def sm2_signature(self, request: web.Request) -> web.Response:
         _, data = await self._read(request, SM2_SIGNATURE)
         return web.Response(body=data, content_type="application/octet-stream", headers=NO_STORE)
+
+    async def timestamp(self, request: web.Request) -> web.Response:
+        """The RFC 3161 token over the current manifest; 404 ``pending`` until the TSA answers."""
+        inspection_id = request.match_info["id"]
+        visible_record(self.book, inspection_id, caller(request))
+        if await self.store.head(prefix_of(inspection_id) + TIMESTAMP) is None:
+            if await self.store.head(prefix_of(inspection_id) + MANIFEST) is None:
+                raise NotFound(f"inspection {inspection_id} is not sealed yet, so it has no timestamp")
+            timestamper = self.journal.timestamper
+            if timestamper is None or not timestamper.enabled:
+                raise NotFound(f"pending: no TSA is configured (TAKAN_TSA_URLS), so inspection {inspection_id} has no timestamp")
+            raise NotFound(f"pending: the TSA has not answered yet for the current manifest of inspection {inspection_id}; retried in the background")
+        _, data = await self._read(request, TIMESTAMP)
+        return web.Response(body=data, content_type="application/timestamp-reply", headers=NO_STORE)
 
     async def object(self, request: web.Request) -> web.Response:
         inspection_id = request.match_info["id"]

@@ -341,6 +341,14 @@ PATHS: dict[str, Any] = {
             "responses": {"200": {"description": "DER signature", "content": {"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}, **_problems(401, 403, 404)},
         },
     },
+    "/api/v1/inspections/{id}/manifest.tsr": {
+        "get": {
+            "summary": "The RFC 3161 timestamp response over the current manifest.json (404 'pending' until the TSA answers)",
+            "operationId": "getManifestTimestamp",
+            "parameters": [_ID],
+            "responses": {"200": {"description": "DER TimeStampResp", "content": {"application/timestamp-reply": {"schema": {"type": "string", "contentMediaType": "application/timestamp-reply"}}}}, **_problems(401, 403, 404)},
+        },
+    },
     "/api/v1/inspections/{id}/objects/{key}": {
         "get": {
             "summary": "One evidence object (every read is audited)",

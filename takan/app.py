@@ -35,6 +35,8 @@ from approval.webhooks import WebhookSender
 from approval.templates import Templates
 from evidence.access import AccessLog
 from evidence.journal import Journal
+from evidence.timestamper import Timestamper
+from evidence.tsa import TsaClient
 from evidence.signing import SigningKeys
 from identity.accounts import Accounts
 from privacy.fieldcrypto import FieldCipher, FieldKeys
@@ -166,7 +168,8 @@ def build_app(config: Config) -> web.Application:
     rooms = Rooms(live, lambda: RTCPeerConnection(rtc_config), config.node_id)
     signer = TokenSigner(link_secret)
     signing = SigningKeys(config.data_dir / "keys", store)
-    journal = Journal(store, signing, config.data_dir / "journal")
+    tsa = TsaClient(config.tsa_urls, config.tsa_timeout_s) if config.tsa_urls else None
+    journal = Journal(store, signing, config.data_dir / "journal", timestamper=Timestamper(store, tsa))
     access = AccessLog(store, config.data_dir / "journal" / "access")
     Recording(rooms, journal)
     warning_lists = WarningLists(store)
