@@ -123,7 +123,7 @@ class SM2PublicKey:
         try:
             if lib.EVP_DigestVerifyInit_ex(mctx, None, b"SM3", None, None, self._key, None) != 1:
                 raise SM2Error("EVP_DigestVerifyInit_ex failed for SM2/SM3")
-            ok = lib.EVP_DigestVerify(mctx, signature, len(signature), data, len(data)) == 1
+            ok = bool(lib.EVP_DigestVerify(mctx, signature, len(signature), data, len(data)) == 1)
         finally:
             lib.EVP_MD_CTX_free(mctx)
             lib.ERR_clear_error()

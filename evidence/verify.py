@@ -136,7 +136,8 @@ async def verify_inspection(
         if not info.granted:
             problem(TIMESTAMP, f"is not a granted RFC 3161 timestamp response (status {info.status})")
         elif info.imprint != hashlib.sha256(body).digest():
-            problem(TIMESTAMP, f"is a timestamp over another manifest (sha256 {info.imprint.hex()[:16]}…), not this one ({report.manifest_sha256[:16]}…)")
+            other = info.imprint.hex() if info.imprint is not None else "?"
+            problem(TIMESTAMP, f"is a timestamp over another manifest (sha256 {other[:16]}…), not this one ({report.manifest_sha256[:16]}…)")
         else:
             report.timestamp = info.gen_time
 

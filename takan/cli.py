@@ -28,6 +28,7 @@ def _server_flags(parser: argparse.ArgumentParser) -> None:
     add("--s3-bucket", help="TAKAN_S3_BUCKET (default takan)")
     add("--s3-secure", help="true for https to S3 (TAKAN_S3_SECURE)")
     add("--log-level", help="DEBUG, INFO, WARNING or ERROR (TAKAN_LOG_LEVEL)")
+    add("--tsa-urls", help="RFC 3161 timestamp authorities, comma-separated, tried in order (TAKAN_TSA_URLS)")
 
 
 def build_parser() -> argparse.ArgumentParser:
