@@ -192,8 +192,11 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["kid", "alg", "pem", "jwk"],
-                    "properties": {"kid": {"type": "string"}, "alg": {"const": "Ed25519"}, "pem": {"type": "string"}, "jwk": {"type": "object"}, "current": {"type": "boolean"}},
+                    "required": ["kid", "alg", "pem"],
+                    "properties": {
+                        "kid": {"type": "string"}, "alg": {"enum": ["Ed25519", "SM2"]}, "pem": {"type": "string"},
+                        "jwk": {"type": "object", "description": "Ed25519 keys only"}, "created_at": {"type": "string"}, "current": {"type": "boolean"},
+                    },
                 },
             }
         },
