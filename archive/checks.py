@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from PIL import Image
 
-from evidence.manifest import EVENTS, MANIFEST, SEALS, SIGNATURE
+from evidence.manifest import EVENT_CHUNKS, EVENTS, MANIFEST, SEALS, SIGNATURE
 from evidence.signing import key_id
 from privacy.masking import find_sensitive
 
@@ -375,7 +375,7 @@ def _usable_evidence(package: _Package, key: str, result: CheckResult) -> None:
         kind = "media"
     elif extension in ("jpg", "jpeg", "png", "webp"):
         kind = "image"
-    elif key == EVENTS:
+    elif key == EVENTS or key.startswith(EVENT_CHUNKS):
         kind = "jsonl"
     elif extension == "json":
         kind = "json"

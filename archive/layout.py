@@ -5,6 +5,8 @@
     record.html                 the human-readable, printable record (Chinese)
     metadata.json               archival metadata, with the SHA-256 of every other file
     SHA256SUMS                  ``sha256sum -c`` input for every file but itself
+    VERIFY.md, verify.sh        the outsider's kit: how to check everything with openssl,
+                                sha256sum and ffprobe alone, and a POSIX script that does
     keys/<kid>.pem              the public key that signed the manifest
     evidence/manifest.json      the seal, exactly as stored
     evidence/manifest.json.sig
@@ -26,6 +28,8 @@ __all__ = [
     "METADATA",
     "RECORD",
     "SUMS",
+    "VERIFY_DOC",
+    "VERIFY_SCRIPT",
     "member_name_problem",
 ]
 
@@ -35,7 +39,9 @@ KEYS = "keys/"
 METADATA = "metadata.json"
 RECORD = "record.html"
 SUMS = "SHA256SUMS"
-TOP_FILES = (RECORD, METADATA, SUMS)
+VERIFY_DOC = "VERIFY.md"
+VERIFY_SCRIPT = "verify.sh"
+TOP_FILES = (RECORD, METADATA, SUMS, VERIFY_DOC, VERIFY_SCRIPT)
 
 _KEY_FILE = re.compile(r"keys/[0-9a-f]{16}\.pem\Z")
 
@@ -64,4 +70,4 @@ def member_name_problem(name: str, external_attr: int = 0) -> str | None:
         except InvalidKey:
             return "is not a valid evidence object name"
         return None
-    return "is not part of the package layout (record.html, metadata.json, SHA256SUMS, keys/, evidence/)"
+    return "is not part of the package layout (record.html, metadata.json, SHA256SUMS, VERIFY.md, verify.sh, keys/, evidence/)"

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from evidence.manifest import EVENTS, MANIFEST, prefix_of
+from evidence.manifest import EVENTS, MANIFEST, kind_of, prefix_of
 from evidence.signing import PUBLIC_PREFIX
 from evidence.verify import verify_inspection
 from privacy.fieldcrypto import (
@@ -46,7 +46,7 @@ from storage.objects import ObjectNotFound, ObjectStore
 
 from .backup import Progress, tool_version
 from .checks import PackageCheck, check_package
-from .layout import EVIDENCE, FORMAT, KEYS, METADATA, RECORD, SUMS
+from .layout import EVIDENCE, FORMAT, KEYS, METADATA, RECORD, SUMS, VERIFY_DOC, VERIFY_SCRIPT
 from .record import IMAGE_TYPES, RecordContent, render_record
 from .retention import RetentionPolicy, closing_date
 
@@ -55,12 +55,14 @@ __all__ = ["ExportError", "PackageCheck", "PackageInfo", "PackageRejected", "che
 logger = logging.getLogger(__name__)
 
 RECORD_PREFIX = "records/inspections/"
+KIT = Path(__file__).resolve().parent / "kit"
 # Already compressed: storing them deflated would only cost time.
 STORED_EXTENSIONS = ("webm", "mkv", "jpg", "jpeg", "png", "webp")
 MEDIA_TYPES = {
     "webm": "video/webm", "mkv": "video/x-matroska", "jpg": "image/jpeg", "jpeg": "image/jpeg",
     "png": "image/png", "webp": "image/webp", "json": "application/json", "jsonl": "application/x-ndjson",
     "sig": "application/octet-stream", "pem": "application/x-pem-file", "html": "text/html",
+    "tsr": "application/timestamp-reply", "md": "text/markdown", "sh": "text/x-shellscript",
 }
 
 
@@ -123,9 +125,9 @@ class _ZipWriter:
         self.digests: dict[str, str] = {}
         self.sizes: dict[str, int] = {}
 
-    def add(self, name: str, data: bytes) -> None:
+    def add(self, name: str, data: bytes, mode: int = 0o644) -> None:
         info = zipfile.ZipInfo(name, date_time=self.date_time)
-        info.external_attr = 0o100644 << 16
+        info.external_attr = (0o100000 | mode) << 16
         info.compress_type = zipfile.ZIP_STORED if _extension(name) in STORED_EXTENSIONS else zipfile.ZIP_DEFLATED
         self.zip.writestr(info, data)
         self.digests[name] = hashlib.sha256(data).hexdigest()
@@ -286,7 +288,7 @@ async def export_package(
     writer = await asyncio.to_thread(_ZipWriter, partial, created)
     try:
         images: dict[str, bytes] = {}
-        events_body = b""
+        log_pieces: dict[str, bytes] = {}
         keys = await store.list(prefix)
         for done, key in enumerate(keys):
             relative = key[len(prefix):]
@@ -296,9 +298,17 @@ async def export_package(
             await asyncio.to_thread(writer.add, EVIDENCE + relative, data)
             if _extension(relative) in IMAGE_TYPES:
                 images[relative] = data
-            if relative == EVENTS:
-                events_body = data
+            if kind_of(relative) == "events":
+                log_pieces[relative] = data
         await asyncio.to_thread(writer.add, f"{KEYS}{kid}.pem", pem)
+        for entry in manifest.get("signatures") or []:
+            other = str(entry.get("key_id", ""))
+            if entry.get("alg") == "SM2" and other.isalnum():
+                await asyncio.to_thread(writer.add, f"{KEYS}{other}.pem", await store.get(f"{PUBLIC_PREFIX}{other}.pem"))
+        await asyncio.to_thread(writer.add, VERIFY_DOC, (KIT / VERIFY_DOC).read_bytes())
+        await asyncio.to_thread(writer.add, VERIFY_SCRIPT, (KIT / VERIFY_SCRIPT).read_bytes(), 0o755)
+        # the log's pieces in order: the single events.jsonl of old evidence, then chunks by name
+        events_body = b"".join(log_pieces[k] for k in sorted(log_pieces, key=lambda k: (k != EVENTS, k)))
         events = [json.loads(line) for line in events_body.splitlines() if line.strip()]
         policy = retention or RetentionPolicy.defaults()
         item_code = str((record or manifest.get("inspection") or {}).get("item_code") or "")

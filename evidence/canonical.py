@@ -13,7 +13,36 @@ from typing import Any
 
 def canonical_json(value: Any) -> bytes:
     """The RFC 8785 serialization of ``value`` as UTF-8 bytes."""
+    if _plain(value):
+        # json's C encoder gives the same bytes for these values (see _plain), ~10x faster
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
     return _encode(value).encode("utf-8")
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``json.dumps(sort_keys=True)`` serializes ``value`` exactly as RFC 8785 does.
+
+    True for str, bool, None, ints below 2**53 and non-integral floats in [1e-4, 1e16)
+    (where Python's repr and ECMAScript print the same digits, without an exponent), in
+    lists and in dicts whose keys are below U+E000 (where code-point order, Python's, and
+    UTF-16 code-unit order, RFC 8785's, agree). Anything else takes the slow path.
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-(2**53) < value < 2**53)
+    if kind is float:
+        magnitude = abs(value)
+        return 1e-4 <= magnitude < 1e16 and not value.is_integer()
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (key and max(key) >= "\ue000") or not _plain(item):
+                return False
+        return True
+    if kind is list:
+        return all(_plain(item) for item in value)
+    return False
 
 
 def _encode(value: Any) -> str:

@@ -1,4 +1,10 @@
-"""Writes an inspection's evidence as it happens: events and blobs, then the seal."""
+"""Writes an inspection's evidence as it happens: events and blobs, then the seal.
+
+With a ``directory``, events are acknowledged once fsynced in a local journal file there
+(group-committed) and their chunks are shipped to the object store within a second, when a
+chunk fills, and at every seal (:mod:`evidence.chainlog`); without one, every event writes
+its (bounded) chunk to the store before it is acknowledged.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,19 @@ import hashlib
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 from storage.keys import validate_key
-from storage.objects import ObjectStore
+from storage.objects import ObjectNotFound, ObjectStore
 
-from .chainlog import ChainLog
-from .manifest import EVENTS, prefix_of, seal
+from .chainlog import CHUNK_LINES, ChainLog
+from .localjournal import LocalJournal
+from .manifest import EVENT_CHUNKS, EVENTS, TIMESTAMP, prefix_of, seal
+from .shipper import Shipper
+from .sm2 import sm3_hex
+from .timestamper import TIMESTAMPS, Timestamper
+from .tsa import token_imprint
 from .signing import SigningKeys
 
 logger = logging.getLogger(__name__)
@@ -22,21 +34,69 @@ logger = logging.getLogger(__name__)
 class Journal:
     """Every inspection's event log, and the blobs its events record."""
 
-    def __init__(self, store: ObjectStore, keys: SigningKeys) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        keys: SigningKeys,
+        directory: Optional[Path] = None,
+        *,
+        ship_interval_s: float = 1.0,
+        chunk_lines: int = CHUNK_LINES,
+        timestamper: Optional[Timestamper] = None,
+    ) -> None:
         self.store = store
         self.keys = keys
+        self.local = LocalJournal(directory) if directory is not None else None
+        self.shipper = Shipper(ship_interval_s)
+        self.chunk_lines = chunk_lines
+        self.timestamper = timestamper
+        if timestamper is not None:
+            timestamper.heads = self._live_heads
+        self._unsealed: set[str] = set()  # inspections with events after their last seal
         self._logs: dict[str, ChainLog] = {}
         self._lock = asyncio.Lock()
         #: Events appended, and the seconds spent appending them (for /metrics).
         self.appends = 0
         self.append_seconds = 0.0
 
+    async def start(self) -> None:
+        """Ship what the local journal holds from before a restart (idempotent)."""
+        if self.timestamper is not None:
+            await self.timestamper.start()
+        if self.local is None:
+            return
+        self.local.start()
+        self.shipper.start()
+        for name in self.local.names():
+            parts = name.split("/")
+            if len(parts) == 4 and name == f"{prefix_of(parts[1])}{EVENT_CHUNKS}":
+                if not self.local.read(name):
+                    self.local.remove(name)
+                    continue
+                log = await self._log_of(parts[1])
+                try:
+                    await log.flush()
+                except Exception as exc:
+                    logger.warning("inspection %s: recovered events not shipped yet (%s); retrying", parts[1], exc)
+                    self.shipper.flag(log)
+
+    async def close(self) -> None:
+        """Ship what is left and close the journal files; safe to call twice."""
+        if self.timestamper is not None:
+            await self.timestamper.close()
+        await self.shipper.close()
+        if self.local is not None:
+            await self.local.close()
+
     async def _log_of(self, inspection_id: str) -> ChainLog:
         async with self._lock:
             log = self._logs.get(inspection_id)
             if log is None:
-                log = ChainLog(self.store, prefix_of(inspection_id) + EVENTS)
+                log = ChainLog(self.store, prefix_of(inspection_id) + EVENTS, local=self.local, chunk_lines=self.chunk_lines)
                 await log.load()
+                self.shipper.watch(log)
+                if log.dirty:
+                    self.shipper.flag(log)
                 self._logs[inspection_id] = log
             return log
 
@@ -44,10 +104,14 @@ class Journal:
         """Append one event to the inspection's log (stored before this returns)."""
         started = time.perf_counter()
         log = await self._log_of(inspection_id)
+        self._unsealed.add(inspection_id)
         event = await log.append(type_, actor, data)
         self.appends += 1
         self.append_seconds += time.perf_counter() - started
         return event
+
+    def _live_heads(self) -> list[tuple[str, int, str]]:
+        return [(i, self._logs[i].count, self._logs[i].head) for i in sorted(self._unsealed) if i in self._logs]
 
     async def record_blob(
         self,
@@ -62,7 +126,7 @@ class Journal:
         """Store a blob, then log an event carrying its key, size and sha256."""
         validate_key(relative_key)
         await self.store.put(prefix_of(inspection_id) + relative_key, data, content_type)
-        event = {"key": relative_key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        event = {"key": relative_key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "sm3": sm3_hex(data)}
         event.update(details or {})
         return await self.record(inspection_id, type_, actor, event)
 
@@ -91,19 +155,51 @@ class Journal:
         async with log.lock:
             if final_event is not None:
                 await log.append_locked(*final_event)
+            log.close_chunk()
+            await log.flush()  # the store holds every line before the manifest names them
+            prefix = prefix_of(inspection_id)
+            segments = [(key[len(prefix):], data) for key, data in log.segments()]
+            tokens = await self._tokens(inspection_id)
             body, _ = await seal(
-                self.store, self.keys, inspection_id, inspection, log.data(), log.head, log.count, verdict, rules_version
+                self.store, self.keys, inspection_id, inspection, log.data(), log.head, log.count, verdict, rules_version,
+                segments=segments, extra=tokens,
             )
-        return hashlib.sha256(body).hexdigest()
+            self._unsealed.discard(inspection_id)
+        sha256 = hashlib.sha256(body).hexdigest()
+        if self.timestamper is not None and self.timestamper.enabled:
+            await self.store.delete(prefix + TIMESTAMP)  # it covered the previous manifest
+            await self.timestamper.submit(inspection_id, sha256)
+        return sha256
+
+    async def _tokens(self, inspection_id: str) -> list[tuple[str, bytes]]:
+        """The timestamp tokens the new seal covers: the previous manifest's, and log heads'."""
+        prefix = prefix_of(inspection_id)
+        try:
+            previous = await self.store.get(prefix + TIMESTAMP)
+        except ObjectNotFound:
+            pass
+        else:
+            info = token_imprint(previous)
+            if info.imprint is not None:
+                await self.store.put(f"{prefix}{TIMESTAMPS}manifest-{info.imprint.hex()[:16]}.tsr", previous, "application/timestamp-reply")
+        out = []
+        try:
+            for key in await self.store.list(prefix + TIMESTAMPS):
+                out.append((key[len(prefix):], await self.store.get(key)))
+        except Exception as exc:  # a storage outage: seal without them; the next seal lists them
+            logger.warning("inspection %s: timestamp tokens not listed in this seal: %s", inspection_id, exc)
+        return out
 
     async def consistent(self, inspection_id: str) -> "asyncio.Lock":
         """The lock to hold while reading the log and the manifest as one (verification)."""
         return (await self._log_of(inspection_id)).lock
 
     def forget(self, inspection_id: str) -> None:
-        """Drop the in-memory copy of a finished inspection's log (it is in the store; a
-        later read loads it again)."""
-        self._logs.pop(inspection_id, None)
+        """Drop the in-memory copy of a finished inspection's log (kept while not all shipped)."""
+        log = self._logs.get(inspection_id)
+        if log is not None and not log.dirty:
+            log.forget_local()
+            del self._logs[inspection_id]
 
     @property
     def logs_in_memory(self) -> int:

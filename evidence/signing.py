@@ -1,10 +1,14 @@
-"""Ed25519 keys that sign manifests.
+"""The keys that sign manifests: Ed25519, and SM2 beside it (:mod:`evidence.sm2`).
 
 Private keys live in ``<data dir>/keys/`` (mode 0600); the current key id is in
 ``keys/current``. Public keys are also published to the object store under
 ``system/keys/<kid>.pem`` so that manifests stay verifiable from the store alone, after a
 rotation, a backup/restore, or on another machine. A key id is the first 16 hex digits of
 SHA-256 over the raw 32-byte public key.
+
+SM2 keys live in ``<data dir>/keys/sm2/`` (PKCS#8 PEM, mode 0600, pointer ``current``) and
+are published the same way with ``"alg": "SM2"``; an SM2 key id is the first 16 hex digits
+of SHA-256 over the uncompressed public point ``04||X||Y``. Both rotate the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from storage.objects import ObjectNotFound, ObjectStore
 
 from .chainlog import rfc3339_ms, utc_now
+from .sm2 import SM2PrivateKey, SM2PublicKey, public_point
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +51,21 @@ def public_jwk(public: Ed25519PublicKey, kid: str) -> dict[str, str]:
     return {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"}
 
 
+def sm2_key_id(pem: bytes) -> str:
+    return hashlib.sha256(public_point(pem)).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class PublicKeyInfo:
     kid: str
     pem: str
     created_at: str
     current: bool
+    alg: str = "Ed25519"
 
     def as_json(self) -> dict[str, object]:
+        if self.alg != "Ed25519":
+            return {"kid": self.kid, "alg": self.alg, "pem": self.pem, "created_at": self.created_at, "current": self.current}
         public = serialization.load_pem_public_key(self.pem.encode())
         assert isinstance(public, Ed25519PublicKey)
         return {
@@ -79,16 +91,36 @@ class PublicKeys:
             record = json.loads(await self._store.get(f"{PUBLIC_PREFIX}{kid}.json"))
         except ObjectNotFound:
             return None
+        if record.get("alg", "Ed25519") != "Ed25519":
+            return None
         public = serialization.load_pem_public_key(record["pem"].encode())
         return public if isinstance(public, Ed25519PublicKey) else None
 
-    async def all(self, current: Optional[str] = None) -> list[PublicKeyInfo]:
+    async def pem(self, kid: str) -> Optional[tuple[str, str]]:
+        """(alg, PEM) of the published key ``kid``, or None."""
+        if not kid.isalnum():
+            return None
+        try:
+            record = json.loads(await self._store.get(f"{PUBLIC_PREFIX}{kid}.json"))
+        except ObjectNotFound:
+            return None
+        return str(record.get("alg", "Ed25519")), str(record["pem"])
+
+    async def all(self, current: Optional[str] = None, *also_current: str) -> list[PublicKeyInfo]:
         out = []
+        currents = {current, *also_current}
         for name in await self._store.list(PUBLIC_PREFIX):
             if name.endswith(".json"):
                 record = json.loads(await self._store.get(name))
-                out.append(PublicKeyInfo(record["kid"], record["pem"], record["created_at"], record["kid"] == current))
+                out.append(PublicKeyInfo(record["kid"], record["pem"], record["created_at"], record["kid"] in currents, record.get("alg", "Ed25519")))
         return sorted(out, key=lambda k: k.created_at)
+
+    async def verify_sm2(self, kid: str, signature: bytes, data: bytes) -> bool:
+        """Whether ``signature`` is the published SM2 key ``kid``'s signature over ``data``."""
+        found = await self.pem(kid)
+        if found is None or found[0] != "SM2":
+            return False
+        return SM2PublicKey(found[1].encode()).verify(signature, data)
 
     async def verify(self, kid: str, signature: bytes, data: bytes) -> bool:
         public = await self.get(kid)
@@ -104,11 +136,18 @@ class PublicKeys:
 class SigningKeys:
     """The signer's private keys; generates one on first start."""
 
-    def __init__(self, directory: Path, store: ObjectStore) -> None:
+    def __init__(self, directory: Path, store: ObjectStore, sm2: bool = True) -> None:
         self._dir = directory
         self._store = store
         self.public = PublicKeys(store)
+        self.sm2 = sm2
         self._current: Optional[tuple[str, Ed25519PrivateKey]] = None
+        self._current_sm2: Optional[tuple[str, SM2PrivateKey]] = None
+
+    @property
+    def current_sm2_kid(self) -> Optional[str]:
+        """The current SM2 key id (None when SM2 signing is off)."""
+        return self._current_sm2[0] if self._current_sm2 is not None else None
 
     @property
     def current_kid(self) -> str:
@@ -127,9 +166,54 @@ class SigningKeys:
         # (re)publish every local public key: the store may be new or restored
         for path in sorted(self._dir.glob("*.key")):
             await self._publish(path.stem, self._load(path.stem))
+        if self.sm2:
+            sm2_dir = self._dir / "sm2"
+            pointer = sm2_dir / "current"
+            if pointer.exists():
+                kid = pointer.read_text().strip()
+                self._current_sm2 = (kid, SM2PrivateKey.from_pem((sm2_dir / f"{kid}.key").read_bytes()))
+            else:
+                await self.rotate_sm2()
+            for path in sorted(sm2_dir.glob("*.key")):
+                await self._publish_sm2(path.stem, SM2PrivateKey.from_pem(path.read_bytes()).public_pem())
 
     async def close(self) -> None:
         self._current = None
+        self._current_sm2 = None
+
+    async def rotate_sm2(self) -> str:
+        """Make a new current SM2 key; old ones stay published."""
+        private = SM2PrivateKey.generate()
+        public = private.public_pem()
+        kid = sm2_key_id(public)
+        sm2_dir = self._dir / "sm2"
+        sm2_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(sm2_dir / f"{kid}.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(private.private_pem())
+            os.fsync(handle.fileno())
+        tmp = sm2_dir / "current.tmp"
+        tmp.write_text(kid)
+        os.replace(tmp, sm2_dir / "current")
+        await self._publish_sm2(kid, public)
+        self._current_sm2 = (kid, private)
+        logger.info("SM2 signing key %s is now current", kid)
+        return kid
+
+    async def _publish_sm2(self, kid: str, pem: bytes) -> None:
+        name = f"{PUBLIC_PREFIX}{kid}.json"
+        if await self._store.head(name) is not None:
+            return
+        record = {"kid": kid, "alg": "SM2", "pem": pem.decode(), "created_at": rfc3339_ms(utc_now())}
+        await self._store.put(name, json.dumps(record).encode(), "application/json")
+        await self._store.put(f"{PUBLIC_PREFIX}{kid}.pem", pem, "application/x-pem-file")
+
+    def sign_sm2(self, data: bytes) -> Optional[tuple[str, bytes]]:
+        """(key id, DER SM2 signature) over ``data``, or None when SM2 signing is off."""
+        if self._current_sm2 is None:
+            return None
+        kid, private = self._current_sm2
+        return kid, private.sign(data)
 
     def _load(self, kid: str) -> Ed25519PrivateKey:
         key = serialization.load_pem_private_key((self._dir / f"{kid}.key").read_bytes(), password=None)

@@ -1,8 +1,10 @@
 """An auditor's check of one inspection's evidence.
 
 Recomputes the signature, the manifest's canonical form, every object's size and
-SHA-256, the hash chain of events.jsonl, the blob events against the objects, and the
-Merkle root; reports every difference, the first one first.
+SHA-256, the hash chain of the event log (the single ``events.jsonl`` of format 1, or the
+chunks ``events/<first seq>.jsonl`` the manifest's ``log.chunks`` lists, in that order),
+the blob events against the objects, and the Merkle root; reports every difference, the
+first one first.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from typing import Any, Callable, Optional
 from storage.objects import ObjectNotFound, ObjectStore
 
 from .canonical import canonical_json
-from .chainlog import GENESIS, entry_hash
-from .manifest import EVENTS, MANIFEST, SEALS, SIGNATURE, merkle_root, prefix_of
+from .chainlog import GENESIS, entry_hash, is_chunk_name
+from .manifest import EVENT_CHUNKS, EVENTS, FORMATS, MANIFEST, SEALS, SIGNATURE, SM2_SIGNATURE, TIMESTAMP, merkle_root, prefix_of
+from .sm2 import sm3_hex
+from .tsa import token_imprint
 from .signing import PublicKeys
 
 #: progress(done_bytes, total_bytes, what)
@@ -41,7 +45,9 @@ class Report:
     bytes_checked: int = 0
     events_checked: int = 0
     key_id: Optional[str] = None
+    sm2_key_id: Optional[str] = None
     manifest_sha256: Optional[str] = None
+    timestamp: Optional[str] = None  #: genTime of the token over this manifest, or "pending"
 
     @property
     def ok(self) -> bool:
@@ -61,14 +67,21 @@ class Report:
             "bytes_checked": self.bytes_checked,
             "events_checked": self.events_checked,
             "key_id": self.key_id,
+            "sm2_key_id": self.sm2_key_id,
             "manifest_sha256": self.manifest_sha256,
+            "timestamp": self.timestamp,
         }
 
 
-async def verify_inspection(store: ObjectStore, inspection_id: str, progress: Optional[Progress] = None) -> Report:
+async def verify_inspection(
+    store: ObjectStore, inspection_id: str, progress: Optional[Progress] = None, *, require_sm2: bool = False
+) -> Report:
+    """Check everything; ``require_sm2`` makes a manifest without an SM2 signature a problem."""
     report = Report(inspection_id)
     prefix = prefix_of(inspection_id)
-    problem = lambda where, message: report.problems.append(Problem(where, message))  # noqa: E731
+
+    def problem(where: str, message: str) -> None:
+        report.problems.append(Problem(where, message))
 
     try:
         body = await store.get(prefix + MANIFEST)
@@ -102,12 +115,42 @@ async def verify_inspection(store: ObjectStore, inspection_id: str, progress: Op
             problem(MANIFEST, f"signature does not verify with key {kid!r}: the manifest or its signature was altered")
     if canonical_json(manifest) != body:
         problem(MANIFEST, "is not in RFC 8785 canonical form: it was edited")
+    sm2_entry = next((s for s in manifest.get("signatures") or [] if isinstance(s, dict) and s.get("alg") == "SM2"), None)
+    if sm2_entry is not None:
+        report.sm2_key_id = str(sm2_entry.get("key_id", ""))
+        try:
+            sm2_signature = await store.get(prefix + SM2_SIGNATURE)
+        except ObjectNotFound:
+            problem(SM2_SIGNATURE, "is missing (the manifest says it is SM2-signed)")
+        else:
+            if not await PublicKeys(store).verify_sm2(report.sm2_key_id, sm2_signature, body):
+                problem(MANIFEST, f"SM2 signature does not verify with key {report.sm2_key_id!r}: the manifest or {SM2_SIGNATURE} was altered")
+    elif require_sm2:
+        problem(MANIFEST, "has no SM2 signature, and this check requires one")
+    try:
+        token = await store.get(prefix + TIMESTAMP)
+    except ObjectNotFound:
+        report.timestamp = "pending"
+    else:
+        info = token_imprint(token)
+        if not info.granted:
+            problem(TIMESTAMP, f"is not a granted RFC 3161 timestamp response (status {info.status})")
+        elif info.imprint != hashlib.sha256(body).digest():
+            other = info.imprint.hex() if info.imprint is not None else "?"
+            problem(TIMESTAMP, f"is a timestamp over another manifest (sha256 {other[:16]}…), not this one ({report.manifest_sha256[:16]}…)")
+        else:
+            report.timestamp = info.gen_time
 
+    if manifest.get("format") not in FORMATS:
+        problem(MANIFEST, f"has format {manifest.get('format')!r}; this verifier reads {', '.join(FORMATS)}")
     objects: list[dict[str, Any]] = list(manifest.get("objects") or [])
     listed = {entry.get("key"): entry for entry in objects}
     total = sum(int(entry.get("size", 0)) for entry in objects)
     done = 0
-    events_bytes: Optional[bytes] = None
+    log_info = manifest.get("log") or {}
+    chunk_names = log_info.get("chunks")
+    pieces: list[str] = [str(k) for k in chunk_names] if isinstance(chunk_names, list) else [EVENTS]
+    log_bytes: dict[str, bytes] = {}
     for entry in objects:
         key = str(entry.get("key"))
         if progress:
@@ -125,24 +168,52 @@ async def verify_inspection(store: ObjectStore, inspection_id: str, progress: Op
         digest = hashlib.sha256(data).hexdigest()
         if digest != entry.get("sha256"):
             problem(key, f"sha256 is {digest}, manifest says {entry.get('sha256')}")
-        if key == EVENTS:
-            events_bytes = data
+        elif "sm3" in entry and sm3_hex(data) != entry.get("sm3"):
+            problem(key, f"sm3 is {sm3_hex(data)}, manifest says {entry.get('sm3')}")
+        if key in pieces:
+            log_bytes[key] = data
     if progress:
         progress(total, total, "done")
 
     stored = [k[len(prefix):] for k in await store.list(prefix)]
+    late_heads: dict[str, bytes] = {}
     for key in stored:
         if key not in listed and key not in SEALS:
+            if key.startswith("timestamps/head-"):
+                late_heads[key] = await store.get(prefix + key)  # a live head stamped after this seal
+                continue
             problem(key, "is in storage but not in the manifest (added after sealing)")
 
     if merkle_root(objects) != (manifest.get("merkle") or {}).get("root"):
         problem(MANIFEST, "Merkle root does not match the listed objects")
 
-    if events_bytes is None:
-        problem(EVENTS, "is not listed in the manifest")
-    else:
-        _check_chain(events_bytes, manifest, listed, report)
+    _check_pieces(pieces, listed, report)
+    hashes = _check_chain([(key, log_bytes[key]) for key in pieces if key in log_bytes], manifest, listed, report, complete=len(log_bytes) == len(pieces))
+    for key, token in late_heads.items():
+        info = token_imprint(token)
+        if info.imprint is None or info.imprint.hex() not in hashes:
+            problem(key, "is in storage but not in the manifest, and is no timestamp of this log's head")
     return report
+
+
+def _check_pieces(pieces: list[str], listed: dict[Any, dict[str, Any]], report: Report) -> None:
+    """The log's pieces are listed, stored, and chunks named by their first line's seq."""
+    def problem(where: str, message: str) -> None:
+        report.problems.append(Problem(where, message))
+
+    for key in pieces:
+        if key not in listed:
+            problem(key, "is a piece of the event log but is not listed in the manifest")
+        elif listed[key].get("kind") != "events":
+            problem(key, f"is a piece of the event log but listed as kind {listed[key].get('kind')!r}")
+        if key != EVENTS and not (key.startswith(EVENT_CHUNKS) and is_chunk_name(key[len(EVENT_CHUNKS):])):
+            problem(key, "is not a chunk name (events/<8-digit first seq>.jsonl)")
+    if pieces != sorted(pieces, key=lambda k: (k != EVENTS, k)):
+        problem(MANIFEST, "log.chunks is not in order (events.jsonl first, then chunks by name)")
+    for key in listed:
+        if listed[key].get("kind") == "events" and key not in pieces:
+            problem(str(key), "is listed as part of the event log but log.chunks does not name it")
+
 
 
 async def _signed(store: ObjectStore, body: bytes, signature: bytes) -> bool:
@@ -153,49 +224,67 @@ async def _signed(store: ObjectStore, body: bytes, signature: bytes) -> bool:
     return await PublicKeys(store).verify(kid, signature, body)
 
 
-def _check_chain(data: bytes, manifest: dict[str, Any], listed: dict[Any, dict[str, Any]], report: Report) -> None:
+def _check_chain(
+    pieces: list[tuple[str, bytes]], manifest: dict[str, Any], listed: dict[Any, dict[str, Any]], report: Report, complete: bool = True
+) -> set[str]:
+    """Check the chain; returns the hashes of the lines read (for head timestamps)."""
+    hashes: set[str] = set()
     def problem(where: str, message: str) -> None:
         report.problems.append(Problem(where, message))
 
     prev = GENESIS
     count = 0
     referenced: set[str] = set()
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    for number, line in enumerate(lines, start=1):
-        where = f"{EVENTS} line {number}"
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            problem(where, "is not valid JSON")
-            return
-        if not isinstance(entry, dict):
-            problem(where, "is not a JSON object")
-            return
-        if entry.get("seq") != number:
-            problem(where, f"has seq {entry.get('seq')!r}; expected {number} (a line was removed, inserted or moved)")
-            return
-        if entry.get("prev") != prev:
-            problem(where, "prev does not match the previous line's hash (the chain is broken here)")
-            return
-        if entry_hash(entry) != entry.get("hash"):
-            problem(where, "hash does not match its content (the line was edited)")
-            return
-        prev = str(entry["hash"])
-        count += 1
-        blob = (entry.get("data") or {}).get("key")
-        if isinstance(blob, str):
-            referenced.add(blob)
-            listed_entry = listed.get(blob)
-            if listed_entry is None:
-                problem(where, f"records object {blob} which is not in the manifest")
-            elif (entry["data"].get("sha256"), entry["data"].get("size")) != (listed_entry.get("sha256"), listed_entry.get("size")):
-                problem(where, f"records {blob} with a different sha256/size than the manifest")
+    last_where = EVENTS
+    for key, data in pieces:
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        chunk_first = int(key[len(EVENT_CHUNKS):-len(".jsonl")]) if key != EVENTS else 1
+        if key != EVENTS and chunk_first != count + 1:
+            problem(key, f"starts the log at event {chunk_first} by its name, but the pieces before it end at event {count} (a chunk was removed, added or renamed)")
+            return hashes
+        if not lines:
+            problem(key, "is empty")
+            return hashes
+        for number, line in enumerate(lines, start=1):
+            expected = count + 1
+            where = f"{key} line {number}" if key == EVENTS else f"{key} line {number} (event {expected})"
+            last_where = key
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                problem(where, "is not valid JSON")
+                return hashes
+            if not isinstance(entry, dict):
+                problem(where, "is not a JSON object")
+                return hashes
+            if entry.get("seq") != expected:
+                problem(where, f"has seq {entry.get('seq')!r}; expected {expected} (a line was removed, inserted or moved)")
+                return hashes
+            if entry.get("prev") != prev:
+                problem(where, "prev does not match the previous line's hash (the chain is broken here)")
+                return hashes
+            if entry_hash(entry) != entry.get("hash"):
+                problem(where, "hash does not match its content (the line was edited)")
+                return hashes
+            prev = str(entry["hash"])
+            hashes.add(prev)
+            count += 1
+            blob = (entry.get("data") or {}).get("key")
+            if isinstance(blob, str):
+                referenced.add(blob)
+                listed_entry = listed.get(blob)
+                if listed_entry is None:
+                    problem(where, f"records object {blob} which is not in the manifest")
+                elif (entry["data"].get("sha256"), entry["data"].get("size")) != (listed_entry.get("sha256"), listed_entry.get("size")):
+                    problem(where, f"records {blob} with a different sha256/size than the manifest")
     report.events_checked = count
     log = manifest.get("log") or {}
     if log.get("head") != prev or log.get("count") != count:
-        problem(EVENTS, f"ends at line {count} with head {prev[:16]}…; the manifest says {log.get('count')} lines ending {str(log.get('head'))[:16]}… (lines were removed or added at the end)")
+        problem(last_where, f"the log ends at event {count} with head {prev[:16]}…; the manifest says {log.get('count')} events ending {str(log.get('head'))[:16]}… (lines were removed or added at the end)")
     for key in listed:
-        if key != EVENTS and key not in referenced:
+        kind = listed[key].get("kind")
+        if complete and kind not in ("events", "timestamp") and key not in referenced:
             problem(str(key), "is in the manifest but no event records it")
+    return hashes

@@ -41,6 +41,8 @@ from evidence.filing import SegmentFiling
 from evidence.journal import Journal
 from evidence.sealer import Sealer
 from evidence.signing import SigningKeys
+from evidence.timestamper import Timestamper
+from evidence.tsa import TsaClient
 from identity.accounts import Accounts
 from identity.oidc import OidcProvider
 from identity.sessions import StaffSessions
@@ -186,8 +188,9 @@ def build_app(config: Config) -> web.Application:
     book = InspectionBook(store, templates, cipher)
     keys = ApiKeys(store)
     signing = SigningKeys(config.data_dir / "keys", store)
-    journal = Journal(store, signing)
-    access = AccessLog(store)
+    tsa = TsaClient(config.tsa_urls, config.tsa_timeout_s) if config.tsa_urls else None
+    journal = Journal(store, signing, config.data_dir / "journal", timestamper=Timestamper(store, tsa))
+    access = AccessLog(store, config.data_dir / "journal" / "access")
     sealer = Sealer(journal, config.base_url, book.get, book.set_manifest)
     # -- approval
     warning_lists = WarningLists(store)
@@ -321,8 +324,9 @@ async def _started(services: list[Lifecycle]) -> AsyncIterator[None]:
 
 
 async def _records(app: web.Application) -> AsyncIterator[None]:
-    """Inspection records, API keys and signing keys (all read from the store)."""
-    async with _started([app[BOOK], app[KEYS], app[SIGNING]]):
+    """Inspection records, API keys, signing keys, and the evidence journal and access log
+    (which ship what a previous process left in their local files)."""
+    async with _started([app[BOOK], app[KEYS], app[SIGNING], app[JOURNAL], app[ACCESS]]):
         config = app[CONFIG]
         if config.api_key:
             await app[KEYS].seed(config.api_key, config.webhook_secret)

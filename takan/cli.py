@@ -29,6 +29,7 @@ def _server_flags(parser: argparse.ArgumentParser) -> None:
     add("--s3-secure", help="true for https to S3 (TAKAN_S3_SECURE)")
     add("--log-level", help="DEBUG, INFO, WARNING or ERROR (TAKAN_LOG_LEVEL)")
     add("--log-format", help="text, or json: one JSON object per line with the inspection id (TAKAN_LOG_FORMAT)")
+    add("--tsa-urls", help="RFC 3161 timestamp authorities, comma-separated, tried in order (TAKAN_TSA_URLS)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("inspection", nargs="+", help="inspection id(s)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.add_argument("--quiet", action="store_true", help="no progress output")
+    verify.add_argument("--require-sm2", action="store_true", help="a manifest without a valid SM2 signature fails")
 
     backup = verbs.add_parser("backup", help="back up every record and all evidence to one file")
     _server_flags(backup)
@@ -335,13 +337,16 @@ async def verify(config: Config, args: argparse.Namespace) -> int:
         for inspection_id in args.inspection:
             if not args.quiet and not args.json:
                 print(f"verifying inspection {inspection_id}", file=sys.stderr)
-            report = await verify_inspection(store, inspection_id, _ProgressBar(not args.quiet and not args.json))
+            report = await verify_inspection(
+                store, inspection_id, _ProgressBar(not args.quiet and not args.json), require_sm2=args.require_sm2
+            )
             if args.json:
                 print(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
             elif report.ok:
                 print(
                     f"OK {inspection_id}: {report.objects_checked} objects ({report.bytes_checked / 1e6:.1f} MB), "
                     f"{report.events_checked} events, signature by key {report.key_id}"
+                    + (f", SM2 signature by key {report.sm2_key_id}" if report.sm2_key_id else "")
                 )
             else:
                 print(f"FAILED {inspection_id}: first difference: {report.first_problem}")
@@ -406,7 +411,8 @@ async def keys(config: Config, args: argparse.Namespace) -> int:
         await signing.start()
         if args.keys_verb == "rotate":
             kid = await signing.rotate()
-            print(f"signing key {kid} is now current; restart running servers to use it")
+            sm2_kid = await signing.rotate_sm2()
+            print(f"signing keys {kid} (Ed25519) and {sm2_kid} (SM2) are now current; restart running servers to use them")
         elif args.keys_verb == "rotate-fields":
             from privacy.fieldcrypto import FieldKeys
 
@@ -415,8 +421,8 @@ async def keys(config: Config, args: argparse.Namespace) -> int:
             kid = field_keys.rotate()
             print(f"field key {kid} is now current for new writes; older values keep decrypting with their key ids")
             return 0
-        for info in await signing.public.all(current=signing.current_kid):
-            print(f"{info.kid}  created {info.created_at}{'  (current)' if info.current else ''}")
+        for info in await signing.public.all(signing.current_kid, *[k for k in [signing.current_sm2_kid] if k]):
+            print(f"{info.kid}  {info.alg:7}  created {info.created_at}{'  (current)' if info.current else ''}")
         return 0
     finally:
         await store.close()

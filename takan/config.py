@@ -58,6 +58,8 @@ class Config:
     oidc_client_id: Optional[str] = None
     oidc_client_secret: Optional[str] = None
     node_id: str = "node-1"
+    tsa_urls: tuple[str, ...] = ()  # RFC 3161 TSAs, tried in order
+    tsa_timeout_s: float = 10.0
     log_level: str = "INFO"
     log_format: str = "text"
     templates_dir: Optional[Path] = None
@@ -193,6 +195,9 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
     turn_secret, _ = pick("turn_secret")
     if turn_secret:
         values["turn_secret"] = turn_secret
+    tsa, source = pick("tsa_urls")
+    if tsa:
+        values["tsa_urls"] = tuple(_url(("http", "https"))(u.strip(), source) for u in tsa.split(",") if u.strip())
     hosts, _ = pick("webhook_allowed_hosts")
     if hosts:
         values["webhook_allowed_hosts"] = tuple(h.strip().lower() for h in hosts.split(",") if h.strip())

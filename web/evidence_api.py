@@ -12,7 +12,8 @@ from approval.inspections import InspectionBook
 from errors import NotFound
 from evidence.access import AccessLog
 from evidence.journal import Journal
-from evidence.manifest import MANIFEST, SIGNATURE, prefix_of
+from evidence.chainlog import read_log
+from evidence.manifest import EVENTS, MANIFEST, SIGNATURE, SM2_SIGNATURE, TIMESTAMP, prefix_of
 from evidence.signing import SigningKeys
 from evidence.verify import verify_inspection
 from identity.permissions import Principal
@@ -43,6 +44,8 @@ class EvidenceApi:
             get("/api/v1/keys", self.public_keys, PUBLIC),
             get("/api/v1/inspections/{id}/manifest", self.manifest, "query"),
             get("/api/v1/inspections/{id}/manifest.sig", self.signature, "query"),
+            get("/api/v1/inspections/{id}/manifest.sm2.sig", self.sm2_signature, "query"),
+            get("/api/v1/inspections/{id}/manifest.tsr", self.timestamp, "query"),
             get("/api/v1/inspections/{id}/objects/{key:.+}", self.object, "query"),
             get("/api/v1/inspections/{id}/verification", self.verification, "query"),
         ]
@@ -53,14 +56,17 @@ class EvidenceApi:
         visible_record(self.book, inspection_id, principal)
         full = prefix_of(inspection_id) + relative
         try:
-            data = await self.store.get(full)
+            # events.jsonl is the whole log, whether stored as one object or in chunks
+            data = await read_log(self.store, full) if relative == EVENTS else await self.store.get(full)
+            if relative == EVENTS and not data:
+                raise ObjectNotFound(full)
         except ObjectNotFound:
             raise NotFound(f"inspection {inspection_id} has no object {relative!r}") from None
         await self.access.record("evidence.read", actor_of(principal), {"inspection_id": inspection_id, "key": relative, "size": len(data), "remote": request.remote})
         return principal, data
 
     async def public_keys(self, request: web.Request) -> web.Response:
-        infos = await self.signing.public.all(current=self.signing.current_kid)
+        infos = await self.signing.public.all(self.signing.current_kid, *[k for k in [self.signing.current_sm2_kid] if k])
         return web.json_response({"keys": [info.as_json() for info in infos]})
 
     async def manifest(self, request: web.Request) -> web.Response:
@@ -70,6 +76,24 @@ class EvidenceApi:
     async def signature(self, request: web.Request) -> web.Response:
         _, data = await self._read(request, SIGNATURE)
         return web.Response(body=data, content_type="application/octet-stream", headers=NO_STORE)
+
+    async def sm2_signature(self, request: web.Request) -> web.Response:
+        _, data = await self._read(request, SM2_SIGNATURE)
+        return web.Response(body=data, content_type="application/octet-stream", headers=NO_STORE)
+
+    async def timestamp(self, request: web.Request) -> web.Response:
+        """The RFC 3161 token over the current manifest; 404 ``pending`` until the TSA answers."""
+        inspection_id = request.match_info["id"]
+        visible_record(self.book, inspection_id, caller(request))
+        if await self.store.head(prefix_of(inspection_id) + TIMESTAMP) is None:
+            if await self.store.head(prefix_of(inspection_id) + MANIFEST) is None:
+                raise NotFound(f"inspection {inspection_id} is not sealed yet, so it has no timestamp")
+            timestamper = self.journal.timestamper
+            if timestamper is None or not timestamper.enabled:
+                raise NotFound(f"pending: no TSA is configured (TAKAN_TSA_URLS), so inspection {inspection_id} has no timestamp")
+            raise NotFound(f"pending: the TSA has not answered yet for the current manifest of inspection {inspection_id}; retried in the background")
+        _, data = await self._read(request, TIMESTAMP)
+        return web.Response(body=data, content_type="application/timestamp-reply", headers=NO_STORE)
 
     async def object(self, request: web.Request) -> web.Response:
         inspection_id = request.match_info["id"]

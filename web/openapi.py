@@ -219,8 +219,11 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["kid", "alg", "pem", "jwk"],
-                    "properties": {"kid": {"type": "string"}, "alg": {"const": "Ed25519"}, "pem": {"type": "string"}, "jwk": {"type": "object"}, "current": {"type": "boolean"}},
+                    "required": ["kid", "alg", "pem"],
+                    "properties": {
+                        "kid": {"type": "string"}, "alg": {"enum": ["Ed25519", "SM2"]}, "pem": {"type": "string"},
+                        "jwk": {"type": "object", "description": "Ed25519 keys only"}, "created_at": {"type": "string"}, "current": {"type": "boolean"},
+                    },
                 },
             }
         },
@@ -424,6 +427,22 @@ PATHS: dict[str, Any] = {
             "operationId": "getManifestSignature",
             "parameters": [_ID],
             "responses": {"200": {"description": "raw signature", "content": {"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}, **_problems(401, 403, 404)},
+        },
+    },
+    "/api/v1/inspections/{id}/manifest.sm2.sig": {
+        "get": {
+            "summary": "The DER SM2 signature (SM3, default distinguishing ID) of manifest.json",
+            "operationId": "getManifestSm2Signature",
+            "parameters": [_ID],
+            "responses": {"200": {"description": "DER signature", "content": {"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}, **_problems(401, 403, 404)},
+        },
+    },
+    "/api/v1/inspections/{id}/manifest.tsr": {
+        "get": {
+            "summary": "The RFC 3161 timestamp response over the current manifest.json (404 'pending' until the TSA answers)",
+            "operationId": "getManifestTimestamp",
+            "parameters": [_ID],
+            "responses": {"200": {"description": "DER TimeStampResp", "content": {"application/timestamp-reply": {"schema": {"type": "string", "contentMediaType": "application/timestamp-reply"}}}}, **_problems(401, 403, 404)},
         },
     },
     "/api/v1/inspections/{id}/objects/{key}": {

@@ -42,7 +42,7 @@ async def test_export_passes_all_four_checks(sealed: Sealed, tmp_path: Path) -> 
     seen: list[tuple[int, int, str]] = []
     info = await export_package(sealed.store, sealed.ids[0], out, "<p>补充说明：现场有遮挡物。</p>",
                                 progress=lambda d, t, w: seen.append((d, t, w)))
-    assert seen[0] == (0, 9, "events.jsonl") and seen[-1] == (9, 9, "done")
+    assert seen[0] == (0, 10, "events/00000001.jsonl") and seen[-1] == (10, 10, "done")
     assert [r.name for r in info.check.results] == list(CHECKS)
     assert info.check.ok, info.check.summary()
     assert all(r.checked > 0 for r in info.check.results)

@@ -153,7 +153,8 @@ async def test_evidence_of_a_session_made_through_the_pages(tmp_path) -> None:
         assert record["duration_s"] >= 20, record["duration_s"]
 
         prefix = data_dir / "objects" / "inspections" / iid
-        events = [json.loads(line) for line in (prefix / "events.jsonl").read_text().splitlines() if line.strip()]
+        log = "".join(p.read_text() for p in sorted((prefix / "events").glob("*.jsonl")))  # the log's chunks, in order
+        events = [json.loads(line) for line in log.splitlines() if line.strip()]
         types = [e["type"] for e in events]
         for expected in ("still.captured", "photo.uploaded", "signature.signed", "session.ended"):
             assert expected in types, expected

@@ -66,3 +66,33 @@ def test_merkle_known_values() -> None:
 
     assert tree_hash([]) == hashlib.sha256(b"").digest()
     assert tree_hash([b""]).hex() == "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+
+
+def test_fast_path_agrees_with_the_reference_encoder() -> None:
+    import random
+
+    from evidence.canonical import _encode
+
+    rng = random.Random(12)
+    alphabet = ["a", "Z", "é", "门", "\n", '"', "\\", "\u2028", "\ue000", "\uffff", "😀", "\x01", "1"]
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+
+    def value(depth: int) -> object:
+        pick = rng.randint(0, 9 if depth < 3 else 5)
+        if pick == 0:
+            return text()
+        if pick == 1:
+            return rng.choice([True, False, None])
+        if pick == 2:
+            return rng.choice([0, -1, 7, 2**53 - 1, 2**53, -(2**60)])
+        if pick in (3, 4, 5):
+            return rng.choice([0.5, 37.4355, 116.3594, 1e-4, 1e-5, 1.5e16, 1e15 + 0.5, 3.0, -0.0, 1 / 3, 123456.789])
+        if pick in (6, 7):
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return {text(): value(depth + 1) for _ in range(rng.randint(0, 4))}
+
+    for _ in range(5000):
+        v = value(0)
+        assert canonical_json(v) == _encode(v).encode("utf-8"), v

@@ -126,7 +126,8 @@ def test_apikey_create_and_keys_rotate(tmp_path) -> None:
     assert created.returncode == 0 and "Bearer tk_" in created.stdout
     first = subprocess.run(TAKAN + ["keys", "--data-dir", str(tmp_path), "list"], env=clean_env(), capture_output=True, text=True, timeout=30)
     rotated = subprocess.run(TAKAN + ["keys", "--data-dir", str(tmp_path), "rotate"], env=clean_env(), capture_output=True, text=True, timeout=30)
-    assert rotated.returncode == 0 and rotated.stdout.count("created") == 2 and "(current)" in rotated.stdout
+    assert rotated.returncode == 0 and rotated.stdout.count("created") == 4 and rotated.stdout.count("(current)") == 2  # Ed25519 and SM2, twice each
+    assert rotated.stdout.count("SM2") == 3
     assert first.stdout.split()[0] in rotated.stdout
     bad = subprocess.run(TAKAN + ["apikey", "--data-dir", str(tmp_path), "revoke", "nope"], env=clean_env(), capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and "no API key 'nope'" in bad.stderr and "Traceback" not in bad.stderr

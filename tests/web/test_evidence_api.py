@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import subprocess
 
 import aiohttp
 import pytest
@@ -21,7 +22,7 @@ async def server(tmp_path):
         yield srv
 
 
-async def test_ended_session_is_sealed_and_served(server) -> None:
+async def test_ended_session_is_sealed_and_served(server, tmp_path) -> None:
     frames = encode_vp8(320, 240, frames=20)
     async with aiohttp.ClientSession() as http:
         created = await create_inspection(server, http)
@@ -60,6 +61,21 @@ async def test_ended_session_is_sealed_and_served(server) -> None:
         key = next(k for k in keys if k["kid"] == kid)
         assert key["jwk"]["crv"] == "Ed25519"
         serialization.load_pem_public_key(key["pem"].encode()).verify(signature, manifest_bytes)
+        # SM2 beside Ed25519: openssl verifies the served DER signature with the served key
+        sm2 = next(s for s in manifest["signatures"] if s["alg"] == "SM2")
+        sm2_key = next(k for k in keys if k["kid"] == sm2["key_id"])
+        assert sm2_key["alg"] == "SM2" and sm2_key["current"]
+        async with http.get(base + "/manifest.sm2.sig", headers=server.headers()) as r:
+            assert r.status == 200
+            (tmp_path / "manifest.sm2.sig").write_bytes(await r.read())
+        (tmp_path / "manifest.json").write_bytes(manifest_bytes)
+        (tmp_path / "sm2.pem").write_text(sm2_key["pem"])
+        checked = subprocess.run(
+            ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "sm2.pem", "-rawin", "-digest", "sm3", "-in", "manifest.json", "-sigfile", "manifest.sm2.sig"],
+            cwd=tmp_path, capture_output=True, text=True,
+        )
+        assert checked.returncode == 0 and "Signature Verified Successfully" in checked.stdout, checked.stdout + checked.stderr
+        assert all("sm3" in entry for entry in manifest["objects"])
 
         types = []
         async with http.get(base + "/objects/events.jsonl", headers=server.headers()) as r:

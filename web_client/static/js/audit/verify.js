@@ -36,11 +36,15 @@ export function renderVerify() {
   } else if (report.ok) {
     setVerify("ok");
     $("verify-title").textContent = t("ver.ok");
-    $("verify-detail").textContent = t("ver.okDetail", {
+    const extra = [];
+    if (report.sm2_key_id) extra.push(t("ver.sm2", { kid: report.sm2_key_id }));
+    if (report.timestamp === "pending") extra.push(t("ver.tsaPending"));
+    else if (report.timestamp) extra.push(t("ver.tsaAt", { at: report.timestamp }));
+    $("verify-detail").textContent = [t("ver.okDetail", {
       kid: report.key_id ?? "—",
       objects: count(report.objects_checked ?? 0),
       events: count(report.events_checked ?? 0),
-    });
+    }), ...extra].join(" · ");
   } else {
     setVerify("bad");
     $("verify-title").textContent = t("ver.bad");
