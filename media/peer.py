@@ -9,9 +9,12 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import candidate_from_sdp
 
+from aiortc.rtp import RtpPacket
+
 from . import tap
 from .relay import ForwardedTrack, MediaRoom, UpTrack
 from .sdp import BadSdp, check_offer
+from .twcc import TransportFeedback
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,10 @@ class ServerPeer:
         self._pending_candidates: list[dict[str, object]] = []
         self._remote_set = False
         self._closed = False
+        #: Transport-wide congestion control feedback to the publisher (None if the offer
+        #: did not ask for it, or this peer publishes nothing).
+        self.transport_feedback: Optional[TransportFeedback] = None
+        self._media_ssrc: Optional[int] = None
 
     @property
     def connection_state(self) -> str:
@@ -82,6 +89,11 @@ class ServerPeer:
         except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError...
             raise BadSdp(f"the offer could not be applied: {exc}") from exc
         self._remote_set = True
+        if self._publishes and tap.negotiate_transport_cc(pc):
+            self.transport_feedback = TransportFeedback(
+                self._send_feedback, self._feedback_ssrcs, name=self.peer_id
+            )
+            self.transport_feedback.start()
         for up in self._ups:
             await self._room.publish(self.role, up)
         for candidate in self._pending_candidates:
@@ -124,7 +136,33 @@ class ServerPeer:
                 up = UpTrack(transceiver.kind, transceiver.receiver, owner=self.peer_id)
                 up.start()
                 self._ups.append(up)
+                receiver = transceiver.receiver
+
+                def on_packet(packet: RtpPacket) -> None:
+                    seq = packet.extensions.transport_sequence_number
+                    if seq is not None and self.transport_feedback is not None:
+                        self.transport_feedback.on_packet(seq)
+                    if packet.ssrc not in tap.rtx_ssrcs(receiver):
+                        self._media_ssrc = packet.ssrc
+
+                tap.observe_rtp(receiver, on_packet)
                 return
+
+    async def _send_feedback(self, data: bytes) -> None:
+        assert self._pc is not None
+        for transceiver in self._pc.getTransceivers():
+            await tap.send_rtcp(transceiver.receiver, data)  # one transport (BUNDLE)
+            return
+
+    def _feedback_ssrcs(self) -> Optional[tuple[int, int]]:
+        """(our RTCP SSRC, one of the publisher's media SSRCs), once both are known."""
+        if self._pc is None or self._media_ssrc is None:
+            return None
+        for transceiver in self._pc.getTransceivers():
+            ssrc = tap.rtcp_ssrc(transceiver.receiver)
+            if ssrc is not None:
+                return ssrc, self._media_ssrc
+        return None
 
     async def _state_changed(self) -> None:
         if self._pc is None:
@@ -167,6 +205,8 @@ class ServerPeer:
         if self._closed:
             return
         self._closed = True
+        if self.transport_feedback is not None:
+            await self.transport_feedback.close()
         for kind, track in self._forwarded.items():
             assert self._source_role is not None
             self._room.remove_sink((self._source_role, kind), track)

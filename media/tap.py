@@ -14,6 +14,13 @@ its track for frames to encode. Two seams make pass-through possible without a f
 Keyframe requests travel through ``RTCRtpSender._send_keyframe`` (a subscriber's PLI/FIR)
 and ``RTCRtpReceiver._send_rtcp_pli`` (our PLI to a publisher).
 
+Transport-wide congestion control (``media/twcc.py``) needs three more: the transceiver's
+negotiated ``_headerExtensions`` and ``_codecs`` (to accept the offer's transport-cc
+extension and ``rtcp-fb``, which aiortc leaves out of its answers),
+``RTCRtpReceiver._handle_rtp_packet`` (each packet's transport-wide sequence number, read
+by aiortc's own header parser once the extension is negotiated) and
+``RTCDtlsTransport._send_rtp`` (which sends RTCP too).
+
 These names are private. aiortc is pinned in pyproject.toml and ``check_aiortc_seams``
 fails loudly at start-up (and in tests) if an upgrade moves them.
 """
@@ -26,8 +33,15 @@ import threading
 from typing import Any, Callable, Optional
 
 import av
-from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParameters
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from aiortc.sdp import SessionDescription
+
+from . import twcc
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +52,7 @@ _QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _STARTED_ATTR = "_RTCRtpReceiver__started"
 _RTX_ATTR = "_RTCRtpReceiver__rtx_ssrc"
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
+_RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
 
 FrameCallback = Callable[[av.Packet], None]
 
@@ -49,17 +64,28 @@ class SeamMissing(RuntimeError):
 def check_aiortc_seams() -> None:
     """Fail loudly if the installed aiortc moved one of the seams we tap."""
     missing = []
-    for attr in (_QUEUE_ATTR, _RTX_ATTR, _JITTER_ATTR):
+    for attr in (_QUEUE_ATTR, _RTX_ATTR, _JITTER_ATTR, _RTCP_SSRC_ATTR):
         if attr not in RTCRtpReceiver.__init__.__code__.co_names:
             missing.append(attr)
     for cls, name in (
         (RTCRtpReceiver, "_send_rtcp_pli"),
+        (RTCRtpReceiver, "_handle_rtp_packet"),
         (RTCRtpReceiver, "getSynchronizationSources"),
         (RTCRtpSender, "_send_keyframe"),
         (RTCRtpSender, "_next_encoded_frame"),
+        (RTCRtpSender, "_handle_rtcp_packet"),
+        (RTCDtlsTransport, "_send_rtp"),
     ):
         if not callable(getattr(cls, name, None)):
             missing.append(f"{cls.__name__}.{name}")
+    for attr in ("_headerExtensions", "_codecs"):
+        if attr not in RTCRtpTransceiver.__init__.__code__.co_names:
+            missing.append(f"RTCRtpTransceiver.{attr}")
+    # aiortc must parse the transport-wide sequence number once the URI is negotiated.
+    probe = HeaderExtensionsMap()
+    probe.configure(type("P", (), {"headerExtensions": [RTCRtpHeaderExtensionParameters(id=5, uri=twcc.URI)]})())  # type: ignore[arg-type]
+    if probe.get(0xBEDE, bytes([0x51, 0x12, 0x34, 0x00])).transport_sequence_number != 0x1234:
+        missing.append("transport-wide sequence number parsing (aiortc.rtp.HeaderExtensionsMap)")
     if missing:
         raise SeamMissing(
             "the installed aiortc lacks "
@@ -194,3 +220,81 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     publisher instead (by the caller).
     """
     sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+# ---- transport-wide congestion control ----------------------------------------------------
+
+
+def negotiate_transport_cc(pc: RTCPeerConnection) -> bool:
+    """Accept the remote offer's transport-cc extension and ``rtcp-fb`` in our answer.
+
+    Call after ``setRemoteDescription(offer)`` and before ``createAnswer()``. aiortc
+    answers only the header extensions it knows (not transport-cc), from the transceiver's
+    negotiated lists, which are per-transceiver copies: nothing process-wide changes. The
+    offer's extension id is kept (with BUNDLE the id space is shared). True if any media
+    section now has it.
+    """
+    remote = pc.remoteDescription
+    if remote is None:
+        raise RuntimeError("negotiate_transport_cc() needs the remote offer applied first")
+    description = SessionDescription.parse(remote.sdp)
+    negotiated = False
+    for transceiver in pc.getTransceivers():
+        media = next((m for m in description.media if m.rtp.muxId == transceiver.mid), None)
+        if media is None:
+            continue
+        ext = next((e for e in media.rtp.headerExtensions if e.uri == twcc.URI), None)
+        if ext is None:
+            continue
+        extensions: list[RTCRtpHeaderExtensionParameters] = transceiver._headerExtensions
+        if all(e.uri != twcc.URI for e in extensions):
+            extensions.append(RTCRtpHeaderExtensionParameters(id=ext.id, uri=twcc.URI))
+        for codec in transceiver._codecs:
+            offered = next((c for c in media.rtp.codecs if c.payloadType == codec.payloadType), None)
+            if offered is None or not any(f.type == "transport-cc" for f in offered.rtcpFeedback):
+                continue
+            if not any(f.type == "transport-cc" for f in codec.rtcpFeedback):
+                codec.rtcpFeedback.append(RTCRtcpFeedback(type="transport-cc"))
+        negotiated = True
+    return negotiated
+
+
+PacketCallback = Callable[[RtpPacket], None]
+
+
+def observe_rtp(receiver: RTCRtpReceiver, on_packet: PacketCallback, transport_cc_replaces_remb: bool = True) -> None:
+    """Call ``on_packet`` with every RTP packet routed to ``receiver`` (RTX and padding too).
+
+    With ``transport_cc_replaces_remb``, a packet that carries a transport-wide sequence
+    number is not fed to aiortc's REMB estimator (its abs-send-time is hidden), as
+    libwebrtc's receivers do: the sender then runs on transport feedback alone, and REMB
+    stays the fallback for senders without transport-cc.
+    """
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        try:
+            on_packet(packet)
+        except Exception:
+            logger.exception("RTP observer failed")
+        if transport_cc_replaces_remb and packet.extensions.transport_sequence_number is not None:
+            packet.extensions.abs_send_time = None
+        await original(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
+def rtx_ssrcs(receiver: RTCRtpReceiver) -> set[int]:
+    """The publisher's retransmission SSRCs known to ``receiver``."""
+    return set(getattr(receiver, _RTX_ATTR, {}))
+
+
+def rtcp_ssrc(receiver: RTCRtpReceiver) -> Optional[int]:
+    """The SSRC the receiver signs its RTCP with (None until the transceiver has one)."""
+    value = getattr(receiver, _RTCP_SSRC_ATTR, None)
+    return int(value) if value is not None else None
+
+
+async def send_rtcp(receiver: RTCRtpReceiver, data: bytes) -> None:
+    """Send a raw RTCP packet on the receiver's transport (raises ConnectionError if down)."""
+    await receiver.transport._send_rtp(data)
