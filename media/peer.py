@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Awaitable, Callable, Optional
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -60,6 +61,7 @@ class ServerPeer:
         #: did not ask for it, or this peer publishes nothing).
         self.transport_feedback: Optional[TransportFeedback] = None
         self._media_ssrc: Optional[int] = None
+        self._arrival: Callable[[], float] = time.monotonic
 
     @property
     def connection_state(self) -> str:
@@ -94,6 +96,7 @@ class ServerPeer:
                 self._send_feedback, self._feedback_ssrcs, name=self.peer_id
             )
             self.transport_feedback.start()
+            self._arrival = tap.arrival_clock(pc.getTransceivers()[0].receiver)
         for up in self._ups:
             await self._room.publish(self.role, up)
         for candidate in self._pending_candidates:
@@ -141,7 +144,7 @@ class ServerPeer:
                 def on_packet(packet: RtpPacket) -> None:
                     seq = packet.extensions.transport_sequence_number
                     if seq is not None and self.transport_feedback is not None:
-                        self.transport_feedback.on_packet(seq)
+                        self.transport_feedback.on_packet(seq, self._arrival())
                     if packet.ssrc not in tap.rtx_ssrcs(receiver):
                         self._media_ssrc = packet.ssrc
 

@@ -18,8 +18,10 @@ Transport-wide congestion control (``media/twcc.py``) needs three more: the tran
 negotiated ``_headerExtensions`` and ``_codecs`` (to accept the offer's transport-cc
 extension and ``rtcp-fb``, which aiortc leaves out of its answers),
 ``RTCRtpReceiver._handle_rtp_packet`` (each packet's transport-wide sequence number, read
-by aiortc's own header parser once the extension is negotiated) and
-``RTCDtlsTransport._send_rtp`` (which sends RTCP too).
+by aiortc's own header parser once the extension is negotiated),
+``RTCDtlsTransport._send_rtp`` (which sends RTCP too), and the aioice ``Connection`` of the
+ICE transport (``RTCIceTransport._connection``: ``data_received`` and ``recvfrom``), whose
+socket callback is where a packet's arrival time is least delayed by our own event loop.
 
 These names are private. aiortc is pinned in pyproject.toml and ``check_aiortc_seams``
 fails loudly at start-up (and in tests) if an upgrade moves them.
@@ -27,9 +29,11 @@ fails loudly at start-up (and in tests) if an upgrade moves them.
 
 from __future__ import annotations
 
+import collections
 import fractions
 import logging
 import threading
+import time
 from typing import Any, Callable, Optional
 
 import av
@@ -298,3 +302,51 @@ def rtcp_ssrc(receiver: RTCRtpReceiver) -> Optional[int]:
 async def send_rtcp(receiver: RTCRtpReceiver, data: bytes) -> None:
     """Send a raw RTCP packet on the receiver's transport (raises ConnectionError if down)."""
     await receiver.transport._send_rtp(data)
+
+
+class _ArrivalClock:
+    """Arrival time of the datagram the transport is processing now.
+
+    aioice's socket callback (``Connection.data_received``) queues each datagram; the DTLS
+    task takes them in order (``Connection.recvfrom``) and handles each one, RTP included,
+    before it takes the next. Stamping at the callback keeps the queueing delay of our own
+    busy event loop out of the arrival times that the sender's delay-based estimator reads.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._times: collections.deque[float] = collections.deque()
+        self.current: Optional[float] = None
+        received = connection.data_received
+        recvfrom = connection.recvfrom
+
+        def data_received(data: bytes, component: int) -> None:
+            self._times.append(time.monotonic())
+            received(data, component)
+
+        async def timed_recvfrom() -> tuple[bytes, int]:
+            result = await recvfrom()
+            self.current = self._times.popleft() if self._times else None
+            return result  # type: ignore[no-any-return]
+
+        connection.data_received = data_received
+        connection.recvfrom = timed_recvfrom
+
+    def now(self) -> float:
+        return self.current if self.current is not None else time.monotonic()
+
+
+def arrival_clock(receiver: RTCRtpReceiver) -> Callable[[], float]:
+    """A clock giving the socket arrival time (monotonic s) of the packet being handled.
+
+    Install before the transport connects (e.g. right after ``setRemoteDescription``);
+    with BUNDLE every receiver of a peer connection shares the one clock.
+    """
+    ice = receiver.transport.transport
+    connection = getattr(ice, "_connection", None)
+    if connection is None or not callable(getattr(connection, "recvfrom", None)):
+        raise SeamMissing("RTCIceTransport has no aioice _connection with recvfrom()")
+    clock = getattr(connection, "_takan_arrival_clock", None)
+    if clock is None:
+        clock = _ArrivalClock(connection)
+        connection._takan_arrival_clock = clock
+    return clock.now  # type: ignore[no-any-return]
