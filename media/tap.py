@@ -36,8 +36,9 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+import aioice
 import av
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCIceTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParameters
@@ -57,6 +58,7 @@ _STARTED_ATTR = "_RTCRtpReceiver__started"
 _RTX_ATTR = "_RTCRtpReceiver__rtx_ssrc"
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
+_TIMESTAMPS_ATTR = "_RTCRtpReceiver__timestamp_mapper"
 
 FrameCallback = Callable[[av.Packet], None]
 
@@ -68,7 +70,7 @@ class SeamMissing(RuntimeError):
 def check_aiortc_seams() -> None:
     """Fail loudly if the installed aiortc moved one of the seams we tap."""
     missing = []
-    for attr in (_QUEUE_ATTR, _RTX_ATTR, _JITTER_ATTR, _RTCP_SSRC_ATTR):
+    for attr in (_QUEUE_ATTR, _RTX_ATTR, _JITTER_ATTR, _RTCP_SSRC_ATTR, _TIMESTAMPS_ATTR):
         if attr not in RTCRtpReceiver.__init__.__code__.co_names:
             missing.append(attr)
     for cls, name in (
@@ -82,6 +84,11 @@ def check_aiortc_seams() -> None:
     ):
         if not callable(getattr(cls, name, None)):
             missing.append(f"{cls.__name__}.{name}")
+    for name in ("data_received", "recvfrom"):
+        if not callable(getattr(aioice.Connection, name, None)):
+            missing.append(f"aioice.Connection.{name}")
+    if "_connection" not in RTCIceTransport.__init__.__code__.co_names:
+        missing.append("RTCIceTransport._connection")
     for attr in ("_headerExtensions", "_codecs"):
         if attr not in RTCRtpTransceiver.__init__.__code__.co_names:
             missing.append(f"RTCRtpTransceiver.{attr}")
@@ -90,6 +97,9 @@ def check_aiortc_seams() -> None:
     probe.configure(type("P", (), {"headerExtensions": [RTCRtpHeaderExtensionParameters(id=5, uri=twcc.URI)]})())  # type: ignore[arg-type]
     if probe.get(0xBEDE, bytes([0x51, 0x12, 0x34, 0x00])).transport_sequence_number != 0x1234:
         missing.append("transport-wide sequence number parsing (aiortc.rtp.HeaderExtensionsMap)")
+    from .ice import check_consent_tolerance
+
+    check_consent_tolerance()
     if missing:
         raise SeamMissing(
             "the installed aiortc lacks "
@@ -111,12 +121,20 @@ class _EncodedFrameTap:
         self._on_frame = on_frame
         self._stopped = threading.Event()
         self.frames = 0
+        self.buffer: Optional["_PassThroughJitterBuffer"] = None
+        self.timestamps: Any = None  # the receiver's TimestampMapper
 
     def put(self, item: Optional[tuple[Any, Any]]) -> None:
         if item is None:
             self._stopped.set()
             return
-        _codec, encoded = item
+        self._deliver(item[1])
+        if self.buffer is not None and self.timestamps is not None:
+            for frame in self.buffer.drain():
+                frame.timestamp = self.timestamps.map(frame.timestamp)
+                self._deliver(frame)
+
+    def _deliver(self, encoded: Any) -> None:
         packet = av.Packet(encoded.data)
         packet.pts = encoded.timestamp
         packet.dts = encoded.timestamp
@@ -138,6 +156,36 @@ class _EncodedFrameTap:
         return None
 
 
+#: How long a video frame may wait for a lost packet (NACK, then RTX) before the buffer gives
+#: up on it, drops what depends on it and asks for a keyframe. Several round trips on a
+#: congested mobile uplink; a keyframe costs about a second of a 400 kbit/s uplink.
+HOLE_TIMEOUT_S = 0.8
+
+
+def vp8_frame_start(payload: bytes) -> tuple[bool, bool]:
+    """(starts a frame, is a keyframe) from an RTP packet's VP8 payload (RFC 7741 4.2)."""
+    if not payload:
+        return False, False
+    first = payload[0]
+    if not first & 0x10 or first & 0x07:  # S=1 and partition index 0 start a frame
+        return False, False
+    pos = 1
+    if first & 0x80:  # X: extension byte I L T K
+        if len(payload) < 2:
+            return False, False
+        ext = payload[1]
+        pos = 2
+        if ext & 0x80:  # I: picture id, 7 or 15 bits
+            pos += 2 if len(payload) > pos and payload[pos] & 0x80 else 1
+        if ext & 0x40:  # L: TL0PICIDX
+            pos += 1
+        if ext & 0x30:  # T or K: TID/Y/KEYIDX
+            pos += 1
+    if pos >= len(payload):
+        return True, False
+    return True, not payload[pos] & 0x01
+
+
 class _PassThroughJitterBuffer(JitterBuffer):
     """Releases a frame as soon as it is complete, instead of when the next one starts.
 
@@ -148,7 +196,108 @@ class _PassThroughJitterBuffer(JitterBuffer):
     packets from the head of the buffer up to the one with the RTP marker bit are all there;
     an Opus packet is a frame by itself. A sender that never sets the marker still gets
     its frames released when the next frame starts, as before.
+
+    A lost packet that never comes back (its NACK or its retransmission lost too) would
+    hold every later frame until the buffer overflows: 512 packets, ten seconds of a
+    400 kbit/s uplink. So a hole is given up after HOLE_TIMEOUT_S, or at once when a
+    keyframe starts behind it: the buffer moves to the next frame start, drops inter
+    frames until a keyframe (they reference what was lost; forwarded, they would smear the
+    subscribers' pictures) and asks for one (the PLI flag of ``add``).
     """
+
+    def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
+        super().__init__(capacity, prefetch=prefetch, is_video=is_video)
+        self._blocked_since: Optional[float] = None
+        self._await_keyframe = False
+        self._await_start = False
+        self.holes_skipped = 0
+        self.frames_dropped = 0
+
+    def add(self, packet: Any) -> tuple[bool, Optional[JitterFrame]]:
+        if self._is_video and self._await_start:
+            # Emptied after a hole: start again on a frame start, never mid-frame.
+            if not vp8_frame_start(packet.payload)[0]:
+                return False, None
+            self._await_start = False
+        pli, frame = super().add(packet)
+        if not self._is_video:
+            return pli, frame
+        if frame is None and self._head_blocked():
+            now = time.monotonic()
+            if self._blocked_since is None:
+                self._blocked_since = now
+            keyframe_behind = self._next_start(keyframe=True)
+            if keyframe_behind is not None or now - self._blocked_since >= HOLE_TIMEOUT_S:
+                target = keyframe_behind if keyframe_behind is not None else self._next_start(keyframe=False)
+                self._skip_to(target)
+                self.holes_skipped += 1
+                self._await_keyframe = keyframe_behind is None
+                pli = pli or keyframe_behind is None
+                frame = self._remove_frame(packet.sequence_number)
+        elif frame is not None:
+            self._blocked_since = None
+        return pli, self._gate(frame)
+
+    def _gate(self, frame: Optional[JitterFrame]) -> Optional[JitterFrame]:
+        if frame is not None and self._await_keyframe:
+            if frame.data and not frame.data[0] & 0x01:
+                self._await_keyframe = False
+            else:
+                self.frames_dropped += 1
+                return None
+        return frame
+
+    def drain(self) -> list[JitterFrame]:
+        """Further frames completed by the last packet (``add`` returns only one).
+
+        A retransmission that fills a hole completes every frame queued behind it; aiortc
+        would release them one per later packet, adding latency to each.
+        """
+        frames: list[JitterFrame] = []
+        while True:
+            frame = self._remove_frame(0)
+            if frame is None:
+                return frames
+            frame = self._gate(frame)
+            if frame is not None:
+                frames.append(frame)
+
+    def _head_blocked(self) -> bool:
+        """Some packet is buffered beyond a missing one."""
+        if self._origin is None:
+            return False
+        seen_hole = False
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                seen_hole = True
+            elif seen_hole:
+                return True
+        return False
+
+    def _next_start(self, keyframe: bool) -> Optional[int]:
+        """Offset from the head of the first frame start (keyframe start) after a hole."""
+        assert self._origin is not None
+        seen_hole = False
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                seen_hole = True
+                continue
+            if seen_hole:
+                start, key = vp8_frame_start(packet.payload)
+                if start and (key or not keyframe):
+                    return count
+        return None
+
+    def _skip_to(self, count: Optional[int]) -> None:
+        self._blocked_since = None
+        if count is None:
+            self.remove(self.capacity)  # nothing usable behind the hole: start afresh
+            self._origin = None
+            self._await_start = True
+        else:
+            self.remove(count)
 
     def _remove_frame(self, sequence_number: int) -> Optional[JitterFrame]:
         if self._origin is None:
@@ -183,9 +332,21 @@ def tap_receiver(receiver: RTCRtpReceiver, on_frame: FrameCallback) -> None:
         raise RuntimeError("tap_receiver() must run before the receiver starts")
     if not hasattr(receiver, _QUEUE_ATTR):
         raise SeamMissing(f"RTCRtpReceiver has no {_QUEUE_ATTR}")
-    setattr(receiver, _QUEUE_ATTR, _EncodedFrameTap(receiver.track.kind, on_frame))
+    frame_tap = _EncodedFrameTap(receiver.track.kind, on_frame)
+    setattr(receiver, _QUEUE_ATTR, frame_tap)
     old = getattr(receiver, _JITTER_ATTR)
-    setattr(receiver, _JITTER_ATTR, _PassThroughJitterBuffer(capacity=old.capacity, is_video=receiver.track.kind == "video"))
+    buffer = _PassThroughJitterBuffer(capacity=old.capacity, is_video=receiver.track.kind == "video")
+    setattr(receiver, _JITTER_ATTR, buffer)
+    frame_tap.buffer = buffer
+    frame_tap.timestamps = getattr(receiver, _TIMESTAMPS_ATTR)
+
+
+def jitter_stats(receiver: RTCRtpReceiver) -> dict[str, int]:
+    """Holes given up and inter frames dropped by the tapped receiver's buffer."""
+    buffer = getattr(receiver, _JITTER_ATTR, None)
+    if isinstance(buffer, _PassThroughJitterBuffer):
+        return {"holes_skipped": buffer.holes_skipped, "frames_dropped": buffer.frames_dropped}
+    return {"holes_skipped": 0, "frames_dropped": 0}
 
 
 def tapped_frames(receiver: RTCRtpReceiver) -> int:

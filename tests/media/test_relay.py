@@ -174,3 +174,78 @@ def test_frames_leave_the_jitter_buffer_at_the_marker_bit() -> None:
     audio = _PassThroughJitterBuffer(capacity=16, is_video=False)
     _, frame = audio.add(packet(1, 960, 0))
     assert frame is not None and frame.data == bytes([1])
+
+
+def test_server_ice_rides_out_an_eight_second_outage() -> None:
+    from media.ice import OUTAGE_TOLERANCE_S, check_consent_tolerance, consent_tolerance_s
+
+    check_consent_tolerance()
+    assert consent_tolerance_s() >= OUTAGE_TOLERANCE_S > 8
+
+
+def _vp8_packet(seq: int, ts: int, start: bool, key: bool = False, marker: bool = False):
+    from aiortc.rtp import RtpPacket
+
+    p = RtpPacket(sequence_number=seq, timestamp=ts, marker=int(marker))
+    body = bytes([0x00 if key else 0x01, seq & 0xFF]) if start else bytes([0xAA, seq & 0xFF])
+    p.payload = bytes([0x10 if start else 0x00]) + body
+    p._data = body  # type: ignore[attr-defined]  # what vp8_depayload would give
+    return p
+
+
+def test_vp8_frame_start_reads_the_payload_descriptor() -> None:
+    from media.tap import vp8_frame_start
+
+    assert vp8_frame_start(bytes([0x10, 0x00])) == (True, True)
+    assert vp8_frame_start(bytes([0x10, 0x01])) == (True, False)
+    assert vp8_frame_start(bytes([0x00, 0x00])) == (False, False)
+    assert vp8_frame_start(bytes([0x11, 0x00])) == (False, False)  # partition 1
+    # X, I with a 15-bit picture id, then the payload header of a keyframe (Chromium's shape)
+    assert vp8_frame_start(bytes([0x90, 0x80, 0x81, 0x23, 0x9C])) == (True, True)
+    assert vp8_frame_start(b"") == (False, False)
+
+
+def test_a_lost_packet_is_given_up_and_inter_frames_wait_for_a_keyframe(monkeypatch) -> None:
+    from media import tap
+
+    clock = [100.0]
+    monkeypatch.setattr(tap.time, "monotonic", lambda: clock[0])
+    jb = tap._PassThroughJitterBuffer(capacity=128, is_video=True)
+    assert jb.add(_vp8_packet(1, 0, True, key=True, marker=True))[1] is not None
+    # frame 2 loses packet 3 for good; frames 3 and 4 complete behind it
+    jb.add(_vp8_packet(2, 3000, True))
+    for seq, ts in ((4, 6000), (5, 9000)):
+        pli, frame = jb.add(_vp8_packet(seq, ts, True, marker=True))
+        assert frame is None and not pli
+    clock[0] += tap.HOLE_TIMEOUT_S + 0.01
+    pli, frame = jb.add(_vp8_packet(6, 12000, True, marker=True))
+    assert pli and frame is None  # gave up on frame 2, asked for a keyframe, dropped inter frames
+    assert jb.drain() == []
+    assert jb.holes_skipped == 1 and jb.frames_dropped >= 1
+    _, frame = jb.add(_vp8_packet(7, 15000, True, key=True, marker=True))
+    assert frame is not None and frame.timestamp == 15000
+    _, frame = jb.add(_vp8_packet(8, 18000, True, marker=True))
+    assert frame is not None  # inter frames flow again after the keyframe
+
+
+def test_a_keyframe_behind_a_hole_is_released_at_once() -> None:
+    from media import tap
+
+    jb = tap._PassThroughJitterBuffer(capacity=128, is_video=True)
+    jb.add(_vp8_packet(1, 0, True, key=True, marker=True))
+    jb.add(_vp8_packet(2, 3000, True))  # 3 lost
+    jb.add(_vp8_packet(4, 6000, True, key=True))
+    pli, frame = jb.add(_vp8_packet(5, 6000, False, marker=True))
+    assert frame is not None and frame.timestamp == 6000 and not pli
+
+
+def test_a_retransmission_releases_every_frame_queued_behind_it() -> None:
+    from media import tap
+
+    jb = tap._PassThroughJitterBuffer(capacity=128, is_video=True)
+    jb.add(_vp8_packet(1, 0, True, key=True, marker=True))
+    for seq, ts in ((3, 6000), (4, 9000), (5, 12000)):
+        jb.add(_vp8_packet(seq, ts, True, marker=True))  # 2 (frame at 3000) is late
+    _, frame = jb.add(_vp8_packet(2, 3000, True, marker=True))
+    assert frame is not None and frame.timestamp == 3000
+    assert [f.timestamp for f in jb.drain()] == [6000, 9000, 12000]
