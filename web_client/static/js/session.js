@@ -22,7 +22,18 @@ import { LocalMedia, mediaErrorKind } from "./local_media.js";
 
 const ACK_TIMEOUT_MS = 10000;
 const OFFER_TIMEOUT_MS = 30000; // the server gathers its ICE candidates before answering
-const DISCONNECTED_GRACE_MS = 3000;
+// ICE that went `disconnected` (no packets for ~2.5 s: a tunnel, a lift, a weak cell) usually
+// recovers by itself once packets flow again, keeping the server's relay state and the
+// encoder's estimate; aiortc has no ICE restart, so a rebuild costs a new offer over Socket.IO.
+// The pc is rebuilt only on `failed`, when the server reports its peer failed, or after this
+// long still disconnected (Chromium takes ~30 s to declare `failed`).
+const DISCONNECTED_REBUILD_MS = 15000;
+// While media is down, a Socket.IO ack slower than this means the socket is half-open (a dead
+// TCP path that Engine.IO's ping would take up to 45 s to notice): drop it and reconnect.
+const SOCKET_PROBE_MS = 4000;
+// Reconnection measured with bench/field_media.py: the defaults (1 s doubling to 5 s, +-50 %)
+// added up to 5 s after an outage; a stuck connect attempt waited 20 s.
+const SOCKET_OPTIONS = { reconnectionDelay: 250, reconnectionDelayMax: 2000, randomizationFactor: 0.3, timeout: 5000 };
 const ICE_SEND_GAP_MS = 20; // keeps trickle ICE well under the 50 events/s limit
 const FREEZE_CHECK_MS = 2000;
 const KEYFRAME_MIN_GAP_MS = 5000;
@@ -125,6 +136,7 @@ export class Session extends EventTarget {
     this.recoverAttempts = 0;
     this.recoverTimer = null;
     this.disconnectedTimer = null;
+    this.probing = false;
     this.freezeTimer = null;
     this.freeze = { frames: 0, ticks: 0, lastRequest: 0 };
 
@@ -148,7 +160,7 @@ export class Session extends EventTarget {
       return;
     }
     this.state.socket = "connecting";
-    const socket = io({ auth: { token: this.token, lang: this.lang } });
+    const socket = io({ auth: { token: this.token, lang: this.lang }, ...SOCKET_OPTIONS });
     this.socket = socket;
     socket.onAny((name, payload) => this.#record(name, payload));
     // onAny runs before the handlers below: the microtask lets them apply their state first.
@@ -163,6 +175,9 @@ export class Session extends EventTarget {
     socket.on("status", (p) => this.#onStatus(p));
     socket.on("peer", (p) => {
       this.state.peer = p?.state ?? "new";
+      // The server's end failed (ICE consent expired): this pc cannot recover. A "closed" is the
+      // old peer replaced by our own new offer, or the socket's end: nothing to do for it.
+      if (this.state.peer === "failed" && this.pc && this.answeredGen === this.peerGen) this.#recover("server peer failed");
       this.#emit("change");
     });
     socket.on("kicked", () => this.#finish("kicked"));
@@ -276,6 +291,12 @@ export class Session extends EventTarget {
     this.#emit("joined");
     this.#emit("change");
     if (this.final) return;
+    if (ack.peer_kept && this.pc && this.answeredGen === this.peerGen && this.pc.connectionState !== "failed") {
+      // The server kept our media peer while the socket was away: the pc carries on.
+      console.info("takan: media peer kept across the reconnection");
+      this.#sendMediaFlags();
+      return;
+    }
     await this.#startMedia();
   }
 
@@ -548,13 +569,32 @@ export class Session extends EventTarget {
     if (state === "connected") {
       this.recoverAttempts = 0;
     } else if (state === "disconnected") {
+      this.#probeSocket();
       this.disconnectedTimer = setTimeout(() => {
         if (gen === this.peerGen && this.pc?.connectionState === "disconnected") this.#recover("disconnected");
-      }, DISCONNECTED_GRACE_MS);
+      }, DISCONNECTED_REBUILD_MS);
     } else if (state === "failed") {
       this.#recover("failed");
     }
     this.#emit("change");
+  }
+
+  /**
+   * Media stopped: is the signalling socket still alive? A keyframe request is harmless and
+   * acknowledged (and wanted once media flows again); no ack in SOCKET_PROBE_MS means the TCP
+   * path is dead, so the socket is dropped and Socket.IO reconnects at once (then joins again).
+   */
+  #probeSocket() {
+    const socket = this.socket;
+    if (!socket?.connected || this.probing) return;
+    this.probing = true;
+    socket.timeout(SOCKET_PROBE_MS).emit("keyframe", {}, (err) => {
+      this.probing = false;
+      if (err && socket === this.socket && socket.connected && !this.final) {
+        console.info("takan: signalling socket unresponsive; reconnecting");
+        socket.io.engine?.close();
+      }
+    });
   }
 
   /** Build a new pc with a new offer (the server replaces the old one); backs off on repeats. */
