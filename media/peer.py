@@ -104,6 +104,9 @@ class ServerPeer:
         self._pending_candidates.clear()
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
+        if self.transport_feedback is not None:
+            # ICE has gathered: its sockets exist now.
+            tap.use_kernel_timestamps(pc.getTransceivers()[0].receiver)
         return pc.localDescription.sdp
 
     def _add_transceiver(self, pc: RTCPeerConnection, kind: str) -> None:
@@ -129,6 +132,7 @@ class ServerPeer:
             assert self._source_role is not None
             self._forwarded[kind] = forwarded
             tap.on_keyframe_request(transceiver.sender, forwarded.request_keyframe)
+            tap.on_subscriber_feedback(transceiver.sender, forwarded.link_report)
             self._room.add_sink((self._source_role, kind), forwarded)
 
     def _track_received(self, track: object) -> None:

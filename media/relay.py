@@ -31,6 +31,18 @@ VIDEO_QUEUE_FRAMES = 60
 AUDIO_QUEUE_FRAMES = 100
 #: RTP timestamp step inserted when a subscriber's source changes (one frame).
 _REBASE_STEP = {"video": 3000, "audio": 960}
+#: A subscriber's own keyframe requests (PLI/FIR, the page's `keyframe`) reach the publisher
+#: at most this often: a weak link that keeps losing packets would otherwise make the
+#: publisher send a keyframe (a second of a 400 kbit/s uplink) twice a second for everyone.
+SUBSCRIBER_KEYFRAME_INTERVAL_S = 2.0
+#: Audio first: video to a subscriber is paused when its link's estimate (REMB) stays below
+#: this share of the video being forwarded to it for LINK_WEAK_S (on a link that carries
+#: it, libwebrtc's estimate runs at or above the incoming rate), then retried after a
+#: back-off that doubles up to VIDEO_RETRY_MAX_S.
+LINK_SHARE = 0.5
+LINK_WEAK_S = 3.0
+VIDEO_RETRY_S = 8.0
+VIDEO_RETRY_MAX_S = 60.0
 
 Slot = tuple[str, str]
 
@@ -124,6 +136,16 @@ class ForwardedTrack(MediaStreamTrack):
         self._last_out: Optional[int] = None
         self.dropped = 0
         self.forwarded = 0
+        self._last_request = -SUBSCRIBER_KEYFRAME_INTERVAL_S
+        self.keyframe_requests_paced = 0
+        #: The subscriber's link, from its reports (see :meth:`link_report`).
+        self.link_bps: Optional[int] = None
+        self.link_loss: Optional[float] = None
+        self._bytes: list[tuple[float, int]] = []  # (time, size) of frames sent, last 2 s
+        self._weak_since: Optional[float] = None
+        self._paused_until: Optional[float] = None
+        self._retry_s = VIDEO_RETRY_S
+        self.pauses = 0
 
     def attach(self, source: Optional[Source]) -> None:
         self._source = source
@@ -139,9 +161,49 @@ class ForwardedTrack(MediaStreamTrack):
             if source is not None:
                 source.request_keyframe()
 
+    @property
+    def video_paused(self) -> bool:
+        return self._paused_until is not None
+
+    def forwarded_bps(self, now: Optional[float] = None) -> float:
+        now = time.monotonic() if now is None else now
+        recent = [size for at, size in self._bytes if now - at <= 2.0]
+        return sum(recent) * 8 / 2.0
+
+    def link_report(self, remb_bps: Optional[int], fraction_lost: Optional[float], now: Optional[float] = None) -> None:
+        """The subscriber's REMB or receiver report arrived: maybe pause or resume video."""
+        now = time.monotonic() if now is None else now
+        if fraction_lost is not None:
+            self.link_loss = fraction_lost
+        if remb_bps is None or self.kind != "video":
+            return
+        self.link_bps = remb_bps
+        if self._paused_until is not None:
+            return  # paused: the estimate of an audio-only link says nothing; write() retries
+        sending = self.forwarded_bps(now)
+        weak = sending > 0 and remb_bps < LINK_SHARE * sending
+        if not weak:
+            self._weak_since = None
+            self._retry_s = max(VIDEO_RETRY_S, self._retry_s / 2)
+            return
+        if self._weak_since is None:
+            self._weak_since = now
+        elif now - self._weak_since >= LINK_WEAK_S:
+            self._paused_until = now + self._retry_s
+            self._retry_s = min(self._retry_s * 2, VIDEO_RETRY_MAX_S)
+            self._weak_since = None
+            self.pauses += 1
+            logger.info("subscriber %s: link at %d b/s carries no video (%d b/s sent); audio only for %.0f s",
+                        self.name, remb_bps, sending, self._paused_until - now)
+
     def write(self, packet: av.Packet) -> None:
         if self.readyState != "live":
             return
+        if self._paused_until is not None:
+            if time.monotonic() < self._paused_until:
+                return
+            self._paused_until = None  # try video again, from a keyframe
+            self._need_keyframe = True
         if self._need_keyframe:
             if not packet.is_keyframe:
                 # Keep asking (the source rate-limits): the first PLI may have been sent
@@ -172,7 +234,12 @@ class ForwardedTrack(MediaStreamTrack):
         logger.info("subscriber %s/%s stalled; resyncing", self.name, self.kind)
 
     def request_keyframe(self) -> None:
-        """The subscriber reported loss (PLI/FIR): pass it on to the publisher."""
+        """The subscriber reported loss (PLI/FIR): pass it on to the publisher, paced."""
+        now = time.monotonic()
+        if now - self._last_request < SUBSCRIBER_KEYFRAME_INTERVAL_S:
+            self.keyframe_requests_paced += 1
+            return
+        self._last_request = now
         if self._source is not None:
             self._source.request_keyframe()
 
@@ -190,6 +257,10 @@ class ForwardedTrack(MediaStreamTrack):
         out.is_keyframe = packet.is_keyframe
         self._last_out = out.pts
         self.forwarded += 1
+        now = time.monotonic()
+        self._bytes.append((now, out.size))
+        while self._bytes and now - self._bytes[0][0] > 2.0:
+            self._bytes.pop(0)
         return out
 
     def stop(self) -> None:

@@ -29,9 +29,12 @@ fails loudly at start-up (and in tests) if an upgrade moves them.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import fractions
 import logging
+import socket
+import struct
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -43,7 +46,15 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
-from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    unpack_remb_fci,
+)
 from aiortc.sdp import SessionDescription
 
 from . import twcc
@@ -465,23 +476,33 @@ async def send_rtcp(receiver: RTCRtpReceiver, data: bytes) -> None:
     await receiver.transport._send_rtp(data)
 
 
+_SO_TIMESTAMPNS = 35  # Linux: SOL_SOCKET option, and the SCM_TIMESTAMPNS control message type
+_TIMESPEC = struct.Struct("qq")
+
+
 class _ArrivalClock:
     """Arrival time of the datagram the transport is processing now.
 
     aioice's socket callback (``Connection.data_received``) queues each datagram; the DTLS
     task takes them in order (``Connection.recvfrom``) and handles each one, RTP included,
-    before it takes the next. Stamping at the callback keeps the queueing delay of our own
-    busy event loop out of the arrival times that the sender's delay-based estimator reads.
+    before it takes the next. The arrival time is the kernel's receive timestamp
+    (SO_TIMESTAMPNS, read with ``recvmsg`` by :meth:`use_kernel_timestamps`) or else the
+    time of the socket callback: either way the delays of our own busy event loop, or of a
+    process waiting for a core, stay out of what the sender's delay-based estimator reads.
     """
 
     def __init__(self, connection: Any) -> None:
         self._times: collections.deque[float] = collections.deque()
         self.current: Optional[float] = None
+        self._kernel: Optional[float] = None  # stamp of the datagram being read right now
+        self._sockets: set[int] = set()
+        self.kernel_stamps = 0
         received = connection.data_received
         recvfrom = connection.recvfrom
 
         def data_received(data: bytes, component: int) -> None:
-            self._times.append(time.monotonic())
+            stamp, self._kernel = self._kernel, None
+            self._times.append(stamp if stamp is not None else time.monotonic())
             received(data, component)
 
         async def timed_recvfrom() -> tuple[bytes, int]:
@@ -491,9 +512,68 @@ class _ArrivalClock:
 
         connection.data_received = data_received
         connection.recvfrom = timed_recvfrom
+        self._connection = connection
 
     def now(self) -> float:
         return self.current if self.current is not None else time.monotonic()
+
+    def use_kernel_timestamps(self) -> int:
+        """Read the connection's UDP sockets with recvmsg and kernel timestamps.
+
+        asyncio's datagram transport reads with ``recvfrom`` (no ancillary data), so the
+        socket's reader callback is replaced by one that does what it did (hand the
+        datagram to the protocol) plus keeps the timestamp. Returns how many sockets now
+        do; 0 where the loop or the transport is not the stock selector kind.
+        """
+        loop = asyncio.get_running_loop()
+        if not hasattr(loop, "_add_reader") or not hasattr(loop, "_remove_reader"):
+            return 0
+        done = 0
+        for protocol in list(getattr(self._connection, "_protocols", [])):
+            transport = getattr(protocol, "transport", None)
+            raw = getattr(transport, "_sock", None)
+            if raw is None or raw.type != socket.SOCK_DGRAM or raw.fileno() in self._sockets:
+                continue
+            try:
+                raw.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            except OSError:
+                continue
+            fd = raw.fileno()
+            loop._remove_reader(fd)
+            loop._add_reader(fd, self._reader(transport, raw, protocol))
+            self._sockets.add(fd)
+            done += 1
+        return done
+
+    def _reader(self, transport: Any, raw: socket.socket, protocol: Any) -> Callable[[], None]:
+        size = getattr(transport, "max_size", 256 * 1024)
+        space = socket.CMSG_SPACE(_TIMESPEC.size)
+
+        def read_ready() -> None:
+            if transport.is_closing():
+                return
+            try:
+                data, ancillary, _flags, addr = raw.recvmsg(size, space)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                protocol.error_received(exc)
+                return
+            stamp = None
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack(value[: _TIMESPEC.size])
+                    # realtime -> monotonic; the offset moves only if the clock is stepped
+                    stamp = sec + nsec / 1e9 - (time.time() - time.monotonic())
+            if stamp is not None:
+                self.kernel_stamps += 1
+            self._kernel = stamp
+            try:
+                protocol.datagram_received(data, addr)
+            finally:
+                self._kernel = None
+
+        return read_ready
 
 
 def arrival_clock(receiver: RTCRtpReceiver) -> Callable[[], float]:
@@ -511,3 +591,48 @@ def arrival_clock(receiver: RTCRtpReceiver) -> Callable[[], float]:
         clock = _ArrivalClock(connection)
         connection._takan_arrival_clock = clock
     return clock.now  # type: ignore[no-any-return]
+
+
+def use_kernel_timestamps(receiver: RTCRtpReceiver) -> int:
+    """After ICE gathering: stamp arrivals in the kernel (see ``_ArrivalClock``)."""
+    clock = getattr(receiver.transport.transport._connection, "_takan_arrival_clock", None)
+    return clock.use_kernel_timestamps() if clock is not None else 0
+
+
+# ---- subscriber feedback ----------------------------------------------------------------------
+
+FeedbackCallback = Callable[[Optional[int], Optional[float]], None]
+
+
+def on_subscriber_feedback(sender: RTCRtpSender, callback: FeedbackCallback) -> None:
+    """Call ``callback(remb_bps, fraction_lost)`` for the subscriber's reports on ``sender``.
+
+    ``remb_bps``: the subscriber's receive-side estimate (REMB naming our SSRC), else None;
+    ``fraction_lost`` (0..1) from its receiver reports, else None. aiortc itself only hands
+    REMB to an encoder, which the pass-through path does not have.
+    """
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        try:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                if sender._ssrc in ssrcs:
+                    callback(int(bitrate), None)
+            elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+                for report in packet.reports:
+                    if report.ssrc == sender._ssrc:
+                        callback(None, report.fraction_lost / 256)
+        except ValueError:
+            pass  # a malformed REMB: aiortc ignores it too
+        except Exception:
+            logger.exception("subscriber feedback callback failed")
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+def kernel_stamped(receiver: RTCRtpReceiver) -> int:
+    """How many datagrams of the receiver's transport got a kernel arrival timestamp."""
+    clock = getattr(receiver.transport.transport._connection, "_takan_arrival_clock", None)
+    return int(clock.kernel_stamps) if clock is not None else 0

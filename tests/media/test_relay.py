@@ -249,3 +249,82 @@ def test_a_retransmission_releases_every_frame_queued_behind_it() -> None:
     _, frame = jb.add(_vp8_packet(2, 3000, True, marker=True))
     assert frame is not None and frame.timestamp == 3000
     assert [f.timestamp for f in jb.drain()] == [6000, 9000, 12000]
+
+
+class _Source:
+    kind = "video"
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    def request_keyframe(self) -> None:
+        self.requests += 1
+
+
+def _frame(size: int, key: bool = False):
+    import av
+
+    from media.tap import VIDEO_TIME_BASE
+
+    p = av.Packet(bytes(size))
+    p.pts = 0
+    p.time_base = VIDEO_TIME_BASE
+    p.is_keyframe = key
+    return p
+
+
+def test_a_subscribers_keyframe_requests_are_paced(monkeypatch) -> None:
+    from media import relay
+
+    clock = [10.0]
+    monkeypatch.setattr(relay.time, "monotonic", lambda: clock[0])
+    track = relay.ForwardedTrack("video", "i<-a")
+    source = _Source()
+    track.attach(source)
+    before = source.requests
+    for _ in range(10):
+        track.request_keyframe()
+        clock[0] += 0.1
+    assert source.requests - before == 1 and track.keyframe_requests_paced == 9
+    clock[0] += relay.SUBSCRIBER_KEYFRAME_INTERVAL_S
+    track.request_keyframe()
+    assert source.requests - before == 2
+
+
+async def test_a_link_that_cannot_carry_video_gets_audio_only_then_a_retry(monkeypatch) -> None:
+    from media import relay
+
+    clock = [10.0]
+    monkeypatch.setattr(relay.time, "monotonic", lambda: clock[0])
+    track = relay.ForwardedTrack("video", "i<-a")
+    track.attach(_Source())
+    track.write(_frame(5000, key=True))
+
+    async def one_second() -> None:  # 20 fps of 2500-byte frames: 400 kb/s forwarded
+        for _ in range(20):
+            track.write(_frame(2500))
+            while not track._queue.empty():
+                await track.recv()
+            clock[0] += 0.05
+
+    await one_second()
+    await one_second()
+    assert 300_000 < track.forwarded_bps() < 500_000
+    track.link_report(1_000_000, 0.0)
+    assert not track.video_paused
+    for _ in range(4):  # the estimate stays at 100 kb/s for over LINK_WEAK_S
+        track.link_report(100_000, 0.2)
+        await one_second()
+    track.link_report(100_000, 0.2)
+    assert track.video_paused and track.pauses == 1
+    track.write(_frame(2500, key=True))
+    assert track._queue.empty()  # paused: nothing queued
+    clock[0] += relay.VIDEO_RETRY_S + 0.1
+    track.write(_frame(2500))  # retry: waits for a keyframe again
+    assert track._queue.empty() and not track.video_paused
+    track.write(_frame(4000, key=True))
+    assert track._queue.qsize() == 1
+    # audio tracks ignore the link estimate
+    audio = relay.ForwardedTrack("audio", "i<-a")
+    audio.link_report(1000, 0.5)
+    assert not audio.video_paused

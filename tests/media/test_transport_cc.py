@@ -18,7 +18,7 @@ from aiortc import RTCPeerConnection
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, is_rtcp
 
-from media import twcc
+from media import tap, twcc
 from media.peer import ServerPeer
 from media.relay import MediaRoom
 from tests.mediakit import ClientPeer, PacketVideoTrack, encode_vp8, wait_for
@@ -128,6 +128,8 @@ async def test_transport_cc_negotiated_and_every_packet_reported() -> None:
         assert 0.5e6 < span_us < 60e6
         # packets with transport-wide numbers are not fed to the REMB estimator
         assert lab.remb == 0
+        # arrivals were stamped by the kernel (SO_TIMESTAMPNS), not by our event loop
+        assert tap.kernel_stamped(server._pc.getTransceivers()[0].receiver) >= len(reported)  # type: ignore[union-attr]
     finally:
         await server.close()
         await client.close()
