@@ -15,9 +15,10 @@ link one after the other:
   process) on the host; the applicant opens ``/join``, the inspector ``/console``; the
   inspector's video comes through Takan's relay.
 * ``p2p``: the anchor. Two plain pages (served by this script) connect directly, libwebrtc
-  at both ends, with the same camera constraints as Takan's applicant page (1280x720,
-  30 fps ideal); this script relays their SDP and trickled candidates (also after an
-  address change), so the anchor's signalling never fails.
+  at both ends, each sending its camera to the other as in a Takan session (same CPU
+  work: two 720p encodes and two decodes), with the same camera constraints as Takan's
+  pages (1280x720, 30 fps ideal); this script relays their SDP and trickled candidates
+  (also after an address change), so the anchor's signalling never fails.
 
 Conditions, in order, per system (after a warm-up on the clean link):
 
@@ -107,24 +108,32 @@ function wire(pc) {
   pc.onicecandidate = (e) => { if (e.candidate && e.candidate.candidate) outCands.push(e.candidate.toJSON()); };
   pc.onconnectionstatechange = () => anchorLog.push([Date.now(), pc.connectionState]);
 }
+const camera = () => navigator.mediaDevices.getUserMedia({ audio: true,
+  video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30, max: 30 } } });
+async function prefer(pc, degradation) {
+  if (!degradation) return;
+  const sender = pc.getSenders().find((s) => s.track && s.track.kind === "video");
+  const p = sender.getParameters(); p.degradationPreference = degradation; await sender.setParameters(p);
+}
+// Both ends send their camera, as in a Takan session (the inspector's goes to the applicant).
 window.startSender = async (degradation) => {
-  const stream = await navigator.mediaDevices.getUserMedia({ audio: true,
-    video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30, max: 30 } } });
+  const stream = await camera();
   const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
   wire(pc);
+  pc.ontrack = (e) => { document.getElementById("v").srcObject = e.streams[0]; };
   for (const t of stream.getTracks()) pc.addTrack(t, stream);
-  if (degradation) {
-    const sender = pc.getSenders().find((s) => s.track && s.track.kind === "video");
-    const p = sender.getParameters(); p.degradationPreference = degradation; await sender.setParameters(p);
-  }
+  await prefer(pc, degradation);
   await pc.setLocalDescription(await pc.createOffer());
   return pc.localDescription.toJSON();
 };
-window.startReceiver = async (offer) => {
+window.startReceiver = async (offer, degradation) => {
+  const stream = await camera();
   const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
   wire(pc);
   pc.ontrack = (e) => { document.getElementById("v").srcObject = e.streams[0]; };
   await pc.setRemoteDescription(offer);
+  for (const t of stream.getTracks()) pc.addTrack(t, stream);
+  await prefer(pc, degradation);
   await pc.setLocalDescription(await pc.createAnswer());
   return pc.localDescription.toJSON();
 };
@@ -200,23 +209,28 @@ class Meter:
             "plis": b.plis - a.plis,
         }
 
-    def fresh_after(self, t_restore: float, t_end: float) -> Optional[float]:
-        """Seconds from ``t_restore`` to the first frame decoded after the stall it ended.
+    def fresh_after(self, t_event: float, t_end: float, stall_s: float = 0.5) -> Optional[float]:
+        """Seconds from ``t_event`` (outage end, address change) to fresh video.
 
-        The stall is the longest gap between frame-count increases in [t_restore - 10 s,
-        t_end]; a disruption that never stalled the picture counts as 0.
+        A stall is ``stall_s`` without a newly decoded frame. If one is under way at
+        ``t_event`` (an outage) or starts within 5 s after it (an address change), the answer
+        is the first decoded frame after it, measured from ``t_event``; 0.0 if the picture
+        never stalled; None if it never came back before ``t_end``.
         """
-        increases = [s.t for prev, s in zip(self.samples, self.samples[1:])
-                     if s.frames > prev.frames and t_restore - 10 <= s.t <= t_end]
-        if not increases:
-            return None
-        gaps = [(b - a, b) for a, b in zip(increases, increases[1:])]
-        if not gaps:
-            return None
-        gap, resumed = max(gaps)
-        if gap < 0.5:
-            return 0.0
-        return round(max(0.0, resumed - t_restore), 2)
+        increases = [s.t for prev, s in zip(self.samples, self.samples[1:]) if s.frames > prev.frames]
+        before = [t for t in increases if t <= t_event]
+        after = [t for t in increases if t_event < t <= t_end]
+        last = before[-1] if before else None
+        if last is None or t_event - last >= stall_s:
+            return round(after[0] - t_event, 2) if after else None  # stalled at the event
+        previous = last
+        for t in after:
+            if t - previous >= stall_s and previous <= t_event + 5:
+                return round(t - t_event, 2)
+            previous = t
+        if t_end - previous >= stall_s and previous <= t_event + 5:
+            return None  # stalled and never resumed
+        return 0.0
 
 
 def free_port() -> int:
@@ -231,7 +245,7 @@ async def takan_server(root: Path, host_ip: str, data_dir: Path) -> AsyncIterato
     base = f"http://{host_ip}:{port}"
     env = {**os.environ, "TAKAN_API_KEY": API_KEY, "TAKAN_WEBHOOK_SECRET": "bench-webhook-secret",
            "PYTHONPATH": str(root)}
-    log = open(data_dir.parent / "server.log", "w")
+    log = open(os.environ.get("TAKAN_BENCH_SERVER_LOG", str(data_dir.parent / "server.log")), "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "takan", "serve", "--host", "0.0.0.0", "--port", str(port),
          "--data-dir", str(data_dir), "--public-url", base, "--log-level", "INFO"],
@@ -471,7 +485,7 @@ async def _p2p_session(lab: NetLab, origin: str, applicant_browser: Any, inspect
     await inspector.goto(origin + "/anchor")
     await applicant.goto(origin + "/anchor")
     offer = await applicant.evaluate("(d) => window.startSender(d)", degradation)
-    answer = await inspector.evaluate("(o) => window.startReceiver(o)", offer)
+    answer = await inspector.evaluate("([o, d]) => window.startReceiver(o, d)", [offer, degradation])
     await applicant.evaluate("(a) => window.accept(a)", answer)
     relay = asyncio.ensure_future(relay_candidates(applicant, inspector))
     meter = Meter(inspector, "p2p")
