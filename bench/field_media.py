@@ -275,8 +275,11 @@ async def takan_server(root: Path, host_ip: str, data_dir: Path) -> AsyncIterato
 
 @contextlib.asynccontextmanager
 async def anchor_site(host_ip: str) -> AsyncIterator[str]:
+    async def anchor(request: web.Request) -> web.Response:
+        return web.Response(text=ANCHOR_PAGE, content_type="text/html")
+
     app = web.Application()
-    app.router.add_get("/anchor", lambda r: web.Response(text=ANCHOR_PAGE, content_type="text/html"))
+    app.router.add_get("/anchor", anchor)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()

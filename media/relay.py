@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 #: Minimum interval between two PLIs sent to one publisher.
 KEYFRAME_INTERVAL_S = 0.5
+#: Packets still missing are NACKed again this often, each at most NACK_RETRIES times
+#: (the jitter buffer gives a hole up after media.tap.HOLE_TIMEOUT_S anyway).
+NACK_RETRY_S = 0.15
+NACK_RETRIES = 6
 #: Frames a stalled subscriber may fall behind before we drop and resync on a keyframe.
 VIDEO_QUEUE_FRAMES = 60
 AUDIO_QUEUE_FRAMES = 100
@@ -62,10 +66,41 @@ class UpTrack:
         self.keyframes = 0
         self.last_keyframe_at: Optional[float] = None
         self.keyframe_requests = 0
+        self.renacked = 0
 
     def start(self) -> None:
         """Take the receiver's encoded frames (before the receiver starts)."""
         tap.tap_receiver(self._receiver, self.deliver)
+        if self.kind == "video":
+            self._spawn(self._renack())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def _renack(self) -> None:
+        tries: dict[int, int] = {}
+        self.renacked = 0
+        while not self._closed:
+            await asyncio.sleep(NACK_RETRY_S)
+            missing = tap.missing_packets(self._receiver)
+            for seq in list(tries):
+                if seq not in missing:
+                    del tries[seq]
+            again = []
+            for seq in missing:
+                count = tries.get(seq, 0)
+                if count < NACK_RETRIES:
+                    tries[seq] = count + 1
+                    if count > 0:  # the first NACK was aiortc's own, when the gap appeared
+                        again.append(seq)
+            if again:
+                try:
+                    if await tap.send_nack(self._receiver, again):
+                        self.renacked += len(again)
+                except ConnectionError:
+                    pass
 
     def add_sink(self, sink: Sink) -> None:
         if sink not in self._sinks:
@@ -99,14 +134,12 @@ class UpTrack:
             return
         self._last_pli = now
         self.keyframe_requests += 1
-        task = asyncio.ensure_future(tap.request_keyframe(self._receiver))
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        self._spawn(tap.request_keyframe(self._receiver))
 
     def _task_done(self, task: "asyncio.Task[Any]") -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            logger.warning("PLI to %s failed: %s", self.owner, task.exception())
+            logger.warning("RTCP to %s failed: %s", self.owner, task.exception())
 
     async def close(self) -> None:
         self._closed = True

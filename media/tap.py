@@ -70,6 +70,7 @@ _RTX_ATTR = "_RTCRtpReceiver__rtx_ssrc"
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
 _TIMESTAMPS_ATTR = "_RTCRtpReceiver__timestamp_mapper"
+_NACK_ATTR = "_RTCRtpReceiver__nack_generator"
 
 FrameCallback = Callable[[av.Packet], None]
 
@@ -81,11 +82,12 @@ class SeamMissing(RuntimeError):
 def check_aiortc_seams() -> None:
     """Fail loudly if the installed aiortc moved one of the seams we tap."""
     missing = []
-    for attr in (_QUEUE_ATTR, _RTX_ATTR, _JITTER_ATTR, _RTCP_SSRC_ATTR, _TIMESTAMPS_ATTR):
+    for attr in (_QUEUE_ATTR, _RTX_ATTR, _JITTER_ATTR, _RTCP_SSRC_ATTR, _TIMESTAMPS_ATTR, _NACK_ATTR):
         if attr not in RTCRtpReceiver.__init__.__code__.co_names:
             missing.append(attr)
     for cls, name in (
         (RTCRtpReceiver, "_send_rtcp_pli"),
+        (RTCRtpReceiver, "_send_rtcp_nack"),
         (RTCRtpReceiver, "_handle_rtp_packet"),
         (RTCRtpReceiver, "getSynchronizationSources"),
         (RTCRtpSender, "_send_keyframe"),
@@ -170,7 +172,7 @@ class _EncodedFrameTap:
 #: How long a video frame may wait for a lost packet (NACK, then RTX) before the buffer gives
 #: up on it, drops what depends on it and asks for a keyframe. Several round trips on a
 #: congested mobile uplink; a keyframe costs about a second of a 400 kbit/s uplink.
-HOLE_TIMEOUT_S = 0.8
+HOLE_TIMEOUT_S = 1.0
 
 
 def vp8_frame_start(payload: bytes) -> tuple[bool, bool]:
@@ -386,6 +388,26 @@ async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
     if ssrc is None:
         return False
     await receiver._send_rtcp_pli(ssrc)
+    return True
+
+
+def missing_packets(receiver: RTCRtpReceiver) -> set[int]:
+    """Sequence numbers the receiver's NACK generator still misses (media SSRC's)."""
+    generator = getattr(receiver, _NACK_ATTR, None)
+    return set(generator.missing) if generator is not None else set()
+
+
+async def send_nack(receiver: RTCRtpReceiver, sequence_numbers: list[int]) -> bool:
+    """NACK ``sequence_numbers`` again to the publisher; False if no SSRC is known yet.
+
+    aiortc NACKs a gap once, when it appears (and again only with the next new gap); on a
+    lossy uplink the retransmission is lost as often as the packet, so holes are asked for
+    again until repaired (libwebrtc's receivers retry too).
+    """
+    ssrc = publisher_ssrc(receiver)
+    if ssrc is None or not sequence_numbers:
+        return False
+    await receiver._send_rtcp_nack(ssrc, sorted(sequence_numbers))
     return True
 
 

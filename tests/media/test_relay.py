@@ -328,3 +328,27 @@ async def test_a_link_that_cannot_carry_video_gets_audio_only_then_a_retry(monke
     audio = relay.ForwardedTrack("audio", "i<-a")
     audio.link_report(1000, 0.5)
     assert not audio.video_paused
+
+
+async def test_missing_packets_are_nacked_again_until_repaired(monkeypatch) -> None:
+    from media import relay, tap
+
+    missing = {100, 101}
+    sent: list[list[int]] = []
+
+    async def send_nack(receiver, seqs):
+        sent.append(sorted(seqs))
+        return True
+
+    monkeypatch.setattr(relay, "NACK_RETRY_S", 0.01)
+    monkeypatch.setattr(tap, "missing_packets", lambda receiver: set(missing))
+    monkeypatch.setattr(tap, "send_nack", send_nack)
+    up = relay.UpTrack("video", receiver=None, owner="a")  # type: ignore[arg-type]
+    up._spawn(up._renack())
+    await asyncio.sleep(0.05)
+    missing.discard(100)  # repaired by a retransmission
+    await asyncio.sleep(0.2)
+    await up.close()
+    assert sent and sent[0] == [100, 101]
+    assert all(seqs == [101] for seqs in sent[-3:])
+    assert sum(s.count(101) for s in sent) == relay.NACK_RETRIES - 1  # aiortc sent the first

@@ -87,7 +87,7 @@ def _used_networks() -> set[ipaddress.IPv4Network]:
     for line in out.splitlines():
         parts = line.split()
         if "inet" in parts:
-            used.add(ipaddress.ip_interface(parts[parts.index("inet") + 1]).network)
+            used.add(ipaddress.IPv4Interface(parts[parts.index("inet") + 1]).network)
     return used
 
 
@@ -148,8 +148,10 @@ class NetLab:
         try:
             used = _used_networks()
             with _lock:
-                self.network = next(n for n in _POOL.subnets(new_prefix=24) if n not in used)
-                hosts = list(self.network.hosts())
+                network = next(n for n in _POOL.subnets(new_prefix=24) if n not in used)
+                assert isinstance(network, ipaddress.IPv4Network)
+                self.network = network
+                hosts = list(network.hosts())
                 self.host_ip, self.ns_ip = str(hosts[0]), str(hosts[1])
                 _run(["ip", "netns", "add", self.name])
                 _run(["ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if])
