@@ -149,3 +149,42 @@ async def test_offer_without_transport_cc_keeps_remb_only() -> None:
         await server.close()
         await client.close()
         await room.close()
+
+
+async def test_a_subscribers_nack_is_answered_with_rtx_on_the_pass_through_path() -> None:
+    """aiortc's sender keeps a history of what the relay forwarded and retransmits on RTX."""
+    from aiortc.rtp import RtcpRtpfbPacket, RTCP_RTPFB_NACK
+
+    room = MediaRoom("nack")
+    applicant = ClientPeer(video=PacketVideoTrack(encode_vp8(320, 240, frames=20)), receive=False)
+    inspector = ClientPeer()
+    pub = ServerPeer("a", "applicant", room, RTCPeerConnection, publishes=True, source_role=None)
+    sub = ServerPeer("i", "inspector", room, RTCPeerConnection, publishes=False, source_role="applicant")
+    try:
+        await applicant.accept(await pub.answer(await applicant.offer()))
+        answer = await sub.answer(await inspector.offer())
+        rtx_pt = int(re.search(r"a=rtpmap:(\d+) rtx/90000", answer).group(1))  # type: ignore[union-attr]
+        await inspector.accept(answer)
+        transport = inspector.pc.getTransceivers()[0].receiver.transport
+        seen: list[RtpPacket] = []
+        handle = transport._handle_rtp_data
+
+        async def record(data: bytes, arrival_time_ms: int) -> None:
+            seen.append(RtpPacket.parse(data))
+            await handle(data, arrival_time_ms)
+
+        transport._handle_rtp_data = record
+        assert await wait_for(lambda: inspector.video_sink.frames >= 10, timeout=30)
+        media = [p for p in seen if p.payload_type != rtx_pt and p.ssrc == seen[-1].ssrc]
+        wanted = media[-3].sequence_number
+        video_rx = next(t.receiver for t in inspector.pc.getTransceivers() if t.kind == "video")
+        nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1234, media_ssrc=media[-1].ssrc)
+        nack.lost = [wanted]
+        await video_rx._send_rtcp(nack)
+        assert await wait_for(lambda: any(p.payload_type == rtx_pt for p in seen), timeout=5)
+        rtx = next(p for p in seen if p.payload_type == rtx_pt)
+        assert int.from_bytes(rtx.payload[:2], "big") == wanted  # RFC 4588: original sequence number
+    finally:
+        for closable in (pub, sub, applicant, inspector):
+            await closable.close()
+        await room.close()
