@@ -82,6 +82,8 @@ async def test_an_eight_second_outage_keeps_the_peer_connection(tmp_path) -> Non
                 try:
                     inspector = await (await desk.new_context()).new_page()
                     applicant = await (await phone.new_context()).new_page()
+                    log: list[str] = []
+                    applicant.on("console", lambda m: log.append(f"{time.monotonic():.1f} {m.text}"))
                     await inspector.goto(created["inspector_url"])
                     await applicant.goto(created["applicant_url"])
                     deadline = time.monotonic() + 60
@@ -90,8 +92,10 @@ async def test_an_eight_second_outage_keeps_the_peer_connection(tmp_path) -> Non
                         await asyncio.sleep(0.25)
                     generation = await applicant.evaluate("window.takan.session.peerGen")
 
+                    log.append(f"{time.monotonic():.1f} outage starts")
                     lab.outage(True)
                     await asyncio.sleep(8)
+                    log.append(f"{time.monotonic():.1f} outage ends")
                     before = await frames(inspector)
                     lab.outage(False)
                     restored = time.monotonic()
@@ -99,7 +103,7 @@ async def test_an_eight_second_outage_keeps_the_peer_connection(tmp_path) -> Non
                         assert time.monotonic() - restored < 15, "no fresh video 15 s after the outage"
                         await asyncio.sleep(0.1)
                     # the same peer connection carried on (no rebuild, no new offer)
-                    assert await applicant.evaluate("window.takan.session.peerGen") == generation
+                    assert await applicant.evaluate("window.takan.session.peerGen") == generation, "\n".join(log)
                     assert await applicant.evaluate("window.takan.session.pc.connectionState") == "connected"
                 finally:
                     await phone.close()

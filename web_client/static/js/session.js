@@ -28,9 +28,11 @@ const OFFER_TIMEOUT_MS = 30000; // the server gathers its ICE candidates before 
 // The pc is rebuilt only on `failed`, when the server reports its peer failed, or after this
 // long still disconnected (Chromium takes ~30 s to declare `failed`).
 const DISCONNECTED_REBUILD_MS = 15000;
-// While media is down, a Socket.IO ack slower than this means the socket is half-open (a dead
-// TCP path that Engine.IO's ping would take up to 45 s to notice): drop it and reconnect.
+// While media is down, a Socket.IO ack slower than this, while the server answers HTTP, means
+// the socket is half-open (a dead TCP path that Engine.IO's ping would take up to 45 s to
+// notice): drop it and reconnect.
 const SOCKET_PROBE_MS = 2500;
+const SOCKET_DEAD_AFTER_MS = 3000;
 // Reconnection (bench/field_media.py, address change): the defaults (1 s doubling to 5 s,
 // +-50 %) wait up to 5 s per attempt after the path is back, and a connect attempt that
 // went out during the outage hangs for its 20 s timeout; these retry within 2 s.
@@ -582,20 +584,41 @@ export class Session extends EventTarget {
 
   /**
    * Media stopped: is the signalling socket still alive? A keyframe request is harmless and
-   * acknowledged (and wanted once media flows again); no ack in SOCKET_PROBE_MS means the TCP
-   * path is dead, so the socket is dropped and Socket.IO reconnects at once (then joins again).
+   * acknowledged (and wanted once media flows again). Without an ack in SOCKET_PROBE_MS, a
+   * plain HTTP request to the server tells the two cases apart: it fails while the whole
+   * network is down (an outage: keep the socket, whose TCP connection survives it, and ask
+   * again), and succeeds when only the old path is dead (the phone changed networks: drop
+   * the socket so that Socket.IO reconnects at once and the page joins again).
    */
-  #probeSocket() {
-    const socket = this.socket;
-    if (!socket?.connected || this.probing) return;
+  async #probeSocket() {
+    if (this.probing) return;
     this.probing = true;
-    socket.timeout(SOCKET_PROBE_MS).emit("keyframe", {}, (err) => {
-      this.probing = false;
-      if (err && socket === this.socket && socket.connected && !this.final) {
-        console.info("takan: signalling socket unresponsive; reconnecting");
-        socket.io.engine?.close();
+    let reachableSince = null;
+    try {
+      while (!this.final && this.pc && this.pc.connectionState !== "connected") {
+        const socket = this.socket;
+        if (!socket?.connected) return; // reconnecting already
+        const acked = await new Promise((resolve) => socket.timeout(SOCKET_PROBE_MS).emit("keyframe", {}, (err) => resolve(!err)));
+        if (acked || socket !== this.socket) return;
+        if (await serverReachable(SOCKET_PROBE_MS)) {
+          // Right after an outage ICE recovers in about a second while TCP may still be
+          // backing off: give the pc that long before calling the socket dead.
+          reachableSince ??= Date.now();
+          if (Date.now() - reachableSince >= SOCKET_DEAD_AFTER_MS && this.pc?.connectionState !== "connected") {
+            if (socket.connected && !this.final) {
+              console.info("takan: signalling socket unresponsive while the server answers; reconnecting");
+              socket.io.engine?.close();
+            }
+            return;
+          }
+        } else {
+          reachableSince = null; // the network is down: the socket may well survive it
+        }
+        await sleep(1000);
       }
-    });
+    } finally {
+      this.probing = false;
+    }
   }
 
   /** Build a new pc with a new offer (the server replaces the old one); backs off on repeats. */
@@ -700,6 +723,20 @@ export class Session extends EventTarget {
 
   #emit(name, detail = null) {
     this.dispatchEvent(new CustomEvent(name, { detail }));
+  }
+}
+
+/** Does the server answer a plain HTTP request (this module's own URL) within `ms`? */
+async function serverReachable(ms) {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), ms);
+  try {
+    await fetch(import.meta.url, { method: "HEAD", cache: "no-store", signal: abort.signal });
+    return true; // any answer, even an error status, means the path to the server works
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
   }
 }
 
