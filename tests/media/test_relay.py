@@ -312,6 +312,10 @@ async def test_a_link_that_cannot_carry_video_gets_audio_only_then_a_retry(monke
     assert 300_000 < track.forwarded_bps() < 500_000
     track.link_report(1_000_000, 0.0)
     assert not track.video_paused
+    for _ in range(5):  # a low estimate without loss is our own send jitter: keep video
+        track.link_report(100_000, 0.0)
+        await one_second()
+    assert not track.video_paused
     for _ in range(4):  # the estimate stays at 100 kb/s for over LINK_WEAK_S
         track.link_report(100_000, 0.2)
         await one_second()
@@ -338,6 +342,7 @@ async def test_missing_packets_are_nacked_again_until_repaired(monkeypatch) -> N
 
     async def send_nack(receiver, seqs):
         sent.append(sorted(seqs))
+        missing.discard(100)  # the first retry repaired 100
         return True
 
     monkeypatch.setattr(relay, "NACK_RETRY_S", 0.01)
@@ -345,10 +350,8 @@ async def test_missing_packets_are_nacked_again_until_repaired(monkeypatch) -> N
     monkeypatch.setattr(tap, "send_nack", send_nack)
     up = relay.UpTrack("video", receiver=None, owner="a")  # type: ignore[arg-type]
     up._spawn(up._renack())
-    await asyncio.sleep(0.05)
-    missing.discard(100)  # repaired by a retransmission
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.3)
     await up.close()
     assert sent and sent[0] == [100, 101]
-    assert all(seqs == [101] for seqs in sent[-3:])
+    assert all(seqs == [101] for seqs in sent[1:])
     assert sum(s.count(101) for s in sent) == relay.NACK_RETRIES - 1  # aiortc sent the first
