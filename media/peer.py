@@ -67,6 +67,17 @@ class ServerPeer:
     def connection_state(self) -> str:
         return self._pc.connectionState if self._pc is not None else "new"
 
+    def set_on_state(self, on_state: Optional[StateCallback]) -> None:
+        """Send state changes elsewhere: the participant's socket changed while this peer
+        was kept (a signalling reconnection inside the session's grace window)."""
+        self._on_state = on_state
+
+    @property
+    def video_paused(self) -> bool:
+        """The video to this subscriber is paused because its link cannot carry it."""
+        track = self._forwarded.get("video")
+        return track.video_paused if track is not None else False
+
     @property
     def up_tracks(self) -> tuple[UpTrack, ...]:
         return tuple(self._ups)

@@ -355,3 +355,16 @@ async def test_missing_packets_are_nacked_again_until_repaired(monkeypatch) -> N
     assert sent and sent[0] == [100, 101]
     assert all(seqs == [101] for seqs in sent[1:])
     assert sum(s.count(101) for s in sent) == relay.NACK_RETRIES - 1  # aiortc sent the first
+
+
+async def test_state_reports_can_be_re_pointed() -> None:
+    room = MediaRoom("r5")
+    peer = ServerPeer("x", "inspector", room, RTCPeerConnection, True, "applicant")
+    seen: list[str] = []
+
+    async def report(state: str) -> None:
+        seen.append(state)
+
+    peer.set_on_state(report)
+    assert peer._on_state is report and not peer.video_paused
+    await peer.close()
