@@ -209,28 +209,29 @@ class Meter:
             "plis": b.plis - a.plis,
         }
 
-    def fresh_after(self, t_event: float, t_end: float, stall_s: float = 0.5) -> Optional[float]:
+    def fresh_after(self, t_event: float, t_end: float, stall_s: float = 0.5, within_s: float = 15.0) -> Optional[float]:
         """Seconds from ``t_event`` (outage end, address change) to fresh video.
 
-        A stall is ``stall_s`` without a newly decoded frame. If one is under way at
-        ``t_event`` (an outage) or starts within 5 s after it (an address change), the answer
-        is the first decoded frame after it, measured from ``t_event``; 0.0 if the picture
-        never stalled; None if it never came back before ``t_end``.
+        A stall is ``stall_s`` or more without a newly decoded frame. Of the stalls that end
+        after ``t_event`` and start before ``t_event + within_s`` (an outage's began before
+        its end; an address change's a little after it), the longest counts: the answer is
+        its end (the first fresh frame) measured from ``t_event``; 0.0 if there was none;
+        None if it never ended before ``t_end``.
         """
-        increases = [s.t for prev, s in zip(self.samples, self.samples[1:]) if s.frames > prev.frames]
-        before = [t for t in increases if t <= t_event]
-        after = [t for t in increases if t_event < t <= t_end]
-        last = before[-1] if before else None
-        if last is None or t_event - last >= stall_s:
-            return round(after[0] - t_event, 2) if after else None  # stalled at the event
-        previous = last
-        for t in after:
-            if t - previous >= stall_s and previous <= t_event + 5:
-                return round(t - t_event, 2)
-            previous = t
-        if t_end - previous >= stall_s and previous <= t_event + 5:
-            return None  # stalled and never resumed
-        return 0.0
+        increases = [s.t for prev, s in zip(self.samples, self.samples[1:]) if s.frames > prev.frames and s.t <= t_end]
+        stalls: list[tuple[float, float, Optional[float]]] = []  # (length, start, end)
+        for a, b in zip(increases, increases[1:]):
+            if b - a >= stall_s:
+                stalls.append((b - a, a, b))
+        last = increases[-1] if increases else t_event - within_s
+        if t_end - last >= stall_s:
+            stalls.append((t_end - last, last, None))
+        relevant = [st for st in stalls if (st[2] is None or st[2] > t_event) and st[1] < t_event + within_s]
+        if not relevant:
+            return 0.0
+        ongoing = [st for st in relevant if st[1] <= t_event]  # an outage's own stall
+        _, _, end = ongoing[0] if ongoing else max(relevant, key=lambda st: st[0])
+        return None if end is None else round(end - t_event, 2)
 
 
 def free_port() -> int:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import fractions
 import logging
 import socket
@@ -498,6 +499,7 @@ async def send_rtcp(receiver: RTCRtpReceiver, data: bytes) -> None:
     await receiver.transport._send_rtp(data)
 
 
+RECEIVE_BUFFER_BYTES = 2 * 1024 * 1024
 _SO_TIMESTAMPNS = 35  # Linux: SOL_SOCKET option, and the SCM_TIMESTAMPNS control message type
 _TIMESPEC = struct.Struct("qq")
 
@@ -560,6 +562,10 @@ class _ArrivalClock:
                 raw.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             except OSError:
                 continue
+            with contextlib.suppress(OSError):
+                # A keyframe at 2.5 Mb/s while this process waits for a core overflowed the
+                # default 208 KiB buffer (kernel RcvbufErrors); capped by net.core.rmem_max.
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
             fd = raw.fileno()
             loop._remove_reader(fd)
             loop._add_reader(fd, self._reader(transport, raw, protocol))
