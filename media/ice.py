@@ -47,6 +47,31 @@ def turn_rest_credentials(secret: str, user: str, ttl_s: int, now: float) -> tup
     return username, base64.b64encode(digest).decode()
 
 
+#: The longest total outage the server's ICE must ride out without closing the peer
+#: connection (a phone in a tunnel or a lift; issue 10 measures 8 s).
+OUTAGE_TOLERANCE_S = 20.0
+
+
+def consent_tolerance_s() -> float:
+    """Shortest silence after which aioice gives up on a connected pair (RFC 7675 consent).
+
+    aioice checks consent every CONSENT_INTERVAL s (randomised down to 0.8x), one request
+    without retransmission each time, and closes the connection after CONSENT_FAILURES
+    consecutive failures: aioice 0.13 tolerates about 6 x 5 x 0.8 = 24 s, enough for
+    OUTAGE_TOLERANCE_S, so nothing is patched. ``check_consent_tolerance`` (start-up, tests)
+    fails loudly if an upgrade shortens it.
+    """
+    return float(aioice.ice.CONSENT_FAILURES * aioice.ice.CONSENT_INTERVAL * 0.8) - 0.5
+
+
+def check_consent_tolerance() -> None:
+    if consent_tolerance_s() < OUTAGE_TOLERANCE_S:
+        raise RuntimeError(
+            f"aioice gives up on a silent connection after {consent_tolerance_s():.0f} s, less than "
+            f"the {OUTAGE_TOLERANCE_S:.0f} s outage Takan rides out; raise it in media/ice.py"
+        )
+
+
 def rtc_configuration(servers: tuple[IceServer, ...]) -> RTCConfiguration:
     return RTCConfiguration(iceServers=[s.to_aiortc() for s in servers])
 

@@ -7,7 +7,7 @@ track, the recorder). Neither side knows aiortc.
 
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Any, Optional, Protocol
 
 import av
 
@@ -29,7 +29,7 @@ class Sink(Protocol):
     def attach(self, source: Optional[Source]) -> None:
         """The slot's publisher changed (``None``: nobody publishes it now)."""
 
-    def write(self, packet: av.Packet) -> None:
+    def write(self, packet: av.Packet[Any]) -> None:
         """One encoded frame (VP8 or Opus), pts in the RTP clock of the kind."""
 
 

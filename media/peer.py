@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Awaitable, Callable, Optional
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import candidate_from_sdp
 
+from aiortc.rtp import RtpPacket
+
 from . import tap
 from .closing import CloseOnce
 from .relay import ForwardedTrack, MediaRoom, UpTrack
 from .sdp import BadSdp, check_offer
+from .twcc import TransportFeedback
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +59,26 @@ class ServerPeer:
         self._remote_set = False
         self._closed = False
         self._closing = CloseOnce()
+        #: Transport-wide congestion control feedback to the publisher (None if the offer
+        #: did not ask for it, or this peer publishes nothing).
+        self.transport_feedback: Optional[TransportFeedback] = None
+        self._media_ssrc: Optional[int] = None
+        self._arrival: Callable[[], float] = time.monotonic
 
     @property
     def connection_state(self) -> str:
         return self._pc.connectionState if self._pc is not None else "new"
+
+    def set_on_state(self, on_state: Optional[StateCallback]) -> None:
+        """Send state changes elsewhere: the participant's socket changed while this peer
+        was kept (a signalling reconnection inside the session's grace window)."""
+        self._on_state = on_state
+
+    @property
+    def video_paused(self) -> bool:
+        """The video to this subscriber is paused because its link cannot carry it."""
+        track = self._forwarded.get("video")
+        return track.video_paused if track is not None else False
 
     @property
     def up_tracks(self) -> tuple[UpTrack, ...]:
@@ -84,6 +104,12 @@ class ServerPeer:
         except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError...
             raise BadSdp(f"the offer could not be applied: {exc}") from exc
         self._remote_set = True
+        if self._publishes and tap.negotiate_transport_cc(pc):
+            self.transport_feedback = TransportFeedback(
+                self._send_feedback, self._feedback_ssrcs, name=self.peer_id
+            )
+            self.transport_feedback.start()
+            self._arrival = tap.arrival_clock(pc.getTransceivers()[0].receiver)
         for up in self._ups:
             await self._room.publish(self.role, up)
         for candidate in self._pending_candidates:
@@ -91,6 +117,9 @@ class ServerPeer:
         self._pending_candidates.clear()
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
+        if self.transport_feedback is not None:
+            # ICE has gathered: its sockets exist now.
+            tap.use_kernel_timestamps(pc.getTransceivers()[0].receiver)
         return pc.localDescription.sdp
 
     def _add_transceiver(self, pc: RTCPeerConnection, kind: str) -> None:
@@ -116,6 +145,7 @@ class ServerPeer:
             assert self._source_role is not None
             self._forwarded[kind] = forwarded
             tap.on_keyframe_request(transceiver.sender, forwarded.request_keyframe)
+            tap.on_subscriber_feedback(transceiver.sender, forwarded.link_report)
             self._room.add_sink((self._source_role, kind), forwarded)
 
     def _track_received(self, track: object) -> None:
@@ -126,7 +156,33 @@ class ServerPeer:
                 up = UpTrack(transceiver.kind, transceiver.receiver, owner=self.peer_id)
                 up.start()
                 self._ups.append(up)
+                receiver = transceiver.receiver
+
+                def on_packet(packet: RtpPacket) -> None:
+                    seq = packet.extensions.transport_sequence_number
+                    if seq is not None and self.transport_feedback is not None:
+                        self.transport_feedback.on_packet(seq, self._arrival())
+                    if packet.ssrc not in tap.rtx_ssrcs(receiver):
+                        self._media_ssrc = packet.ssrc
+
+                tap.observe_rtp(receiver, on_packet)
                 return
+
+    async def _send_feedback(self, data: bytes) -> None:
+        assert self._pc is not None
+        for transceiver in self._pc.getTransceivers():
+            await tap.send_rtcp(transceiver.receiver, data)  # one transport (BUNDLE)
+            return
+
+    def _feedback_ssrcs(self) -> Optional[tuple[int, int]]:
+        """(our RTCP SSRC, one of the publisher's media SSRCs), once both are known."""
+        if self._pc is None or self._media_ssrc is None:
+            return None
+        for transceiver in self._pc.getTransceivers():
+            ssrc = tap.rtcp_ssrc(transceiver.receiver)
+            if ssrc is not None:
+                return ssrc, self._media_ssrc
+        return None
 
     async def _state_changed(self) -> None:
         if self._pc is None:
@@ -172,6 +228,8 @@ class ServerPeer:
         await self._closing.run(self._teardown)
 
     async def _teardown(self) -> None:
+        if self.transport_feedback is not None:
+            await self.transport_feedback.close()
         for kind, track in self._forwarded.items():
             assert self._source_role is not None
             self._room.remove_sink((self._source_role, kind), track)

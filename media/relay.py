@@ -26,11 +26,30 @@ logger = logging.getLogger(__name__)
 
 #: Minimum interval between two PLIs sent to one publisher.
 KEYFRAME_INTERVAL_S = 0.5
+#: Packets still missing are NACKed again this often, each at most NACK_RETRIES times
+#: (the jitter buffer gives a hole up after media.tap.HOLE_TIMEOUT_S anyway).
+NACK_RETRY_S = 0.15
+NACK_RETRIES = 6
 #: Frames a stalled subscriber may fall behind before we drop and resync on a keyframe.
 VIDEO_QUEUE_FRAMES = 60
 AUDIO_QUEUE_FRAMES = 100
 #: RTP timestamp step inserted when a subscriber's source changes (one frame).
 _REBASE_STEP = {"video": 3000, "audio": 960}
+#: A subscriber's own keyframe requests (PLI/FIR, the page's `keyframe`) reach the publisher
+#: at most this often: a weak link that keeps losing packets would otherwise make the
+#: publisher send a keyframe (a second of a 400 kbit/s uplink) twice a second for everyone.
+SUBSCRIBER_KEYFRAME_INTERVAL_S = 2.0
+#: Audio first: video to a subscriber is paused when, for LINK_WEAK_S, its link's estimate
+#: (REMB) stays below this share of the video forwarded to it *and* its receiver reports
+#: lose at least LINK_LOSS of the packets; then retried after a back-off that doubles up to
+#: VIDEO_RETRY_MAX_S. The estimate alone is not enough: Chromium's receive-side estimator
+#: reads our server's send jitter as congestion (measured: 86-180 kb/s reported on an
+#: unshaped link carrying 280-490 kb/s without loss).
+LINK_SHARE = 0.5
+LINK_LOSS = 0.05
+LINK_WEAK_S = 3.0
+VIDEO_RETRY_S = 8.0
+VIDEO_RETRY_MAX_S = 60.0
 
 
 
@@ -49,10 +68,41 @@ class UpTrack:
         self.keyframes = 0
         self.last_keyframe_at: Optional[float] = None
         self.keyframe_requests = 0
+        self.renacked = 0
 
     def start(self) -> None:
         """Take the receiver's encoded frames (before the receiver starts)."""
         tap.tap_receiver(self._receiver, self.deliver)
+        if self.kind == "video":
+            self._spawn(self._renack())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def _renack(self) -> None:
+        tries: dict[int, int] = {}
+        self.renacked = 0
+        while not self._closed:
+            await asyncio.sleep(NACK_RETRY_S)
+            missing = tap.missing_packets(self._receiver)
+            for seq in list(tries):
+                if seq not in missing:
+                    del tries[seq]
+            again = []
+            for seq in missing:
+                count = tries.get(seq, 0)
+                if count < NACK_RETRIES:
+                    tries[seq] = count + 1
+                    if count > 0:  # the first NACK was aiortc's own, when the gap appeared
+                        again.append(seq)
+            if again:
+                try:
+                    if await tap.send_nack(self._receiver, again):
+                        self.renacked += len(again)
+                except ConnectionError:
+                    pass
 
     def add_sink(self, sink: Sink) -> None:
         if sink not in self._sinks:
@@ -66,7 +116,7 @@ class UpTrack:
     def sinks(self) -> tuple[Sink, ...]:
         return tuple(self._sinks)
 
-    def deliver(self, packet: av.Packet) -> None:
+    def deliver(self, packet: av.Packet[Any]) -> None:
         self.frames += 1
         if packet.is_keyframe and self.kind == "video":
             self.keyframes += 1
@@ -86,14 +136,12 @@ class UpTrack:
             return
         self._last_pli = now
         self.keyframe_requests += 1
-        task = asyncio.ensure_future(tap.request_keyframe(self._receiver))
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        self._spawn(tap.request_keyframe(self._receiver))
 
     def _task_done(self, task: "asyncio.Task[Any]") -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            logger.warning("PLI to %s failed: %s", self.owner, task.exception())
+            logger.warning("RTCP to %s failed: %s", self.owner, task.exception())
 
     async def close(self) -> None:
         self._closed = True
@@ -116,13 +164,23 @@ class ForwardedTrack(MediaStreamTrack):
         self.kind = kind
         self.name = name
         limit = VIDEO_QUEUE_FRAMES if kind == "video" else AUDIO_QUEUE_FRAMES
-        self._queue: asyncio.Queue[Optional[av.Packet]] = asyncio.Queue(limit)
+        self._queue: asyncio.Queue[Optional[av.Packet[Any]]] = asyncio.Queue(limit)
         self._source: Optional[Source] = None
         self._need_keyframe = kind == "video"
         self._offset: Optional[int] = None
         self._last_out: Optional[int] = None
         self.dropped = 0
         self.forwarded = 0
+        self._last_request = -SUBSCRIBER_KEYFRAME_INTERVAL_S
+        self.keyframe_requests_paced = 0
+        #: The subscriber's link, from its reports (see :meth:`link_report`).
+        self.link_bps: Optional[int] = None
+        self.link_loss: Optional[float] = None
+        self._bytes: list[tuple[float, int]] = []  # (time, size) of frames sent, last 2 s
+        self._weak_since: Optional[float] = None
+        self._paused_until: Optional[float] = None
+        self._retry_s = VIDEO_RETRY_S
+        self.pauses = 0
 
     def attach(self, source: Optional[Source]) -> None:
         self._source = source
@@ -138,9 +196,49 @@ class ForwardedTrack(MediaStreamTrack):
             if source is not None:
                 source.request_keyframe()
 
-    def write(self, packet: av.Packet) -> None:
+    @property
+    def video_paused(self) -> bool:
+        return self._paused_until is not None
+
+    def forwarded_bps(self, now: Optional[float] = None) -> float:
+        now = time.monotonic() if now is None else now
+        recent = [size for at, size in self._bytes if now - at <= 2.0]
+        return sum(recent) * 8 / 2.0
+
+    def link_report(self, remb_bps: Optional[int], fraction_lost: Optional[float], now: Optional[float] = None) -> None:
+        """The subscriber's REMB or receiver report arrived: maybe pause or resume video."""
+        now = time.monotonic() if now is None else now
+        if fraction_lost is not None:
+            self.link_loss = fraction_lost
+        if remb_bps is None or self.kind != "video":
+            return
+        self.link_bps = remb_bps
+        if self._paused_until is not None:
+            return  # paused: the estimate of an audio-only link says nothing; write() retries
+        sending = self.forwarded_bps(now)
+        weak = sending > 0 and remb_bps < LINK_SHARE * sending and (self.link_loss or 0.0) >= LINK_LOSS
+        if not weak:
+            self._weak_since = None
+            self._retry_s = max(VIDEO_RETRY_S, self._retry_s / 2)
+            return
+        if self._weak_since is None:
+            self._weak_since = now
+        elif now - self._weak_since >= LINK_WEAK_S:
+            self._paused_until = now + self._retry_s
+            self._retry_s = min(self._retry_s * 2, VIDEO_RETRY_MAX_S)
+            self._weak_since = None
+            self.pauses += 1
+            logger.info("subscriber %s: link at %d b/s carries no video (%d b/s sent); audio only for %.0f s",
+                        self.name, remb_bps, sending, self._paused_until - now)
+
+    def write(self, packet: av.Packet[Any]) -> None:
         if self.readyState != "live":
             return
+        if self._paused_until is not None:
+            if time.monotonic() < self._paused_until:
+                return
+            self._paused_until = None  # try video again, from a keyframe
+            self._need_keyframe = True
         if self._need_keyframe:
             if not packet.is_keyframe:
                 # Keep asking (the source rate-limits): the first PLI may have been sent
@@ -171,11 +269,16 @@ class ForwardedTrack(MediaStreamTrack):
         logger.info("subscriber %s/%s stalled; resyncing", self.name, self.kind)
 
     def request_keyframe(self) -> None:
-        """The subscriber reported loss (PLI/FIR): pass it on to the publisher."""
+        """The subscriber reported loss (PLI/FIR): pass it on to the publisher, paced."""
+        now = time.monotonic()
+        if now - self._last_request < SUBSCRIBER_KEYFRAME_INTERVAL_S:
+            self.keyframe_requests_paced += 1
+            return
+        self._last_request = now
         if self._source is not None:
             self._source.request_keyframe()
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         packet = await self._queue.get()
@@ -189,6 +292,10 @@ class ForwardedTrack(MediaStreamTrack):
         out.is_keyframe = packet.is_keyframe
         self._last_out = out.pts
         self.forwarded += 1
+        now = time.monotonic()
+        self._bytes.append((now, out.size))
+        while self._bytes and now - self._bytes[0][0] > 2.0:
+            self._bytes.pop(0)
         return out
 
     def stop(self) -> None:

@@ -14,20 +14,51 @@ its track for frames to encode. Two seams make pass-through possible without a f
 Keyframe requests travel through ``RTCRtpSender._send_keyframe`` (a subscriber's PLI/FIR)
 and ``RTCRtpReceiver._send_rtcp_pli`` (our PLI to a publisher).
 
+Transport-wide congestion control (``media/twcc.py``) needs three more: the transceiver's
+negotiated ``_headerExtensions`` and ``_codecs`` (to accept the offer's transport-cc
+extension and ``rtcp-fb``, which aiortc leaves out of its answers),
+``RTCRtpReceiver._handle_rtp_packet`` (each packet's transport-wide sequence number, read
+by aiortc's own header parser once the extension is negotiated),
+``RTCDtlsTransport._send_rtp`` (which sends RTCP too), and the aioice ``Connection`` of the
+ICE transport (``RTCIceTransport._connection``: ``data_received`` and ``recvfrom``), whose
+socket callback is where a packet's arrival time is least delayed by our own event loop.
+
 These names are private. aiortc is pinned in pyproject.toml and ``check_aiortc_seams``
 fails loudly at start-up (and in tests) if an upgrade moves them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import fractions
 import logging
+import socket
+import struct
 import threading
+import time
 from typing import Any, Callable, Optional
 
+import aioice
 import av
-from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCIceTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParameters
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    unpack_remb_fci,
+)
+from aiortc.sdp import SessionDescription
+
+from . import twcc
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +69,11 @@ _QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _STARTED_ATTR = "_RTCRtpReceiver__started"
 _RTX_ATTR = "_RTCRtpReceiver__rtx_ssrc"
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
+_RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
+_TIMESTAMPS_ATTR = "_RTCRtpReceiver__timestamp_mapper"
+_NACK_ATTR = "_RTCRtpReceiver__nack_generator"
 
-FrameCallback = Callable[[av.Packet], None]
+FrameCallback = Callable[["av.Packet[Any]"], None]
 
 
 class SeamMissing(RuntimeError):
@@ -49,17 +83,37 @@ class SeamMissing(RuntimeError):
 def check_aiortc_seams() -> None:
     """Fail loudly if the installed aiortc moved one of the seams we tap."""
     missing = []
-    for attr in (_QUEUE_ATTR, _RTX_ATTR, _JITTER_ATTR):
+    for attr in (_QUEUE_ATTR, _RTX_ATTR, _JITTER_ATTR, _RTCP_SSRC_ATTR, _TIMESTAMPS_ATTR, _NACK_ATTR):
         if attr not in RTCRtpReceiver.__init__.__code__.co_names:
             missing.append(attr)
     for cls, name in (
         (RTCRtpReceiver, "_send_rtcp_pli"),
+        (RTCRtpReceiver, "_send_rtcp_nack"),
+        (RTCRtpReceiver, "_handle_rtp_packet"),
         (RTCRtpReceiver, "getSynchronizationSources"),
         (RTCRtpSender, "_send_keyframe"),
         (RTCRtpSender, "_next_encoded_frame"),
+        (RTCRtpSender, "_handle_rtcp_packet"),
+        (RTCDtlsTransport, "_send_rtp"),
     ):
         if not callable(getattr(cls, name, None)):
             missing.append(f"{cls.__name__}.{name}")
+    for name in ("data_received", "recvfrom"):
+        if not callable(getattr(aioice.Connection, name, None)):
+            missing.append(f"aioice.Connection.{name}")
+    if "_connection" not in RTCIceTransport.__init__.__code__.co_names:
+        missing.append("RTCIceTransport._connection")
+    for attr in ("_headerExtensions", "_codecs"):
+        if attr not in RTCRtpTransceiver.__init__.__code__.co_names:
+            missing.append(f"RTCRtpTransceiver.{attr}")
+    # aiortc must parse the transport-wide sequence number once the URI is negotiated.
+    probe = HeaderExtensionsMap()
+    probe.configure(type("P", (), {"headerExtensions": [RTCRtpHeaderExtensionParameters(id=5, uri=twcc.URI)]})())
+    if probe.get(0xBEDE, bytes([0x51, 0x12, 0x34, 0x00])).transport_sequence_number != 0x1234:
+        missing.append("transport-wide sequence number parsing (aiortc.rtp.HeaderExtensionsMap)")
+    from .ice import check_consent_tolerance
+
+    check_consent_tolerance()
     if missing:
         raise SeamMissing(
             "the installed aiortc lacks "
@@ -81,12 +135,20 @@ class _EncodedFrameTap:
         self._on_frame = on_frame
         self._stopped = threading.Event()
         self.frames = 0
+        self.buffer: Optional["_PassThroughJitterBuffer"] = None
+        self.timestamps: Any = None  # the receiver's TimestampMapper
 
     def put(self, item: Optional[tuple[Any, Any]]) -> None:
         if item is None:
             self._stopped.set()
             return
-        _codec, encoded = item
+        self._deliver(item[1])
+        if self.buffer is not None and self.timestamps is not None:
+            for frame in self.buffer.drain():
+                frame.timestamp = self.timestamps.map(frame.timestamp)
+                self._deliver(frame)
+
+    def _deliver(self, encoded: Any) -> None:
         packet = av.Packet(encoded.data)
         packet.pts = encoded.timestamp
         packet.dts = encoded.timestamp
@@ -108,6 +170,36 @@ class _EncodedFrameTap:
         return None
 
 
+#: How long a video frame may wait for a lost packet (NACK, then RTX) before the buffer gives
+#: up on it, drops what depends on it and asks for a keyframe. Several round trips on a
+#: congested mobile uplink; a keyframe costs about a second of a 400 kbit/s uplink.
+HOLE_TIMEOUT_S = 1.0
+
+
+def vp8_frame_start(payload: bytes) -> tuple[bool, bool]:
+    """(starts a frame, is a keyframe) from an RTP packet's VP8 payload (RFC 7741 4.2)."""
+    if not payload:
+        return False, False
+    first = payload[0]
+    if not first & 0x10 or first & 0x07:  # S=1 and partition index 0 start a frame
+        return False, False
+    pos = 1
+    if first & 0x80:  # X: extension byte I L T K
+        if len(payload) < 2:
+            return False, False
+        ext = payload[1]
+        pos = 2
+        if ext & 0x80:  # I: picture id, 7 or 15 bits
+            pos += 2 if len(payload) > pos and payload[pos] & 0x80 else 1
+        if ext & 0x40:  # L: TL0PICIDX
+            pos += 1
+        if ext & 0x30:  # T or K: TID/Y/KEYIDX
+            pos += 1
+    if pos >= len(payload):
+        return True, False
+    return True, not payload[pos] & 0x01
+
+
 class _PassThroughJitterBuffer(JitterBuffer):
     """Releases a frame as soon as it is complete, instead of when the next one starts.
 
@@ -118,7 +210,108 @@ class _PassThroughJitterBuffer(JitterBuffer):
     packets from the head of the buffer up to the one with the RTP marker bit are all there;
     an Opus packet is a frame by itself. A sender that never sets the marker still gets
     its frames released when the next frame starts, as before.
+
+    A lost packet that never comes back (its NACK or its retransmission lost too) would
+    hold every later frame until the buffer overflows: 512 packets, ten seconds of a
+    400 kbit/s uplink. So a hole is given up after HOLE_TIMEOUT_S, or at once when a
+    keyframe starts behind it: the buffer moves to the next frame start, drops inter
+    frames until a keyframe (they reference what was lost; forwarded, they would smear the
+    subscribers' pictures) and asks for one (the PLI flag of ``add``).
     """
+
+    def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
+        super().__init__(capacity, prefetch=prefetch, is_video=is_video)
+        self._blocked_since: Optional[float] = None
+        self._await_keyframe = False
+        self._await_start = False
+        self.holes_skipped = 0
+        self.frames_dropped = 0
+
+    def add(self, packet: Any) -> tuple[bool, Optional[JitterFrame]]:
+        if self._is_video and self._await_start:
+            # Emptied after a hole: start again on a frame start, never mid-frame.
+            if not vp8_frame_start(packet.payload)[0]:
+                return False, None
+            self._await_start = False
+        pli, frame = super().add(packet)
+        if not self._is_video:
+            return pli, frame
+        if frame is None and self._head_blocked():
+            now = time.monotonic()
+            if self._blocked_since is None:
+                self._blocked_since = now
+            keyframe_behind = self._next_start(keyframe=True)
+            if keyframe_behind is not None or now - self._blocked_since >= HOLE_TIMEOUT_S:
+                target = keyframe_behind if keyframe_behind is not None else self._next_start(keyframe=False)
+                self._skip_to(target)
+                self.holes_skipped += 1
+                self._await_keyframe = keyframe_behind is None
+                pli = pli or keyframe_behind is None
+                frame = self._remove_frame(packet.sequence_number)
+        elif frame is not None:
+            self._blocked_since = None
+        return pli, self._gate(frame)
+
+    def _gate(self, frame: Optional[JitterFrame]) -> Optional[JitterFrame]:
+        if frame is not None and self._await_keyframe:
+            if frame.data and not frame.data[0] & 0x01:
+                self._await_keyframe = False
+            else:
+                self.frames_dropped += 1
+                return None
+        return frame
+
+    def drain(self) -> list[JitterFrame]:
+        """Further frames completed by the last packet (``add`` returns only one).
+
+        A retransmission that fills a hole completes every frame queued behind it; aiortc
+        would release them one per later packet, adding latency to each.
+        """
+        frames: list[JitterFrame] = []
+        while True:
+            frame = self._remove_frame(0)
+            if frame is None:
+                return frames
+            frame = self._gate(frame)
+            if frame is not None:
+                frames.append(frame)
+
+    def _head_blocked(self) -> bool:
+        """Some packet is buffered beyond a missing one."""
+        if self._origin is None:
+            return False
+        seen_hole = False
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                seen_hole = True
+            elif seen_hole:
+                return True
+        return False
+
+    def _next_start(self, keyframe: bool) -> Optional[int]:
+        """Offset from the head of the first frame start (keyframe start) after a hole."""
+        assert self._origin is not None
+        seen_hole = False
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                seen_hole = True
+                continue
+            if seen_hole:
+                start, key = vp8_frame_start(packet.payload)
+                if start and (key or not keyframe):
+                    return count
+        return None
+
+    def _skip_to(self, count: Optional[int]) -> None:
+        self._blocked_since = None
+        if count is None:
+            self.remove(self.capacity)  # nothing usable behind the hole: start afresh
+            self._origin = None
+            self._await_start = True
+        else:
+            self.remove(count)
 
     def _remove_frame(self, sequence_number: int) -> Optional[JitterFrame]:
         if self._origin is None:
@@ -153,9 +346,21 @@ def tap_receiver(receiver: RTCRtpReceiver, on_frame: FrameCallback) -> None:
         raise RuntimeError("tap_receiver() must run before the receiver starts")
     if not hasattr(receiver, _QUEUE_ATTR):
         raise SeamMissing(f"RTCRtpReceiver has no {_QUEUE_ATTR}")
-    setattr(receiver, _QUEUE_ATTR, _EncodedFrameTap(receiver.track.kind, on_frame))
+    frame_tap = _EncodedFrameTap(receiver.track.kind, on_frame)
+    setattr(receiver, _QUEUE_ATTR, frame_tap)
     old = getattr(receiver, _JITTER_ATTR)
-    setattr(receiver, _JITTER_ATTR, _PassThroughJitterBuffer(capacity=old.capacity, is_video=receiver.track.kind == "video"))
+    buffer = _PassThroughJitterBuffer(capacity=old.capacity, is_video=receiver.track.kind == "video")
+    setattr(receiver, _JITTER_ATTR, buffer)
+    frame_tap.buffer = buffer
+    frame_tap.timestamps = getattr(receiver, _TIMESTAMPS_ATTR)
+
+
+def jitter_stats(receiver: RTCRtpReceiver) -> dict[str, int]:
+    """Holes given up and inter frames dropped by the tapped receiver's buffer."""
+    buffer = getattr(receiver, _JITTER_ATTR, None)
+    if isinstance(buffer, _PassThroughJitterBuffer):
+        return {"holes_skipped": buffer.holes_skipped, "frames_dropped": buffer.frames_dropped}
+    return {"holes_skipped": 0, "frames_dropped": 0}
 
 
 def tapped_frames(receiver: RTCRtpReceiver) -> int:
@@ -187,6 +392,26 @@ async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
     return True
 
 
+def missing_packets(receiver: RTCRtpReceiver) -> set[int]:
+    """Sequence numbers the receiver's NACK generator still misses (media SSRC's)."""
+    generator = getattr(receiver, _NACK_ATTR, None)
+    return set(generator.missing) if generator is not None else set()
+
+
+async def send_nack(receiver: RTCRtpReceiver, sequence_numbers: list[int]) -> bool:
+    """NACK ``sequence_numbers`` again to the publisher; False if no SSRC is known yet.
+
+    aiortc NACKs a gap once, when it appears (and again only with the next new gap); on a
+    lossy uplink the retransmission is lost as often as the packet, so holes are asked for
+    again until repaired (libwebrtc's receivers retry too).
+    """
+    ssrc = publisher_ssrc(receiver)
+    if ssrc is None or not sequence_numbers:
+        return False
+    await receiver._send_rtcp_nack(ssrc, sorted(sequence_numbers))
+    return True
+
+
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
     """Call ``callback`` when the subscriber behind ``sender`` sends a PLI or FIR.
 
@@ -194,3 +419,248 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     publisher instead (by the caller).
     """
     sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+# ---- transport-wide congestion control ----------------------------------------------------
+
+
+def negotiate_transport_cc(pc: RTCPeerConnection) -> bool:
+    """Accept the remote offer's transport-cc extension and ``rtcp-fb`` in our answer.
+
+    Call after ``setRemoteDescription(offer)`` and before ``createAnswer()``. aiortc
+    answers only the header extensions it knows (not transport-cc), from the transceiver's
+    negotiated lists, which are per-transceiver copies: nothing process-wide changes. The
+    offer's extension id is kept (with BUNDLE the id space is shared). True if any media
+    section now has it.
+    """
+    remote = pc.remoteDescription
+    if remote is None:
+        raise RuntimeError("negotiate_transport_cc() needs the remote offer applied first")
+    description = SessionDescription.parse(remote.sdp)
+    negotiated = False
+    for transceiver in pc.getTransceivers():
+        media = next((m for m in description.media if m.rtp.muxId == transceiver.mid), None)
+        if media is None:
+            continue
+        ext = next((e for e in media.rtp.headerExtensions if e.uri == twcc.URI), None)
+        if ext is None:
+            continue
+        extensions: list[RTCRtpHeaderExtensionParameters] = transceiver._headerExtensions
+        if all(e.uri != twcc.URI for e in extensions):
+            extensions.append(RTCRtpHeaderExtensionParameters(id=ext.id, uri=twcc.URI))
+        for codec in transceiver._codecs:
+            offered = next((c for c in media.rtp.codecs if c.payloadType == codec.payloadType), None)
+            if offered is None or not any(f.type == "transport-cc" for f in offered.rtcpFeedback):
+                continue
+            if not any(f.type == "transport-cc" for f in codec.rtcpFeedback):
+                codec.rtcpFeedback.append(RTCRtcpFeedback(type="transport-cc"))
+        negotiated = True
+    return negotiated
+
+
+PacketCallback = Callable[[RtpPacket], None]
+
+
+def observe_rtp(receiver: RTCRtpReceiver, on_packet: PacketCallback, transport_cc_replaces_remb: bool = True) -> None:
+    """Call ``on_packet`` with every RTP packet routed to ``receiver`` (RTX and padding too).
+
+    With ``transport_cc_replaces_remb``, a packet that carries a transport-wide sequence
+    number is not fed to aiortc's REMB estimator (its abs-send-time is hidden), as
+    libwebrtc's receivers do: the sender then runs on transport feedback alone, and REMB
+    stays the fallback for senders without transport-cc.
+    """
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        try:
+            on_packet(packet)
+        except Exception:
+            logger.exception("RTP observer failed")
+        if transport_cc_replaces_remb and packet.extensions.transport_sequence_number is not None:
+            packet.extensions.abs_send_time = None
+        await original(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
+def rtx_ssrcs(receiver: RTCRtpReceiver) -> set[int]:
+    """The publisher's retransmission SSRCs known to ``receiver``."""
+    return set(getattr(receiver, _RTX_ATTR, {}))
+
+
+def rtcp_ssrc(receiver: RTCRtpReceiver) -> Optional[int]:
+    """The SSRC the receiver signs its RTCP with (None until the transceiver has one)."""
+    value = getattr(receiver, _RTCP_SSRC_ATTR, None)
+    return int(value) if value is not None else None
+
+
+async def send_rtcp(receiver: RTCRtpReceiver, data: bytes) -> None:
+    """Send a raw RTCP packet on the receiver's transport (raises ConnectionError if down)."""
+    await receiver.transport._send_rtp(data)
+
+
+RECEIVE_BUFFER_BYTES = 2 * 1024 * 1024
+_SO_TIMESTAMPNS = 35  # Linux: SOL_SOCKET option, and the SCM_TIMESTAMPNS control message type
+_TIMESPEC = struct.Struct("qq")
+
+
+class _ArrivalClock:
+    """Arrival time of the datagram the transport is processing now.
+
+    aioice's socket callback (``Connection.data_received``) queues each datagram; the DTLS
+    task takes them in order (``Connection.recvfrom``) and handles each one, RTP included,
+    before it takes the next. The arrival time is the kernel's receive timestamp
+    (SO_TIMESTAMPNS, read with ``recvmsg`` by :meth:`use_kernel_timestamps`) or else the
+    time of the socket callback: either way the delays of our own busy event loop, or of a
+    process waiting for a core, stay out of what the sender's delay-based estimator reads.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._times: collections.deque[float] = collections.deque()
+        self.current: Optional[float] = None
+        self._kernel: Optional[float] = None  # stamp of the datagram being read right now
+        self._sockets: set[int] = set()
+        self.kernel_stamps = 0
+        received = connection.data_received
+        recvfrom = connection.recvfrom
+
+        def data_received(data: bytes, component: int) -> None:
+            stamp, self._kernel = self._kernel, None
+            self._times.append(stamp if stamp is not None else time.monotonic())
+            received(data, component)
+
+        async def timed_recvfrom() -> tuple[bytes, int]:
+            result = await recvfrom()
+            self.current = self._times.popleft() if self._times else None
+            return result  # type: ignore[no-any-return]
+
+        connection.data_received = data_received
+        connection.recvfrom = timed_recvfrom
+        self._connection = connection
+
+    def now(self) -> float:
+        return self.current if self.current is not None else time.monotonic()
+
+    def use_kernel_timestamps(self) -> int:
+        """Read the connection's UDP sockets with recvmsg and kernel timestamps.
+
+        asyncio's datagram transport reads with ``recvfrom`` (no ancillary data), so the
+        socket's reader callback is replaced by one that does what it did (hand the
+        datagram to the protocol) plus keeps the timestamp. Returns how many sockets now
+        do; 0 where the loop or the transport is not the stock selector kind.
+        """
+        loop = asyncio.get_running_loop()
+        if not hasattr(loop, "_add_reader") or not hasattr(loop, "_remove_reader"):
+            return 0
+        done = 0
+        for protocol in list(getattr(self._connection, "_protocols", [])):
+            transport = getattr(protocol, "transport", None)
+            raw = getattr(transport, "_sock", None)
+            if raw is None or raw.type != socket.SOCK_DGRAM or raw.fileno() in self._sockets:
+                continue
+            try:
+                raw.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            except OSError:
+                continue
+            with contextlib.suppress(OSError):
+                # A keyframe at 2.5 Mb/s while this process waits for a core overflowed the
+                # default 208 KiB buffer (kernel RcvbufErrors); capped by net.core.rmem_max.
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+            fd = raw.fileno()
+            loop._remove_reader(fd)
+            loop._add_reader(fd, self._reader(transport, raw, protocol))
+            self._sockets.add(fd)
+            done += 1
+        return done
+
+    def _reader(self, transport: Any, raw: socket.socket, protocol: Any) -> Callable[[], None]:
+        size = getattr(transport, "max_size", 256 * 1024)
+        space = socket.CMSG_SPACE(_TIMESPEC.size)
+
+        def read_ready() -> None:
+            if transport.is_closing():
+                return
+            try:
+                data, ancillary, _flags, addr = raw.recvmsg(size, space)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                protocol.error_received(exc)
+                return
+            stamp = None
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack(value[: _TIMESPEC.size])
+                    # realtime -> monotonic; the offset moves only if the clock is stepped
+                    stamp = sec + nsec / 1e9 - (time.time() - time.monotonic())
+            if stamp is not None:
+                self.kernel_stamps += 1
+            self._kernel = stamp
+            try:
+                protocol.datagram_received(data, addr)
+            finally:
+                self._kernel = None
+
+        return read_ready
+
+
+def arrival_clock(receiver: RTCRtpReceiver) -> Callable[[], float]:
+    """A clock giving the socket arrival time (monotonic s) of the packet being handled.
+
+    Install before the transport connects (e.g. right after ``setRemoteDescription``);
+    with BUNDLE every receiver of a peer connection shares the one clock.
+    """
+    ice = receiver.transport.transport
+    connection = getattr(ice, "_connection", None)
+    if connection is None or not callable(getattr(connection, "recvfrom", None)):
+        raise SeamMissing("RTCIceTransport has no aioice _connection with recvfrom()")
+    clock = getattr(connection, "_takan_arrival_clock", None)
+    if clock is None:
+        clock = _ArrivalClock(connection)
+        connection._takan_arrival_clock = clock
+    return clock.now
+
+
+def use_kernel_timestamps(receiver: RTCRtpReceiver) -> int:
+    """After ICE gathering: stamp arrivals in the kernel (see ``_ArrivalClock``)."""
+    clock = getattr(receiver.transport.transport._connection, "_takan_arrival_clock", None)
+    return clock.use_kernel_timestamps() if clock is not None else 0
+
+
+# ---- subscriber feedback ----------------------------------------------------------------------
+
+FeedbackCallback = Callable[[Optional[int], Optional[float]], None]
+
+
+def on_subscriber_feedback(sender: RTCRtpSender, callback: FeedbackCallback) -> None:
+    """Call ``callback(remb_bps, fraction_lost)`` for the subscriber's reports on ``sender``.
+
+    ``remb_bps``: the subscriber's receive-side estimate (REMB naming our SSRC), else None;
+    ``fraction_lost`` (0..1) from its receiver reports, else None. aiortc itself only hands
+    REMB to an encoder, which the pass-through path does not have.
+    """
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        try:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                if sender._ssrc in ssrcs:
+                    callback(int(bitrate), None)
+            elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+                for report in packet.reports:
+                    if report.ssrc == sender._ssrc:
+                        callback(None, report.fraction_lost / 256)
+        except ValueError:
+            pass  # a malformed REMB: aiortc ignores it too
+        except Exception:
+            logger.exception("subscriber feedback callback failed")
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+def kernel_stamped(receiver: RTCRtpReceiver) -> int:
+    """How many datagrams of the receiver's transport got a kernel arrival timestamp."""
+    clock = getattr(receiver.transport.transport._connection, "_takan_arrival_clock", None)
+    return int(clock.kernel_stamps) if clock is not None else 0

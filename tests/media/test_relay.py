@@ -204,3 +204,197 @@ def test_loopback_candidates_are_owned_and_given_back() -> None:
     second.close()
     second.close()
     assert aioice.ice.get_host_addresses is original
+
+
+def test_server_ice_rides_out_an_eight_second_outage() -> None:
+    from media.ice import OUTAGE_TOLERANCE_S, check_consent_tolerance, consent_tolerance_s
+
+    check_consent_tolerance()
+    assert consent_tolerance_s() >= OUTAGE_TOLERANCE_S > 8
+
+
+def _vp8_packet(seq: int, ts: int, start: bool, key: bool = False, marker: bool = False):
+    from aiortc.rtp import RtpPacket
+
+    p = RtpPacket(sequence_number=seq, timestamp=ts, marker=int(marker))
+    body = bytes([0x00 if key else 0x01, seq & 0xFF]) if start else bytes([0xAA, seq & 0xFF])
+    p.payload = bytes([0x10 if start else 0x00]) + body
+    p._data = body  # type: ignore[attr-defined]  # what vp8_depayload would give
+    return p
+
+
+def test_vp8_frame_start_reads_the_payload_descriptor() -> None:
+    from media.tap import vp8_frame_start
+
+    assert vp8_frame_start(bytes([0x10, 0x00])) == (True, True)
+    assert vp8_frame_start(bytes([0x10, 0x01])) == (True, False)
+    assert vp8_frame_start(bytes([0x00, 0x00])) == (False, False)
+    assert vp8_frame_start(bytes([0x11, 0x00])) == (False, False)  # partition 1
+    # X, I with a 15-bit picture id, then the payload header of a keyframe (Chromium's shape)
+    assert vp8_frame_start(bytes([0x90, 0x80, 0x81, 0x23, 0x9C])) == (True, True)
+    assert vp8_frame_start(b"") == (False, False)
+
+
+def test_a_lost_packet_is_given_up_and_inter_frames_wait_for_a_keyframe(monkeypatch) -> None:
+    from media import tap
+
+    clock = [100.0]
+    monkeypatch.setattr(tap.time, "monotonic", lambda: clock[0])
+    jb = tap._PassThroughJitterBuffer(capacity=128, is_video=True)
+    assert jb.add(_vp8_packet(1, 0, True, key=True, marker=True))[1] is not None
+    # frame 2 loses packet 3 for good; frames 3 and 4 complete behind it
+    jb.add(_vp8_packet(2, 3000, True))
+    for seq, ts in ((4, 6000), (5, 9000)):
+        pli, frame = jb.add(_vp8_packet(seq, ts, True, marker=True))
+        assert frame is None and not pli
+    clock[0] += tap.HOLE_TIMEOUT_S + 0.01
+    pli, frame = jb.add(_vp8_packet(6, 12000, True, marker=True))
+    assert pli and frame is None  # gave up on frame 2, asked for a keyframe, dropped inter frames
+    assert jb.drain() == []
+    assert jb.holes_skipped == 1 and jb.frames_dropped >= 1
+    _, frame = jb.add(_vp8_packet(7, 15000, True, key=True, marker=True))
+    assert frame is not None and frame.timestamp == 15000
+    _, frame = jb.add(_vp8_packet(8, 18000, True, marker=True))
+    assert frame is not None  # inter frames flow again after the keyframe
+
+
+def test_a_keyframe_behind_a_hole_is_released_at_once() -> None:
+    from media import tap
+
+    jb = tap._PassThroughJitterBuffer(capacity=128, is_video=True)
+    jb.add(_vp8_packet(1, 0, True, key=True, marker=True))
+    jb.add(_vp8_packet(2, 3000, True))  # 3 lost
+    jb.add(_vp8_packet(4, 6000, True, key=True))
+    pli, frame = jb.add(_vp8_packet(5, 6000, False, marker=True))
+    assert frame is not None and frame.timestamp == 6000 and not pli
+
+
+def test_a_retransmission_releases_every_frame_queued_behind_it() -> None:
+    from media import tap
+
+    jb = tap._PassThroughJitterBuffer(capacity=128, is_video=True)
+    jb.add(_vp8_packet(1, 0, True, key=True, marker=True))
+    for seq, ts in ((3, 6000), (4, 9000), (5, 12000)):
+        jb.add(_vp8_packet(seq, ts, True, marker=True))  # 2 (frame at 3000) is late
+    _, frame = jb.add(_vp8_packet(2, 3000, True, marker=True))
+    assert frame is not None and frame.timestamp == 3000
+    assert [f.timestamp for f in jb.drain()] == [6000, 9000, 12000]
+
+
+class _Source:
+    kind = "video"
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    def request_keyframe(self) -> None:
+        self.requests += 1
+
+
+def _frame(size: int, key: bool = False):
+    import av
+
+    from media.tap import VIDEO_TIME_BASE
+
+    p = av.Packet(bytes(size))
+    p.pts = 0
+    p.time_base = VIDEO_TIME_BASE
+    p.is_keyframe = key
+    return p
+
+
+def test_a_subscribers_keyframe_requests_are_paced(monkeypatch) -> None:
+    from media import relay
+
+    clock = [10.0]
+    monkeypatch.setattr(relay.time, "monotonic", lambda: clock[0])
+    track = relay.ForwardedTrack("video", "i<-a")
+    source = _Source()
+    track.attach(source)
+    before = source.requests
+    for _ in range(10):
+        track.request_keyframe()
+        clock[0] += 0.1
+    assert source.requests - before == 1 and track.keyframe_requests_paced == 9
+    clock[0] += relay.SUBSCRIBER_KEYFRAME_INTERVAL_S
+    track.request_keyframe()
+    assert source.requests - before == 2
+
+
+async def test_a_link_that_cannot_carry_video_gets_audio_only_then_a_retry(monkeypatch) -> None:
+    from media import relay
+
+    clock = [10.0]
+    monkeypatch.setattr(relay.time, "monotonic", lambda: clock[0])
+    track = relay.ForwardedTrack("video", "i<-a")
+    track.attach(_Source())
+    track.write(_frame(5000, key=True))
+
+    async def one_second() -> None:  # 20 fps of 2500-byte frames: 400 kb/s forwarded
+        for _ in range(20):
+            track.write(_frame(2500))
+            while not track._queue.empty():
+                await track.recv()
+            clock[0] += 0.05
+
+    await one_second()
+    await one_second()
+    assert 300_000 < track.forwarded_bps() < 500_000
+    track.link_report(1_000_000, 0.0)
+    assert not track.video_paused
+    for _ in range(5):  # a low estimate without loss is our own send jitter: keep video
+        track.link_report(100_000, 0.0)
+        await one_second()
+    assert not track.video_paused
+    for _ in range(4):  # the estimate stays at 100 kb/s for over LINK_WEAK_S
+        track.link_report(100_000, 0.2)
+        await one_second()
+    track.link_report(100_000, 0.2)
+    assert track.video_paused and track.pauses == 1
+    track.write(_frame(2500, key=True))
+    assert track._queue.empty()  # paused: nothing queued
+    clock[0] += relay.VIDEO_RETRY_S + 0.1
+    track.write(_frame(2500))  # retry: waits for a keyframe again
+    assert track._queue.empty() and not track.video_paused
+    track.write(_frame(4000, key=True))
+    assert track._queue.qsize() == 1
+    # audio tracks ignore the link estimate
+    audio = relay.ForwardedTrack("audio", "i<-a")
+    audio.link_report(1000, 0.5)
+    assert not audio.video_paused
+
+
+async def test_missing_packets_are_nacked_again_until_repaired(monkeypatch) -> None:
+    from media import relay, tap
+
+    missing = {100, 101}
+    sent: list[list[int]] = []
+
+    async def send_nack(receiver, seqs):
+        sent.append(sorted(seqs))
+        missing.discard(100)  # the first retry repaired 100
+        return True
+
+    monkeypatch.setattr(relay, "NACK_RETRY_S", 0.01)
+    monkeypatch.setattr(tap, "missing_packets", lambda receiver: set(missing))
+    monkeypatch.setattr(tap, "send_nack", send_nack)
+    up = relay.UpTrack("video", receiver=None, owner="a")  # type: ignore[arg-type]
+    up._spawn(up._renack())
+    await asyncio.sleep(0.3)
+    await up.close()
+    assert sent and sent[0] == [100, 101]
+    assert all(seqs == [101] for seqs in sent[1:])
+    assert sum(s.count(101) for s in sent) == relay.NACK_RETRIES - 1  # aiortc sent the first
+
+
+async def test_state_reports_can_be_re_pointed() -> None:
+    room = MediaRoom("r5")
+    peer = ServerPeer("x", "inspector", room, RTCPeerConnection, True, "applicant")
+    seen: list[str] = []
+
+    async def report(state: str) -> None:
+        seen.append(state)
+
+    peer.set_on_state(report)
+    assert peer._on_state is report and not peer.video_paused
+    await peer.close()

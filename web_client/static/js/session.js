@@ -23,7 +23,21 @@ import { PROTOCOL } from "./protocol.js";
 
 const ACK_TIMEOUT_MS = 10000;
 const OFFER_TIMEOUT_MS = 30000; // the server gathers its ICE candidates before answering
-const DISCONNECTED_GRACE_MS = 3000;
+// ICE that went `disconnected` (no packets for ~2.5 s: a tunnel, a lift, a weak cell) usually
+// recovers by itself once packets flow again, keeping the server's relay state and the
+// encoder's estimate; aiortc has no ICE restart, so a rebuild costs a new offer over Socket.IO.
+// The pc is rebuilt only on `failed`, when the server reports its peer failed, or after this
+// long still disconnected (Chromium takes ~30 s to declare `failed`).
+const DISCONNECTED_REBUILD_MS = 15000;
+// While media is down, a Socket.IO ack slower than this, while the server answers HTTP, means
+// the socket is half-open (a dead TCP path that Engine.IO's ping would take up to 45 s to
+// notice): drop it and reconnect.
+const SOCKET_PROBE_MS = 2500;
+const SOCKET_DEAD_AFTER_MS = 3000;
+// Reconnection (bench/field_media.py, address change): the defaults (1 s doubling to 5 s,
+// +-50 %) wait up to 5 s per attempt after the path is back, and a connect attempt that
+// went out during the outage hangs for its 20 s timeout; these retry within 2 s.
+const SOCKET_OPTIONS = { reconnectionDelay: 250, reconnectionDelayMax: 2000, randomizationFactor: 0.3, timeout: 5000 };
 /** Trickle ICE alone stays within the server's events-per-second limit (20 ms at 50/s). */
 const ICE_SEND_GAP_MS = 1000 / PROTOCOL.limits.events_per_second;
 const FREEZE_CHECK_MS = 2000;
@@ -127,6 +141,7 @@ export class Session extends EventTarget {
     this.recoverAttempts = 0;
     this.recoverTimer = null;
     this.disconnectedTimer = null;
+    this.probing = false;
     this.freezeTimer = null;
     this.freeze = { frames: 0, ticks: 0, lastRequest: 0 };
 
@@ -150,7 +165,7 @@ export class Session extends EventTarget {
       return;
     }
     this.state.socket = "connecting";
-    const socket = io({ auth: { token: this.token, lang: this.lang } });
+    const socket = io({ auth: { token: this.token, lang: this.lang }, ...SOCKET_OPTIONS });
     this.socket = socket;
     socket.onAny((name, payload) => this.#record(name, payload));
     // onAny runs before the handlers below: the microtask lets them apply their state first.
@@ -165,6 +180,9 @@ export class Session extends EventTarget {
     socket.on("status", (p) => this.#onStatus(p));
     socket.on("peer", (p) => {
       this.state.peer = p?.state ?? "new";
+      // The server's end failed (ICE consent expired): this pc cannot recover. A "closed" is the
+      // old peer replaced by our own new offer, or the socket's end: nothing to do for it.
+      if (this.state.peer === "failed" && this.pc && this.answeredGen === this.peerGen) this.#recover("server peer failed");
       this.#emit("change");
     });
     socket.on("kicked", () => this.#finish("kicked"));
@@ -278,6 +296,12 @@ export class Session extends EventTarget {
     this.#emit("joined");
     this.#emit("change");
     if (this.final) return;
+    if (ack.peer_kept && this.pc && this.answeredGen === this.peerGen && this.pc.connectionState !== "failed") {
+      // The server kept our media peer while the socket was away: the pc carries on.
+      console.info("takan: media peer kept across the reconnection");
+      this.#sendMediaFlags();
+      return;
+    }
     await this.#startMedia();
   }
 
@@ -550,13 +574,53 @@ export class Session extends EventTarget {
     if (state === "connected") {
       this.recoverAttempts = 0;
     } else if (state === "disconnected") {
+      this.#probeSocket();
       this.disconnectedTimer = setTimeout(() => {
         if (gen === this.peerGen && this.pc?.connectionState === "disconnected") this.#recover("disconnected");
-      }, DISCONNECTED_GRACE_MS);
+      }, DISCONNECTED_REBUILD_MS);
     } else if (state === "failed") {
       this.#recover("failed");
     }
     this.#emit("change");
+  }
+
+  /**
+   * Media stopped: is the signalling socket still alive? A keyframe request is harmless and
+   * acknowledged (and wanted once media flows again). Without an ack in SOCKET_PROBE_MS, a
+   * plain HTTP request to the server tells the two cases apart: it fails while the whole
+   * network is down (an outage: keep the socket, whose TCP connection survives it, and ask
+   * again), and succeeds when only the old path is dead (the phone changed networks: drop
+   * the socket so that Socket.IO reconnects at once and the page joins again).
+   */
+  async #probeSocket() {
+    if (this.probing) return;
+    this.probing = true;
+    let reachableSince = null;
+    try {
+      while (!this.final && this.pc && this.pc.connectionState !== "connected") {
+        const socket = this.socket;
+        if (!socket?.connected) return; // reconnecting already
+        const acked = await new Promise((resolve) => socket.timeout(SOCKET_PROBE_MS).emit("keyframe", {}, (err) => resolve(!err)));
+        if (acked || socket !== this.socket) return;
+        if (await serverReachable(SOCKET_PROBE_MS)) {
+          // Right after an outage ICE recovers in about a second while TCP may still be
+          // backing off: give the pc that long before calling the socket dead.
+          reachableSince ??= Date.now();
+          if (Date.now() - reachableSince >= SOCKET_DEAD_AFTER_MS && this.pc?.connectionState !== "connected") {
+            if (socket.connected && !this.final) {
+              console.info("takan: signalling socket unresponsive while the server answers; reconnecting");
+              socket.io.engine?.close();
+            }
+            return;
+          }
+        } else {
+          reachableSince = null; // the network is down: the socket may well survive it
+        }
+        await sleep(1000);
+      }
+    } finally {
+      this.probing = false;
+    }
   }
 
   /** Build a new pc with a new offer (the server replaces the old one); backs off on repeats. */
@@ -661,6 +725,20 @@ export class Session extends EventTarget {
 
   #emit(name, detail = null) {
     this.dispatchEvent(new CustomEvent(name, { detail }));
+  }
+}
+
+/** Does the server answer a plain HTTP request (this module's own URL) within `ms`? */
+async function serverReachable(ms) {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), ms);
+  try {
+    await fetch(import.meta.url, { method: "HEAD", cache: "no-store", signal: abort.signal });
+    return true; // any answer, even an error status, means the path to the server works
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -1,0 +1,190 @@
+"""Transport-wide congestion control between real aiortc peers, checked packet by packet.
+
+aiortc's own sender neither offers transport-cc nor numbers its packets, so the test's
+publisher plays libwebrtc: its offer gets the extension and ``rtcp-fb transport-cc`` the
+way Chromium writes them, and every RTP packet it sends gets a transport-wide sequence
+number (some are then dropped on purpose). The server must answer with both, and report
+every packet back in RTPFB FMT=15 feedback about every 50 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import time
+
+from aiortc import RTCPeerConnection
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket, is_rtcp
+
+from media import tap, twcc
+from media.peer import ServerPeer
+from media.relay import MediaRoom
+from testkit.media import ClientPeer, PacketVideoTrack, encode_vp8, wait_for
+
+TWCC_ID = 5
+
+
+def chromium_style_offer(sdp: str) -> str:
+    """Add the extension (id 5, every section) and transport-cc feedback to VP8."""
+    out = []
+    for line in sdp.split("\r\n"):
+        out.append(line)
+        if line.startswith("a=extmap:1 "):
+            out.append(f"a=extmap:{TWCC_ID} {twcc.URI}")
+        match = re.match(r"a=rtcp-fb:(\d+) goog-remb", line)
+        if match:
+            out.append(f"a=rtcp-fb:{match.group(1)} transport-cc")
+    return "\r\n".join(out)
+
+
+class LibwebrtcLikeSender:
+    """Numbers the client's outgoing RTP, drops every ``drop_every``-th, records RTCP in."""
+
+    def __init__(self, client: ClientPeer, drop_every: int = 10) -> None:
+        transport = client.pc.getTransceivers()[0].sender.transport
+        self._send = transport._send_rtp
+        self._handle = transport._handle_rtcp_data
+        self._map = HeaderExtensionsMap()
+        self._map.configure(
+            RTCRtpParameters(headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+                RTCRtpHeaderExtensionParameters(id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+                RTCRtpHeaderExtensionParameters(id=TWCC_ID, uri=twcc.URI),
+            ])
+        )
+        self._seq = itertools.count()
+        self.drop_every = drop_every
+        self.sent: list[int] = []
+        self.dropped: set[int] = set()
+        self.feedback: list[tuple[float, twcc.Feedback]] = []
+        self.remb = 0
+        transport._send_rtp = self.send_rtp
+        transport._handle_rtcp_data = self.handle_rtcp
+
+    async def send_rtp(self, data: bytes) -> None:
+        if not is_rtcp(data):
+            packet = RtpPacket.parse(data, self._map)
+            seq = next(self._seq) & 0xFFFF
+            packet.extensions.transport_sequence_number = seq
+            data = packet.serialize(self._map)
+            if self.drop_every and seq % self.drop_every == self.drop_every - 1:
+                self.dropped.add(seq)
+                return
+            self.sent.append(seq)
+        await self._send(data)
+
+    async def handle_rtcp(self, data: bytes) -> None:
+        pos = 0
+        while pos + 4 <= len(data):
+            length = (int.from_bytes(data[pos + 2 : pos + 4], "big") + 1) * 4
+            chunk = data[pos : pos + length]
+            if chunk[1] == twcc.RTCP_RTPFB and chunk[0] & 0x1F == twcc.FMT_TRANSPORT_CC:
+                self.feedback.append((time.monotonic(), twcc.parse_feedback(chunk)))
+            elif chunk[1] == 206 and chunk[0] & 0x1F == 15:
+                self.remb += 1
+            pos += length
+        await self._handle(data)
+
+
+async def test_transport_cc_negotiated_and_every_packet_reported() -> None:
+    room = MediaRoom("twcc")
+    client = ClientPeer(video=PacketVideoTrack(encode_vp8(320, 240, frames=20)), receive=False)
+    server = ServerPeer("a", "applicant", room, RTCPeerConnection, publishes=True, source_role=None)
+    try:
+        answer = await server.answer(chromium_style_offer(await client.offer()))
+        assert f"a=extmap:{TWCC_ID} {twcc.URI}" in answer
+        vp8_pt = re.search(r"a=rtpmap:(\d+) VP8/90000", answer).group(1)  # type: ignore[union-attr]
+        assert f"a=rtcp-fb:{vp8_pt} transport-cc" in answer
+        assert f"a=rtcp-fb:{vp8_pt} goog-remb" in answer  # the fallback stays negotiated
+        assert server.transport_feedback is not None
+
+        lab = LibwebrtcLikeSender(client)
+        await client.accept(answer)
+        assert await wait_for(lambda: len(lab.sent) >= 100, timeout=30)
+        await asyncio.sleep(0.3)
+
+        reported: dict[int, int] = {}
+        lost: set[int] = set()
+        for _, fb in lab.feedback:
+            assert fb.media_ssrc == client.pc.getTransceivers()[0].sender._ssrc
+            reported.update(fb.arrivals_us)
+            lost |= {(fb.base_seq + i) & 0xFFFF for i, s in enumerate(fb.statuses) if s == twcc.NOT_RECEIVED}
+        first = min(lab.sent)
+        sent = {s for s in lab.sent if s >= first}
+        dropped = {s for s in lab.dropped if first < s < max(reported)}
+        assert sent - set(reported) <= {s for s in sent if s > max(reported)}, "a received packet went unreported"
+        assert dropped <= lost, f"dropped {sorted(dropped - lost)[:5]} not reported lost"
+        assert not (set(reported) & lab.dropped)
+        # about every 50 ms, with counts that increase by one
+        times = [t for t, _ in lab.feedback]
+        gaps = sorted(b - a for a, b in zip(times, times[1:]))
+        assert 0.03 <= gaps[len(gaps) // 2] <= 0.1, gaps[len(gaps) // 2]
+        counts = [fb.feedback_count for _, fb in lab.feedback]
+        assert counts == [i & 0xFF for i in range(counts[0], counts[0] + len(counts))]
+        # arrival deltas are plausible: 20 fps frames spread over the test's duration
+        span_us = max(reported.values()) - min(reported.values())
+        assert 0.5e6 < span_us < 60e6
+        # packets with transport-wide numbers are not fed to the REMB estimator
+        assert lab.remb == 0
+        # arrivals were stamped by the kernel (SO_TIMESTAMPNS), not by our event loop
+        assert tap.kernel_stamped(server._pc.getTransceivers()[0].receiver) >= len(reported)  # type: ignore[union-attr]
+    finally:
+        await server.close()
+        await client.close()
+        await room.close()
+
+
+async def test_offer_without_transport_cc_keeps_remb_only() -> None:
+    room = MediaRoom("remb")
+    client = ClientPeer(video=PacketVideoTrack(encode_vp8(320, 240, frames=20)), receive=False)
+    server = ServerPeer("a", "applicant", room, RTCPeerConnection, publishes=True, source_role=None)
+    try:
+        answer = await server.answer(await client.offer())
+        assert twcc.URI not in answer and "transport-cc" not in answer
+        assert "goog-remb" in answer
+        assert server.transport_feedback is None
+    finally:
+        await server.close()
+        await client.close()
+        await room.close()
+
+
+async def test_a_subscribers_nack_is_answered_with_rtx_on_the_pass_through_path() -> None:
+    """aiortc's sender keeps a history of what the relay forwarded and retransmits on RTX."""
+    from aiortc.rtp import RtcpRtpfbPacket, RTCP_RTPFB_NACK
+
+    room = MediaRoom("nack")
+    applicant = ClientPeer(video=PacketVideoTrack(encode_vp8(320, 240, frames=20)), receive=False)
+    inspector = ClientPeer()
+    pub = ServerPeer("a", "applicant", room, RTCPeerConnection, publishes=True, source_role=None)
+    sub = ServerPeer("i", "inspector", room, RTCPeerConnection, publishes=False, source_role="applicant")
+    try:
+        await applicant.accept(await pub.answer(await applicant.offer()))
+        answer = await sub.answer(await inspector.offer())
+        rtx_pt = int(re.search(r"a=rtpmap:(\d+) rtx/90000", answer).group(1))  # type: ignore[union-attr]
+        await inspector.accept(answer)
+        transport = inspector.pc.getTransceivers()[0].receiver.transport
+        seen: list[RtpPacket] = []
+        handle = transport._handle_rtp_data
+
+        async def record(data: bytes, arrival_time_ms: int) -> None:
+            seen.append(RtpPacket.parse(data))
+            await handle(data, arrival_time_ms)
+
+        transport._handle_rtp_data = record
+        assert await wait_for(lambda: inspector.video_sink.frames >= 10, timeout=30)
+        media = [p for p in seen if p.payload_type != rtx_pt and p.ssrc == seen[-1].ssrc]
+        wanted = media[-3].sequence_number
+        video_rx = next(t.receiver for t in inspector.pc.getTransceivers() if t.kind == "video")
+        nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1234, media_ssrc=media[-1].ssrc)
+        nack.lost = [wanted]
+        await video_rx._send_rtcp(nack)
+        assert await wait_for(lambda: any(p.payload_type == rtx_pt for p in seen), timeout=5)
+        rtx = next(p for p in seen if p.payload_type == rtx_pt)
+        assert int.from_bytes(rtx.payload[:2], "big") == wanted  # RFC 4588: original sequence number
+    finally:
+        for closable in (pub, sub, applicant, inspector):
+            await closable.close()
+        await room.close()
