@@ -34,6 +34,7 @@ from .audience import Audience
 from .geo import distance_m
 from .images import checked_image
 from .otp import OneTimeCodes
+from .quality import QualityWatch
 from .quotas import Usage
 from .recovery import Recovery
 from .rooms import SINGLE_HOLDER_ROLES, Participant, Room, Rooms
@@ -125,6 +126,7 @@ class SessionService:
         self.reconnect_grace_s = reconnect_grace_s
         # (inspection, role, device) -> a participant whose connection dropped, for a while
         self._away: dict[tuple[str, str, str], _Away] = {}
+        self.quality = QualityWatch(lambda: self.rooms, self._log, lambda *told: self.audience.to_room(*told))
 
     # -- connections ----------------------------------------------------------------------
 
@@ -661,8 +663,13 @@ class SessionService:
             except Exception:
                 logger.exception("inspection %s: a finish listener failed", inspection_id)
 
+    def start(self) -> None:
+        """Start watching the rooms' links (audio first); idempotent."""
+        self.quality.start()
+
     async def close(self) -> None:
         """Close every room this node serves (idempotent)."""
+        await self.quality.close()
         for away in self._away.values():
             away.task.cancel()
         await asyncio.gather(*(away.task for away in self._away.values()), return_exceptions=True)

@@ -45,6 +45,7 @@ EVENT_ROLES: dict[str, frozenset[str]] = {
     "keyframe": _ALL,
     "media": _PUBLISHERS,
     "stats": _ALL,
+    "ping": _ALL,
     "chat": _PUBLISHERS,
     "signature": _PUBLISHERS,
     "location": frozenset({"applicant"}),
@@ -157,6 +158,11 @@ class SessionNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python
     async def on_keyframe(self, sid: str, payload: Any) -> dict[str, Any]:
         messages.parse_empty("keyframe", payload)
         return await self.session.keyframe(sid)
+
+    async def on_ping(self, sid: str, payload: Any) -> dict[str, Any]:
+        """Is this connection alive end to end? (the page's probe while its media is down)"""
+        messages.parse_empty("ping", payload)
+        return {"ok": True}
 
     async def on_stats(self, sid: str, payload: Any) -> dict[str, Any]:
         return await self.session.stats(sid, messages.parse_stats(payload))

@@ -9,6 +9,7 @@ import { Session, tokenFromUrl, exposeForTests } from "./session.js";
 import { Overlay, bindOverlay } from "./overlay.js";
 import { connText, elapsedText, remoteNotice, renderParticipants, toneOf } from "./presence.js";
 import { playWithSound } from "./playback.js";
+import { watchQuality } from "./quality.js";
 import { Checklist } from "./checklist.js";
 import { ChatPanel } from "./chat.js";
 import { SignatureSheet } from "./signature.js";
@@ -19,6 +20,7 @@ import { PROTOCOL } from "./protocol.js";
 const $ = (id) => document.getElementById(id);
 
 const session = new Session({ token: tokenFromUrl(), lang: lang() });
+watchQuality(session); // audio first: says so when a link cannot carry video
 exposeForTests(session);
 const overlay = new Overlay($("overlay"));
 bindOverlay(overlay, session, { allowWithout: true });

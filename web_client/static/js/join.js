@@ -10,6 +10,7 @@ import { Session, tokenFromUrl, exposeForTests } from "./session.js";
 import { Overlay, bindOverlay } from "./overlay.js";
 import { elapsedText, remoteNotice, statusLine } from "./presence.js";
 import { playWithSound } from "./playback.js";
+import { watchQuality } from "./quality.js";
 import { ChatPanel } from "./chat.js";
 import { SignatureSheet } from "./signature.js";
 import { TimerWatch, renderBanner } from "./timer.js";
@@ -20,6 +21,7 @@ import { distance } from "./format.js";
 const $ = (id) => document.getElementById(id);
 
 const session = new Session({ token: tokenFromUrl(), lang: lang() });
+watchQuality(session); // audio first: says so when a link cannot carry video
 exposeForTests(session);
 const overlay = new Overlay($("overlay"));
 // The applicant's camera is the point of the inspection: no "continue without camera".

@@ -600,7 +600,7 @@ export class Session extends EventTarget {
       while (!this.final && this.pc && this.pc.connectionState !== "connected") {
         const socket = this.socket;
         if (!socket?.connected) return; // reconnecting already
-        const acked = await new Promise((resolve) => socket.timeout(SOCKET_PROBE_MS).emit("keyframe", {}, (err) => resolve(!err)));
+        const acked = await new Promise((resolve) => socket.timeout(SOCKET_PROBE_MS).emit("ping", {}, (err) => resolve(!err)));
         if (acked || socket !== this.socket) return;
         if (await serverReachable(SOCKET_PROBE_MS)) {
           // Right after an outage ICE recovers in about a second while TCP may still be
