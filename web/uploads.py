@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Optional, TypeVar
 
 from aiohttp import BodyPartReader, web
 
-from approval.inspections import InspectionBook
+from approval.inspections import InspectionBook, now_utc, rfc3339
 from errors import BadRequest, Forbidden, TooLarge, Unauthorized, UnsupportedMediaType
 from session.commands import Photo
 from session.service import SessionService
@@ -88,7 +88,7 @@ class PhotoUploads:
                     if len(chunks) > MAX_PHOTO_BYTES:
                         raise TooLarge(f"a photo may be at most {MAX_PHOTO_BYTES // (1024 * 1024)} MB")
                 data = bytes(chunks)
-            elif name in ("checkpoint", "taken_at", "lat", "lon", "accuracy_m"):
+            elif name in ("checkpoint", "taken_at", "lat", "lon", "accuracy_m", "held"):
                 value = await _within_pause(part.text())
                 if len(value) > 200:
                     raise BadRequest(f"field {name!r} is too long")
@@ -97,7 +97,10 @@ class PhotoUploads:
                 raise BadRequest(f"unknown form field {name[:40]!r}")
         if not data:
             raise BadRequest("the 'file' part is missing or empty")
-        details: dict[str, Any] = {"size_original": len(data)}
+        # taken_at is the device's capture time; received_at is when the whole file got here
+        details: dict[str, Any] = {"size_original": len(data), "received_at": rfc3339(now_utc())}
+        if fields.get("held") == "1":
+            details["held_on_device"] = True  # it waited on the phone while the network was down
         taken_at = fields.get("taken_at")
         if taken_at:
             try:

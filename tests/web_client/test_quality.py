@@ -32,3 +32,37 @@ async def test_both_pages_say_when_the_call_is_on_audio(tmp_path) -> None:
             await until(inspector, "document.getElementById('quality-notice').textContent.includes('视频已恢复')")
             await until(applicant, "document.getElementById('quality-notice').dataset.tone === 'ok'")
             assert inspector.js_errors == [] and applicant.js_errors == []
+
+
+@browser_test
+async def test_a_photo_taken_offline_is_kept_and_sent_when_the_network_is_back(tmp_path) -> None:
+    from evidence.verify import verify_inspection
+    from tests.web_client.test_session_ui import jpeg
+
+    async with running_server(tmp_path / "data", ice_loopback="true") as server, aiohttp.ClientSession() as http:
+        created = await create_inspection(server, http)
+        async with browser() as b:
+            inspector = await open_page(b, created["inspector_url"])
+            applicant = await phone(b, created["applicant_url"])
+            await until(inspector, JOINED)
+            await until(applicant, JOINED)
+            await applicant.context.set_offline(True)
+            await applicant.set_input_files("#photo-input", str(jpeg(tmp_path / "offline.jpg")))
+            await until(applicant, "document.getElementById('notice').textContent.includes('已保存在手机上')")
+            held = await applicant.evaluate("""async () => {
+                const { waiting } = await import('/static/js/photo_queue.js');
+                return (await waiting(window.takan.session.token)).length; }""")
+            assert held == 1
+            events = await server.services.journal.events(created["id"])
+            assert not any(e["type"] == "photo.uploaded" for e in events)
+            await applicant.context.set_offline(False)
+            await until(applicant, "document.getElementById('notice').textContent.includes('已补传')", 40)
+            events = await server.services.journal.events(created["id"])
+            uploaded = [e for e in events if e["type"] == "photo.uploaded"]
+            assert len(uploaded) == 1, uploaded
+            data = uploaded[0]["data"]
+            assert data["held_on_device"] is True and data["taken_at"] and data["received_at"]
+            assert data["taken_at"] < data["received_at"]
+            await server.services.sessions.end_inspection(created["id"], actor="inspector")
+            report = await verify_inspection(server.services.store, created["id"])
+            assert report.ok, report.problems

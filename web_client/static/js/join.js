@@ -16,6 +16,7 @@ import { SignatureSheet } from "./signature.js";
 import { TimerWatch, renderBanner } from "./timer.js";
 import { LocationShare } from "./geo.js";
 import { uploadPhoto } from "./photo_upload.js";
+import { hold, release, waiting } from "./photo_queue.js";
 import { distance } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
@@ -213,7 +214,10 @@ function showToast(text, tone = "warn") {
 
 // ---- photos --------------------------------------------------------------------------------
 
-async function sendPhoto(file, checkpoint) {
+/** A network failure (not a refusal): the photo waits on the phone and goes when the link is back. */
+const OFFLINE_CODES = new Set(["network", "http_502", "http_503", "http_504"]);
+
+async function sendPhoto(file, checkpoint, takenAt = new Date(file.lastModified || Date.now()).toISOString()) {
   photo.file = file;
   photo.fileCheckpoint = checkpoint;
   photo.state = "uploading";
@@ -224,11 +228,20 @@ async function sendPhoto(file, checkpoint) {
     file,
     checkpoint,
     fix: geo.recent(),
+    takenAt,
     onprogress: (f) => {
       photo.progress = f;
       renderTask(true);
     },
   });
+  if (!result.ok && OFFLINE_CODES.has(result.code)) {
+    await hold({ token: session.token, file, checkpoint, takenAt, fix: geo.recent() });
+    photo.state = "idle";
+    photo.file = null;
+    showNotice("photo.held");
+    render();
+    return;
+  }
   if (result.ok) {
     photo.state = "done";
     photo.doneCheckpoint = checkpoint;
@@ -566,3 +579,36 @@ $("pip").addEventListener("click", () => $("pip").classList.toggle("pip-large"))
 setInterval(renderElapsed, 1000);
 render();
 session.start();
+
+// ---- photos kept on the phone while the network was down ---------------------------------
+
+let flushing = false;
+async function flushHeld() {
+  if (flushing || !navigator.onLine) return;
+  flushing = true;
+  try {
+    for (const entry of await waiting(session.token)) {
+      const result = await uploadPhoto({ token: entry.token, file: entry.file, checkpoint: entry.checkpoint,
+                                         fix: entry.fix, takenAt: entry.takenAt, held: true });
+      if (result.ok) {
+        await release(entry.id);
+        showNotice("photo.heldSent", {}, "ok");
+      } else if (!OFFLINE_CODES.has(result.code)) {
+        await release(entry.id); // refused for good (e.g. the inspection ended): say so
+        photo.state = "failed";
+        photo.code = result.code;
+        photo.message = result.message;
+        render();
+      } else {
+        break; // still offline
+      }
+    }
+  } catch (err) {
+    console.warn("takan: held photos", err);
+  } finally {
+    flushing = false;
+  }
+}
+addEventListener("online", flushHeld);
+session.addEventListener("joined", flushHeld);
+setInterval(flushHeld, 10000);

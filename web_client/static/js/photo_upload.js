@@ -1,6 +1,6 @@
 // The applicant's own photo, full resolution from the phone's camera app, uploaded over HTTP:
 // POST /api/v1/session/photos, multipart/form-data (file, checkpoint, taken_at, lat, lon,
-// accuracy_m), authorised by the link token in X-Takan-Token (docs/protocol.md).
+// accuracy_m, held), authorised by the link token in X-Takan-Token (docs/protocol.md).
 
 import { PROTOCOL } from "./protocol.js";
 
@@ -11,7 +11,7 @@ const TIMEOUT_MS = 5 * 60000; // a large photo over a slow mobile uplink
  * Resolves to {ok: true, body} (201) or {ok: false, code, message, status}; never rejects.
  * `onprogress(fraction)` follows the upload.
  */
-export function uploadPhoto({ token, file, checkpoint, fix, onprogress }) {
+export function uploadPhoto({ token, file, checkpoint, fix, onprogress, takenAt, held = false }) {
   return new Promise((resolve) => {
     if (file.size > MAX_PHOTO_BYTES) {
       resolve({ ok: false, code: "too_large", message: `photo over ${Math.round(MAX_PHOTO_BYTES / (1024 * 1024))} MB`, status: 0 });
@@ -19,7 +19,9 @@ export function uploadPhoto({ token, file, checkpoint, fix, onprogress }) {
     }
     const form = new FormData();
     form.append("checkpoint", checkpoint);
-    form.append("taken_at", new Date().toISOString());
+    // the device's capture time: the camera app's file time, else now
+    form.append("taken_at", takenAt || new Date(file.lastModified || Date.now()).toISOString());
+    if (held) form.append("held", "1"); // it waited on the phone for the network
     if (fix) {
       form.append("lat", String(fix.lat));
       form.append("lon", String(fix.lon));
