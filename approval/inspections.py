@@ -30,14 +30,17 @@ SENSITIVE_APPLICANT_FIELDS = ("id_number", "contact_phone")
 OPEN_STATUSES = ("scheduled", "live", "interrupted")
 # Status changes the record allows; anything else is a 409.
 TRANSITIONS = {
-    "scheduled": ("live", "cancelled", "ended"),
+    "scheduled": ("live", "cancelled", "ended", "expired"),
     "live": ("ended", "cancelled", "interrupted"),
     "interrupted": ("live", "ended", "cancelled"),
     "ended": ("judged",),
     "judged": ("reviewed",),
     "reviewed": (),
     "cancelled": (),
+    "expired": (),
 }
+#: Why an inspection is over (the record's ``end_reason``, CONTRACT.md "Additions (2026-12)").
+END_REASONS = ("ended", "abandoned", "cancelled")
 
 
 def now_utc() -> datetime.datetime:
@@ -81,6 +84,10 @@ class Inspection:
     manifest: Optional[dict[str, Any]] = None
     template_version: Optional[str] = None
     inspector_user_id: Optional[str] = None
+    #: The assigned inspector's real name, kept with the id so records and webhooks name them.
+    inspector_name: Optional[str] = None
+    #: ended | abandoned | cancelled once over (None while open, and for expired).
+    end_reason: Optional[str] = None
 
     @property
     def is_open(self) -> bool:
@@ -120,6 +127,8 @@ class Inspection:
             "applicant_name": self.applicant.get("name"),
             "site_address": self.site.get("address"),
             "status": self.status,
+            "end_reason": self.end_reason,
+            "inspector": None if self.inspector_user_id is None else {"user_id": self.inspector_user_id, "name": self.inspector_name},
             "scheduled_at": self.scheduled_at,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
@@ -191,7 +200,12 @@ class InspectionBook:
         return next((r for r in self._records.values() if r.case_no == case_no and r.is_open), None)
 
     async def create(
-        self, new: NewInspection, api_key_id: str, link_ttl: datetime.timedelta, inspector_user_id: Optional[str] = None
+        self,
+        new: NewInspection,
+        api_key_id: str,
+        link_ttl: datetime.timedelta,
+        inspector_user_id: Optional[str] = None,
+        inspector_name: Optional[str] = None,
     ) -> Inspection:
         checkpoints = new.checkpoints
         template = self._templates.find(new.item_code)
@@ -229,6 +243,7 @@ class InspectionBook:
                 api_key_id=api_key_id,
                 template_version=template.version if template else None,
                 inspector_user_id=inspector_user_id,
+                inspector_name=inspector_name,
             )
             await self._save(record)
             self._records[record.id] = record
@@ -244,6 +259,16 @@ class InspectionBook:
             record.status = status
             for name, value in changes.items():
                 setattr(record, name, value)
+            await self._save(record)
+            return record
+
+    async def assign(self, inspection_id: str, user_id: str, name: str) -> Inspection:
+        """Name ``user_id`` the inspector of an inspection that is not over (409 otherwise)."""
+        async with self._lock:
+            record = self.get(inspection_id)
+            if not record.is_open:
+                raise Conflict(f"inspection {inspection_id} is {record.status}; an inspection that is over cannot be reassigned")
+            record.inspector_user_id, record.inspector_name = user_id, name
             await self._save(record)
             return record
 

@@ -241,7 +241,7 @@ def build_app(config: Config) -> web.Application:
     calendar_api = CalendarApi(calendar)
     for routes in (
         InspectionApi(book, keys, idempotency, signer, sessions, config.base_url,
-                      datetime.timedelta(hours=config.link_ttl_hours), config.webhook_allowed_hosts).routes(),
+                      datetime.timedelta(hours=config.link_ttl_hours), config.webhook_allowed_hosts, accounts).routes(),
         ApprovalApi(book, decisions, ledger, publicity, evaluations, warning_lists, access, signer).routes(),
         EvidenceApi(book, keys, store, signing, access, journal).routes(),
         PhotoUploads(book, signer, sessions).routes(),

@@ -16,9 +16,10 @@ from aiohttp import web
 from approval.apikeys import ApiKeys
 from approval.idempotency import IdempotencyKeys
 from approval.inspections import Inspection, InspectionBook, parse_rfc3339
-from approval.requests import parse_cancel, parse_new_inspection
-from errors import Conflict, NotFound, ValidationFailed
-from identity.permissions import Principal
+from approval.requests import parse_assign, parse_cancel, parse_new_inspection
+from errors import Conflict, Forbidden, NotFound, ValidationFailed
+from identity.accounts import Account, Accounts
+from identity.permissions import ASSIGN, ENTRY, Principal
 from privacy.masking import mask_id_number, mask_phone
 from session.service import SessionService
 from session.tokens import TokenSigner
@@ -46,8 +47,10 @@ class InspectionApi:
         base_url: str,
         link_ttl: datetime.timedelta,
         webhook_allowed_hosts: Optional[tuple[str, ...]] = None,
+        accounts: Optional[Accounts] = None,
     ) -> None:
         self.book = book
+        self.accounts = accounts
         self.keys = keys
         self.idempotency = idempotency
         self.signer = signer
@@ -62,6 +65,7 @@ class InspectionApi:
             get("/api/v1/inspections", self.list, "query"),
             get("/api/v1/inspections/{id}", self.get, "query"),
             post("/api/v1/inspections/{id}/cancel", self.cancel, "entry"),
+            post("/api/v1/inspections/{id}/assign", self.assign, "entry"),
         ]
 
     # -- helpers ----------------------------------------------------------------------
@@ -86,6 +90,9 @@ class InspectionApi:
             "item_code": record.item_code,
             "item_name": record.item_name,
             "status": record.status,
+            "end_reason": record.end_reason,
+            "inspector_user_id": record.inspector_user_id,
+            "inspector_name": record.inspector_name,
             "scheduled_at": record.scheduled_at,
             "created_at": record.created_at,
             "expires_at": record.expires_at,
@@ -140,7 +147,12 @@ class InspectionApi:
         # inspector who creates an inspection owns it.
         owner = principal.id if principal.kind == "api_key" else actor_of(principal)
         inspector = principal.id if principal.kind == "staff" and "inspector" in principal.roles else None
-        record = await self.book.create(new, owner, self.link_ttl, inspector_user_id=inspector)
+        if new.inspector_user_id is not None:
+            inspector = new.inspector_user_id
+        name = None
+        if inspector is not None:
+            name = (await self.inspector_account(inspector, "inspector_user_id")).real_name
+        record = await self.book.create(new, owner, self.link_ttl, inspector_user_id=inspector, inspector_name=name)
         applicant_url = self.link(record, "applicant")
         return {
             "id": record.id,
@@ -152,6 +164,47 @@ class InspectionApi:
             "applicant_qr_png": qr_data_url(applicant_url),
             "expires_at": record.expires_at,
         }
+
+    async def inspector_account(self, user_id: str, field: str) -> Account:
+        """The enabled staff account ``user_id`` holding entry permission (422 otherwise)."""
+        account = None if self.accounts is None else await self.accounts.find(user_id)
+        problem = None
+        if account is None:
+            problem = "is not a staff account"
+        elif not account.enabled:
+            problem = "is a disabled account"
+        elif not account.principal.has(ENTRY):
+            problem = "does not hold the entry permission (the inspector role)"
+        if problem is not None or account is None:
+            raise ValidationFailed(
+                f"{field} {user_id!r} {problem}; name an enabled inspector",
+                errors=[{"field": field, "message": f"{user_id!r} {problem}"}],
+            )
+        return account
+
+    async def assign(self, request: web.Request) -> web.Response:
+        """Name (or change) the inspector: the approval core or an ``assign`` holder for
+        anyone; an inspector may claim an unassigned inspection for themselves."""
+        principal = caller(request)
+        body, _ = await read_json(request)
+        user_id = parse_assign(body)
+        record = self.book.get(request.match_info["id"])
+        claiming = principal.kind == "staff" and record.inspector_user_id is None and user_id == principal.id
+        if principal.kind == "staff" and not principal.has(ASSIGN) and not claiming:
+            if not may_see(principal, record):
+                raise NotFound(f"no inspection with id {record.id!r}")
+            raise Forbidden("only a supervisor (the assign permission) reassigns an inspection; an inspector may claim an unassigned one")
+        if not record.is_open:
+            raise Conflict(f"inspection {record.id} is {record.status}; an inspection that is over cannot be reassigned")
+        account = await self.inspector_account(user_id, "inspector_user_id")
+        previous = record.inspector_user_id
+        record = await self.book.assign(record.id, account.user_id, account.real_name)
+        await self.session.journal.record(
+            record.id, "inspector.assigned", actor_of(principal),
+            {"user_id": account.user_id, "name": account.real_name, "previous_user_id": previous},
+        )
+        logger.info("inspection %s: inspector %s (was %s), by %s", record.id, account.user_id, previous, actor_of(principal))
+        return web.json_response(self.view(record, principal))
 
     async def get(self, request: web.Request) -> web.Response:
         return web.json_response(self.view(self._get_record(request), caller(request)))
@@ -172,7 +225,7 @@ class InspectionApi:
             records = [r for r in records if r.case_no == query["case_no"]]
         if "status" in query:
             statuses = set(query["status"].split(","))
-            bad = statuses - {"scheduled", "live", "ended", "judged", "reviewed", "cancelled", "interrupted"}
+            bad = statuses - {"scheduled", "live", "ended", "judged", "reviewed", "cancelled", "interrupted", "expired"}
             if bad:
                 errors.append({"field": "status", "message": f"unknown status {', '.join(sorted(bad))}"})
             records = [r for r in records if r.status in statuses]

@@ -135,6 +135,7 @@ SCHEMAS: dict[str, Any] = {
             "checkpoints": {"type": "array", "minItems": 1, "maxItems": 100, "items": _ref("CheckpointRequest")},
             "callback_url": {"type": "string", "format": "uri"},
             "scheduled_at": {"type": "string", "format": "date-time"},
+            "inspector_user_id": {"type": "string", "description": "an enabled staff account holding entry permission (else 422)"},
         },
     },
     "Created": {
@@ -168,7 +169,10 @@ SCHEMAS: dict[str, Any] = {
             "case_no": {"type": "string"},
             "item_code": {"type": "string"},
             "item_name": {"type": "string"},
-            "status": {"enum": ["scheduled", "live", "interrupted", "ended", "judged", "reviewed", "cancelled"]},
+            "status": {"enum": ["scheduled", "live", "interrupted", "ended", "judged", "reviewed", "cancelled", "expired"]},
+            "end_reason": {"enum": ["ended", "abandoned", "cancelled", None]},
+            "inspector_user_id": _NULLABLE_STR,
+            "inspector_name": _NULLABLE_STR,
             "scheduled_at": _TIME,
             "created_at": {"type": "string"},
             "expires_at": {"type": "string"},
@@ -210,6 +214,12 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["reason"],
         "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}},
+    },
+    "Assign": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["inspector_user_id"],
+        "properties": {"inspector_user_id": {"type": "string", "minLength": 1, "maxLength": 64}},
     },
     "Keys": {
         "type": "object",
@@ -407,6 +417,15 @@ PATHS: dict[str, Any] = {
             "operationId": "cancelInspection",
             "parameters": [_ID],
             "requestBody": _body("Cancel"),
+            "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
+        },
+    },
+    "/api/v1/inspections/{id}/assign": {
+        "post": {
+            "summary": "Name or change the inspector of an inspection that has not ended",
+            "operationId": "assignInspection",
+            "parameters": [_ID],
+            "requestBody": _body("Assign"),
             "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
         },
     },
