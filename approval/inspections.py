@@ -88,6 +88,8 @@ class Inspection:
     inspector_name: Optional[str] = None
     #: ended | abandoned | cancelled once over (None while open, and for expired).
     end_reason: Optional[str] = None
+    #: When the sweeper (session/sweeper.py) first found nobody in the open session.
+    vacant_since: Optional[str] = None
 
     @property
     def is_open(self) -> bool:

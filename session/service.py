@@ -46,6 +46,7 @@ _CLOSED = {
     "ended": ("inspection_ended", "this inspection has ended"),
     "judged": ("inspection_ended", "this inspection has ended"),
     "reviewed": ("inspection_ended", "this inspection has ended"),
+    "expired": ("token_expired", "this inspection expired before anyone joined; ask for a new link"),
 }
 
 
@@ -518,19 +519,25 @@ class SessionService:
         """Be told (after sealing) when an inspection ends or is cancelled."""
         self._finish_listeners.append(listener)
 
-    async def end_inspection(self, inspection_id: str, actor: str, status: str = "ended", reason: Optional[str] = None) -> None:
+    async def end_inspection(
+        self, inspection_id: str, actor: str, status: str = "ended", reason: Optional[str] = None, end_reason: Optional[str] = None
+    ) -> None:
         """End (or cancel) the session: tell everyone, close the room, log it, seal.
+
+        ``end_reason`` (the record's) is ``abandoned`` when nobody ended it (:mod:`session.sweeper`);
+        otherwise it follows ``status``.
 
         The room closes before the final event so that the recorder's last segments are
         in the log ahead of ``session.ended`` and inside the manifest.
         """
         await self.recovery.settle(inspection_id)
         record = self.book.get(inspection_id)
-        changes: dict[str, Any] = {"ended_at": record.ended_at or rfc3339(now_utc())}
+        end_reason = end_reason or ("cancelled" if status == "cancelled" else "ended")
+        changes: dict[str, Any] = {"ended_at": record.ended_at or rfc3339(now_utc()), "end_reason": end_reason}
         if status == "cancelled":
             changes["cancel_reason"] = reason
         await self.book.transition(inspection_id, status, **changes)
-        message: dict[str, Any] = {"status": status}
+        message: dict[str, Any] = {"status": status, "end_reason": end_reason}
         if reason:
             message["reason"] = reason
         await self.audience.to_room(inspection_id, "status", message)
@@ -540,9 +547,10 @@ class SessionService:
                 self._participants.pop(participant.sid, None)
                 await self.rooms.live.release_role(inspection_id, participant.role, participant.sid)
             await self.rooms.close_room(inspection_id)
-        await self.sealer.seal(
-            inspection_id, ("session.ended" if status == "ended" else "session.cancelled", actor, {"reason": reason} if reason else {})
-        )
+        final: dict[str, Any] = {"reason": reason} if reason else {}
+        if end_reason == "abandoned":
+            final["end_reason"] = end_reason
+        await self.sealer.seal(inspection_id, ("session.ended" if status == "ended" else "session.cancelled", actor, final))
         self._usage.pop(inspection_id, None)
         for listener in self._finish_listeners:
             try:

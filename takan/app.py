@@ -55,6 +55,7 @@ from session.otp import ConsoleOtpSender, OneTimeCodes
 from session.recording import Recording
 from session.rooms import Rooms
 from session.service import SessionService
+from session.sweeper import Sweeper
 from session.tokens import TokenSigner
 from signaling.audience import SocketAudience
 from signaling.namespace import SessionNamespace
@@ -104,6 +105,7 @@ STAFF_SESSIONS = web.AppKey("staff_sessions", StaffSessions)
 OIDC: web.AppKey[Optional[OidcProvider]] = web.AppKey("oidc")
 DECISIONS = web.AppKey("decisions", Decisions)
 SESSIONS = web.AppKey("sessions", SessionService)
+SWEEPER = web.AppKey("sweeper", Sweeper)
 SIO = web.AppKey("sio", socketio.AsyncServer)
 OTP_SENDER: web.AppKey[Optional[ConsoleOtpSender]] = web.AppKey("otp_sender")
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
@@ -225,6 +227,7 @@ def build_app(config: Config) -> web.Application:
     sessions.warnings_for = decisions.prudent_warnings
     sessions.on_finished(decisions.on_finished)
     sio.register_namespace(SessionNamespace(sessions, live))
+    sweeper = Sweeper(sessions, config.abandon_after_s, lambda record: notifier.notify(record, "inspection.expired"))
 
     # -- the web door
     table = RouteTable()
@@ -262,13 +265,13 @@ def build_app(config: Config) -> web.Application:
         (JOURNAL, journal), (ACCESS, access), (WARNING_LISTS, warning_lists), (LEDGER, ledger),
         (PUBLICITY, publicity), (EVALUATIONS, evaluations), (OUTBOX, outbox), (WEBHOOKS, webhooks),
         (ACCOUNTS, accounts), (STAFF_SESSIONS, staff_sessions), (OIDC, provider), (DECISIONS, decisions),
-        (SESSIONS, sessions), (SIO, sio), (OTP_SENDER, otp_sender), (IDEMPOTENCY, idempotency),
+        (SESSIONS, sessions), (SWEEPER, sweeper), (SIO, sio), (OTP_SENDER, otp_sender), (IDEMPOTENCY, idempotency),
         (ROUTE_TABLE, table), (BOOTSTRAP_KEY, []), (CALENDAR, calendar),
     ):
         app[key] = value  # each pair is typed by its key above
 
     app.cleanup_ctx.extend(
-        [_storage, calendar_api.lifecycle, _records, _approval, _identity, _judgement, _sessions, _socketio]
+        [_storage, calendar_api.lifecycle, _records, _approval, _identity, _judgement, _sessions, _sweeper, _socketio]
     )
     return app
 
@@ -353,6 +356,12 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
     finally:
         await sessions.recovery.close()
         await sessions.close()
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Abandoned sessions end and unjoined scheduled inspections expire, by themselves."""
+    async with _started([app[SWEEPER]]):
+        yield
 
 
 async def _socketio(app: web.Application) -> AsyncIterator[None]:

@@ -49,6 +49,8 @@ class Config:
     ice_loopback: bool = False
     link_ttl_hours: float = 72.0
     session_limit_s: Optional[float] = None
+    #: An open inspection with nobody in it this long ends as abandoned (session/sweeper.py).
+    abandon_after_s: float = 600.0
     webhook_allowed_hosts: Optional[tuple[str, ...]] = None
     turn_secret: Optional[str] = None
     turn_ttl_s: int = 4 * 3600
@@ -145,6 +147,7 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
         ("ice_loopback", _bool),
         ("link_ttl_hours", _positive),
         ("session_limit_s", _positive),
+        ("abandon_after_s", _positive),
         ("applicant_otp", _bool),
         ("node_id", None),
         ("log_level", None),

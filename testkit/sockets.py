@@ -40,6 +40,13 @@ class Participant:
             return False
         return True
 
+    @property
+    def refusal_code(self) -> Optional[str]:
+        """The ``code`` of the connect_error the server refused this connection with."""
+        data = self.refused or {}
+        code = (data.get("data") or data).get("code")
+        return None if code is None else str(code)
+
     async def call(self, event: str, data: Any = None, timeout: float = 15) -> Any:
         return await self.sio.call(event, {} if data is None else data, timeout=timeout)
 
