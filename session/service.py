@@ -35,6 +35,7 @@ from .otp import OneTimeCodes
 from .quotas import Usage
 from .recovery import Recovery
 from .rooms import SINGLE_HOLDER_ROLES, Participant, Room, Rooms
+from .staff import InspectorGate, StaffMember
 from .timer import SessionTimer
 from .tokens import TokenExpired, TokenInvalid, TokenSigner
 
@@ -67,6 +68,8 @@ class Connection:
     role: str
     lang: str
     device: str
+    #: The logged-in staff member holding an inspector link (session/staff.py).
+    staff: Optional[StaffMember] = None
 
 
 def short_code(head: str) -> str:
@@ -104,6 +107,8 @@ class SessionService:
         self._participants: dict[str, tuple[Room, Participant]] = {}
         self._usage: dict[str, Usage] = {}
         self.recovery = Recovery(book, journal, sealer)
+        #: With a gate, an inspector link needs the assigned inspector's staff login.
+        self.inspector_gate: Optional[InspectorGate] = None
 
     # -- connections ----------------------------------------------------------------------
 
@@ -125,6 +130,34 @@ class SessionService:
         self._connections[connection_id] = connection
         logger.info("connection %s: %s of inspection %s", connection_id, link.role, link.inspection_id)
         return connection
+
+    async def authorise_staff(self, connection_id: str, session_token: Optional[str]) -> None:
+        """An inspector connection must carry the assigned inspector's staff login."""
+        conn = self.connection(connection_id)
+        if self.inspector_gate is None or conn.role != "inspector":
+            return
+        try:
+            conn.staff = await self.inspector_gate.admit(session_token, self.book.get(conn.inspection_id))
+        except BaseException:
+            self._connections.pop(connection_id, None)
+            raise
+
+    async def check_staff(self, connection_id: str) -> None:
+        """Before an inspector's action: is their login still live? (Media is not touched.)"""
+        conn = self._connections.get(connection_id)
+        if self.inspector_gate is not None and conn is not None and conn.staff is not None:
+            await self.inspector_gate.recheck(conn.staff)
+
+    def _named(self, inspection_id: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` with the staff member behind the inspector role, if one is known."""
+        if actor != "inspector" or "staff" in data:
+            return data
+        room = self.rooms.find(inspection_id)
+        for participant in room.by_role("inspector") if room is not None else ():
+            conn = self._connections.get(participant.sid)
+            if conn is not None and conn.staff is not None:
+                return {**data, "staff": conn.staff.named()}
+        return data
 
     def connection(self, connection_id: str) -> Connection:
         found = self._connections.get(connection_id)
@@ -402,7 +435,7 @@ class SessionService:
                 "height": still.height,
                 "captured_at": still.captured_at.isoformat(timespec="milliseconds"),
                 "source": "server",
-            },
+            } | self._named(room.inspection_id, "inspector", {}),
         )
         await self.book.add_evidence(record.id, code, key)
         shown = {"checkpoint": code, "kind": "still", "key": key, "sha256": event["data"]["sha256"],
@@ -485,7 +518,7 @@ class SessionService:
         name = f"signatures/{participant.role}-{n}"
         stroke_doc = {"role": participant.role, "binds_log_head": head, "code": code, "width": signature.width,
                       "height": signature.height, "strokes": signature.strokes}
-        details = {"role": participant.role, "binds_log_head": head, "code": code}
+        details = self._named(room.inspection_id, participant.role, {"role": participant.role, "binds_log_head": head, "code": code})
         await self.journal.record_blob(
             room.inspection_id, name + ".json", json.dumps(stroke_doc, separators=(",", ":")).encode(),
             "application/json", "signature.strokes", participant.role, details,
@@ -532,6 +565,7 @@ class SessionService:
         """
         await self.recovery.settle(inspection_id)
         record = self.book.get(inspection_id)
+        final: dict[str, Any] = self._named(inspection_id, actor, {"reason": reason} if reason else {})  # before the room closes
         end_reason = end_reason or ("cancelled" if status == "cancelled" else "ended")
         changes: dict[str, Any] = {"ended_at": record.ended_at or rfc3339(now_utc()), "end_reason": end_reason}
         if status == "cancelled":
@@ -547,7 +581,6 @@ class SessionService:
                 self._participants.pop(participant.sid, None)
                 await self.rooms.live.release_role(inspection_id, participant.role, participant.sid)
             await self.rooms.close_room(inspection_id)
-        final: dict[str, Any] = {"reason": reason} if reason else {}
         if end_reason == "abandoned":
             final["end_reason"] = end_reason
         await self.sealer.seal(inspection_id, ("session.ended" if status == "ended" else "session.cancelled", actor, final))
@@ -571,4 +604,4 @@ class SessionService:
         await self.audience.to_room(room.inspection_id, "presence", {"participants": [p.presence() for p in room.participants.values()]})
 
     async def _log(self, inspection_id: str, event: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:
-        return await self.journal.record(inspection_id, event, actor, data)
+        return await self.journal.record(inspection_id, event, actor, self._named(inspection_id, actor, data))

@@ -55,6 +55,7 @@ from session.otp import ConsoleOtpSender, OneTimeCodes
 from session.recording import Recording
 from session.rooms import Rooms
 from session.service import SessionService
+from session.staff import InspectorGate
 from session.sweeper import Sweeper
 from session.tokens import TokenSigner
 from signaling.audience import SocketAudience
@@ -225,6 +226,8 @@ def build_app(config: Config) -> web.Application:
         otp=OneTimeCodes(otp_sender, live) if otp_sender else None,
     )
     sessions.warnings_for = decisions.prudent_warnings
+    if config.inspector_login == "required":
+        sessions.inspector_gate = InspectorGate(staff_sessions, accounts, book, journal)
     sessions.on_finished(decisions.on_finished)
     sio.register_namespace(SessionNamespace(sessions, live))
     sweeper = Sweeper(sessions, config.abandon_after_s, lambda record: notifier.notify(record, "inspection.expired"))

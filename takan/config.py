@@ -51,6 +51,9 @@ class Config:
     session_limit_s: Optional[float] = None
     #: An open inspection with nobody in it this long ends as abandoned (session/sweeper.py).
     abandon_after_s: float = 600.0
+    #: required: an inspector link needs the assigned inspector's staff login (issue 11);
+    #: link: the link alone admits (deployments without staff accounts, older tests).
+    inspector_login: str = "required"
     webhook_allowed_hosts: Optional[tuple[str, ...]] = None
     turn_secret: Optional[str] = None
     turn_ttl_s: int = 4 * 3600
@@ -107,6 +110,15 @@ def _positive(value: str, name: str) -> float:
     return number
 
 
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(value: str, name: str) -> str:
+        if value.strip().lower() not in choices:
+            raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+        return value.strip().lower()
+
+    return parse
+
+
 def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
     def parse(value: str, name: str) -> str:
         parts = urlsplit(value)
@@ -148,6 +160,7 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
         ("link_ttl_hours", _positive),
         ("session_limit_s", _positive),
         ("abandon_after_s", _positive),
+        ("inspector_login", _choice("required", "link")),
         ("applicant_otp", _bool),
         ("node_id", None),
         ("log_level", None),

@@ -31,10 +31,14 @@ class Participant:
         async def refused(data: Any) -> None:
             self.refused = data
 
-    async def connect(self, auth: Any = "default") -> bool:
+    async def connect(self, auth: Any = "default", staff_session: Optional[str] = None) -> bool:
+        """Connect with the link's token; ``staff_session`` is a staff login token sent as
+        the ``takan_session`` cookie, as the inspector's browser does."""
+        headers = {"Cookie": f"takan_session={staff_session}"} if staff_session else {}
         try:
             await self.sio.connect(
-                self.base_url, auth={"token": self.token} if auth == "default" else auth, transports=["websocket"], wait_timeout=5
+                self.base_url, auth={"token": self.token} if auth == "default" else auth, transports=["websocket"], wait_timeout=5,
+                headers=headers,
             )
         except socketio.exceptions.ConnectionError:
             return False
