@@ -52,6 +52,7 @@ from media.ice import (
 from media.tap import check_aiortc_seams
 from privacy.fieldcrypto import FieldCipher, FieldKeys
 from session.otp import ConsoleOtpSender, OneTimeCodes
+from session.sms import HttpSmsGateway
 from session.recording import Recording
 from session.rooms import Rooms
 from session.service import SessionService
@@ -108,7 +109,9 @@ DECISIONS = web.AppKey("decisions", Decisions)
 SESSIONS = web.AppKey("sessions", SessionService)
 SWEEPER = web.AppKey("sweeper", Sweeper)
 SIO = web.AppKey("sio", socketio.AsyncServer)
-OTP_SENDER: web.AppKey[Optional[ConsoleOtpSender]] = web.AppKey("otp_sender")
+OTP_SENDER: web.AppKey[Optional[ConsoleOtpSender | HttpSmsGateway]] = web.AppKey("otp_sender")
+#: Sends applicants their link (the SMS gateway if configured, else the log).
+TEXT_SENDER: web.AppKey[ConsoleOtpSender | HttpSmsGateway] = web.AppKey("text_sender")
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 CALENDAR = web.AppKey("calendar", WorkingCalendar)
 #: The API key printed at first start when none was configured (None afterwards).
@@ -220,7 +223,12 @@ def build_app(config: Config) -> web.Application:
     rooms = Rooms(live, lambda: RTCPeerConnection(rtc_config), config.node_id)
     Recording(rooms, SegmentFiling(journal))
     signer = TokenSigner(link_secret)
-    otp_sender = ConsoleOtpSender() if config.applicant_otp else None
+    text_sender: ConsoleOtpSender | HttpSmsGateway = (
+        HttpSmsGateway(config.sms_gateway_url, config.sms_gateway_secret or "", config.sms_timeout_s)
+        if config.sms_gateway_url
+        else ConsoleOtpSender()
+    )
+    otp_sender = text_sender if config.applicant_otp else None
     sessions = SessionService(
         rooms, book, journal, sealer, signer, SocketAudience(sio), browser_ice_servers(config), config.session_limit_s,
         otp=OneTimeCodes(otp_sender, live) if otp_sender else None,
@@ -247,7 +255,7 @@ def build_app(config: Config) -> web.Application:
     calendar_api = CalendarApi(calendar)
     for routes in (
         InspectionApi(book, keys, idempotency, signer, sessions, config.base_url,
-                      datetime.timedelta(hours=config.link_ttl_hours), config.webhook_allowed_hosts, accounts).routes(),
+                      datetime.timedelta(hours=config.link_ttl_hours), config.webhook_allowed_hosts, accounts, text_sender).routes(),
         ApprovalApi(book, decisions, ledger, publicity, evaluations, warning_lists, access, signer).routes(),
         EvidenceApi(book, keys, store, signing, access, journal).routes(),
         PhotoUploads(book, signer, sessions).routes(),
@@ -268,7 +276,7 @@ def build_app(config: Config) -> web.Application:
         (JOURNAL, journal), (ACCESS, access), (WARNING_LISTS, warning_lists), (LEDGER, ledger),
         (PUBLICITY, publicity), (EVALUATIONS, evaluations), (OUTBOX, outbox), (WEBHOOKS, webhooks),
         (ACCOUNTS, accounts), (STAFF_SESSIONS, staff_sessions), (OIDC, provider), (DECISIONS, decisions),
-        (SESSIONS, sessions), (SWEEPER, sweeper), (SIO, sio), (OTP_SENDER, otp_sender), (IDEMPOTENCY, idempotency),
+        (SESSIONS, sessions), (SWEEPER, sweeper), (SIO, sio), (OTP_SENDER, otp_sender), (TEXT_SENDER, text_sender), (IDEMPOTENCY, idempotency),
         (ROUTE_TABLE, table), (BOOTSTRAP_KEY, []), (CALENDAR, calendar),
     ):
         app[key] = value  # each pair is typed by its key above

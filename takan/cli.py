@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--link-ttl-hours", help="how long participant links stay valid (TAKAN_LINK_TTL_HOURS, default 72)")
     add("--session-limit-s", help="session time limit in seconds (TAKAN_SESSION_LIMIT_S; default: the item's template, 30 min)")
     add("--inspector-login", help="required: inspector links need the assigned inspector's staff login; link: the link alone (TAKAN_INSPECTOR_LOGIN, default required)")
+    add("--sms-gateway-url", help="HTTP SMS gateway for applicant invites and one-time codes (TAKAN_SMS_GATEWAY_URL, with TAKAN_SMS_GATEWAY_SECRET; default: the log)")
+    add("--sms-timeout-s", help="seconds one SMS gateway request may take (TAKAN_SMS_TIMEOUT_S, default 5)")
     add("--abandon-after-s", help="an open inspection with nobody in it this long ends as abandoned (TAKAN_ABANDON_AFTER_S, default 600)")
     add("--webhook-allowed-hosts", help="comma-separated hosts (or .suffixes) callbacks may target (TAKAN_WEBHOOK_ALLOWED_HOSTS)")
     add("--applicant-otp", help="true: applicants enter a one-time code sent to their phone before joining (TAKAN_APPLICANT_OTP)")

@@ -22,6 +22,7 @@ from identity.accounts import Account, Accounts
 from identity.permissions import ASSIGN, ENTRY, Principal
 from privacy.masking import mask_id_number, mask_phone
 from session.service import SessionService
+from session.sms import InviteSender
 from session.tokens import TokenSigner
 
 from .auth import actor_of, caller
@@ -48,7 +49,9 @@ class InspectionApi:
         link_ttl: datetime.timedelta,
         webhook_allowed_hosts: Optional[tuple[str, ...]] = None,
         accounts: Optional[Accounts] = None,
+        texts: Optional[InviteSender] = None,
     ) -> None:
+        self.texts = texts
         self.book = book
         self.accounts = accounts
         self.keys = keys
@@ -66,6 +69,7 @@ class InspectionApi:
             get("/api/v1/inspections/{id}", self.get, "query"),
             post("/api/v1/inspections/{id}/cancel", self.cancel, "entry"),
             post("/api/v1/inspections/{id}/assign", self.assign, "entry"),
+            post("/api/v1/inspections/{id}/invite", self.invite, "entry"),
         ]
 
     # -- helpers ----------------------------------------------------------------------
@@ -205,6 +209,26 @@ class InspectionApi:
         )
         logger.info("inspection %s: inspector %s (was %s), by %s", record.id, account.user_id, previous, actor_of(principal))
         return web.json_response(self.view(record, principal))
+
+    async def invite(self, request: web.Request) -> web.Response:
+        """Text the applicant their link (SMS gateway, or the log); a gateway failure is a 503
+        whose detail the inspector sees."""
+        principal = caller(request)
+        record = self._get_record(request)
+        body, _ = await read_json(request)
+        if body:
+            raise ValidationFailed("send an empty object", errors=[{"field": k, "message": "is not a known field"} for k in sorted(body)])
+        if not record.is_open:
+            raise Conflict(f"inspection {record.id} is {record.status}; its applicant cannot be invited")
+        phone = record.applicant.get("contact_phone")
+        if not phone:
+            raise Conflict("the applicant has no contact phone; copy the link or show the QR code instead")
+        if self.texts is None:
+            raise Conflict("no text sender is configured")
+        await self.texts.send_invite(record.id, phone, self.link(record, "applicant"), record.case_no)
+        sent_to = mask_phone(phone)
+        await self.session.journal.record(record.id, "applicant.invited", actor_of(principal), {"channel": "sms", "sent_to": sent_to})
+        return web.json_response({"ok": True, "sent_to": sent_to})
 
     async def get(self, request: web.Request) -> web.Response:
         return web.json_response(self.view(self._get_record(request), caller(request)))

@@ -429,6 +429,18 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
         },
     },
+    "/api/v1/inspections/{id}/invite": {
+        "post": {
+            "summary": "Text the applicant their link (the SMS gateway, or the log); body {}",
+            "operationId": "inviteApplicant",
+            "parameters": [_ID],
+            "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object", "additionalProperties": False}}}},
+            "responses": {
+                "200": {"description": "sent", "content": {JSON: {"schema": {"type": "object", "properties": {"ok": {"const": True}, "sent_to": {"type": "string"}}}}}},
+                **_problems(400, 401, 403, 404, 409, 413, 415, 422, 503),
+            },
+        },
+    },
     "/api/v1/inspections/{id}/manifest": {
         "get": {
             "summary": "manifest.json exactly as signed",
