@@ -69,8 +69,9 @@ class InspectorGate:
         """The staff member ``token`` logs in, if they may run ``record`` (claims and
         takeovers are recorded); raises a NotAuthorised with a code otherwise."""
         whose = self._whose(record)
+        who = f" ({record.inspector_name}, {record.inspector_user_id})" if record.inspector_user_id else ""
         if not token:
-            raise LoginRequired("log in as the assigned inspector to open this inspection", extra=whose)
+            raise LoginRequired(f"log in as the assigned inspector{who} to open this inspection", extra=whose)
         user_id = token.rpartition(".")[0]
         account = await self.accounts.find(user_id) if user_id else None
         if account is not None and not account.enabled:

@@ -70,6 +70,7 @@ class InspectionApi:
             post("/api/v1/inspections/{id}/cancel", self.cancel, "entry"),
             post("/api/v1/inspections/{id}/assign", self.assign, "entry"),
             post("/api/v1/inspections/{id}/invite", self.invite, "entry"),
+            get("/api/v1/inspections/{id}/links", self.links, "entry"),
         ]
 
     # -- helpers ----------------------------------------------------------------------
@@ -209,6 +210,24 @@ class InspectionApi:
         )
         logger.info("inspection %s: inspector %s (was %s), by %s", record.id, account.user_id, previous, actor_of(principal))
         return web.json_response(self.view(record, principal))
+
+    async def links(self, request: web.Request) -> web.Response:
+        """The participants' links, for the inspector's workbench: the approval core, the
+        assigned inspector (or any inspector while unassigned: opening it claims it) and a
+        supervisor."""
+        principal = caller(request)
+        record = self.book.get(request.match_info["id"])
+        if principal.kind == "staff" and not principal.has(ASSIGN) and record.inspector_user_id not in (None, principal.id):
+            raise NotFound(f"no inspection with id {record.id!r}")
+        if not record.is_open:
+            raise Conflict(f"inspection {record.id} is {record.status}; its links no longer open it")
+        applicant_url = self.link(record, "applicant")
+        return web.json_response({
+            "inspector_url": self.link(record, "inspector"),
+            "applicant_url": applicant_url,
+            "applicant_qr_png": qr_data_url(applicant_url),
+            "expires_at": record.expires_at,
+        })
 
     async def invite(self, request: web.Request) -> web.Response:
         """Text the applicant their link (SMS gateway, or the log); a gateway failure is a 503

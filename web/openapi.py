@@ -429,6 +429,19 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
         },
     },
+    "/api/v1/inspections/{id}/links": {
+        "get": {
+            "summary": "The participants' links of an open inspection (its inspector, a supervisor or the approval core)",
+            "operationId": "getInspectionLinks",
+            "parameters": [_ID],
+            "responses": {
+                "200": {"description": "links", "content": {JSON: {"schema": {"type": "object", "properties": {
+                    "inspector_url": {"type": "string"}, "applicant_url": {"type": "string"},
+                    "applicant_qr_png": {"type": "string"}, "expires_at": {"type": "string"}}}}}},
+                **_problems(401, 403, 404, 409),
+            },
+        },
+    },
     "/api/v1/inspections/{id}/invite": {
         "post": {
             "summary": "Text the applicant their link (the SMS gateway, or the log); body {}",
