@@ -274,6 +274,17 @@ class InspectionBook:
             await self._save(record)
             return record
 
+    async def reschedule(self, inspection_id: str, when: datetime.datetime, link_ttl: datetime.timedelta) -> Inspection:
+        """Move a scheduled inspection to ``when``; its links are valid ``link_ttl`` from then."""
+        async with self._lock:
+            record = self.get(inspection_id)
+            if record.status != "scheduled":
+                raise Conflict(f"inspection {inspection_id} is {record.status}; only a scheduled inspection can be rescheduled")
+            record.scheduled_at = rfc3339(when)
+            record.expires_at = rfc3339(max(now_utc(), when) + link_ttl) or record.expires_at
+            await self._save(record)
+            return record
+
     async def add_evidence(self, inspection_id: str, code: str, key: str) -> Inspection:
         """Checkpoint ``code`` was captured as ``key``."""
         async with self._lock:

@@ -287,6 +287,16 @@ def parse_cancel(body: Any) -> str:
     return reason
 
 
+def parse_reschedule(body: Any) -> datetime.datetime:
+    """Validate a ``POST .../reschedule`` body and return the new time."""
+    c = _Collector()
+    top = c.obj(body, "", {"scheduled_at"}, {"scheduled_at"})
+    when = parse_datetime(top.get("scheduled_at"), "scheduled_at", c) if "scheduled_at" in top else None
+    if c.errors or when is None:
+        raise ValidationFailed("the new time is not valid; see errors", errors=c.errors or [{"field": "scheduled_at", "message": "is required"}])
+    return when
+
+
 def parse_assign(body: Any) -> str:
     """Validate a ``POST .../assign`` body and return the staff user id it names."""
     c = _Collector()

@@ -16,7 +16,7 @@ from aiohttp import web
 from approval.apikeys import ApiKeys
 from approval.idempotency import IdempotencyKeys
 from approval.inspections import Inspection, InspectionBook, parse_rfc3339
-from approval.requests import parse_assign, parse_cancel, parse_new_inspection
+from approval.requests import parse_assign, parse_cancel, parse_new_inspection, parse_reschedule
 from errors import Conflict, Forbidden, NotFound, ValidationFailed
 from identity.accounts import Account, Accounts
 from identity.permissions import ASSIGN, ENTRY, Principal
@@ -71,6 +71,7 @@ class InspectionApi:
             post("/api/v1/inspections/{id}/assign", self.assign, "entry"),
             post("/api/v1/inspections/{id}/invite", self.invite, "entry"),
             get("/api/v1/inspections/{id}/links", self.links, "entry"),
+            post("/api/v1/inspections/{id}/reschedule", self.reschedule, "entry"),
         ]
 
     # -- helpers ----------------------------------------------------------------------
@@ -228,6 +229,19 @@ class InspectionApi:
             "applicant_qr_png": qr_data_url(applicant_url),
             "expires_at": record.expires_at,
         })
+
+    async def reschedule(self, request: web.Request) -> web.Response:
+        """A new time for a scheduled inspection (its inspector, a supervisor or the approval
+        core); the links are reissued from it (the old ones keep their own expiry)."""
+        principal = caller(request)
+        record = self._get_record(request)
+        body, _ = await read_json(request)
+        when = parse_reschedule(body)
+        previous = record.scheduled_at
+        record = await self.book.reschedule(record.id, when, self.link_ttl)
+        await self.session.journal.record(record.id, "inspection.rescheduled", actor_of(principal),
+                                          {"scheduled_at": record.scheduled_at, "previous": previous})
+        return web.json_response(self.view(record, principal))
 
     async def invite(self, request: web.Request) -> web.Response:
         """Text the applicant their link (SMS gateway, or the log); a gateway failure is a 503

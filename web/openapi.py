@@ -442,6 +442,16 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/v1/inspections/{id}/reschedule": {
+        "post": {
+            "summary": "A new time for a scheduled inspection; its links run from then",
+            "operationId": "rescheduleInspection",
+            "parameters": [_ID],
+            "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object", "additionalProperties": False, "required": ["scheduled_at"],
+                                                                             "properties": {"scheduled_at": {"type": "string", "format": "date-time"}}}}}},
+            "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
+        },
+    },
     "/api/v1/inspections/{id}/invite": {
         "post": {
             "summary": "Text the applicant their link (the SMS gateway, or the log); body {}",

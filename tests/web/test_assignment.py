@@ -102,3 +102,25 @@ async def test_inspectors_claim_unassigned_and_only_supervisors_reassign(server,
         shown = await r.json()
     assert r.status == 200 and shown["inspector_name"] == "李四"
     assert server.services.book.get(created["id"]).inspector_user_id == "li.si"
+
+
+async def test_reschedule_moves_the_time_and_the_links_and_is_logged(server, http) -> None:
+    zhang = await staff(server, "zhang.san", "张三", ["inspector"])
+    created = await create_inspection(server, http, inspector_user_id="zhang.san")
+    url = f"{server.base_url}/api/v1/inspections/{created['id']}/reschedule"
+    async with http.post(url, json={"scheduled_at": "2030-01-02T09:30:00+08:00"}, headers=zhang) as r:
+        shown = await r.json()
+    assert r.status == 200, shown
+    assert shown["scheduled_at"] == "2030-01-02T01:30:00.000Z" and shown["expires_at"].startswith("2030-01-05")
+    events = await server.services.journal.events(created["id"])
+    assert events[-1]["type"] == "inspection.rescheduled" and events[-1]["actor"] == "staff:zhang.san"
+    async with http.post(url, json={"scheduled_at": "tomorrow"}, headers=zhang) as r:
+        assert r.status == 422
+    async with http.get(f"{server.base_url}/api/v1/inspections/{created['id']}/links", headers=zhang) as r:
+        links = await r.json()
+    assert r.status == 200 and links["inspector_url"].startswith(server.base_url + "/console#")
+    li = await staff(server, "li.si", "李四", ["inspector"])
+    async with http.get(f"{server.base_url}/api/v1/inspections/{created['id']}/links", headers=li) as r:
+        assert r.status == 404
+    async with http.post(url, json={"scheduled_at": "2030-01-02T09:30:00+08:00"}, headers=li) as r:
+        assert r.status == 404

@@ -48,6 +48,7 @@ function render() {
     actions.append(
       button(record.status === "interrupted" ? "wb.resume" : "wb.start", () => start(record), true),
       button("wb.sendLink", () => openLink(record)),
+      ...(record.status === "scheduled" ? [button("wb.reschedule", () => reschedule(record))] : []),
       button("wb.cancel", () => cancel(record)),
     );
     tr.append(actions);
@@ -107,6 +108,28 @@ async function sendSms() {
     status.textContent = t("wb.smsFailed", { message: err.detail || err.message });
     status.dataset.result = "failed";
   }
+}
+
+/** "2026-12-02 09:30" (China time, as the staff type it) -> RFC 3339 with +08:00. */
+export function chinaTime(text) {
+  const m = String(text ?? "").trim().match(/^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})$/);
+  return m ? `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:00+08:00` : null;
+}
+
+async function reschedule(record) {
+  const answer = window.prompt(t("wb.rescheduleAsk", { case: record.case_no }), "");
+  if (answer === null) return;
+  const when = chinaTime(answer);
+  if (!when) {
+    showError($("wb-error"), t("wb.rescheduleBad"));
+    return;
+  }
+  try {
+    await staffApi(`/api/v1/inspections/${encodeURIComponent(record.id)}/reschedule`, { method: "POST", json: { scheduled_at: when } });
+  } catch (err) {
+    showError($("wb-error"), errorText(err));
+  }
+  await load();
 }
 
 async function cancel(record) {
