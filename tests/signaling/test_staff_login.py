@@ -168,3 +168,24 @@ async def test_unassigned_is_claimed_and_a_supervisor_takes_over(server, http) -
     assert kinds["inspector.claimed"]["staff"] == {"user_id": "zhang.san", "name": "张三"}
     assert kinds["inspector.taken_over"]["staff"] == {"user_id": "zhao.liu", "name": "赵六"}
     assert kinds["inspector.taken_over"]["previous"]["inspector_user_id"] == "zhang.san"
+
+
+async def test_the_exported_record_names_the_inspector(server, http) -> None:
+    from archive.record import RecordContent, render_record
+
+    token = await login(server, "zhang.san", "张三", ["inspector"])
+    created = await create_inspection(server, http, inspector_user_id="zhang.san")
+    inspector = Participant(server.base_url, created["inspector_url"])
+    try:
+        assert await inspector.connect(staff_session=token)
+        assert (await inspector.call("join"))["ok"]
+        assert (await inspector.call("note", {"text": "现场整洁"}))["ok"]
+    finally:
+        await inspector.close()
+    await server.services.sessions.end_inspection(created["id"], actor="system")
+    async with http.get(f"{server.base_url}/api/v1/inspections/{created['id']}/manifest", headers=server.headers()) as r:
+        raw = await r.read()
+    events = await server.services.journal.events(created["id"])
+    html = render_record(RecordContent(manifest=json.loads(raw), manifest_sha256="00" * 32, events=events))
+    assert "张三（zhang.san）" in html
+    assert html.count("踏勘人员（张三（zhang.san））") >= 2  # the join and the note in the timeline
