@@ -90,6 +90,8 @@ class Inspection:
     end_reason: Optional[str] = None
     #: When the sweeper (session/sweeper.py) first found nobody in the open session.
     vacant_since: Optional[str] = None
+    #: Invited observers, each with their own link: {link_id, name, kind: staff|guest, user_id, expires_at, invited_by}.
+    observers: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -131,6 +133,7 @@ class Inspection:
             "status": self.status,
             "end_reason": self.end_reason,
             "inspector": None if self.inspector_user_id is None else {"user_id": self.inspector_user_id, "name": self.inspector_name},
+            "observers": [{"name": o["name"], "kind": o["kind"], "user_id": o.get("user_id")} for o in self.observers],
             "scheduled_at": self.scheduled_at,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
@@ -284,6 +287,20 @@ class InspectionBook:
             record.expires_at = rfc3339(max(now_utc(), when) + link_ttl) or record.expires_at
             await self._save(record)
             return record
+
+    async def add_observer(self, inspection_id: str, entry: dict[str, Any]) -> Inspection:
+        async with self._lock:
+            record = self.get(inspection_id)
+            if not record.is_open:
+                raise Conflict(f"inspection {inspection_id} is {record.status}; nobody can be invited to it")
+            record.observers.append(dict(entry))
+            await self._save(record)
+            return record
+
+    def observer(self, inspection_id: str, link_id: str) -> Optional[dict[str, Any]]:
+        """The invited observer whose own link carries ``link_id``, if any."""
+        record = self.find(inspection_id)
+        return next((o for o in record.observers if o.get("link_id") == link_id), None) if record else None
 
     async def add_evidence(self, inspection_id: str, code: str, key: str) -> Inspection:
         """Checkpoint ``code`` was captured as ``key``."""

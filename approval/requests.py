@@ -297,6 +297,27 @@ def parse_reschedule(body: Any) -> datetime.datetime:
     return when
 
 
+@dataclass(frozen=True)
+class ObserverInvite:
+    name: Optional[str]
+    user_id: Optional[str]
+    ttl_hours: Optional[float]
+
+
+def parse_observer_invite(body: Any) -> ObserverInvite:
+    """Validate a ``POST .../observers`` body: a staff ``user_id`` or a guest's ``name``."""
+    c = _Collector()
+    top = c.obj(body, "", {"name", "user_id", "ttl_hours"}, set())
+    name = c.text(top.get("name"), "name", 100, required=False)
+    user_id = _user_id(c, top.get("user_id"), required=False) if "user_id" in top else None
+    if not name and not user_id:
+        c.add("name", "give the guest's name, or the user_id of a staff member")
+    ttl = c.number(top.get("ttl_hours"), "ttl_hours", 0.01, 720)
+    if c.errors:
+        raise ValidationFailed("the invitation is not valid; see errors", errors=c.errors)
+    return ObserverInvite(name or None, user_id, ttl)
+
+
 def parse_assign(body: Any) -> str:
     """Validate a ``POST .../assign`` body and return the staff user id it names."""
     c = _Collector()

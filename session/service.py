@@ -70,6 +70,8 @@ class Connection:
     device: str
     #: The logged-in staff member holding an inspector link (session/staff.py).
     staff: Optional[StaffMember] = None
+    #: An invited observer's name (their own link): {name, kind, user_id}.
+    guest: Optional[dict[str, Any]] = None
 
 
 def short_code(head: str) -> str:
@@ -127,6 +129,9 @@ class SessionService:
             code, message = _CLOSED[record.status]
             raise NotAuthorised(message, code=code)
         connection = Connection(connection_id, link.inspection_id, link.role, lang if lang in ("zh", "en") else "zh", connection_id)
+        invited = self.book.observer(link.inspection_id, link.nonce) if link.role == "observer" else None
+        if invited is not None:
+            connection.guest = {"name": invited["name"], "kind": invited["kind"], "user_id": invited.get("user_id")}
         self._connections[connection_id] = connection
         logger.info("connection %s: %s of inspection %s", connection_id, link.role, link.inspection_id)
         return connection
@@ -218,7 +223,7 @@ class SessionService:
             self._participants[connection_id] = (room, participant)
             await self.audience.enter(connection_id, inspection_id)
         await self.rooms.live.set_presence(inspection_id, participant.id, participant.presence())
-        await self._log(inspection_id, "participant.joined", role, {"id": participant.id})
+        await self._log(inspection_id, "participant.joined", role, {"id": participant.id, **({"observer": conn.guest} if conn.guest else {})})
         await self._maybe_go_live(room)
         await self._broadcast_presence(room)
         return self._session_state(room, participant, self.book.get(inspection_id))

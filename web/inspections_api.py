@@ -7,6 +7,7 @@ import datetime
 import io
 import json
 import logging
+import secrets
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
@@ -16,7 +17,7 @@ from aiohttp import web
 from approval.apikeys import ApiKeys
 from approval.idempotency import IdempotencyKeys
 from approval.inspections import Inspection, InspectionBook, parse_rfc3339
-from approval.requests import parse_assign, parse_cancel, parse_new_inspection, parse_reschedule
+from approval.requests import parse_assign, parse_cancel, parse_new_inspection, parse_observer_invite, parse_reschedule
 from errors import Conflict, Forbidden, NotFound, ValidationFailed
 from identity.accounts import Account, Accounts
 from identity.permissions import ASSIGN, ENTRY, Principal
@@ -72,6 +73,7 @@ class InspectionApi:
             post("/api/v1/inspections/{id}/invite", self.invite, "entry"),
             get("/api/v1/inspections/{id}/links", self.links, "entry"),
             post("/api/v1/inspections/{id}/reschedule", self.reschedule, "entry"),
+            post("/api/v1/inspections/{id}/observers", self.invite_observer, "entry"),
         ]
 
     # -- helpers ----------------------------------------------------------------------
@@ -229,6 +231,34 @@ class InspectionApi:
             "applicant_qr_png": qr_data_url(applicant_url),
             "expires_at": record.expires_at,
         })
+
+    async def invite_observer(self, request: web.Request) -> web.Response:
+        """An observer (an expert, a supervisor) with their own expiring link, named in the
+        evidence when they join: a staff member by user_id, or a guest by name."""
+        principal = caller(request)
+        record = self._get_record(request)
+        body, _ = await read_json(request)
+        invite = parse_observer_invite(body)
+        name, kind = invite.name, "guest"
+        if invite.user_id is not None:
+            account = None if self.accounts is None else await self.accounts.find(invite.user_id)
+            if account is None or not account.enabled:
+                raise ValidationFailed(f"user_id {invite.user_id!r} is not an enabled staff account",
+                                       errors=[{"field": "user_id", "message": "is not an enabled staff account"}])
+            name, kind = account.real_name, "staff"
+        expires = parse_rfc3339(record.expires_at)
+        assert expires is not None
+        if invite.ttl_hours is not None:
+            expires = min(expires, datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=invite.ttl_hours))
+        link_id = "o" + secrets.token_hex(6)
+        entry = {"link_id": link_id, "name": name, "kind": kind, "user_id": invite.user_id,
+                 "expires_at": expires.isoformat(timespec="seconds"), "invited_by": actor_of(principal)}
+        await self.book.add_observer(record.id, entry)
+        await self.session.journal.record(record.id, "observer.invited", actor_of(principal),
+                                          {"name": name, "kind": kind, "user_id": invite.user_id, "expires_at": entry["expires_at"]})
+        token = self.signer.issue(record.id, "observer", int(expires.timestamp()), nonce=link_id)
+        return web.json_response({"observer_url": f"{self.base_url}/observe#{token}", "expires_at": entry["expires_at"],
+                                  "name": name, "kind": kind}, status=201)
 
     async def reschedule(self, request: web.Request) -> web.Response:
         """A new time for a scheduled inspection (its inspector, a supervisor or the approval

@@ -452,6 +452,18 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
         },
     },
+    "/api/v1/inspections/{id}/observers": {
+        "post": {
+            "summary": "Invite a named observer (a staff user_id or a guest's name) with their own expiring link",
+            "operationId": "inviteObserver",
+            "parameters": [_ID],
+            "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object", "additionalProperties": False, "properties": {
+                "name": {"type": "string", "maxLength": 100}, "user_id": {"type": "string"}, "ttl_hours": {"type": "number"}}}}}},
+            "responses": {"201": {"description": "the observer's link", "content": {JSON: {"schema": {"type": "object", "properties": {
+                "observer_url": {"type": "string"}, "expires_at": {"type": "string"}, "name": {"type": "string"}, "kind": {"enum": ["staff", "guest"]}}}}}},
+                **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
+        },
+    },
     "/api/v1/inspections/{id}/invite": {
         "post": {
             "summary": "Text the applicant their link (the SMS gateway, or the log); body {}",

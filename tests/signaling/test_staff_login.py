@@ -189,3 +189,31 @@ async def test_the_exported_record_names_the_inspector(server, http) -> None:
     html = render_record(RecordContent(manifest=json.loads(raw), manifest_sha256="00" * 32, events=events))
     assert "张三（zhang.san）" in html
     assert html.count("踏勘人员（张三（zhang.san））") >= 2  # the join and the note in the timeline
+
+
+async def test_invited_observers_have_their_own_links_and_are_named(server, http) -> None:
+    zhang = await login(server, "zhang.san", "张三", ["inspector"])
+    await login(server, "zhao.liu", "赵六", ["supervisor"])
+    created = await create_inspection(server, http, inspector_user_id="zhang.san")
+    url = f"{server.base_url}/api/v1/inspections/{created['id']}/observers"
+    headers = {"Authorization": f"Session {zhang}"}
+    async with http.post(url, json={"name": "王专家", "ttl_hours": 1}, headers=headers) as r:
+        guest = await r.json()
+    assert r.status == 201, guest
+    async with http.post(url, json={"user_id": "zhao.liu"}, headers=headers) as r:
+        boss = await r.json()
+    assert r.status == 201 and boss["name"] == "赵六" and boss["kind"] == "staff"
+    async with http.post(url, json={}, headers=headers) as r:
+        assert r.status == 422
+    for link, name in ((guest["observer_url"], "王专家"), (boss["observer_url"], "赵六")):
+        observer = Participant(server.base_url, link)
+        try:
+            assert await observer.connect(), observer.refused
+            assert (await observer.call("join"))["ok"]
+        finally:
+            await observer.close()
+    events = await server.services.journal.events(created["id"])
+    joined = [e["data"].get("observer") for e in events if e["type"] == "participant.joined" and e["actor"] == "observer"]
+    assert joined == [{"name": "王专家", "kind": "guest", "user_id": None}, {"name": "赵六", "kind": "staff", "user_id": "zhao.liu"}]
+    assert [e["data"]["name"] for e in events if e["type"] == "observer.invited"] == ["王专家", "赵六"]
+    assert server.services.book.get(created["id"]).evidence_summary()["observers"][0]["name"] == "王专家"
