@@ -46,6 +46,9 @@ EVENT_LABELS = {
     "location.updated": "位置更新", "signature.requested": "请求签名", "signature.strokes": "签名笔迹",
     "signature.signed": "完成签名", "timer.warning": "时长提醒", "timer.final_warning": "时长最后提醒",
     "timer.limit": "到达时长上限", "timer.overtime_reason": "超时说明", "media.segment": "录像分段",
+    "session.expired": "无人加入，链接过期", "inspector.assigned": "分派检查员", "inspector.claimed": "检查员认领",
+    "inspector.taken_over": "督导员接管", "observer.invited": "邀请旁听人员", "applicant.invited": "短信发送链接",
+    "inspection.rescheduled": "改期",
 }
 IMAGE_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 # Detail fields a timeline row shows, in this order; the rest stays in events.jsonl.
