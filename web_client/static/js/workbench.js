@@ -50,6 +50,7 @@ function render() {
       button("wb.sendLink", () => openLink(record)),
       ...(record.status === "scheduled" ? [button("wb.reschedule", () => reschedule(record))] : []),
       button("wb.cancel", () => cancel(record)),
+      ...(canAssign() ? [button("wb.assign", () => assign(record))] : []),
     );
     tr.append(actions);
     body.append(tr);
@@ -126,6 +127,22 @@ async function reschedule(record) {
   }
   try {
     await staffApi(`/api/v1/inspections/${encodeURIComponent(record.id)}/reschedule`, { method: "POST", json: { scheduled_at: when } });
+  } catch (err) {
+    showError($("wb-error"), errorText(err));
+  }
+  await load();
+}
+
+/** A supervisor (the assign permission) names another inspector. */
+function canAssign() {
+  return (state.me?.permissions ?? []).includes("assign");
+}
+
+async function assign(record) {
+  const userId = window.prompt(t("wb.assignAsk", { case: record.case_no, name: record.inspector_name ?? "—" }), "");
+  if (!userId || !userId.trim()) return;
+  try {
+    await staffApi(`/api/v1/inspections/${encodeURIComponent(record.id)}/assign`, { method: "POST", json: { inspector_user_id: userId.trim() } });
   } catch (err) {
     showError($("wb-error"), errorText(err));
   }
