@@ -30,14 +30,17 @@ SENSITIVE_APPLICANT_FIELDS = ("id_number", "contact_phone")
 OPEN_STATUSES = ("scheduled", "live", "interrupted")
 # Status changes the record allows; anything else is a 409.
 TRANSITIONS = {
-    "scheduled": ("live", "cancelled", "ended"),
+    "scheduled": ("live", "cancelled", "ended", "expired"),
     "live": ("ended", "cancelled", "interrupted"),
     "interrupted": ("live", "ended", "cancelled"),
     "ended": ("judged",),
     "judged": ("reviewed",),
     "reviewed": (),
     "cancelled": (),
+    "expired": (),
 }
+#: Why an inspection is over (the record's ``end_reason``, CONTRACT.md "Additions (2026-12)").
+END_REASONS = ("ended", "abandoned", "cancelled")
 
 
 def now_utc() -> datetime.datetime:
@@ -81,6 +84,14 @@ class Inspection:
     manifest: Optional[dict[str, Any]] = None
     template_version: Optional[str] = None
     inspector_user_id: Optional[str] = None
+    #: The assigned inspector's real name, kept with the id so records and webhooks name them.
+    inspector_name: Optional[str] = None
+    #: ended | abandoned | cancelled once over (None while open, and for expired).
+    end_reason: Optional[str] = None
+    #: When the sweeper (session/sweeper.py) first found nobody in the open session.
+    vacant_since: Optional[str] = None
+    #: Invited observers, each with their own link: {link_id, name, kind: staff|guest, user_id, expires_at, invited_by}.
+    observers: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -120,6 +131,9 @@ class Inspection:
             "applicant_name": self.applicant.get("name"),
             "site_address": self.site.get("address"),
             "status": self.status,
+            "end_reason": self.end_reason,
+            "inspector": None if self.inspector_user_id is None else {"user_id": self.inspector_user_id, "name": self.inspector_name},
+            "observers": [{"name": o["name"], "kind": o["kind"], "user_id": o.get("user_id")} for o in self.observers],
             "scheduled_at": self.scheduled_at,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
@@ -191,7 +205,12 @@ class InspectionBook:
         return next((r for r in self._records.values() if r.case_no == case_no and r.is_open), None)
 
     async def create(
-        self, new: NewInspection, api_key_id: str, link_ttl: datetime.timedelta, inspector_user_id: Optional[str] = None
+        self,
+        new: NewInspection,
+        api_key_id: str,
+        link_ttl: datetime.timedelta,
+        inspector_user_id: Optional[str] = None,
+        inspector_name: Optional[str] = None,
     ) -> Inspection:
         checkpoints = new.checkpoints
         template = self._templates.find(new.item_code)
@@ -229,6 +248,7 @@ class InspectionBook:
                 api_key_id=api_key_id,
                 template_version=template.version if template else None,
                 inspector_user_id=inspector_user_id,
+                inspector_name=inspector_name,
             )
             await self._save(record)
             self._records[record.id] = record
@@ -246,6 +266,41 @@ class InspectionBook:
                 setattr(record, name, value)
             await self._save(record)
             return record
+
+    async def assign(self, inspection_id: str, user_id: str, name: str) -> Inspection:
+        """Name ``user_id`` the inspector of an inspection that is not over (409 otherwise)."""
+        async with self._lock:
+            record = self.get(inspection_id)
+            if not record.is_open:
+                raise Conflict(f"inspection {inspection_id} is {record.status}; an inspection that is over cannot be reassigned")
+            record.inspector_user_id, record.inspector_name = user_id, name
+            await self._save(record)
+            return record
+
+    async def reschedule(self, inspection_id: str, when: datetime.datetime, link_ttl: datetime.timedelta) -> Inspection:
+        """Move a scheduled inspection to ``when``; its links are valid ``link_ttl`` from then."""
+        async with self._lock:
+            record = self.get(inspection_id)
+            if record.status != "scheduled":
+                raise Conflict(f"inspection {inspection_id} is {record.status}; only a scheduled inspection can be rescheduled")
+            record.scheduled_at = rfc3339(when)
+            record.expires_at = rfc3339(max(now_utc(), when) + link_ttl) or record.expires_at
+            await self._save(record)
+            return record
+
+    async def add_observer(self, inspection_id: str, entry: dict[str, Any]) -> Inspection:
+        async with self._lock:
+            record = self.get(inspection_id)
+            if not record.is_open:
+                raise Conflict(f"inspection {inspection_id} is {record.status}; nobody can be invited to it")
+            record.observers.append(dict(entry))
+            await self._save(record)
+            return record
+
+    def observer(self, inspection_id: str, link_id: str) -> Optional[dict[str, Any]]:
+        """The invited observer whose own link carries ``link_id``, if any."""
+        record = self.find(inspection_id)
+        return next((o for o in record.observers if o.get("link_id") == link_id), None) if record else None
 
     async def add_evidence(self, inspection_id: str, code: str, key: str) -> Inspection:
         """Checkpoint ``code`` was captured as ``key``."""

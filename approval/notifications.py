@@ -21,6 +21,9 @@ def webhook_view(record: Inspection) -> dict[str, Any]:
         "id": record.id,
         "case_no": record.case_no,
         "status": record.status,
+        "end_reason": record.end_reason,
+        "inspector_user_id": record.inspector_user_id,
+        "inspector_name": record.inspector_name,
         "verdict": verdict,
         "manifest_sha256": (record.manifest or {}).get("sha256"),
     }
@@ -36,7 +39,7 @@ class Notifier:
         return key.webhook_secret if key is not None and key.revoked_at is None else None
 
     async def notify(self, record: Inspection, event: str) -> Optional[Delivery]:
-        """Queue ``event`` (inspection.judged / reviewed / cancelled) if a callback is set."""
+        """Queue ``event`` (inspection.judged / reviewed / cancelled / expired) if a callback is set."""
         if not record.callback_url:
             return None
         delivery = await self.outbox.enqueue(

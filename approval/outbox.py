@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 RECORD_PREFIX = "records/webhooks/"
 #: The events of CONTRACT.md (section Webhooks); the contract only ever adds to them.
-EVENTS = ("inspection.judged", "inspection.reviewed", "inspection.cancelled")
+EVENTS = ("inspection.judged", "inspection.reviewed", "inspection.cancelled", "inspection.expired")
 
 DeliveryState = Literal["pending", "delivered", "failed"]
 STATES: tuple[DeliveryState, ...] = get_args(DeliveryState)

@@ -21,6 +21,7 @@ ID_TYPES = ("USCC", "RESIDENT_ID", "PASSPORT", "OTHER")
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _CASE_NO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$")
 _PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
+_USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MAX_CHECKPOINTS = 100
 
 
@@ -59,6 +60,7 @@ class NewInspection:
     checkpoints: Optional[tuple[Checkpoint, ...]]
     callback_url: Optional[str]
     scheduled_at: Optional[datetime.datetime]
+    inspector_user_id: Optional[str] = None
 
 
 class _Collector:
@@ -139,7 +141,8 @@ def parse_new_inspection(body: Any) -> NewInspection:
     top = c.obj(
         body,
         "",
-        {"case_no", "item_code", "item_name", "applicant", "site", "checkpoints", "callback_url", "scheduled_at"},
+        {"case_no", "item_code", "item_name", "applicant", "site", "checkpoints", "callback_url", "scheduled_at",
+         "inspector_user_id"},
         {"case_no", "item_code", "item_name", "applicant", "site"},
     )
     case_no = c.text(top.get("case_no"), "case_no", 64) if "case_no" in top else None
@@ -160,6 +163,7 @@ def parse_new_inspection(body: Any) -> NewInspection:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             c.add("callback_url", f"{callback_url!r} must be an absolute http(s) URL")
     scheduled_at = parse_datetime(top.get("scheduled_at"), "scheduled_at", c)
+    inspector_user_id = _user_id(c, top.get("inspector_user_id"), required=False)
 
     if c.errors:
         raise ValidationFailed(
@@ -175,7 +179,16 @@ def parse_new_inspection(body: Any) -> NewInspection:
         checkpoints=checkpoints,
         callback_url=callback_url or None,
         scheduled_at=scheduled_at,
+        inspector_user_id=inspector_user_id,
     )
+
+
+def _user_id(c: _Collector, value: Any, required: bool) -> Optional[str]:
+    user_id = c.text(value, "inspector_user_id", 64, required=required)
+    if user_id and not _USER_ID.match(user_id):
+        c.add("inspector_user_id", f"{user_id!r} is not a staff user id")
+        return None
+    return user_id or None
 
 
 def _parse_applicant(c: _Collector, value: Any) -> Optional[Applicant]:
@@ -272,3 +285,45 @@ def parse_cancel(body: Any) -> str:
         raise ValidationFailed("the cancel request is not valid; see errors", errors=c.errors)
     assert reason
     return reason
+
+
+def parse_reschedule(body: Any) -> datetime.datetime:
+    """Validate a ``POST .../reschedule`` body and return the new time."""
+    c = _Collector()
+    top = c.obj(body, "", {"scheduled_at"}, {"scheduled_at"})
+    when = parse_datetime(top.get("scheduled_at"), "scheduled_at", c) if "scheduled_at" in top else None
+    if c.errors or when is None:
+        raise ValidationFailed("the new time is not valid; see errors", errors=c.errors or [{"field": "scheduled_at", "message": "is required"}])
+    return when
+
+
+@dataclass(frozen=True)
+class ObserverInvite:
+    name: Optional[str]
+    user_id: Optional[str]
+    ttl_hours: Optional[float]
+
+
+def parse_observer_invite(body: Any) -> ObserverInvite:
+    """Validate a ``POST .../observers`` body: a staff ``user_id`` or a guest's ``name``."""
+    c = _Collector()
+    top = c.obj(body, "", {"name", "user_id", "ttl_hours"}, set())
+    name = c.text(top.get("name"), "name", 100, required=False)
+    user_id = _user_id(c, top.get("user_id"), required=False) if "user_id" in top else None
+    if not name and not user_id:
+        c.add("name", "give the guest's name, or the user_id of a staff member")
+    ttl = c.number(top.get("ttl_hours"), "ttl_hours", 0.01, 720)
+    if c.errors:
+        raise ValidationFailed("the invitation is not valid; see errors", errors=c.errors)
+    return ObserverInvite(name or None, user_id, ttl)
+
+
+def parse_assign(body: Any) -> str:
+    """Validate a ``POST .../assign`` body and return the staff user id it names."""
+    c = _Collector()
+    top = c.obj(body, "", {"inspector_user_id"}, {"inspector_user_id"})
+    user_id = _user_id(c, top.get("inspector_user_id"), required=True) if "inspector_user_id" in top else None
+    if c.errors:
+        raise ValidationFailed("the assignment is not valid; see errors", errors=c.errors)
+    assert user_id
+    return user_id

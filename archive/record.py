@@ -46,6 +46,9 @@ EVENT_LABELS = {
     "location.updated": "位置更新", "signature.requested": "请求签名", "signature.strokes": "签名笔迹",
     "signature.signed": "完成签名", "timer.warning": "时长提醒", "timer.final_warning": "时长最后提醒",
     "timer.limit": "到达时长上限", "timer.overtime_reason": "超时说明", "media.segment": "录像分段",
+    "session.expired": "无人加入，链接过期", "inspector.assigned": "分派检查员", "inspector.claimed": "检查员认领",
+    "inspector.taken_over": "督导员接管", "observer.invited": "邀请旁听人员", "applicant.invited": "短信发送链接",
+    "inspection.rescheduled": "改期",
 }
 IMAGE_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 # Detail fields a timeline row shows, in this order; the rest stays in events.jsonl.
@@ -110,6 +113,13 @@ def duration_text(ms: Any) -> str:
 
 def _e(value: Any) -> str:
     return escape(scrub("—" if value is None or value == "" else str(value)))
+
+
+def _staff_text(staff: Any) -> str | None:
+    """A staff member named in the evidence: "张三 (zhang.san)"."""
+    if not isinstance(staff, Mapping) or not staff.get("user_id"):
+        return None
+    return f"{staff.get('name') or ''}（{staff['user_id']}）"
 
 
 def _rows(pairs: Sequence[tuple[str, str]]) -> str:
@@ -177,6 +187,9 @@ class _Renderer:
             ("踏勘编号", f'<span class="mono">{_e(self.m.get("inspection_id"))}</span>'),
             ("踏勘方式", "远程视频踏勘"),
             ("踏勘状态", _e(STATUS_LABELS.get(str(status), status))),
+            ("踏勘人员", _e(_staff_text(self.inspection.get("inspector") or (
+                {"user_id": self.record.get("inspector_user_id"), "name": self.record.get("inspector_name")}
+                if self.record.get("inspector_user_id") else None)))),
             ("实施机关", _e(self.c.authority)),
             ("预约时间", _e(china_time(self.field("scheduled_at")))),
             ("开始时间", _e(china_time(self.field("started_at")))),
@@ -289,9 +302,12 @@ class _Renderer:
                         value = ROLE_LABELS.get(str(value), value)
                     details.append(f"{name}: {value}")
             actor = str(event.get("actor"))
+            who = ROLE_LABELS.get(actor, actor)
+            if isinstance(data.get("staff"), Mapping):
+                who = f"{who}（{_staff_text(data['staff'])}）"
             rows.append(
                 f"<tr><td>{_e(event.get('seq'))}</td><td>{_e(china_time(event.get('at'), True))}</td>"
-                f"<td>{_e(ROLE_LABELS.get(actor, actor))}</td><td>{_e(EVENT_LABELS.get(str(event.get('type')), event.get('type')))}</td>"
+                f"<td>{_e(who)}</td><td>{_e(EVENT_LABELS.get(str(event.get('type')), event.get('type')))}</td>"
                 f"<td>{_e('；'.join(details) if details else '')}</td><td class=\"mono\">{_e(str(event.get('hash', ''))[:12])}</td></tr>"
             )
         note = f"<p>另有 {segments} 条录像分段事件，见第五部分与 evidence/events.jsonl。</p>" if segments else ""

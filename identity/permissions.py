@@ -21,6 +21,7 @@ from errors import Forbidden, ValidationFailed
 
 __all__ = [
     "ADMIN",
+    "ASSIGN",
     "APPROVE",
     "AUDIT_READ",
     "ENTRY",
@@ -46,19 +47,22 @@ APPROVE = "approve"
 ADMIN = "admin"
 AUDIT_READ = "audit_read"
 PERSONAL_DATA = "personal_data"
+#: Assign, reassign and take over other people's inspections (the supervisor).
+ASSIGN = "assign"
 
 #: Every permission Takan knows.
 PERMISSIONS: frozenset[str] = frozenset(
-    {QUERY, QUERY_ALL, ENTRY, REVIEW, APPROVE, ADMIN, AUDIT_READ, PERSONAL_DATA}
+    {QUERY, QUERY_ALL, ENTRY, REVIEW, APPROVE, ADMIN, AUDIT_READ, PERSONAL_DATA, ASSIGN}
 )
 
 #: Staff roles, in the order an admin screen lists them.
-ROLES: tuple[str, ...] = ("inspector", "reviewer", "approver", "auditor", "admin")
+ROLES: tuple[str, ...] = ("inspector", "supervisor", "reviewer", "approver", "auditor", "admin")
 
 #: What each role may do. An inspector sees only the inspections they run (no ``query_all``).
 ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "inspector": frozenset({QUERY, ENTRY}),
+        "supervisor": frozenset({QUERY, QUERY_ALL, ENTRY, ASSIGN}),
         "reviewer": frozenset({QUERY, QUERY_ALL, REVIEW, PERSONAL_DATA}),
         "approver": frozenset({QUERY, QUERY_ALL, APPROVE, PERSONAL_DATA}),
         "auditor": frozenset({QUERY, QUERY_ALL, AUDIT_READ}),

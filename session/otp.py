@@ -40,6 +40,11 @@ class ConsoleOtpSender:
         self.sent.append((inspection_id, phone, code))
         logger.warning("one-time code for inspection %s, phone %s: %s", inspection_id, mask_phone(phone), code)
 
+    async def send_invite(self, inspection_id: str, phone: str, url: str, case_no: str) -> None:
+        """The applicant's link (:class:`session.sms.InviteSender`), logged with the phone masked."""
+        self.sent.append((inspection_id, phone, url))
+        logger.warning("invite for inspection %s (case %s), phone %s: %s", inspection_id, case_no, mask_phone(phone), url)
+
 
 #: How long a device that entered its code stays verified (a working day of reconnects).
 VERIFIED_TTL_S = 12 * 3600

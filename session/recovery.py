@@ -37,6 +37,10 @@ class Recovery:
             logger.warning("%d inspections were live when the server stopped; marking them interrupted", len(self._pending))
         self._task = asyncio.ensure_future(self._run())
 
+    def is_pending(self, inspection_id: str) -> bool:
+        """True while ``inspection_id`` waits to be marked interrupted."""
+        return inspection_id in self._pending
+
     @property
     def pending(self) -> int:
         return len(self._pending)

@@ -38,6 +38,7 @@ from .quality import QualityWatch
 from .quotas import Usage
 from .recovery import Recovery
 from .rooms import SINGLE_HOLDER_ROLES, Participant, Room, Rooms
+from .staff import InspectorGate, StaffMember
 from .timer import SessionTimer
 from .tokens import TokenExpired, TokenInvalid, TokenSigner
 
@@ -49,6 +50,7 @@ _CLOSED = {
     "ended": ("inspection_ended", "this inspection has ended"),
     "judged": ("inspection_ended", "this inspection has ended"),
     "reviewed": ("inspection_ended", "this inspection has ended"),
+    "expired": ("token_expired", "this inspection expired before anyone joined; ask for a new link"),
 }
 
 
@@ -69,6 +71,10 @@ class Connection:
     role: str
     lang: str
     device: str
+    #: The logged-in staff member holding an inspector link (session/staff.py).
+    staff: Optional[StaffMember] = None
+    #: An invited observer's name (their own link): {name, kind, user_id}.
+    guest: Optional[dict[str, Any]] = None
     #: the page named its device (pages do): only then can a new connection be matched to it
     device_named: bool = False
 
@@ -127,6 +133,8 @@ class SessionService:
         # (inspection, role, device) -> a participant whose connection dropped, for a while
         self._away: dict[tuple[str, str, str], _Away] = {}
         self.quality = QualityWatch(lambda: self.rooms, self._log, lambda *told: self.audience.to_room(*told))
+        #: With a gate, an inspector link needs the assigned inspector's staff login.
+        self.inspector_gate: Optional[InspectorGate] = None
 
     # -- connections ----------------------------------------------------------------------
 
@@ -145,9 +153,40 @@ class SessionService:
             code, message = _CLOSED[record.status]
             raise NotAuthorised(message, code=code)
         connection = Connection(connection_id, link.inspection_id, link.role, lang if lang in ("zh", "en") else "zh", connection_id)
+        invited = self.book.observer(link.inspection_id, link.nonce) if link.role == "observer" else None
+        if invited is not None:
+            connection.guest = {"name": invited["name"], "kind": invited["kind"], "user_id": invited.get("user_id")}
         self._connections[connection_id] = connection
         logger.info("connection %s: %s of inspection %s", connection_id, link.role, link.inspection_id)
         return connection
+
+    async def authorise_staff(self, connection_id: str, session_token: Optional[str]) -> None:
+        """An inspector connection must carry the assigned inspector's staff login."""
+        conn = self.connection(connection_id)
+        if self.inspector_gate is None or conn.role != "inspector":
+            return
+        try:
+            conn.staff = await self.inspector_gate.admit(session_token, self.book.get(conn.inspection_id))
+        except BaseException:
+            self._connections.pop(connection_id, None)
+            raise
+
+    async def check_staff(self, connection_id: str) -> None:
+        """Before an inspector's action: is their login still live? (Media is not touched.)"""
+        conn = self._connections.get(connection_id)
+        if self.inspector_gate is not None and conn is not None and conn.staff is not None:
+            await self.inspector_gate.recheck(conn.staff)
+
+    def _named(self, inspection_id: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` with the staff member behind the inspector role, if one is known."""
+        if actor != "inspector" or "staff" in data:
+            return data
+        room = self.rooms.find(inspection_id)
+        for participant in room.by_role("inspector") if room is not None else ():
+            conn = self._connections.get(participant.sid)
+            if conn is not None and conn.staff is not None:
+                return {**data, "staff": conn.staff.named()}
+        return data
 
     def connection(self, connection_id: str) -> Connection:
         found = self._connections.get(connection_id)
@@ -218,7 +257,7 @@ class SessionService:
             self._participants[connection_id] = (room, participant)
             await self.audience.enter(connection_id, inspection_id)
         await self.rooms.live.set_presence(inspection_id, participant.id, participant.presence())
-        await self._log(inspection_id, "participant.joined", role, {"id": participant.id})
+        await self._log(inspection_id, "participant.joined", role, {"id": participant.id, **({"observer": conn.guest} if conn.guest else {})})
         await self._maybe_go_live(room)
         await self._broadcast_presence(room)
         return self._session_state(room, participant, self.book.get(inspection_id))
@@ -512,7 +551,7 @@ class SessionService:
                 "height": still.height,
                 "captured_at": still.captured_at.isoformat(timespec="milliseconds"),
                 "source": "server",
-            },
+            } | self._named(room.inspection_id, "inspector", {}),
         )
         await self.book.add_evidence(record.id, code, key)
         shown = {"checkpoint": code, "kind": "still", "key": key, "sha256": event["data"]["sha256"],
@@ -595,7 +634,7 @@ class SessionService:
         name = f"signatures/{participant.role}-{n}"
         stroke_doc = {"role": participant.role, "binds_log_head": head, "code": code, "width": signature.width,
                       "height": signature.height, "strokes": signature.strokes}
-        details = {"role": participant.role, "binds_log_head": head, "code": code}
+        details = self._named(room.inspection_id, participant.role, {"role": participant.role, "binds_log_head": head, "code": code})
         await self.journal.record_blob(
             room.inspection_id, name + ".json", json.dumps(stroke_doc, separators=(",", ":")).encode(),
             "application/json", "signature.strokes", participant.role, details,
@@ -629,19 +668,26 @@ class SessionService:
         """Be told (after sealing) when an inspection ends or is cancelled."""
         self._finish_listeners.append(listener)
 
-    async def end_inspection(self, inspection_id: str, actor: str, status: str = "ended", reason: Optional[str] = None) -> None:
+    async def end_inspection(
+        self, inspection_id: str, actor: str, status: str = "ended", reason: Optional[str] = None, end_reason: Optional[str] = None
+    ) -> None:
         """End (or cancel) the session: tell everyone, close the room, log it, seal.
+
+        ``end_reason`` (the record's) is ``abandoned`` when nobody ended it (:mod:`session.sweeper`);
+        otherwise it follows ``status``.
 
         The room closes before the final event so that the recorder's last segments are
         in the log ahead of ``session.ended`` and inside the manifest.
         """
         await self.recovery.settle(inspection_id)
         record = self.book.get(inspection_id)
-        changes: dict[str, Any] = {"ended_at": record.ended_at or rfc3339(now_utc())}
+        final: dict[str, Any] = self._named(inspection_id, actor, {"reason": reason} if reason else {})  # before the room closes
+        end_reason = end_reason or ("cancelled" if status == "cancelled" else "ended")
+        changes: dict[str, Any] = {"ended_at": record.ended_at or rfc3339(now_utc()), "end_reason": end_reason}
         if status == "cancelled":
             changes["cancel_reason"] = reason
         await self.book.transition(inspection_id, status, **changes)
-        message: dict[str, Any] = {"status": status}
+        message: dict[str, Any] = {"status": status, "end_reason": end_reason}
         if reason:
             message["reason"] = reason
         await self.audience.to_room(inspection_id, "status", message)
@@ -653,9 +699,9 @@ class SessionService:
                 self._participants.pop(participant.sid, None)
                 await self.rooms.live.release_role(inspection_id, participant.role, participant.sid)
             await self.rooms.close_room(inspection_id)
-        await self.sealer.seal(
-            inspection_id, ("session.ended" if status == "ended" else "session.cancelled", actor, {"reason": reason} if reason else {})
-        )
+        if end_reason == "abandoned":
+            final["end_reason"] = end_reason
+        await self.sealer.seal(inspection_id, ("session.ended" if status == "ended" else "session.cancelled", actor, final))
         self._usage.pop(inspection_id, None)
         for listener in self._finish_listeners:
             try:
@@ -685,4 +731,4 @@ class SessionService:
         await self.audience.to_room(room.inspection_id, "presence", {"participants": [p.presence() for p in room.participants.values()]})
 
     async def _log(self, inspection_id: str, event: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:
-        return await self.journal.record(inspection_id, event, actor, data)
+        return await self.journal.record(inspection_id, event, actor, self._named(inspection_id, actor, data))

@@ -48,11 +48,12 @@ class TokenSigner:
             raise ValueError("the link secret must be at least 32 bytes")
         self._secret = secret
 
-    def issue(self, inspection_id: str, role: str, expires_at: int) -> str:
+    def issue(self, inspection_id: str, role: str, expires_at: int, nonce: str | None = None) -> str:
+        """A token; ``nonce`` (default random) names one guest's own link (an invited observer)."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
         payload = json.dumps(
-            {"i": inspection_id, "r": role, "e": int(expires_at), "n": secrets.token_hex(4)},
+            {"i": inspection_id, "r": role, "e": int(expires_at), "n": nonce or secrets.token_hex(4)},
             separators=(",", ":"),
         ).encode()
         body = _b64(payload)

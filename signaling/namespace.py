@@ -15,6 +15,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 import socketio
+from http.cookies import CookieError, SimpleCookie
 
 from errors import Disconnect, TakanError
 from media.sdp import BadSdp
@@ -33,6 +34,8 @@ MAX_EVENTS_PER_SECOND = 50
 MAX_CONNECTS_PER_ADDRESS = 1200
 MAX_CONNECTS_PER_LINK = 30
 MAX_CONNECTS_PER_INSPECTION = 300
+#: The staff login cookie (web/auth.py sets it); the inspector's page sends it with the handshake.
+SESSION_COOKIE = "takan_session"
 
 _ALL = frozenset({"inspector", "applicant", "observer"})
 _PUBLISHERS = frozenset({"inspector", "applicant"})
@@ -88,6 +91,7 @@ class SessionNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python
             if await self.live.hit(f"connect-link:{link}", 60) > MAX_CONNECTS_PER_LINK:
                 raise Disconnect("this link reconnected too often; wait a minute and retry", code="rate_limited")
             connection = self.session.admit(sid, token, auth.get("lang"))
+            await self.session.authorise_staff(sid, staff_token(environ))
             if await self.live.hit(f"connect-inspection:{connection.inspection_id}", 60) > MAX_CONNECTS_PER_INSPECTION:
                 await self.session.leave(sid)
                 raise Disconnect("too many connections to this inspection; wait a minute and retry", code="rate_limited")
@@ -124,6 +128,8 @@ class SessionNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python
         handler: Handler = getattr(self, f"on_{event}")
         payload = args[1] if len(args) > 1 else None
         try:
+            if role == "inspector":
+                await self.session.check_staff(sid)
             return await handler(sid, payload)
         except (TakanError, BadSdp) as exc:
             logger.info("event %s from %s refused: %s", event, sid, exc)
@@ -207,3 +213,21 @@ class SessionNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python
     async def on_end(self, sid: str, payload: Any) -> dict[str, Any]:
         messages.parse_empty("end", payload)
         return await self.session.end(sid)
+
+
+def staff_token(environ: dict[str, Any]) -> str | None:
+    """The staff login cookie of the Socket.IO handshake, if any."""
+    request = environ.get("aiohttp.request")
+    cookies = getattr(request, "cookies", None)
+    if cookies is not None:
+        value = cookies.get(SESSION_COOKIE)
+        return str(value) if value else None
+    raw = environ.get("HTTP_COOKIE")
+    if not raw:
+        return None
+    try:
+        jar: SimpleCookie = SimpleCookie(raw)
+    except CookieError:
+        return None
+    morsel = jar.get(SESSION_COOKIE)
+    return morsel.value if morsel is not None and morsel.value else None

@@ -54,9 +54,12 @@ from media.ice import (
 from media.tap import check_aiortc_seams
 from privacy.fieldcrypto import FieldCipher, FieldKeys
 from session.otp import ConsoleOtpSender, OneTimeCodes
+from session.sms import HttpSmsGateway
 from session.recording import Recording
 from session.rooms import Rooms
 from session.service import SessionService
+from session.staff import InspectorGate
+from session.sweeper import Sweeper
 from session.tokens import TokenSigner
 from signaling.audience import SocketAudience
 from signaling.namespace import SessionNamespace
@@ -110,8 +113,11 @@ STAFF_SESSIONS = web.AppKey("staff_sessions", StaffSessions)
 OIDC: web.AppKey[Optional[OidcProvider]] = web.AppKey("oidc")
 DECISIONS = web.AppKey("decisions", Decisions)
 SESSIONS = web.AppKey("sessions", SessionService)
+SWEEPER = web.AppKey("sweeper", Sweeper)
 SIO = web.AppKey("sio", socketio.AsyncServer)
-OTP_SENDER: web.AppKey[Optional[ConsoleOtpSender]] = web.AppKey("otp_sender")
+OTP_SENDER: web.AppKey[Optional[ConsoleOtpSender | HttpSmsGateway]] = web.AppKey("otp_sender")
+#: Sends applicants their link (the SMS gateway if configured, else the log).
+TEXT_SENDER: web.AppKey[ConsoleOtpSender | HttpSmsGateway] = web.AppKey("text_sender")
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 CALENDAR = web.AppKey("calendar", WorkingCalendar)
 #: The API key printed at first start when none was configured (None afterwards).
@@ -225,14 +231,22 @@ def build_app(config: Config) -> web.Application:
     rooms = Rooms(live, lambda: RTCPeerConnection(rtc_config), config.node_id)
     Recording(rooms, SegmentFiling(journal))
     signer = TokenSigner(link_secret)
-    otp_sender = ConsoleOtpSender() if config.applicant_otp else None
+    text_sender: ConsoleOtpSender | HttpSmsGateway = (
+        HttpSmsGateway(config.sms_gateway_url, config.sms_gateway_secret or "", config.sms_timeout_s)
+        if config.sms_gateway_url
+        else ConsoleOtpSender()
+    )
+    otp_sender = text_sender if config.applicant_otp else None
     sessions = SessionService(
         rooms, book, journal, sealer, signer, SocketAudience(sio), browser_ice_servers(config), config.session_limit_s,
         otp=OneTimeCodes(otp_sender, live) if otp_sender else None,
     )
     sessions.warnings_for = decisions.prudent_warnings
+    if config.inspector_login == "required":
+        sessions.inspector_gate = InspectorGate(staff_sessions, accounts, book, journal)
     sessions.on_finished(decisions.on_finished)
     sio.register_namespace(SessionNamespace(sessions, live))
+    sweeper = Sweeper(sessions, config.abandon_after_s, lambda record: notifier.notify(record, "inspection.expired"))
 
     # -- the web door
     table = RouteTable()
@@ -249,7 +263,7 @@ def build_app(config: Config) -> web.Application:
     calendar_api = CalendarApi(calendar)
     for routes in (
         InspectionApi(book, keys, idempotency, signer, sessions, config.base_url,
-                      datetime.timedelta(hours=config.link_ttl_hours), config.webhook_allowed_hosts).routes(),
+                      datetime.timedelta(hours=config.link_ttl_hours), config.webhook_allowed_hosts, accounts, text_sender).routes(),
         ApprovalApi(book, decisions, ledger, publicity, evaluations, warning_lists, access, signer).routes(),
         EvidenceApi(book, keys, store, signing, access, journal).routes(),
         PhotoUploads(book, signer, sessions).routes(),
@@ -271,7 +285,7 @@ def build_app(config: Config) -> web.Application:
         (JOURNAL, journal), (ACCESS, access), (WARNING_LISTS, warning_lists), (LEDGER, ledger),
         (PUBLICITY, publicity), (EVALUATIONS, evaluations), (OUTBOX, outbox), (WEBHOOKS, webhooks),
         (ACCOUNTS, accounts), (STAFF_SESSIONS, staff_sessions), (OIDC, provider), (DECISIONS, decisions),
-        (SESSIONS, sessions), (SIO, sio), (OTP_SENDER, otp_sender), (IDEMPOTENCY, idempotency),
+        (SESSIONS, sessions), (SWEEPER, sweeper), (SIO, sio), (OTP_SENDER, otp_sender), (TEXT_SENDER, text_sender), (IDEMPOTENCY, idempotency),
         (ROUTE_TABLE, table), (BOOTSTRAP_KEY, []), (CALENDAR, calendar),
     ):
         app[key] = value  # each pair is typed by its key above
@@ -279,7 +293,7 @@ def build_app(config: Config) -> web.Application:
     if config.ice_loopback:
         app.cleanup_ctx.append(_loopback_candidates)
     app.cleanup_ctx.extend(
-        [_storage, calendar_api.lifecycle, _records, _approval, _identity, _judgement, _sessions, _socketio]
+        [_storage, calendar_api.lifecycle, _records, _approval, _identity, _judgement, _sessions, _sweeper, _socketio]
     )
     return app
 
@@ -376,6 +390,12 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
     finally:
         await sessions.recovery.close()
         await sessions.close()
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Abandoned sessions end and unjoined scheduled inspections expire, by themselves."""
+    async with _started([app[SWEEPER]]):
+        yield
 
 
 async def _socketio(app: web.Application) -> AsyncIterator[None]:

@@ -49,6 +49,15 @@ class Config:
     ice_loopback: bool = False
     link_ttl_hours: float = 72.0
     session_limit_s: Optional[float] = None
+    #: An open inspection with nobody in it this long ends as abandoned (session/sweeper.py).
+    abandon_after_s: float = 600.0
+    #: required: an inspector link needs the assigned inspector's staff login (issue 11);
+    #: link: the link alone admits (deployments without staff accounts, older tests).
+    inspector_login: str = "required"
+    #: An HTTP SMS gateway for invites and one-time codes (session/sms.py); None: the log.
+    sms_gateway_url: Optional[str] = None
+    sms_gateway_secret: Optional[str] = None
+    sms_timeout_s: float = 5.0
     webhook_allowed_hosts: Optional[tuple[str, ...]] = None
     turn_secret: Optional[str] = None
     turn_ttl_s: int = 4 * 3600
@@ -108,6 +117,15 @@ def _positive(value: str, name: str) -> float:
     return number
 
 
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(value: str, name: str) -> str:
+        if value.strip().lower() not in choices:
+            raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+        return value.strip().lower()
+
+    return parse
+
+
 def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
     def parse(value: str, name: str) -> str:
         parts = urlsplit(value)
@@ -148,6 +166,11 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
         ("ice_loopback", _bool),
         ("link_ttl_hours", _positive),
         ("session_limit_s", _positive),
+        ("abandon_after_s", _positive),
+        ("inspector_login", _choice("required", "link")),
+        ("sms_gateway_url", _url(("http", "https"))),
+        ("sms_gateway_secret", None),
+        ("sms_timeout_s", _positive),
         ("applicant_otp", _bool),
         ("node_id", None),
         ("log_level", None),
@@ -171,6 +194,8 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
 
     if "api_key" in values and len(values["api_key"]) < 16:
         raise ConfigError("TAKAN_API_KEY must be at least 16 characters (use a random string)")
+    if "sms_gateway_url" in values and len(values.get("sms_gateway_secret", "")) < 16:
+        raise ConfigError("TAKAN_SMS_GATEWAY_URL needs TAKAN_SMS_GATEWAY_SECRET (at least 16 characters) to sign its messages")
     if "link_secret" in values and len(values["link_secret"]) < 32:
         raise ConfigError("TAKAN_LINK_SECRET must be at least 32 characters")
     level = str(values.get("log_level", "INFO")).upper()

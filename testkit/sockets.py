@@ -31,14 +31,25 @@ class Participant:
         async def refused(data: Any) -> None:
             self.refused = data
 
-    async def connect(self, auth: Any = "default") -> bool:
+    async def connect(self, auth: Any = "default", staff_session: Optional[str] = None) -> bool:
+        """Connect with the link's token; ``staff_session`` is a staff login token sent as
+        the ``takan_session`` cookie, as the inspector's browser does."""
+        headers = {"Cookie": f"takan_session={staff_session}"} if staff_session else {}
         try:
             await self.sio.connect(
-                self.base_url, auth={"token": self.token} if auth == "default" else auth, transports=["websocket"], wait_timeout=5
+                self.base_url, auth={"token": self.token} if auth == "default" else auth, transports=["websocket"], wait_timeout=5,
+                headers=headers,
             )
         except socketio.exceptions.ConnectionError:
             return False
         return True
+
+    @property
+    def refusal_code(self) -> Optional[str]:
+        """The ``code`` of the connect_error the server refused this connection with."""
+        data = self.refused or {}
+        code = (data.get("data") or data).get("code")
+        return None if code is None else str(code)
 
     async def call(self, event: str, data: Any = None, timeout: float = 15) -> Any:
         return await self.sio.call(event, {} if data is None else data, timeout=timeout)

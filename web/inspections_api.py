@@ -7,6 +7,7 @@ import datetime
 import io
 import json
 import logging
+import secrets
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
@@ -16,11 +17,13 @@ from aiohttp import web
 from approval.apikeys import ApiKeys
 from approval.idempotency import IdempotencyKeys
 from approval.inspections import Inspection, InspectionBook, parse_rfc3339
-from approval.requests import parse_cancel, parse_new_inspection
-from errors import Conflict, NotFound, ValidationFailed
-from identity.permissions import Principal
+from approval.requests import parse_assign, parse_cancel, parse_new_inspection, parse_observer_invite, parse_reschedule
+from errors import Conflict, Forbidden, NotFound, ValidationFailed
+from identity.accounts import Account, Accounts
+from identity.permissions import ASSIGN, ENTRY, Principal
 from privacy.masking import mask_id_number, mask_phone
 from session.service import SessionService
+from session.sms import InviteSender
 from session.tokens import TokenSigner
 
 from .auth import actor_of, caller
@@ -46,8 +49,12 @@ class InspectionApi:
         base_url: str,
         link_ttl: datetime.timedelta,
         webhook_allowed_hosts: Optional[tuple[str, ...]] = None,
+        accounts: Optional[Accounts] = None,
+        texts: Optional[InviteSender] = None,
     ) -> None:
+        self.texts = texts
         self.book = book
+        self.accounts = accounts
         self.keys = keys
         self.idempotency = idempotency
         self.signer = signer
@@ -62,6 +69,11 @@ class InspectionApi:
             get("/api/v1/inspections", self.list, "query"),
             get("/api/v1/inspections/{id}", self.get, "query"),
             post("/api/v1/inspections/{id}/cancel", self.cancel, "entry"),
+            post("/api/v1/inspections/{id}/assign", self.assign, "entry"),
+            post("/api/v1/inspections/{id}/invite", self.invite, "entry"),
+            get("/api/v1/inspections/{id}/links", self.links, "entry"),
+            post("/api/v1/inspections/{id}/reschedule", self.reschedule, "entry"),
+            post("/api/v1/inspections/{id}/observers", self.invite_observer, "entry"),
         ]
 
     # -- helpers ----------------------------------------------------------------------
@@ -86,6 +98,9 @@ class InspectionApi:
             "item_code": record.item_code,
             "item_name": record.item_name,
             "status": record.status,
+            "end_reason": record.end_reason,
+            "inspector_user_id": record.inspector_user_id,
+            "inspector_name": record.inspector_name,
             "scheduled_at": record.scheduled_at,
             "created_at": record.created_at,
             "expires_at": record.expires_at,
@@ -140,7 +155,12 @@ class InspectionApi:
         # inspector who creates an inspection owns it.
         owner = principal.id if principal.kind == "api_key" else actor_of(principal)
         inspector = principal.id if principal.kind == "staff" and "inspector" in principal.roles else None
-        record = await self.book.create(new, owner, self.link_ttl, inspector_user_id=inspector)
+        if new.inspector_user_id is not None:
+            inspector = new.inspector_user_id
+        name = None
+        if inspector is not None:
+            name = (await self.inspector_account(inspector, "inspector_user_id")).real_name
+        record = await self.book.create(new, owner, self.link_ttl, inspector_user_id=inspector, inspector_name=name)
         applicant_url = self.link(record, "applicant")
         return {
             "id": record.id,
@@ -152,6 +172,126 @@ class InspectionApi:
             "applicant_qr_png": qr_data_url(applicant_url),
             "expires_at": record.expires_at,
         }
+
+    async def inspector_account(self, user_id: str, field: str) -> Account:
+        """The enabled staff account ``user_id`` holding entry permission (422 otherwise)."""
+        account = None if self.accounts is None else await self.accounts.find(user_id)
+        problem = None
+        if account is None:
+            problem = "is not a staff account"
+        elif not account.enabled:
+            problem = "is a disabled account"
+        elif not account.principal.has(ENTRY):
+            problem = "does not hold the entry permission (the inspector role)"
+        if problem is not None or account is None:
+            raise ValidationFailed(
+                f"{field} {user_id!r} {problem}; name an enabled inspector",
+                errors=[{"field": field, "message": f"{user_id!r} {problem}"}],
+            )
+        return account
+
+    async def assign(self, request: web.Request) -> web.Response:
+        """Name (or change) the inspector: the approval core or an ``assign`` holder for
+        anyone; an inspector may claim an unassigned inspection for themselves."""
+        principal = caller(request)
+        body, _ = await read_json(request)
+        user_id = parse_assign(body)
+        record = self.book.get(request.match_info["id"])
+        claiming = principal.kind == "staff" and record.inspector_user_id is None and user_id == principal.id
+        if principal.kind == "staff" and not principal.has(ASSIGN) and not claiming:
+            if not may_see(principal, record):
+                raise NotFound(f"no inspection with id {record.id!r}")
+            raise Forbidden("only a supervisor (the assign permission) reassigns an inspection; an inspector may claim an unassigned one")
+        if not record.is_open:
+            raise Conflict(f"inspection {record.id} is {record.status}; an inspection that is over cannot be reassigned")
+        account = await self.inspector_account(user_id, "inspector_user_id")
+        previous = record.inspector_user_id
+        record = await self.book.assign(record.id, account.user_id, account.real_name)
+        await self.session.journal.record(
+            record.id, "inspector.assigned", actor_of(principal),
+            {"user_id": account.user_id, "name": account.real_name, "previous_user_id": previous},
+        )
+        logger.info("inspection %s: inspector %s (was %s), by %s", record.id, account.user_id, previous, actor_of(principal))
+        return web.json_response(self.view(record, principal))
+
+    async def links(self, request: web.Request) -> web.Response:
+        """The participants' links, for the inspector's workbench: the approval core, the
+        assigned inspector (or any inspector while unassigned: opening it claims it) and a
+        supervisor."""
+        principal = caller(request)
+        record = self.book.get(request.match_info["id"])
+        if principal.kind == "staff" and not principal.has(ASSIGN) and record.inspector_user_id not in (None, principal.id):
+            raise NotFound(f"no inspection with id {record.id!r}")
+        if not record.is_open:
+            raise Conflict(f"inspection {record.id} is {record.status}; its links no longer open it")
+        applicant_url = self.link(record, "applicant")
+        return web.json_response({
+            "inspector_url": self.link(record, "inspector"),
+            "applicant_url": applicant_url,
+            "applicant_qr_png": qr_data_url(applicant_url),
+            "expires_at": record.expires_at,
+        })
+
+    async def invite_observer(self, request: web.Request) -> web.Response:
+        """An observer (an expert, a supervisor) with their own expiring link, named in the
+        evidence when they join: a staff member by user_id, or a guest by name."""
+        principal = caller(request)
+        record = self._get_record(request)
+        body, _ = await read_json(request)
+        invite = parse_observer_invite(body)
+        name, kind = invite.name, "guest"
+        if invite.user_id is not None:
+            account = None if self.accounts is None else await self.accounts.find(invite.user_id)
+            if account is None or not account.enabled:
+                raise ValidationFailed(f"user_id {invite.user_id!r} is not an enabled staff account",
+                                       errors=[{"field": "user_id", "message": "is not an enabled staff account"}])
+            name, kind = account.real_name, "staff"
+        expires = parse_rfc3339(record.expires_at)
+        assert expires is not None
+        if invite.ttl_hours is not None:
+            expires = min(expires, datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=invite.ttl_hours))
+        link_id = "o" + secrets.token_hex(6)
+        entry = {"link_id": link_id, "name": name, "kind": kind, "user_id": invite.user_id,
+                 "expires_at": expires.isoformat(timespec="seconds"), "invited_by": actor_of(principal)}
+        await self.book.add_observer(record.id, entry)
+        await self.session.journal.record(record.id, "observer.invited", actor_of(principal),
+                                          {"name": name, "kind": kind, "user_id": invite.user_id, "expires_at": entry["expires_at"]})
+        token = self.signer.issue(record.id, "observer", int(expires.timestamp()), nonce=link_id)
+        return web.json_response({"observer_url": f"{self.base_url}/observe#{token}", "expires_at": entry["expires_at"],
+                                  "name": name, "kind": kind}, status=201)
+
+    async def reschedule(self, request: web.Request) -> web.Response:
+        """A new time for a scheduled inspection (its inspector, a supervisor or the approval
+        core); the links are reissued from it (the old ones keep their own expiry)."""
+        principal = caller(request)
+        record = self._get_record(request)
+        body, _ = await read_json(request)
+        when = parse_reschedule(body)
+        previous = record.scheduled_at
+        record = await self.book.reschedule(record.id, when, self.link_ttl)
+        await self.session.journal.record(record.id, "inspection.rescheduled", actor_of(principal),
+                                          {"scheduled_at": record.scheduled_at, "previous": previous})
+        return web.json_response(self.view(record, principal))
+
+    async def invite(self, request: web.Request) -> web.Response:
+        """Text the applicant their link (SMS gateway, or the log); a gateway failure is a 503
+        whose detail the inspector sees."""
+        principal = caller(request)
+        record = self._get_record(request)
+        body, _ = await read_json(request)
+        if body:
+            raise ValidationFailed("send an empty object", errors=[{"field": k, "message": "is not a known field"} for k in sorted(body)])
+        if not record.is_open:
+            raise Conflict(f"inspection {record.id} is {record.status}; its applicant cannot be invited")
+        phone = record.applicant.get("contact_phone")
+        if not phone:
+            raise Conflict("the applicant has no contact phone; copy the link or show the QR code instead")
+        if self.texts is None:
+            raise Conflict("no text sender is configured")
+        await self.texts.send_invite(record.id, phone, self.link(record, "applicant"), record.case_no)
+        sent_to = mask_phone(phone)
+        await self.session.journal.record(record.id, "applicant.invited", actor_of(principal), {"channel": "sms", "sent_to": sent_to})
+        return web.json_response({"ok": True, "sent_to": sent_to})
 
     async def get(self, request: web.Request) -> web.Response:
         return web.json_response(self.view(self._get_record(request), caller(request)))
@@ -172,7 +312,7 @@ class InspectionApi:
             records = [r for r in records if r.case_no == query["case_no"]]
         if "status" in query:
             statuses = set(query["status"].split(","))
-            bad = statuses - {"scheduled", "live", "ended", "judged", "reviewed", "cancelled", "interrupted"}
+            bad = statuses - {"scheduled", "live", "ended", "judged", "reviewed", "cancelled", "interrupted", "expired"}
             if bad:
                 errors.append({"field": "status", "message": f"unknown status {', '.join(sorted(bad))}"})
             records = [r for r in records if r.status in statuses]

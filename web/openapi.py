@@ -135,6 +135,7 @@ SCHEMAS: dict[str, Any] = {
             "checkpoints": {"type": "array", "minItems": 1, "maxItems": 100, "items": _ref("CheckpointRequest")},
             "callback_url": {"type": "string", "format": "uri"},
             "scheduled_at": {"type": "string", "format": "date-time"},
+            "inspector_user_id": {"type": "string", "description": "an enabled staff account holding entry permission (else 422)"},
         },
     },
     "Created": {
@@ -168,7 +169,10 @@ SCHEMAS: dict[str, Any] = {
             "case_no": {"type": "string"},
             "item_code": {"type": "string"},
             "item_name": {"type": "string"},
-            "status": {"enum": ["scheduled", "live", "interrupted", "ended", "judged", "reviewed", "cancelled"]},
+            "status": {"enum": ["scheduled", "live", "interrupted", "ended", "judged", "reviewed", "cancelled", "expired"]},
+            "end_reason": {"enum": ["ended", "abandoned", "cancelled", None]},
+            "inspector_user_id": _NULLABLE_STR,
+            "inspector_name": _NULLABLE_STR,
             "scheduled_at": _TIME,
             "created_at": {"type": "string"},
             "expires_at": {"type": "string"},
@@ -210,6 +214,12 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["reason"],
         "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}},
+    },
+    "Assign": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["inspector_user_id"],
+        "properties": {"inspector_user_id": {"type": "string", "minLength": 1, "maxLength": 64}},
     },
     "Keys": {
         "type": "object",
@@ -411,6 +421,62 @@ PATHS: dict[str, Any] = {
             "parameters": [_ID],
             "requestBody": _body("Cancel"),
             "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
+        },
+    },
+    "/api/v1/inspections/{id}/assign": {
+        "post": {
+            "summary": "Name or change the inspector of an inspection that has not ended",
+            "operationId": "assignInspection",
+            "parameters": [_ID],
+            "requestBody": _body("Assign"),
+            "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
+        },
+    },
+    "/api/v1/inspections/{id}/links": {
+        "get": {
+            "summary": "The participants' links of an open inspection (its inspector, a supervisor or the approval core)",
+            "operationId": "getInspectionLinks",
+            "parameters": [_ID],
+            "responses": {
+                "200": {"description": "links", "content": {JSON: {"schema": {"type": "object", "properties": {
+                    "inspector_url": {"type": "string"}, "applicant_url": {"type": "string"},
+                    "applicant_qr_png": {"type": "string"}, "expires_at": {"type": "string"}}}}}},
+                **_problems(401, 403, 404, 409),
+            },
+        },
+    },
+    "/api/v1/inspections/{id}/reschedule": {
+        "post": {
+            "summary": "A new time for a scheduled inspection; its links run from then",
+            "operationId": "rescheduleInspection",
+            "parameters": [_ID],
+            "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object", "additionalProperties": False, "required": ["scheduled_at"],
+                                                                             "properties": {"scheduled_at": {"type": "string", "format": "date-time"}}}}}},
+            "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
+        },
+    },
+    "/api/v1/inspections/{id}/observers": {
+        "post": {
+            "summary": "Invite a named observer (a staff user_id or a guest's name) with their own expiring link",
+            "operationId": "inviteObserver",
+            "parameters": [_ID],
+            "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object", "additionalProperties": False, "properties": {
+                "name": {"type": "string", "maxLength": 100}, "user_id": {"type": "string"}, "ttl_hours": {"type": "number"}}}}}},
+            "responses": {"201": {"description": "the observer's link", "content": {JSON: {"schema": {"type": "object", "properties": {
+                "observer_url": {"type": "string"}, "expires_at": {"type": "string"}, "name": {"type": "string"}, "kind": {"enum": ["staff", "guest"]}}}}}},
+                **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
+        },
+    },
+    "/api/v1/inspections/{id}/invite": {
+        "post": {
+            "summary": "Text the applicant their link (the SMS gateway, or the log); body {}",
+            "operationId": "inviteApplicant",
+            "parameters": [_ID],
+            "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object", "additionalProperties": False}}}},
+            "responses": {
+                "200": {"description": "sent", "content": {JSON: {"schema": {"type": "object", "properties": {"ok": {"const": True}, "sent_to": {"type": "string"}}}}}},
+                **_problems(400, 401, 403, 404, 409, 413, 415, 422, 503),
+            },
         },
     },
     "/api/v1/inspections/{id}/manifest": {

@@ -19,6 +19,7 @@ PAGES = {
     "/audit": "audit.html",
     "/login": "login.html",
     "/admin": "admin.html",
+    "/workbench": "workbench.html",
 }
 
 

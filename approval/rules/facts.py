@@ -33,6 +33,7 @@ FACT_TYPES: dict[str, str] = {
     "reconnections": "int",
     "timer_warnings": "int",  # time warnings shown (25 and 29 minutes of 30)
     "warnings": "list(map(string, string))",  # prudent-warning matches {list, match}
+    "end_reason": "string",  # ended (the inspector ended it) | abandoned (nobody came back)
 }
 FACT_NAMES: tuple[str, ...] = tuple(FACT_TYPES)
 DEFAULT_TIME_LIMIT_S = 30 * 60.0  # 8.2.3: an inspection should finish within 30 minutes
@@ -120,6 +121,7 @@ def facts_from(
         "reconnections": reconnections,
         "timer_warnings": timer_warnings,
         "warnings": [{"list": str(w.get("list", "")), "match": str(w.get("match", ""))} for w in warnings],
+        "end_reason": str(inspection_record.get("end_reason") or "ended"),
     }
     start = _moment(inspection_record.get("started_at") or live_at)
     end = _moment(inspection_record.get("ended_at") or last_at)

@@ -25,6 +25,7 @@ SLOW_S = 45.0  # 8.3.4: a judgement should take at most 45 s
 TIMEOUT_RULE = "judge.timeout"
 NO_RULES_RULE = "judge.no_rules"
 ERROR_RULE = "judge.error"
+ABANDONED_RULE = "judge.abandoned"
 
 
 async def judge(
@@ -61,7 +62,12 @@ async def judge(
         return Verdict.of([reason], rules.rules_version, _ms_since(started))
     finally:
         stop.set()  # a cancelled or timed-out judgement's worker stops before its next rule
-    verdict = Verdict.of([r for r in map(_reason, outcomes) if r is not None], rules.rules_version, _ms_since(started))
+    reasons = [r for r in map(_reason, outcomes) if r is not None]
+    if facts.get("end_reason") == "abandoned":
+        # nobody ended it: whatever the evidence says, a person decides (5.6)
+        reasons.append(Reason(ABANDONED_RULE, "踏勘无人结束（参与者离开后未返回），转人工审核",
+                              "nobody ended the session (the participants left and did not come back); a person decides", "error"))
+    verdict = Verdict.of(reasons, rules.rules_version, _ms_since(started))
     if verdict.duration_ms > SLOW_S * 1000:
         logger.warning("judgement of %s with %s took %.1f s (over %g s)", item, rules.rules_version, verdict.duration_ms / 1000, SLOW_S)
     return verdict

@@ -101,7 +101,8 @@ def test_killed_server_leaves_verifiable_evidence(tmp_path, frames) -> None:
 async def _killed_server(tmp_path, frames) -> None:
     port = free_port()
     data = tmp_path / "data"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TAKAN_")}, "TAKAN_API_KEY": API_KEY, "TAKAN_LOG_LEVEL": "WARNING"}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TAKAN_")}, "TAKAN_API_KEY": API_KEY, "TAKAN_LOG_LEVEL": "WARNING",
+           "TAKAN_INSPECTOR_LOGIN": "link"}  # the link alone, as in testkit.server (tests of staff logins: tests/signaling/test_staff_login.py)
     argv = [sys.executable, "-m", "takan", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)]
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {API_KEY}"}

@@ -16,6 +16,7 @@ from identity.permissions import (
 
 EXPECTED = {
     "inspector": {"query", "entry"},
+    "supervisor": {"query", "query_all", "entry", "assign"},
     "reviewer": {"query", "query_all", "review", "personal_data"},
     "approver": {"query", "query_all", "approve", "personal_data"},
     "auditor": {"query", "query_all", "audit_read"},

@@ -191,7 +191,7 @@ async def test_next_is_only_ever_a_path_on_this_site(tmp_path) -> None:
         landing = await page.evaluate(
             "async () => { const { landingFor } = await import('/static/js/staff.js'); return [landingFor({roles: ['admin']}), landingFor({roles: ['auditor']}), landingFor({roles: ['inspector']})]; }"
         )
-        assert landing == ["/admin", "/audit", "/audit"]
+        assert landing == ["/admin", "/audit", "/workbench"]  # inspectors land on their workbench (issue 11)
 
 
 @browser_test

@@ -62,11 +62,18 @@ function li(text) {
 
 const reload = () => location.reload();
 
+/** Refusals of an inspector link for want of the right staff login (docs/protocol.md, "Refusals"). */
+export const STAFF_CODES = ["login_required", "not_your_inspection", "account_disabled", "not_an_inspector"];
+
+/** To the login page, and back to this very link (its token is in the hash) afterwards. */
+const toLogin = () => location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search + location.hash)}`);
+
 /** The server refused the connection or the join (codes of docs/protocol.md, plus no_token / join_failed). */
 export function refusalView(code, message, session) {
-  const known = CONNECT_CODES.includes(code) || code === "no_token" || code === "join_failed";
+  const known = CONNECT_CODES.includes(code) || STAFF_CODES.includes(code) || code === "no_token" || code === "join_failed";
   const key = known ? code : "unknown";
   const actions = [];
+  if (code === "login_required" || code === "not_your_inspection") actions.push({ key: "btn.login", primary: code === "login_required", run: toLogin });
   if (code === "rate_limited") actions.push({ key: "btn.retry", primary: true, run: () => session.retryConnect() });
   if (code === "join_failed" || !known) actions.push({ key: "btn.reload", primary: true, run: reload });
   const tone = code === "inspection_ended" || code === "inspection_cancelled" ? "final" : "error";

@@ -139,7 +139,9 @@ export function safeNext(raw) {
 
 /** Where a staff member goes after logging in when no `?next=` says otherwise. */
 export function landingFor(user) {
-  return (user?.roles ?? []).includes("admin") ? "/admin" : "/audit";
+  const roles = user?.roles ?? [];
+  if (roles.includes("admin")) return "/admin";
+  return roles.includes("inspector") || roles.includes("supervisor") ? "/workbench" : "/audit";
 }
 
 /** The login page, coming back to this page afterwards. */

@@ -114,6 +114,8 @@ export function renderTimeline() {
     const actor = document.createElement("span");
     actor.className = "ev-actor";
     actor.textContent = actorName(ev.actor);
+    const staff = ev.data?.staff;
+    if (staff?.user_id) actor.textContent += ` · ${staff.name ?? ""} (${staff.user_id})`;  // the person behind the role
     head.append(type, actor);
     body.append(head);
     const text = summary(ev);
