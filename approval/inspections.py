@@ -81,6 +81,8 @@ class Inspection:
     manifest: Optional[dict[str, Any]] = None
     template_version: Optional[str] = None
     inspector_user_id: Optional[str] = None
+    # what was read from captures (recognition/): {kind, evidence_key, fields, matches, at, ...}
+    recognitions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -252,6 +254,14 @@ class InspectionBook:
         async with self._lock:
             record = self.get(inspection_id)
             record.add_evidence(code, key)
+            await self._save(record)
+            return record
+
+    async def add_recognition(self, inspection_id: str, entry: dict[str, Any]) -> Inspection:
+        """A capture was read (a licence, a shop sign): keep the reading on the record."""
+        async with self._lock:
+            record = self.get(inspection_id)
+            record.recognitions.append(dict(entry))
             await self._save(record)
             return record
 

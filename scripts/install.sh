@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Takan needs on a fresh Debian machine of this kind:
 #   Debian packages (when missing): chromium (browser tests), redis-server (Redis tests),
-#   ffmpeg (ffprobe checks), openssl, fonts-noto-cjk (Chinese pages in screenshots);
+#   ffmpeg (ffprobe checks), openssl, fonts-noto-cjk (Chinese pages in screenshots and the
+#   record PDF), poppler-utils (pdftotext/pdftoppm: the record PDF's tests);
 #   a virtualenv in .venv with Takan and its Python dependencies;
 #   the pages' npm packages (web_client/node_modules).
 # Usage: scripts/install.sh [--test]   (--test adds the test-only Python packages)
@@ -17,6 +18,7 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v openssl >/dev/null || need+=(openssl)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
+command -v pdftotext >/dev/null || need+=(poppler-utils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing Debian packages: ${need[*]}"
   SUDO=""

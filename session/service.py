@@ -99,6 +99,8 @@ class SessionService:
         self.otp = otp
         self.warnings_for: Callable[[Inspection], list[dict[str, Any]]] = lambda record: []
         self._finish_listeners: list[Callable[[Inspection], Awaitable[None]]] = []
+        # told (inspection id, checkpoint, key, bytes) after a still or photo is stored
+        self._capture_listeners: list[Callable[[str, str, str, bytes], Awaitable[None]]] = []
         self._connections: dict[str, Connection] = {}
         self._participants: dict[str, tuple[Room, Participant]] = {}
         self._usage: dict[str, Usage] = {}
@@ -407,6 +409,7 @@ class SessionService:
         shown = {"checkpoint": code, "kind": "still", "key": key, "sha256": event["data"]["sha256"],
                  "width": still.width, "height": still.height, "at": event["at"]}
         await self.audience.to_room(room.inspection_id, "captured", shown)
+        await self._captured(room.inspection_id, code, key, still.data)
         return {"ok": True, **shown}
 
     async def photo(self, inspection_id: str, photo: commands.Photo) -> dict[str, Any]:
@@ -428,6 +431,7 @@ class SessionService:
         await self.book.add_evidence(record.id, code, key)
         shown = {"checkpoint": code, "kind": "photo", "key": key, "sha256": event["data"]["sha256"], "at": event["at"], **photo.details}
         await self.audience.to_room(inspection_id, "captured", shown)
+        await self._captured(inspection_id, code, key, photo.data)
         return shown
 
     async def note(self, connection_id: str, note: commands.Note) -> dict[str, Any]:
@@ -517,6 +521,23 @@ class SessionService:
     def on_finished(self, listener: Callable[[Inspection], Awaitable[None]]) -> None:
         """Be told (after sealing) when an inspection ends or is cancelled."""
         self._finish_listeners.append(listener)
+
+    def on_captured(self, listener: Callable[[str, str, str, bytes], Awaitable[None]]) -> None:
+        """Be told (inspection id, checkpoint, key, bytes) after each still or photo is stored."""
+        self._capture_listeners.append(listener)
+
+    async def _captured(self, inspection_id: str, code: str, key: str, data: bytes) -> None:
+        for listener in self._capture_listeners:
+            try:
+                await listener(inspection_id, code, key, data)
+            except Exception:
+                logger.exception("inspection %s: a capture listener failed", inspection_id)
+
+    async def tell_role(self, inspection_id: str, role: str, event: str, data: dict[str, Any]) -> None:
+        """Tell the participants of ``role`` in the inspection's room on this node."""
+        room = self.rooms.find(inspection_id)
+        for participant in room.by_role(role) if room is not None else []:
+            await self.audience.to_connection(participant.sid, event, data)
 
     async def end_inspection(self, inspection_id: str, actor: str, status: str = "ended", reason: Optional[str] = None) -> None:
         """End (or cancel) the session: tell everyone, close the room, log it, seal.

@@ -51,6 +51,8 @@ from media.ice import (
 )
 from media.tap import check_aiortc_seams
 from privacy.fieldcrypto import FieldCipher, FieldKeys
+from recognition.engine import OcrEngine
+from recognition.recognizer import Recognizer
 from session.otp import ConsoleOtpSender, OneTimeCodes
 from session.recording import Recording
 from session.rooms import Rooms
@@ -108,6 +110,7 @@ SIO = web.AppKey("sio", socketio.AsyncServer)
 OTP_SENDER: web.AppKey[Optional[ConsoleOtpSender]] = web.AppKey("otp_sender")
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 CALENDAR = web.AppKey("calendar", WorkingCalendar)
+RECOGNIZER = web.AppKey("recognizer", Recognizer)
 #: The API key printed at first start when none was configured (None afterwards).
 BOOTSTRAP_KEY: web.AppKey[list[IssuedKey]] = web.AppKey("bootstrap_key")
 
@@ -224,6 +227,11 @@ def build_app(config: Config) -> web.Application:
     )
     sessions.warnings_for = decisions.prudent_warnings
     sessions.on_finished(decisions.on_finished)
+    recognizer = Recognizer(
+        OcrEngine(threads=1), book, journal, sealer,
+        lambda inspection_id, entry: sessions.tell_role(inspection_id, "inspector", "recognized", entry),
+    )
+    sessions.on_captured(recognizer.on_captured)
     sio.register_namespace(SessionNamespace(sessions, live))
 
     # -- the web door
@@ -264,11 +272,12 @@ def build_app(config: Config) -> web.Application:
         (ACCOUNTS, accounts), (STAFF_SESSIONS, staff_sessions), (OIDC, provider), (DECISIONS, decisions),
         (SESSIONS, sessions), (SIO, sio), (OTP_SENDER, otp_sender), (IDEMPOTENCY, idempotency),
         (ROUTE_TABLE, table), (BOOTSTRAP_KEY, []), (CALENDAR, calendar),
+        (RECOGNIZER, recognizer),
     ):
         app[key] = value  # each pair is typed by its key above
 
     app.cleanup_ctx.extend(
-        [_storage, calendar_api.lifecycle, _records, _approval, _identity, _judgement, _sessions, _socketio]
+        [_storage, calendar_api.lifecycle, _records, _approval, _identity, _judgement, _recognition, _sessions, _socketio]
     )
     return app
 
@@ -342,6 +351,12 @@ async def _judgement(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await decisions.close()
+
+
+async def _recognition(app: web.Application) -> AsyncIterator[None]:
+    """The OCR worker (its model loads on the first capture, not at start)."""
+    async with _started([app[RECOGNIZER]]):
+        yield
 
 
 async def _sessions(app: web.Application) -> AsyncIterator[None]:
