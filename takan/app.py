@@ -76,6 +76,7 @@ from web.inspections_api import InspectionApi
 from web.oidc_login import OidcLogin
 from web.problems import problems_middleware
 from web.protocol import ProtocolDocument
+from web.record_pdf_api import RecordPdfApi
 from web.routes import ROUTE_TABLE, RouteTable
 from web.staff_api import StaffApi
 from web.uploads import PhotoUploads
@@ -252,6 +253,7 @@ def build_app(config: Config) -> web.Application:
                       datetime.timedelta(hours=config.link_ttl_hours), config.webhook_allowed_hosts).routes(),
         ApprovalApi(book, decisions, ledger, publicity, evaluations, warning_lists, access, signer).routes(),
         EvidenceApi(book, keys, store, signing, access, journal).routes(),
+        RecordPdfApi(book, journal, store, sealer, access, config.base_url).routes(),
         PhotoUploads(book, signer, sessions).routes(),
         AdminApi(keys, outbox).routes(),
         StaffApi(accounts, staff_sessions, auth, live).routes(),

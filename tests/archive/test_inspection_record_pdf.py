@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
 import subprocess
@@ -79,3 +80,46 @@ def test_pdf_text_and_pages(tmp_path: Path) -> None:
 def test_personal_data_shown_to_those_allowed() -> None:
     pdf = render_inspection_record_pdf(_content(show_personal=True))
     assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed (scripts/install.sh installs it)")
+async def test_record_pdf_route_stores_it_as_evidence(tmp_path: Path) -> None:
+    import aiohttp
+
+    from evidence.verify import verify_inspection
+    from testkit.server import create_inspection, running_server
+    from testkit.sockets import Participant
+
+    async with running_server(tmp_path / "data") as server, aiohttp.ClientSession() as http:
+        created = await create_inspection(server, http)
+        url = server.base_url + f"/api/v1/inspections/{created['id']}/record.pdf"
+        async with http.get(url, headers=server.headers()) as r:
+            assert r.status == 409  # not before the end
+        inspector = Participant(server.base_url, created["inspector_url"])
+        assert await inspector.connect() and (await inspector.call("join"))["ok"]
+        assert (await inspector.call("end"))["ok"]
+        await inspector.close()
+        from testkit.media import wait_for
+
+        log = tmp_path / "data" / "objects" / "inspections" / created["id"] / "events.jsonl"
+        assert await wait_for(lambda: '"type":"verdict"' in log.read_text(), 30)
+        await asyncio.sleep(0.5)  # the judgement files the ledger and drops the log from memory
+        async with http.get(server.base_url + f"/api/v1/inspections/{created['id']}", headers=server.headers()) as r:
+            cited = (await r.json())["manifest"]["sha256"]
+        async with http.get(url, headers=server.headers()) as r:  
+            assert r.status == 200 and r.content_type == "application/pdf"
+            personal = await r.read()
+        stored = (log.parent / "record" / "inspection-record-1.pdf").read_bytes()
+        for name, pdf in (("stored", stored), ("personal", personal)):
+            (tmp_path / f"{name}.pdf").write_bytes(pdf)
+        text = subprocess.run(["pdftotext", str(tmp_path / "stored.pdf"), "-"], capture_output=True, check=True, text=True).stdout.replace(" ", "")
+        assert "DZ-2026-000123" in text and "德州某某餐饮有限公司" in text and cited in text
+        assert "138****0000" in text  # the evidence copy masks the phone number
+        assert personal.startswith(b"%PDF")
+        events = log.read_text()
+        assert '"record.rendered"' in events and "record/inspection-record-1.pdf" in events
+        async with http.get(url, headers=server.headers()) as r:
+            assert r.status == 200
+        assert events == log.read_text()  # served again, not stored again
+        report = await verify_inspection(server.services.store, created["id"])
+        assert report.ok, report
