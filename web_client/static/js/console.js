@@ -10,6 +10,7 @@ import { Overlay, bindOverlay } from "./overlay.js";
 import { connText, elapsedText, remoteNotice, renderParticipants, toneOf } from "./presence.js";
 import { playWithSound } from "./playback.js";
 import { Checklist } from "./checklist.js";
+import { RecognitionPanel } from "./recognitions.js";
 import { ChatPanel } from "./chat.js";
 import { SignatureSheet } from "./signature.js";
 import { TimerWatch, renderBanner } from "./timer.js";
@@ -31,6 +32,7 @@ const checklist = new Checklist(session, $("checklist"), {
   onRefused: (code) => { if (code === "overtime_reason_required") timer.noteRefused(); },
 });
 const chat = new ChatPanel(session, $("chat"));
+new RecognitionPanel(session, $("prudent")); // licence/sign readings (server event `recognized`)
 const signatures = {
   applicant: { state: "none", code: null, at: null },
   inspector: { state: "none", code: null, at: null, png: null },
