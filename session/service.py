@@ -29,6 +29,7 @@ from recorder.stills import NoVideo
 
 from . import commands
 from .audience import Audience
+from .annotations import drawing_json
 from .geo import distance_m
 from .images import checked_image
 from .otp import OneTimeCodes
@@ -433,6 +434,20 @@ class SessionService:
         await self.audience.to_room(inspection_id, "captured", shown)
         await self._captured(inspection_id, code, key, photo.data)
         return shown
+
+    async def draw(self, connection_id: str, drawing: commands.Drawing) -> dict[str, Any]:
+        """The inspector's marks over the applicant's view (logged; shown to the room)."""
+        room, _ = self.joined(connection_id)
+        shown = drawing_json(drawing)
+        event = await self._log(room.inspection_id, "drawing.shown", "inspector", shown)
+        await self.audience.to_room(room.inspection_id, "drawing", {**shown, "at": event["at"]})
+        return {"ok": True, "at": event["at"]}
+
+    async def draw_clear(self, connection_id: str) -> dict[str, Any]:
+        room, _ = self.joined(connection_id)
+        event = await self._log(room.inspection_id, "drawing.cleared", "inspector", {})
+        await self.audience.to_room(room.inspection_id, "drawing", {"shapes": [], "at": event["at"]})
+        return {"ok": True, "at": event["at"]}
 
     async def note(self, connection_id: str, note: commands.Note) -> dict[str, Any]:
         room, participant = self.joined(connection_id)

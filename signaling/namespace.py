@@ -55,6 +55,8 @@ EVENT_ROLES: dict[str, frozenset[str]] = {
     "note": frozenset({"inspector"}),
     "sign_request": frozenset({"inspector"}),
     "overtime": frozenset({"inspector"}),
+    "draw": frozenset({"inspector"}),
+    "draw_clear": frozenset({"inspector"}),
 }
 
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
@@ -167,6 +169,13 @@ class SessionNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python
 
     async def on_capture(self, sid: str, payload: Any) -> dict[str, Any]:
         return await self.session.capture(sid, messages.parse_capture(payload))
+
+    async def on_draw(self, sid: str, payload: Any) -> dict[str, Any]:
+        return await self.session.draw(sid, messages.parse_draw(payload))
+
+    async def on_draw_clear(self, sid: str, payload: Any) -> dict[str, Any]:
+        messages.parse_empty("draw_clear", payload)
+        return await self.session.draw_clear(sid)
 
     async def on_note(self, sid: str, payload: Any) -> dict[str, Any]:
         return await self.session.note(sid, messages.parse_note(payload))

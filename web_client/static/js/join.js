@@ -16,11 +16,13 @@ import { TimerWatch, renderBanner } from "./timer.js";
 import { LocationShare } from "./geo.js";
 import { uploadPhoto } from "./photo_upload.js";
 import { distance } from "./format.js";
+import { DrawingOverlay } from "./drawing.js";
 
 const $ = (id) => document.getElementById(id);
 
 const session = new Session({ token: tokenFromUrl(), lang: lang() });
 exposeForTests(session);
+new DrawingOverlay(session, document.getElementById("local-video")); // the inspector's marks over the camera view
 const overlay = new Overlay($("overlay"));
 // The applicant's camera is the point of the inspection: no "continue without camera".
 bindOverlay(overlay, session, { allowWithout: false });
