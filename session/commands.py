@@ -126,3 +126,25 @@ class Drawing:
 
     shapes: tuple[Shape, ...]
     evidence_key: Optional[str] = None  # the still it was drawn on, if any
+
+
+CAMERA_ACTIONS = ("torch_on", "torch_off", "zoom", "photo")
+
+
+@dataclass(frozen=True)
+class CameraRequest:
+    """The inspector asks the phone's camera to do something (issue 14: camera controls)."""
+
+    action: str
+    zoom: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class CameraResult:
+    """The phone's answer: done, or why not (``unsupported`` where the browser cannot)."""
+
+    request_id: str
+    action: str
+    ok: bool
+    reason: Optional[str] = None
+    detail: Optional[str] = None

@@ -29,7 +29,7 @@ from recorder.stills import NoVideo
 
 from . import commands
 from .audience import Audience
-from .annotations import drawing_json
+from .annotations import camera_request_json, camera_result_json, drawing_json
 from .geo import distance_m
 from .images import checked_image
 from .otp import OneTimeCodes
@@ -447,6 +447,23 @@ class SessionService:
         room, _ = self.joined(connection_id)
         event = await self._log(room.inspection_id, "drawing.cleared", "inspector", {})
         await self.audience.to_room(room.inspection_id, "drawing", {"shapes": [], "at": event["at"]})
+        return {"ok": True, "at": event["at"]}
+
+    async def camera(self, connection_id: str, request: commands.CameraRequest) -> dict[str, Any]:
+        """Ask the applicant's phone to turn its torch on/off, zoom, or take a photo."""
+        room, _ = self.joined(connection_id)
+        data = camera_request_json(request)
+        event = await self._log(room.inspection_id, "camera.requested", "inspector", data)
+        message = {**data, "request_id": str(event["seq"]), "at": event["at"]}
+        await self.tell_role(room.inspection_id, "applicant", "camera_request", message)
+        return {"ok": True, "request_id": message["request_id"], "at": event["at"]}
+
+    async def camera_result(self, connection_id: str, result: commands.CameraResult) -> dict[str, Any]:
+        """The phone's answer, logged and passed to the inspector."""
+        room, _ = self.joined(connection_id)
+        data = camera_result_json(result)
+        event = await self._log(room.inspection_id, "camera.answered", "applicant", data)
+        await self.tell_role(room.inspection_id, "inspector", "camera_result", {**data, "at": event["at"]})
         return {"ok": True, "at": event["at"]}
 
     async def note(self, connection_id: str, note: commands.Note) -> dict[str, Any]:

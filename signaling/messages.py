@@ -238,3 +238,35 @@ def parse_draw(payload: Any) -> commands.Drawing:
     if key is not None and (not isinstance(key, str) or not key.startswith(("stills/", "photos/")) or len(key) > 200):
         raise BadRequest("'draw'.evidence_key must be the key of a still or photo of this inspection")
     return commands.Drawing(tuple(_shape(s, i) for i, s in enumerate(shapes)), key)
+
+
+def parse_camera(payload: Any) -> commands.CameraRequest:
+    data = parse_object("camera", payload, {"action", "zoom"})
+    action = data.get("action")
+    if action not in commands.CAMERA_ACTIONS:
+        raise BadRequest(f"'camera'.action must be one of {', '.join(commands.CAMERA_ACTIONS)}, got {action!r}")
+    zoom = data.get("zoom")
+    if action == "zoom":
+        if not isinstance(zoom, (int, float)) or isinstance(zoom, bool) or not 1 <= zoom <= 20:
+            raise BadRequest(f"'camera'.zoom must be a number from 1 to 20, got {zoom!r}")
+        return commands.CameraRequest(action, float(zoom))
+    if zoom is not None:
+        raise BadRequest("'camera'.zoom is only for action 'zoom'")
+    return commands.CameraRequest(action)
+
+
+def parse_camera_result(payload: Any) -> commands.CameraResult:
+    data = parse_object("camera_result", payload, {"request_id", "action", "ok", "reason", "detail"})
+    request_id, action, ok = data.get("request_id"), data.get("action"), data.get("ok")
+    if not isinstance(request_id, str) or not 1 <= len(request_id) <= 64:
+        raise BadRequest("'camera_result'.request_id must be the id of a camera request")
+    if action not in commands.CAMERA_ACTIONS:
+        raise BadRequest(f"'camera_result'.action must be one of {', '.join(commands.CAMERA_ACTIONS)}")
+    if not isinstance(ok, bool):
+        raise BadRequest("'camera_result'.ok must be true or false")
+    reason, detail = data.get("reason"), data.get("detail")
+    if reason is not None and reason not in ("unsupported", "failed", "no_camera"):
+        raise BadRequest("'camera_result'.reason must be unsupported, failed or no_camera")
+    if detail is not None and (not isinstance(detail, str) or len(detail) > 300):
+        raise BadRequest("'camera_result'.detail must be a string of at most 300 characters")
+    return commands.CameraResult(request_id, action, ok, reason, detail)

@@ -61,3 +61,35 @@ async def test_bad_drawings(pair, who, event, payload, code) -> None:
     _, inspector, applicant = pair
     ack = await (inspector if who == "inspector" else applicant).call(event, payload)
     assert ack["ok"] is False and ack["error"]["code"] == code, ack
+
+
+async def test_camera_requests_go_to_the_phone_and_answers_back(pair) -> None:
+    log, inspector, applicant = pair
+    ack = await inspector.call("camera", {"action": "zoom", "zoom": 2.5})
+    assert ack["ok"], ack
+    assert await wait_for(lambda: any(e == "camera_request" for e, _ in applicant.events), 5)
+    request = next(d for e, d in applicant.events if e == "camera_request")
+    assert request == {"action": "zoom", "zoom": 2.5, "request_id": ack["request_id"], "at": request["at"]}
+    answer = {"request_id": ack["request_id"], "action": "zoom", "ok": False, "reason": "unsupported", "detail": "no zoom"}
+    assert (await applicant.call("camera_result", answer))["ok"]
+    assert await wait_for(lambda: any(e == "camera_result" for e, _ in inspector.events), 5)
+    types = [json.loads(line)["type"] for line in log.read_text().splitlines()]
+    assert "camera.requested" in types and "camera.answered" in types
+
+
+@pytest.mark.parametrize(
+    "who,event,payload,code",
+    [
+        ("applicant", "camera", {"action": "torch_on"}, "forbidden"),
+        ("inspector", "camera_result", {"request_id": "1", "action": "zoom", "ok": True}, "forbidden"),
+        ("inspector", "camera", {"action": "explode"}, "bad_request"),
+        ("inspector", "camera", {"action": "zoom", "zoom": 99}, "bad_request"),
+        ("inspector", "camera", {"action": "torch_on", "zoom": 2}, "bad_request"),
+        ("applicant", "camera_result", {"request_id": "1", "action": "zoom", "ok": "yes"}, "bad_request"),
+        ("applicant", "camera_result", {"request_id": "1", "action": "zoom", "ok": False, "reason": "tired"}, "bad_request"),
+    ],
+)
+async def test_bad_camera_requests(pair, who, event, payload, code) -> None:
+    _, inspector, applicant = pair
+    ack = await (inspector if who == "inspector" else applicant).call(event, payload)
+    assert ack["ok"] is False and ack["error"]["code"] == code, ack

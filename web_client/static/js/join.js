@@ -17,12 +17,16 @@ import { LocationShare } from "./geo.js";
 import { uploadPhoto } from "./photo_upload.js";
 import { distance } from "./format.js";
 import { DrawingOverlay } from "./drawing.js";
+import { CameraControl } from "./camera_control.js";
 
 const $ = (id) => document.getElementById(id);
 
 const session = new Session({ token: tokenFromUrl(), lang: lang() });
 exposeForTests(session);
 new DrawingOverlay(session, document.getElementById("local-video")); // the inspector's marks over the camera view
+new CameraControl(session, document.getElementById("local-video"), { // torch, zoom, photo on request
+  checkpoint: () => document.getElementById("photo-checkpoint")?.value || null,
+});
 const overlay = new Overlay($("overlay"));
 // The applicant's camera is the point of the inspection: no "continue without camera".
 bindOverlay(overlay, session, { allowWithout: false });
