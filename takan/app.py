@@ -58,6 +58,7 @@ from session.recording import Recording
 from session.rooms import Rooms
 from session.service import SessionService
 from session.tokens import TokenSigner
+from session.watermarks import Watermarker
 from signaling.audience import SocketAudience
 from signaling.namespace import SessionNamespace
 from signaling.server import SocketServer
@@ -112,6 +113,7 @@ OTP_SENDER: web.AppKey[Optional[ConsoleOtpSender]] = web.AppKey("otp_sender")
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 CALENDAR = web.AppKey("calendar", WorkingCalendar)
 RECOGNIZER = web.AppKey("recognizer", Recognizer)
+WATERMARKER = web.AppKey("watermarker", Watermarker)
 #: The API key printed at first start when none was configured (None afterwards).
 BOOTSTRAP_KEY: web.AppKey[list[IssuedKey]] = web.AppKey("bootstrap_key")
 
@@ -233,6 +235,8 @@ def build_app(config: Config) -> web.Application:
         lambda inspection_id, entry: sessions.tell_role(inspection_id, "inspector", "recognized", entry),
     )
     sessions.on_captured(recognizer.on_captured)
+    watermarker = Watermarker(book, journal, sealer)
+    sessions.on_captured(watermarker.on_captured)
     sio.register_namespace(SessionNamespace(sessions, live))
 
     # -- the web door
@@ -274,7 +278,7 @@ def build_app(config: Config) -> web.Application:
         (ACCOUNTS, accounts), (STAFF_SESSIONS, staff_sessions), (OIDC, provider), (DECISIONS, decisions),
         (SESSIONS, sessions), (SIO, sio), (OTP_SENDER, otp_sender), (IDEMPOTENCY, idempotency),
         (ROUTE_TABLE, table), (BOOTSTRAP_KEY, []), (CALENDAR, calendar),
-        (RECOGNIZER, recognizer),
+        (RECOGNIZER, recognizer), (WATERMARKER, watermarker),
     ):
         app[key] = value  # each pair is typed by its key above
 
@@ -357,7 +361,7 @@ async def _judgement(app: web.Application) -> AsyncIterator[None]:
 
 async def _recognition(app: web.Application) -> AsyncIterator[None]:
     """The OCR worker (its model loads on the first capture, not at start)."""
-    async with _started([app[RECOGNIZER]]):
+    async with _started([app[RECOGNIZER], app[WATERMARKER]]):
         yield
 
 
