@@ -7,8 +7,9 @@ loop that carries media and signaling, and leaves the other core to it. A captur
 arrives while the queue is full is skipped (logged), never waited for.
 
 What is read depends on the checkpoint: the item's template names a checkpoint's
-``recognize`` kind (``business_licence`` or ``shop_sign``); any capture whose text looks
-like a licence is read as one. The result is the evidence event ``recognition.result``,
+``recognize`` kind (``business_licence`` or ``shop_sign``), or else its code or title says
+licence (执照) or storefront (门头, 招牌); captures of other checkpoints are not read. A
+capture whose text looks like a licence is read as one whatever was asked. The result is the evidence event ``recognition.result``,
 an entry in the record's ``recognitions`` and a ``recognized`` message to the inspector.
 """
 
@@ -95,8 +96,10 @@ class Recognizer:
         return None
 
     async def on_captured(self, inspection_id: str, checkpoint: str, key: str, data: bytes) -> None:
-        """The session's capture listener: every still and photo is queued."""
-        await self.submit(inspection_id, checkpoint, key, data)
+        """The session's capture listener: captures of checkpoints that ask for a reading
+        are queued (the OCR costs a second or more of CPU; other captures are not read)."""
+        if self.kind_for(inspection_id, checkpoint) is not None:
+            await self.submit(inspection_id, checkpoint, key, data)
 
     async def submit(self, inspection_id: str, checkpoint: str, key: str, data: bytes) -> None:
         """Queue a stored capture for reading (returns at once)."""
