@@ -92,6 +92,8 @@ class Inspection:
     vacant_since: Optional[str] = None
     #: Invited observers, each with their own link: {link_id, name, kind: staff|guest, user_id, expires_at, invited_by}.
     observers: list[dict[str, Any]] = field(default_factory=list)
+    # what was read from captures (recognition/): {kind, evidence_key, fields, matches, at, ...}
+    recognitions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -307,6 +309,14 @@ class InspectionBook:
         async with self._lock:
             record = self.get(inspection_id)
             record.add_evidence(code, key)
+            await self._save(record)
+            return record
+
+    async def add_recognition(self, inspection_id: str, entry: dict[str, Any]) -> Inspection:
+        """A capture was read (a licence, a shop sign): keep the reading on the record."""
+        async with self._lock:
+            record = self.get(inspection_id)
+            record.recognitions.append(dict(entry))
             await self._save(record)
             return record
 

@@ -29,6 +29,8 @@ class Template:
     digest: str = ""
     # checkpoint code -> (zh, en): what the inspector should capture for the rules
     hints: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # checkpoint code -> what recognition/ reads on its captures ("business_licence", "shop_sign")
+    recognize: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def tag(self) -> str:
@@ -61,6 +63,7 @@ def load_template(path: Path) -> Template:
                 for c in data["checkpoints"]
                 if c.get("hint")
             },
+            recognize={str(c["code"]): str(c["recognize"]) for c in data["checkpoints"] if c.get("recognize")},
         )
     except UnicodeDecodeError as exc:
         raise TemplateError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything Takan needs on a fresh Debian machine of this kind:
 #   Debian packages (when missing): chromium (browser tests), redis-server (Redis tests),
-#   ffmpeg (ffprobe checks), openssl, fonts-noto-cjk (Chinese pages in screenshots),
-#   iproute2 and nftables (tests/netlab: shaped links, loss and outages in a namespace);
+#   ffmpeg (ffprobe checks), openssl, fonts-noto-cjk (Chinese pages in screenshots and the
+#   record PDF), poppler-utils (pdftotext/pdftoppm: the record PDF's tests),
+#   iproute2 and nftables (testkit/netlab: shaped links, loss and outages in a namespace);
 #   a virtualenv in .venv with Takan and its Python dependencies;
 #   the pages' npm packages (web_client/node_modules).
 # Usage: scripts/install.sh [--test]   (--test adds the test-only Python packages)
@@ -20,6 +21,7 @@ command -v openssl >/dev/null || need+=(openssl)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
+command -v pdftotext >/dev/null || need+=(poppler-utils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing Debian packages: ${need[*]}"
   SUDO=""

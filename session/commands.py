@@ -110,3 +110,52 @@ class Photo:
     checkpoint: str
     data: bytes
     details: dict[str, Any]
+
+
+#: what a drawing may hold (issue 14: point at the spot)
+DRAWING_KINDS = ("arrow", "circle", "text")
+MAX_DRAWING_SHAPES = 50
+MAX_DRAWING_TEXT = 60
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One mark on the frozen picture; coordinates are fractions (0-1) of its width/height.
+
+    ``arrow``: from ``points[0]`` to ``points[1]``; ``circle``: centre ``points[0]``, a point
+    on the rim ``points[1]``; ``text``: ``text`` at ``points[0]``."""
+
+    kind: str
+    points: tuple[tuple[float, float], ...]
+    text: Optional[str] = None
+    color: str = "#ff3b30"
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """The inspector's marks, shown over the applicant's camera view at once."""
+
+    shapes: tuple[Shape, ...]
+    evidence_key: Optional[str] = None  # the still it was drawn on, if any
+
+
+CAMERA_ACTIONS = ("torch_on", "torch_off", "zoom", "photo")
+
+
+@dataclass(frozen=True)
+class CameraRequest:
+    """The inspector asks the phone's camera to do something (issue 14: camera controls)."""
+
+    action: str
+    zoom: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class CameraResult:
+    """The phone's answer: done, or why not (``unsupported`` where the browser cannot)."""
+
+    request_id: str
+    action: str
+    ok: bool
+    reason: Optional[str] = None
+    detail: Optional[str] = None

@@ -31,6 +31,7 @@ from recorder.stills import NoVideo
 
 from . import commands
 from .audience import Audience
+from .annotations import camera_request_json, camera_result_json, drawing_json
 from .geo import distance_m
 from .images import checked_image
 from .otp import OneTimeCodes
@@ -125,6 +126,8 @@ class SessionService:
         self.otp = otp
         self.warnings_for: Callable[[Inspection], list[dict[str, Any]]] = lambda record: []
         self._finish_listeners: list[Callable[[Inspection], Awaitable[None]]] = []
+        # told (inspection id, checkpoint, key, bytes) after a still or photo is stored
+        self._capture_listeners: list[Callable[[str, str, str, bytes], Awaitable[None]]] = []
         self._connections: dict[str, Connection] = {}
         self._participants: dict[str, tuple[Room, Participant]] = {}
         self._usage: dict[str, Usage] = {}
@@ -557,6 +560,7 @@ class SessionService:
         shown = {"checkpoint": code, "kind": "still", "key": key, "sha256": event["data"]["sha256"],
                  "width": still.width, "height": still.height, "at": event["at"]}
         await self.audience.to_room(room.inspection_id, "captured", shown)
+        await self._captured(room.inspection_id, code, key, still.data)
         return {"ok": True, **shown}
 
     async def photo(self, inspection_id: str, photo: commands.Photo) -> dict[str, Any]:
@@ -578,7 +582,39 @@ class SessionService:
         await self.book.add_evidence(record.id, code, key)
         shown = {"checkpoint": code, "kind": "photo", "key": key, "sha256": event["data"]["sha256"], "at": event["at"], **photo.details}
         await self.audience.to_room(inspection_id, "captured", shown)
+        await self._captured(inspection_id, code, key, photo.data)
         return shown
+
+    async def draw(self, connection_id: str, drawing: commands.Drawing) -> dict[str, Any]:
+        """The inspector's marks over the applicant's view (logged; shown to the room)."""
+        room, _ = self.joined(connection_id)
+        shown = drawing_json(drawing)
+        event = await self._log(room.inspection_id, "drawing.shown", "inspector", shown)
+        await self.audience.to_room(room.inspection_id, "drawing", {**shown, "at": event["at"]})
+        return {"ok": True, "at": event["at"]}
+
+    async def draw_clear(self, connection_id: str) -> dict[str, Any]:
+        room, _ = self.joined(connection_id)
+        event = await self._log(room.inspection_id, "drawing.cleared", "inspector", {})
+        await self.audience.to_room(room.inspection_id, "drawing", {"shapes": [], "at": event["at"]})
+        return {"ok": True, "at": event["at"]}
+
+    async def camera(self, connection_id: str, request: commands.CameraRequest) -> dict[str, Any]:
+        """Ask the applicant's phone to turn its torch on/off, zoom, or take a photo."""
+        room, _ = self.joined(connection_id)
+        data = camera_request_json(request)
+        event = await self._log(room.inspection_id, "camera.requested", "inspector", data)
+        message = {**data, "request_id": str(event["seq"]), "at": event["at"]}
+        await self.tell_role(room.inspection_id, "applicant", "camera_request", message)
+        return {"ok": True, "request_id": message["request_id"], "at": event["at"]}
+
+    async def camera_result(self, connection_id: str, result: commands.CameraResult) -> dict[str, Any]:
+        """The phone's answer, logged and passed to the inspector."""
+        room, _ = self.joined(connection_id)
+        data = camera_result_json(result)
+        event = await self._log(room.inspection_id, "camera.answered", "applicant", data)
+        await self.tell_role(room.inspection_id, "inspector", "camera_result", {**data, "at": event["at"]})
+        return {"ok": True, "at": event["at"]}
 
     async def note(self, connection_id: str, note: commands.Note) -> dict[str, Any]:
         room, participant = self.joined(connection_id)
@@ -667,6 +703,23 @@ class SessionService:
     def on_finished(self, listener: Callable[[Inspection], Awaitable[None]]) -> None:
         """Be told (after sealing) when an inspection ends or is cancelled."""
         self._finish_listeners.append(listener)
+
+    def on_captured(self, listener: Callable[[str, str, str, bytes], Awaitable[None]]) -> None:
+        """Be told (inspection id, checkpoint, key, bytes) after each still or photo is stored."""
+        self._capture_listeners.append(listener)
+
+    async def _captured(self, inspection_id: str, code: str, key: str, data: bytes) -> None:
+        for listener in self._capture_listeners:
+            try:
+                await listener(inspection_id, code, key, data)
+            except Exception:
+                logger.exception("inspection %s: a capture listener failed", inspection_id)
+
+    async def tell_role(self, inspection_id: str, role: str, event: str, data: dict[str, Any]) -> None:
+        """Tell the participants of ``role`` in the inspection's room on this node."""
+        room = self.rooms.find(inspection_id)
+        for participant in room.by_role(role) if room is not None else []:
+            await self.audience.to_connection(participant.sid, event, data)
 
     async def end_inspection(
         self, inspection_id: str, actor: str, status: str = "ended", reason: Optional[str] = None, end_reason: Optional[str] = None

@@ -204,3 +204,82 @@ def parse_signature(payload: Any) -> commands.Signature:
     if len(png) > MAX_SIGNATURE_PNG:
         raise TooLarge(f"the signature image is larger than {MAX_SIGNATURE_PNG} bytes")
     return commands.Signature(tuple(parsed), png, data.get("width"), data.get("height"))
+
+
+_COLOR_CHARS = set("0123456789abcdefABCDEF")
+
+
+def _shape(value: Any, index: int) -> commands.Shape:
+    where = f"'draw'.shapes[{index}]"
+    if not isinstance(value, dict) or set(value) - {"kind", "points", "text", "color"}:
+        raise BadRequest(f"{where} must be an object of kind, points, text?, color?")
+    kind = value.get("kind")
+    if kind not in commands.DRAWING_KINDS:
+        raise BadRequest(f"{where}.kind must be one of {', '.join(commands.DRAWING_KINDS)}, got {kind!r}")
+    points = value.get("points")
+    wanted = 1 if kind == "text" else 2
+    if not isinstance(points, list) or len(points) != wanted:
+        raise BadRequest(f"{where}.points must be {wanted} point(s) [x, y]")
+    parsed: list[tuple[float, float]] = []
+    for point in points:
+        if (not isinstance(point, list) or len(point) != 2
+                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and 0 <= c <= 1 for c in point)):
+            raise BadRequest(f"{where}.points must be [x, y] fractions between 0 and 1, got {point!r}")
+        parsed.append((float(point[0]), float(point[1])))
+    text = value.get("text")
+    if kind == "text":
+        if not isinstance(text, str) or not text.strip():
+            raise BadRequest(f"{where}.text must be a non-empty string")
+        if len(text) > commands.MAX_DRAWING_TEXT:
+            raise TooLarge(f"{where}.text is longer than {commands.MAX_DRAWING_TEXT} characters")
+    elif text is not None:
+        raise BadRequest(f"{where}.text is only for kind 'text'")
+    color = value.get("color", "#ff3b30")
+    if not isinstance(color, str) or len(color) != 7 or color[0] != "#" or not set(color[1:]) <= _COLOR_CHARS:
+        raise BadRequest(f"{where}.color must be '#rrggbb', got {color!r}")
+    return commands.Shape(kind, tuple(parsed), text.strip() if isinstance(text, str) else None, color)
+
+
+def parse_draw(payload: Any) -> commands.Drawing:
+    data = parse_object("draw", payload, {"shapes", "evidence_key"})
+    shapes = data.get("shapes")
+    if not isinstance(shapes, list) or not shapes:
+        raise BadRequest("'draw'.shapes must be a non-empty list (send 'draw_clear' to clear)")
+    if len(shapes) > commands.MAX_DRAWING_SHAPES:
+        raise TooLarge(f"'draw'.shapes holds {len(shapes)} shapes; the limit is {commands.MAX_DRAWING_SHAPES}")
+    key = data.get("evidence_key")
+    if key is not None and (not isinstance(key, str) or not key.startswith(("stills/", "photos/")) or len(key) > 200):
+        raise BadRequest("'draw'.evidence_key must be the key of a still or photo of this inspection")
+    return commands.Drawing(tuple(_shape(s, i) for i, s in enumerate(shapes)), key)
+
+
+def parse_camera(payload: Any) -> commands.CameraRequest:
+    data = parse_object("camera", payload, {"action", "zoom"})
+    action = data.get("action")
+    if action not in commands.CAMERA_ACTIONS:
+        raise BadRequest(f"'camera'.action must be one of {', '.join(commands.CAMERA_ACTIONS)}, got {action!r}")
+    zoom = data.get("zoom")
+    if action == "zoom":
+        if not isinstance(zoom, (int, float)) or isinstance(zoom, bool) or not 1 <= zoom <= 20:
+            raise BadRequest(f"'camera'.zoom must be a number from 1 to 20, got {zoom!r}")
+        return commands.CameraRequest(action, float(zoom))
+    if zoom is not None:
+        raise BadRequest("'camera'.zoom is only for action 'zoom'")
+    return commands.CameraRequest(action)
+
+
+def parse_camera_result(payload: Any) -> commands.CameraResult:
+    data = parse_object("camera_result", payload, {"request_id", "action", "ok", "reason", "detail"})
+    request_id, action, ok = data.get("request_id"), data.get("action"), data.get("ok")
+    if not isinstance(request_id, str) or not 1 <= len(request_id) <= 64:
+        raise BadRequest("'camera_result'.request_id must be the id of a camera request")
+    if action not in commands.CAMERA_ACTIONS:
+        raise BadRequest(f"'camera_result'.action must be one of {', '.join(commands.CAMERA_ACTIONS)}")
+    if not isinstance(ok, bool):
+        raise BadRequest("'camera_result'.ok must be true or false")
+    reason, detail = data.get("reason"), data.get("detail")
+    if reason is not None and reason not in ("unsupported", "failed", "no_camera"):
+        raise BadRequest("'camera_result'.reason must be unsupported, failed or no_camera")
+    if detail is not None and (not isinstance(detail, str) or len(detail) > 300):
+        raise BadRequest("'camera_result'.detail must be a string of at most 300 characters")
+    return commands.CameraResult(request_id, action, ok, reason, detail)

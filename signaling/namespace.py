@@ -60,6 +60,10 @@ EVENT_ROLES: dict[str, frozenset[str]] = {
     "note": frozenset({"inspector"}),
     "sign_request": frozenset({"inspector"}),
     "overtime": frozenset({"inspector"}),
+    "draw": frozenset({"inspector"}),
+    "draw_clear": frozenset({"inspector"}),
+    "camera": frozenset({"inspector"}),
+    "camera_result": frozenset({"applicant"}),
 }
 
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
@@ -188,6 +192,19 @@ class SessionNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python
 
     async def on_capture(self, sid: str, payload: Any) -> dict[str, Any]:
         return await self.session.capture(sid, messages.parse_capture(payload))
+
+    async def on_draw(self, sid: str, payload: Any) -> dict[str, Any]:
+        return await self.session.draw(sid, messages.parse_draw(payload))
+
+    async def on_draw_clear(self, sid: str, payload: Any) -> dict[str, Any]:
+        messages.parse_empty("draw_clear", payload)
+        return await self.session.draw_clear(sid)
+
+    async def on_camera(self, sid: str, payload: Any) -> dict[str, Any]:
+        return await self.session.camera(sid, messages.parse_camera(payload))
+
+    async def on_camera_result(self, sid: str, payload: Any) -> dict[str, Any]:
+        return await self.session.camera_result(sid, messages.parse_camera_result(payload))
 
     async def on_note(self, sid: str, payload: Any) -> dict[str, Any]:
         return await self.session.note(sid, messages.parse_note(payload))

@@ -53,6 +53,8 @@ from media.ice import (
 )
 from media.tap import check_aiortc_seams
 from privacy.fieldcrypto import FieldCipher, FieldKeys
+from recognition.engine import OcrEngine
+from recognition.recognizer import Recognizer
 from session.otp import ConsoleOtpSender, OneTimeCodes
 from session.sms import HttpSmsGateway
 from session.recording import Recording
@@ -61,6 +63,7 @@ from session.service import SessionService
 from session.staff import InspectorGate
 from session.sweeper import Sweeper
 from session.tokens import TokenSigner
+from session.watermarks import Watermarker
 from signaling.audience import SocketAudience
 from signaling.namespace import SessionNamespace
 from signaling.server import SocketServer
@@ -80,6 +83,7 @@ from web.metrics import MetricsEndpoint
 from web.oidc_login import OidcLogin
 from web.problems import problems_middleware
 from web.protocol import ProtocolDocument
+from web.record_pdf_api import RecordPdfApi
 from web.routes import ROUTE_TABLE, RouteTable
 from web.staff_api import StaffApi
 from web.uploads import PhotoUploads
@@ -120,6 +124,8 @@ OTP_SENDER: web.AppKey[Optional[ConsoleOtpSender | HttpSmsGateway]] = web.AppKey
 TEXT_SENDER: web.AppKey[ConsoleOtpSender | HttpSmsGateway] = web.AppKey("text_sender")
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 CALENDAR = web.AppKey("calendar", WorkingCalendar)
+RECOGNIZER = web.AppKey("recognizer", Recognizer)
+WATERMARKER = web.AppKey("watermarker", Watermarker)
 #: The API key printed at first start when none was configured (None afterwards).
 BOOTSTRAP_KEY: web.AppKey[list[IssuedKey]] = web.AppKey("bootstrap_key")
 
@@ -245,6 +251,13 @@ def build_app(config: Config) -> web.Application:
     if config.inspector_login == "required":
         sessions.inspector_gate = InspectorGate(staff_sessions, accounts, book, journal)
     sessions.on_finished(decisions.on_finished)
+    recognizer = Recognizer(
+        OcrEngine(threads=1), book, journal, sealer,
+        lambda inspection_id, entry: sessions.tell_role(inspection_id, "inspector", "recognized", entry),
+    )
+    sessions.on_captured(recognizer.on_captured)
+    watermarker = Watermarker(book, journal, sealer)
+    sessions.on_captured(watermarker.on_captured)
     sio.register_namespace(SessionNamespace(sessions, live))
     sweeper = Sweeper(sessions, config.abandon_after_s, lambda record: notifier.notify(record, "inspection.expired"))
 
@@ -266,6 +279,7 @@ def build_app(config: Config) -> web.Application:
                       datetime.timedelta(hours=config.link_ttl_hours), config.webhook_allowed_hosts, accounts, text_sender).routes(),
         ApprovalApi(book, decisions, ledger, publicity, evaluations, warning_lists, access, signer).routes(),
         EvidenceApi(book, keys, store, signing, access, journal).routes(),
+        RecordPdfApi(book, journal, store, sealer, access, config.base_url).routes(),
         PhotoUploads(book, signer, sessions).routes(),
         AdminApi(keys, outbox).routes(),
         StaffApi(accounts, staff_sessions, auth, live).routes(),
@@ -287,13 +301,14 @@ def build_app(config: Config) -> web.Application:
         (ACCOUNTS, accounts), (STAFF_SESSIONS, staff_sessions), (OIDC, provider), (DECISIONS, decisions),
         (SESSIONS, sessions), (SWEEPER, sweeper), (SIO, sio), (OTP_SENDER, otp_sender), (TEXT_SENDER, text_sender), (IDEMPOTENCY, idempotency),
         (ROUTE_TABLE, table), (BOOTSTRAP_KEY, []), (CALENDAR, calendar),
+        (RECOGNIZER, recognizer), (WATERMARKER, watermarker),
     ):
         app[key] = value  # each pair is typed by its key above
 
     if config.ice_loopback:
         app.cleanup_ctx.append(_loopback_candidates)
     app.cleanup_ctx.extend(
-        [_storage, calendar_api.lifecycle, _records, _approval, _identity, _judgement, _sessions, _sweeper, _socketio]
+        [_storage, calendar_api.lifecycle, _records, _approval, _identity, _judgement, _recognition, _sessions, _sweeper, _socketio]
     )
     return app
 
@@ -378,6 +393,12 @@ async def _judgement(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await decisions.close()
+
+
+async def _recognition(app: web.Application) -> AsyncIterator[None]:
+    """The OCR worker (its model loads on the first capture, not at start)."""
+    async with _started([app[RECOGNIZER], app[WATERMARKER]]):
+        yield
 
 
 async def _sessions(app: web.Application) -> AsyncIterator[None]:

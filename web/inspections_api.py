@@ -114,6 +114,10 @@ class InspectionApi:
             "checkpoints": record.checkpoints,
             "verdict": record.verdict,
             "manifest": manifest,
+            "recognitions": [
+                {k: r.get(k) for k in ("kind", "evidence_key", "fields", "matches", "at", "result", "checkpoint")}
+                for r in record.recognitions
+            ],
         }
 
     # -- handlers ---------------------------------------------------------------------

@@ -202,6 +202,23 @@ SCHEMAS: dict[str, Any] = {
                 "type": ["object", "null"],
                 "properties": {"sha256": {"type": "string"}, "url": {"type": "string"}},
             },
+            "recognitions": {
+                "type": "array",
+                "description": "what was read from captures (CONTRACT.md, Additions 2026-12: Recognitions)",
+                "items": {
+                    "type": "object",
+                    "required": ["kind", "evidence_key", "fields", "matches", "at"],
+                    "properties": {
+                        "kind": {"type": "string", "examples": ["business_licence", "shop_sign"]},
+                        "evidence_key": {"type": "string"},
+                        "fields": {"type": "object"},
+                        "matches": {"type": "object", "additionalProperties": {"type": ["boolean", "null"]}},
+                        "at": _TIME,
+                        "result": {"enum": ["matched", "differs", "unreadable"]},
+                        "checkpoint": {"type": "string"},
+                    },
+                },
+            },
         },
     },
     "InspectionPage": {
@@ -509,6 +526,14 @@ PATHS: dict[str, Any] = {
             "operationId": "getManifestTimestamp",
             "parameters": [_ID],
             "responses": {"200": {"description": "DER TimeStampResp", "content": {"application/timestamp-reply": {"schema": {"type": "string", "contentMediaType": "application/timestamp-reply"}}}}, **_problems(401, 403, 404)},
+        },
+    },
+    "/api/v1/inspections/{id}/record.pdf": {
+        "get": {
+            "summary": "The 现场勘验笔录 (inspection record) PDF of an ended inspection; stored as evidence and sealed on first request",
+            "operationId": "getInspectionRecordPdf",
+            "parameters": [_ID],
+            "responses": {"200": {"description": "the PDF", "content": {"application/pdf": {"schema": {"type": "string", "contentMediaType": "application/pdf"}}}}, **_problems(401, 403, 404, 409)},
         },
     },
     "/api/v1/inspections/{id}/objects/{key}": {

@@ -34,8 +34,15 @@ FACT_TYPES: dict[str, str] = {
     "timer_warnings": "int",  # time warnings shown (25 and 29 minutes of 30)
     "warnings": "list(map(string, string))",  # prudent-warning matches {list, match}
     "end_reason": "string",  # ended (the inspector ended it) | abandoned (nobody came back)
+    # what recognition/ read (each absent until a reading could compare it; the last reading wins)
+    "licence_read": "bool",  # a business licence was captured and recognised as one
+    "licence_name_matches": "bool",  # the licence's name is the applicant's
+    "licence_uscc_matches": "bool",  # the licence's USCC (check character valid) is the applicant's
+    "shop_sign_matches": "bool",  # the shop sign shows the applicant's trade name
 }
 FACT_NAMES: tuple[str, ...] = tuple(FACT_TYPES)
+#: facts present only once a capture was recognised (recognition/)
+RECOGNITION_FACTS = frozenset({"licence_read", "licence_name_matches", "licence_uscc_matches", "shop_sign_matches"})
 DEFAULT_TIME_LIMIT_S = 30 * 60.0  # 8.2.3: an inspection should finish within 30 minutes
 
 
@@ -66,6 +73,7 @@ def facts_from(
     limit_s: Optional[float] = None
     live_at: Optional[str] = None
     last_at: Optional[str] = None
+    recognised: dict[str, bool] = {}
     for event in events:
         kind = event.get("type")
         data = event.get("data") or {}
@@ -88,6 +96,8 @@ def facts_from(
             over_limit = True
         elif kind == "timer.overtime_reason" and isinstance(data.get("reason"), str):
             overtime_reason = data["reason"]
+        elif kind == "recognition.result":
+            _recognition(recognised, data)
         elif kind == "session.live" and live_at is None:
             live_at = event.get("at")
         if kind is not None and kind.startswith("timer.") and _is_number(data.get("limit_s")):
@@ -130,6 +140,7 @@ def facts_from(
         facts["within_time_limit"] = not over_limit and facts["duration_s"] <= facts["time_limit_s"]
     if overtime_reason is not None:
         facts["overtime_reason"] = overtime_reason
+    facts.update(recognised)
     if distance is not None:
         facts["distance_m"] = distance
     radius = site.get("radius_m")
@@ -138,6 +149,17 @@ def facts_from(
     if isinstance(radius, (int, float)) and not isinstance(radius, bool):
         facts["site_radius_m"] = float(radius)
     return facts
+
+
+def _recognition(facts: dict[str, bool], data: Mapping[str, Any]) -> None:
+    matches = data.get("matches") or {}
+    if data.get("kind") == "business_licence":
+        facts["licence_read"] = True
+        for name, fact in (("name", "licence_name_matches"), ("uscc", "licence_uscc_matches")):
+            if isinstance(matches.get(name), bool):
+                facts[fact] = matches[name]
+    elif data.get("kind") == "shop_sign" and isinstance(matches.get("name"), bool):
+        facts["shop_sign_matches"] = matches["name"]
 
 
 def _count(counts: dict[str, int], checkpoint: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from approval.rules import FACT_NAMES, facts_from
+from approval.rules.facts import RECOGNITION_FACTS
 from approval.templates import Templates
 from testkit.scenarios import (
     Scenario,
@@ -29,7 +30,7 @@ def clean(item: str = "pharmacy-retail-license") -> Scenario:
 
 def test_clean_inspection() -> None:
     facts = clean().facts()
-    assert set(facts) == set(FACT_NAMES) - {"overtime_reason"}
+    assert set(facts) == set(FACT_NAMES) - {"overtime_reason"} - RECOGNITION_FACTS
     assert facts["item_code"] == "pharmacy-retail-license"
     assert facts["checkpoints"]["prescription_separation"] == {"required": True, "captured": True, "stills": 1, "photos": 1}
     assert facts["checkpoints"]["cold_chain"] == {"required": False, "captured": False, "stills": 0, "photos": 0}
@@ -103,3 +104,13 @@ def test_time_limit_comes_from_the_template(limit_min: int) -> None:
     facts = facts_from(s.record(), s.events, [], template=replace(template, time_limit_min=limit_min))
     assert facts["time_limit_s"] == limit_min * 60.0
     assert facts["within_time_limit"] is (22 <= limit_min)
+
+
+def test_recognitions_become_facts() -> None:
+    scenario = clean("food-business-license")
+    scenario.log(60, "recognition.result", "system", {"kind": "business_licence", "matches": {"name": True, "uscc": None}})
+    scenario.log(90, "recognition.result", "system", {"kind": "shop_sign", "matches": {"name": False}})
+    facts = scenario.facts()
+    assert facts["licence_read"] is True and facts["licence_name_matches"] is True
+    assert "licence_uscc_matches" not in facts  # unreadable: not established
+    assert facts["shop_sign_matches"] is False

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = (
     "takan", "errors", "web", "signaling", "session", "media", "recorder", "evidence", "storage",
-    "approval", "identity", "privacy", "archive", "web_client",
+    "approval", "identity", "privacy", "archive", "web_client", "recognition", "jsonsafe",
 )
 
 

@@ -153,3 +153,25 @@ async def test_bad_uploads(session, headers, content, status) -> None:
     async with http.post(server.base_url + "/api/v1/session/photos", data=form, headers=headers) as r:
         assert r.status == status, await r.text()
         assert r.content_type == "application/problem+json"
+
+
+async def test_a_photo_gets_a_watermarked_display_copy_linked_to_the_original(session) -> None:
+    import hashlib
+
+    server, http, created, inspector, applicant = session
+    original = jpeg_bytes()
+    form = aiohttp.FormData()
+    form.add_field("file", original, filename="IMG.JPG", content_type="image/jpeg")
+    form.add_field("checkpoint", "storefront")
+    async with http.post(server.base_url + "/api/v1/session/photos", data=form, headers={"X-Takan-Token": applicant.token}) as r:
+        assert r.status == 201
+        key = (await r.json())["key"]
+    await server.services.watermarker.idle()
+    root = server.runner.app[__import__("takan.app", fromlist=["CONFIG"]).CONFIG].data_dir / "objects" / "inspections" / created["id"]
+    events = [json.loads(line) for line in (root / "events.jsonl").read_text().splitlines()]
+    [marked] = [e for e in events if e["type"] == "still.watermarked"]
+    assert marked["data"]["original_key"] == key and marked["data"]["original_sha256"] == hashlib.sha256(original).hexdigest()
+    assert (root / key).read_bytes() == original  # the original stays exactly as captured
+    copy = Image.open(io.BytesIO((root / marked["data"]["key"]).read_bytes()))
+    assert copy.size == (1920, 1080) and marked["data"]["key"].startswith("display/photos/storefront/")
+    assert any("DZ-2026-000123" in line for line in marked["data"]["lines"])

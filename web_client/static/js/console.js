@@ -11,6 +11,7 @@ import { connText, elapsedText, remoteNotice, renderParticipants, toneOf } from 
 import { playWithSound } from "./playback.js";
 import { watchQuality } from "./quality.js";
 import { Checklist } from "./checklist.js";
+import { RecognitionPanel } from "./recognitions.js";
 import { ChatPanel } from "./chat.js";
 import { SignatureSheet } from "./signature.js";
 import { TimerWatch, renderBanner } from "./timer.js";
@@ -33,6 +34,7 @@ const checklist = new Checklist(session, $("checklist"), {
   onRefused: (code) => { if (code === "overtime_reason_required") timer.noteRefused(); },
 });
 const chat = new ChatPanel(session, $("chat"));
+new RecognitionPanel(session, $("prudent")); // licence/sign readings (server event `recognized`)
 const signatures = {
   applicant: { state: "none", code: null, at: null },
   inspector: { state: "none", code: null, at: null, png: null },

@@ -18,12 +18,18 @@ import { LocationShare } from "./geo.js";
 import { uploadPhoto } from "./photo_upload.js";
 import { hold, release, waiting } from "./photo_queue.js";
 import { distance } from "./format.js";
+import { DrawingOverlay } from "./drawing.js";
+import { CameraControl } from "./camera_control.js";
 
 const $ = (id) => document.getElementById(id);
 
 const session = new Session({ token: tokenFromUrl(), lang: lang() });
 watchQuality(session); // audio first: says so when a link cannot carry video
 exposeForTests(session);
+new DrawingOverlay(session, document.getElementById("local-video")); // the inspector's marks over the camera view
+new CameraControl(session, document.getElementById("local-video"), { // torch, zoom, photo on request
+  checkpoint: () => document.getElementById("photo-checkpoint")?.value || null,
+});
 const overlay = new Overlay($("overlay"));
 // The applicant's camera is the point of the inspection: no "continue without camera".
 bindOverlay(overlay, session, { allowWithout: false });

@@ -1,0 +1,174 @@
+"""After a still or a photo: read it in a worker thread, compare, log, tell the inspector.
+
+The session service hands every stored capture to :meth:`Recognizer.submit` (it returns
+at once). One worker task takes them from a bounded queue and runs the OCR in a
+single-thread executor with one onnxruntime thread, so a busy OCR never holds the event
+loop that carries media and signaling, and leaves the other core to it. A capture that
+arrives while the queue is full is skipped (logged), never waited for.
+
+What is read depends on the checkpoint: the item's template names a checkpoint's
+``recognize`` kind (``business_licence`` or ``shop_sign``), or else its code or title says
+licence (执照) or storefront (门头, 招牌); captures of other checkpoints are not read. A
+capture whose text looks like a licence is read as one whatever was asked. The result is the evidence event ``recognition.result``,
+an entry in the record's ``recognitions`` and a ``recognized`` message to the inspector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Optional
+
+from approval.inspections import InspectionBook
+from evidence.journal import Journal
+from evidence.sealer import Sealer
+
+from .compare import compare_licence, compare_sign, verdict
+from .engine import Line, OcrEngine
+from .licence import looks_like_licence, parse_licence
+
+logger = logging.getLogger(__name__)
+
+QUEUE_LIMIT = 16
+KINDS = ("business_licence", "shop_sign")
+_HEURISTIC = (("licen", "business_licence"), ("执照", "business_licence"), ("storefront", "shop_sign"), ("门头", "shop_sign"), ("招牌", "shop_sign"))
+
+Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Capture:
+    inspection_id: str
+    checkpoint: str
+    key: str
+    data: bytes
+
+
+class Recognizer:
+    """Reads captures in the background; one per app."""
+
+    def __init__(self, engine: OcrEngine, book: InspectionBook, journal: Journal, sealer: Sealer, notify: Notify) -> None:
+        self.engine = engine
+        self.book = book
+        self.journal = journal
+        self.sealer = sealer
+        self.notify = notify
+        self._queue: asyncio.Queue[Capture] = asyncio.Queue(QUEUE_LIMIT)
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._worker: Optional[asyncio.Task[None]] = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def start(self) -> None:
+        if self._worker is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="ocr")
+            self._worker = asyncio.create_task(self._run(), name="recognizer")
+
+    async def close(self) -> None:
+        """Stop the worker and the thread (idempotent)."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.cancel()
+            try:
+                await worker
+            except asyncio.CancelledError:
+                pass
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+
+    def kind_for(self, inspection_id: str, checkpoint: str) -> Optional[str]:
+        """The kind the template (or the checkpoint's name) asks for, if any."""
+        record = self.book.find(inspection_id)
+        if record is None:
+            return None
+        template = self.book.template_of(record)
+        configured = getattr(template, "recognize", {}) if template is not None else {}
+        if checkpoint in configured:
+            return str(configured[checkpoint])
+        title = next((str(c.get("title", "")) for c in record.checkpoints if c["code"] == checkpoint), "")
+        for needle, kind in _HEURISTIC:
+            if needle in checkpoint or needle in title:
+                return kind
+        return None
+
+    async def on_captured(self, inspection_id: str, checkpoint: str, key: str, data: bytes) -> None:
+        """The session's capture listener: captures of checkpoints that ask for a reading
+        are queued (the OCR costs a second or more of CPU; other captures are not read)."""
+        if self.kind_for(inspection_id, checkpoint) is not None:
+            await self.submit(inspection_id, checkpoint, key, data)
+
+    async def submit(self, inspection_id: str, checkpoint: str, key: str, data: bytes) -> None:
+        """Queue a stored capture for reading (returns at once)."""
+        try:
+            self._queue.put_nowait(Capture(inspection_id, checkpoint, key, data))
+            self._idle.clear()
+        except asyncio.QueueFull:
+            logger.warning("inspection %s: recognition queue full, %s not read", inspection_id, key)
+
+    async def idle(self) -> None:
+        """Wait until everything queued so far has been read (tests, the end of a session)."""
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        while True:
+            capture = await self._queue.get()
+            try:
+                await self._recognize(capture)
+            except Exception:
+                logger.exception("inspection %s: recognition of %s failed", capture.inspection_id, capture.key)
+            finally:
+                self._queue.task_done()
+                if self._queue.empty():
+                    self._idle.set()
+
+    async def _recognize(self, capture: Capture) -> None:
+        assert self._executor is not None
+        wanted = self.kind_for(capture.inspection_id, capture.checkpoint)
+        started = time.monotonic()
+        lines = await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.read, capture.data)
+        ocr_ms = int((time.monotonic() - started) * 1000)
+        kind = "business_licence" if lines and looks_like_licence(lines) else wanted
+        if kind is None:
+            logger.debug("inspection %s: %s is neither licence nor sign", capture.inspection_id, capture.key)
+            return
+        record = self.book.get(capture.inspection_id)
+        applicant = record.applicant
+        if kind == "business_licence":
+            fields: dict[str, Any] = parse_licence(lines)
+            matches = compare_licence(fields, applicant)
+        else:
+            texts = [line.text for line in lines]
+            fields = {"text": " ".join(texts) or None}
+            matches = compare_sign(texts, applicant)
+        data = {
+            "kind": kind,
+            "checkpoint": capture.checkpoint,
+            "evidence_key": capture.key,
+            "fields": fields,
+            "matches": matches,
+            "result": verdict(matches),
+            "crop": _crop(lines),
+            "engine": "rapidocr-PP-OCRv6",
+            "ocr_ms": ocr_ms,
+        }
+        if record.is_open:
+            event = await self.journal.record(capture.inspection_id, "recognition.result", "system", data)
+        else:  # the session ended while this was read: the seal must cover it
+            await self.sealer.seal(capture.inspection_id, ("recognition.result", "system", data))
+            event = {"at": None}
+        entry = {k: data[k] for k in ("kind", "evidence_key", "fields", "matches", "result", "checkpoint", "crop")}
+        entry["at"] = event.get("at")
+        await self.book.add_recognition(capture.inspection_id, entry)
+        logger.info("inspection %s: %s read as %s in %d ms: %s", capture.inspection_id, capture.key, kind, ocr_ms, data["result"])
+        await self.notify(capture.inspection_id, entry)
+
+
+def _crop(lines: list[Line]) -> Optional[list[int]]:
+    """The box around everything read, for the page to show that part of the capture."""
+    if not lines:
+        return None
+    return [min(l.box[0] for l in lines), min(l.box[1] for l in lines), max(l.box[2] for l in lines), max(l.box[3] for l in lines)]

@@ -1,0 +1,57 @@
+"""A licence photo during a live session is read in the background and compared."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import aiohttp
+
+from approval.rules.facts import facts_from
+from testkit.licences import damage, jpeg, random_fields, render, FONTS
+from testkit.media import wait_for
+from testkit.server import create_inspection, running_server
+from testkit.sockets import Participant
+
+
+async def test_a_licence_photo_is_read_compared_and_logged(tmp_path) -> None:
+    rng = random.Random(7)
+    printed = random_fields(rng, "landscape")
+    image = jpeg(damage(render(printed, "landscape", FONTS[0], rng), rng), 80)
+    async with running_server(tmp_path / "data") as server, aiohttp.ClientSession() as http:
+        created = await create_inspection(
+            server, http,
+            applicant={"name": printed["name"], "kind": "legal_person", "id_type": "USCC", "id_number": printed["uscc"]},
+            checkpoints=[{"code": "business_license_display", "title": "营业执照悬挂", "required": True},
+                         {"code": "storefront", "title": "门头招牌", "required": True}],
+        )
+        inspector = Participant(server.base_url, created["inspector_url"])
+        applicant = Participant(server.base_url, created["applicant_url"])
+        try:
+            assert await inspector.connect() and await applicant.connect()
+            assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
+            form = aiohttp.FormData()
+            form.add_field("file", image, filename="licence.jpg", content_type="image/jpeg")
+            form.add_field("checkpoint", "business_license_display")
+            async with http.post(server.base_url + "/api/v1/session/photos", data=form, headers={"X-Takan-Token": applicant.token}) as r:
+                assert r.status == 201, await r.text()
+                key = (await r.json())["key"]
+            assert await wait_for(lambda: any(e == "recognized" for e, _ in inspector.events), 60)
+            shown = next(d for e, d in inspector.events if e == "recognized")
+            assert not any(e == "recognized" for e, _ in applicant.events)
+            assert shown["kind"] == "business_licence" and shown["evidence_key"] == key
+            assert shown["result"] == "matched" and shown["matches"] == {"name": True, "uscc": True}
+            assert shown["fields"]["uscc"] == printed["uscc"] and shown["crop"]
+
+            async with http.get(server.base_url + f"/api/v1/inspections/{created['id']}", headers=server.headers()) as r:
+                record = await r.json()
+            [reading] = record["recognitions"]
+            assert reading["evidence_key"] == key and reading["matches"] == {"name": True, "uscc": True} and reading["at"]
+            assert reading["fields"]["name"] == printed["name"]
+            events = [json.loads(line) for line in (tmp_path / "data" / "objects" / "inspections" / created["id"] / "events.jsonl").read_text().splitlines()]
+            assert [e["data"]["evidence_key"] for e in events if e["type"] == "recognition.result"] == [key]
+            facts = facts_from(record, events)
+            assert facts["licence_read"] and facts["licence_name_matches"] and facts["licence_uscc_matches"]
+        finally:
+            await inspector.close()
+            await applicant.close()
