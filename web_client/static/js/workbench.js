@@ -15,11 +15,12 @@ window.takanWorkbench = state;
 
 bindLangToggles();
 
+/** When it is (was) due, in China time as the staff read and type it (see chinaTime below). */
 function when(record) {
   const value = record.scheduled_at || record.created_at;
   if (!value) return "";
   const at = new Date(value);
-  return at.toLocaleString(document.documentElement.lang || undefined, { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+  return at.toLocaleString(document.documentElement.lang || undefined, { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", timeZone: "Asia/Shanghai" });
 }
 
 function applicantText(applicant) {
@@ -34,10 +35,35 @@ function button(key, run, primary = false) {
   return el;
 }
 
+/** China's civil date (UTC+8) of a moment, as "YYYY-MM-DD". */
+function chinaDate(moment) {
+  return new Date(new Date(moment).getTime() + 8 * 3600 * 1000).toISOString().slice(0, 10);
+}
+
+/** "today" (live, interrupted, or due today), "upcoming" (a later day) or "earlier" (overdue). */
+function groupOf(record) {
+  if (record.status === "live" || record.status === "interrupted") return "today";
+  const day = chinaDate(record.scheduled_at ?? record.created_at);
+  const today = chinaDate(Date.now());
+  return day === today ? "today" : day > today ? "upcoming" : "earlier";
+}
+
+const GROUPS = ["today", "upcoming", "earlier"];
+
 function render() {
   const body = $("wb-body");
   body.replaceChildren();
-  for (const record of state.items) {
+  const ordered = [...state.items].sort((a, b) => GROUPS.indexOf(groupOf(a)) - GROUPS.indexOf(groupOf(b)));
+  let group = null;
+  for (const record of ordered) {
+    if (groupOf(record) !== group) {
+      group = groupOf(record);
+      const head = document.createElement("tr");
+      head.className = "wb-group";
+      head.dataset.group = group;
+      head.append(Object.assign(document.createElement("th"), { colSpan: 6, scope: "colgroup", textContent: t(`wb.group.${group}`) }));
+      body.append(head);
+    }
     const tr = document.createElement("tr");
     tr.dataset.id = record.id;
     tr.dataset.case = record.case_no;
