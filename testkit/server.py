@@ -123,3 +123,9 @@ async def create_inspection(server: RunningServer, session: aiohttp.ClientSessio
         body = await response.json(content_type=None)
         assert response.status == 201, body
         return body
+
+
+async def logged_events(server: RunningServer, inspection_id: str) -> list[dict[str, Any]]:
+    """The inspection's event log as the server holds it (the store gets chunks a moment later)."""
+    journal = server.runner.app[app_module.JOURNAL]
+    return list(await journal.events(inspection_id))

@@ -87,7 +87,7 @@ async def test_record_pdf_route_stores_it_as_evidence(tmp_path: Path) -> None:
     import aiohttp
 
     from evidence.verify import verify_inspection
-    from testkit.server import create_inspection, running_server
+    from testkit.server import create_inspection, running_server, logged_events
     from testkit.sockets import Participant
 
     async with running_server(tmp_path / "data") as server, aiohttp.ClientSession() as http:
@@ -101,25 +101,29 @@ async def test_record_pdf_route_stores_it_as_evidence(tmp_path: Path) -> None:
         await inspector.close()
         from testkit.media import wait_for
 
-        log = tmp_path / "data" / "objects" / "inspections" / created["id"] / "events.jsonl"
-        assert await wait_for(lambda: '"type":"verdict"' in log.read_text(), 30)
+        root = tmp_path / "data" / "objects" / "inspections" / created["id"]
+        for _ in range(300):
+            if any(e["type"] == "verdict" for e in await logged_events(server, created["id"])):
+                break
+            await asyncio.sleep(0.1)
         await asyncio.sleep(0.5)  # the judgement files the ledger and drops the log from memory
         async with http.get(server.base_url + f"/api/v1/inspections/{created['id']}", headers=server.headers()) as r:
             cited = (await r.json())["manifest"]["sha256"]
         async with http.get(url, headers=server.headers()) as r:  
             assert r.status == 200 and r.content_type == "application/pdf"
             personal = await r.read()
-        stored = (log.parent / "record" / "inspection-record-1.pdf").read_bytes()
+        stored = (root / "record" / "inspection-record-1.pdf").read_bytes()
         for name, pdf in (("stored", stored), ("personal", personal)):
             (tmp_path / f"{name}.pdf").write_bytes(pdf)
         text = subprocess.run(["pdftotext", str(tmp_path / "stored.pdf"), "-"], capture_output=True, check=True, text=True).stdout.replace(" ", "")
         assert "DZ-2026-000123" in text and "德州某某餐饮有限公司" in text and cited in text
         assert "138****0000" in text  # the evidence copy masks the phone number
         assert personal.startswith(b"%PDF")
-        events = log.read_text()
-        assert '"record.rendered"' in events and "record/inspection-record-1.pdf" in events
+        events = await logged_events(server, created["id"])
+        rendered = [e for e in events if e["type"] == "record.rendered"]
+        assert len(rendered) == 1 and rendered[0]["data"]["key"] == "record/inspection-record-1.pdf", rendered
         async with http.get(url, headers=server.headers()) as r:
             assert r.status == 200
-        assert events == log.read_text()  # served again, not stored again
+        assert await logged_events(server, created["id"]) == events  # served again, not stored again
         report = await verify_inspection(server.services.store, created["id"])
         assert report.ok, report

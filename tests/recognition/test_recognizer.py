@@ -10,7 +10,7 @@ import aiohttp
 from approval.rules.facts import facts_from
 from testkit.licences import damage, jpeg, random_fields, render, FONTS
 from testkit.media import wait_for
-from testkit.server import create_inspection, running_server
+from testkit.server import create_inspection, running_server, logged_events
 from testkit.sockets import Participant
 
 
@@ -48,7 +48,7 @@ async def test_a_licence_photo_is_read_compared_and_logged(tmp_path) -> None:
             [reading] = record["recognitions"]
             assert reading["evidence_key"] == key and reading["matches"] == {"name": True, "uscc": True} and reading["at"]
             assert reading["fields"]["name"] == printed["name"]
-            events = [json.loads(line) for line in (tmp_path / "data" / "objects" / "inspections" / created["id"] / "events.jsonl").read_text().splitlines()]
+            events = await logged_events(server, created["id"])
             assert [e["data"]["evidence_key"] for e in events if e["type"] == "recognition.result"] == [key]
             facts = facts_from(record, events)
             assert facts["licence_read"] and facts["licence_name_matches"] and facts["licence_uscc_matches"]

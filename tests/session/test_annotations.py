@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from testkit.media import wait_for
-from testkit.server import create_inspection, running_server
+from testkit.server import create_inspection, running_server, logged_events
 from testkit.sockets import Participant
 
 ARROW = {"kind": "arrow", "points": [[0.2, 0.3], [0.5, 0.5]]}
@@ -24,7 +24,7 @@ async def pair(tmp_path):
         applicant = Participant(server.base_url, created["applicant_url"])
         assert await inspector.connect() and await applicant.connect()
         assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
-        yield tmp_path / "data" / "objects" / "inspections" / created["id"] / "events.jsonl", inspector, applicant
+        yield (server, created["id"]), inspector, applicant
         await inspector.close()
         await applicant.close()
 
@@ -39,7 +39,7 @@ async def test_a_drawing_reaches_the_applicant_and_is_logged(pair) -> None:
     assert shown["shapes"][2]["text"] == "这里的温度计" and shown["shapes"][1]["color"] == "#00ff00"
     assert (await inspector.call("draw_clear"))["ok"]
     assert await wait_for(lambda: [d["shapes"] for e, d in applicant.events if e == "drawing"][-1] == [], 5)
-    types = [json.loads(line)["type"] for line in log.read_text().splitlines()]
+    types = [e["type"] for e in await logged_events(*log)]
     assert "drawing.shown" in types and "drawing.cleared" in types
 
 
@@ -73,7 +73,7 @@ async def test_camera_requests_go_to_the_phone_and_answers_back(pair) -> None:
     answer = {"request_id": ack["request_id"], "action": "zoom", "ok": False, "reason": "unsupported", "detail": "no zoom"}
     assert (await applicant.call("camera_result", answer))["ok"]
     assert await wait_for(lambda: any(e == "camera_result" for e, _ in inspector.events), 5)
-    types = [json.loads(line)["type"] for line in log.read_text().splitlines()]
+    types = [e["type"] for e in await logged_events(*log)]
     assert "camera.requested" in types and "camera.answered" in types
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from evidence.verify import verify_inspection
 from testkit.media import wait_for
-from testkit.server import create_inspection, running_server
+from testkit.server import create_inspection, running_server, logged_events
 from testkit.sockets import Participant
 
 
@@ -168,7 +168,7 @@ async def test_a_photo_gets_a_watermarked_display_copy_linked_to_the_original(se
         key = (await r.json())["key"]
     await server.services.watermarker.idle()
     root = server.runner.app[__import__("takan.app", fromlist=["CONFIG"]).CONFIG].data_dir / "objects" / "inspections" / created["id"]
-    events = [json.loads(line) for line in (root / "events.jsonl").read_text().splitlines()]
+    events = await logged_events(server, created["id"])
     [marked] = [e for e in events if e["type"] == "still.watermarked"]
     assert marked["data"]["original_key"] == key and marked["data"]["original_sha256"] == hashlib.sha256(original).hexdigest()
     assert (root / key).read_bytes() == original  # the original stays exactly as captured
