@@ -89,7 +89,8 @@ async def flood(client: socketio.AsyncClient, until: float, sent: list[int]) -> 
 async def run(args: argparse.Namespace) -> int:
     port = free_port()
     data = Path(tempfile.mkdtemp(prefix="takan-edges-"))
-    env = {**os.environ, "TAKAN_API_KEY": API_KEY, "TAKAN_API_RATE_PER_MINUTE": "1000000", "TAKAN_LOG_LEVEL": "ERROR"}
+    env = {**os.environ, "TAKAN_API_KEY": API_KEY, "TAKAN_API_RATE_PER_MINUTE": "1000000", "TAKAN_LOG_LEVEL": "ERROR",
+           "TAKAN_INSPECTOR_LOGIN": "link"}  # the link alone: the benchmark has no staff logins
     # --server-root runs another checkout's server (e.g. the commit before a change), same clients
     server = subprocess.Popen([sys.executable, "-m", "takan", "serve", "--host", "127.0.0.1", "--port", str(port),
                                "--data-dir", str(data)], cwd=args.server_root, env=env, stdout=subprocess.DEVNULL)

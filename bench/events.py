@@ -349,7 +349,8 @@ async def bench_sio(args: argparse.Namespace) -> None:
     base = f"http://127.0.0.1:{port}"
     data = Path(tempfile.mkdtemp(prefix="takan-bench-", dir=ROOT.parent))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAKAN_")}
-    env.update({"TAKAN_API_KEY": API_KEY, "TAKAN_LOG_LEVEL": "WARNING", "TAKAN_API_RATE_PER_MINUTE": "100000", "PYTHONPATH": str(tree)})
+    env.update({"TAKAN_API_KEY": API_KEY, "TAKAN_LOG_LEVEL": "WARNING", "TAKAN_API_RATE_PER_MINUTE": "100000", "PYTHONPATH": str(tree),
+                "TAKAN_INSPECTOR_LOGIN": "link"})  # the link alone: no staff logins in the bench
     server = subprocess.Popen(
         [sys.executable, "-m", "takan", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)], cwd=tree, env=env
     )

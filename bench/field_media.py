@@ -245,7 +245,7 @@ async def takan_server(root: Path, host_ip: str, data_dir: Path) -> AsyncIterato
     port = free_port()
     base = f"http://{host_ip}:{port}"
     env = {**os.environ, "TAKAN_API_KEY": API_KEY, "TAKAN_WEBHOOK_SECRET": "bench-webhook-secret",
-           "PYTHONPATH": str(root)}
+           "PYTHONPATH": str(root), "TAKAN_INSPECTOR_LOGIN": "link"}  # the link alone: no staff logins in the bench
     log = open(os.environ.get("TAKAN_BENCH_SERVER_LOG", str(data_dir.parent / "server.log")), "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "takan", "serve", "--host", "0.0.0.0", "--port", str(port),

@@ -187,7 +187,8 @@ class Driver:
 async def run(args: argparse.Namespace) -> int:
     port = free_port()
     data = Path(tempfile.mkdtemp(prefix="takan-soak-"))
-    env = {**os.environ, "TAKAN_API_KEY": API_KEY, "TAKAN_API_RATE_PER_MINUTE": "10000000", "TAKAN_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "TAKAN_API_KEY": API_KEY, "TAKAN_API_RATE_PER_MINUTE": "10000000", "TAKAN_LOG_LEVEL": "WARNING",
+           "TAKAN_INSPECTOR_LOGIN": "link"}  # the link alone: the benchmark has no staff logins
     server = subprocess.Popen(
         [sys.executable, "-m", "takan", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

@@ -40,7 +40,9 @@ async def server_on(host_ip: str, data_dir: Path) -> AsyncIterator[str]:
         sock.bind(("0.0.0.0", 0))
         port = sock.getsockname()[1]
     base = f"http://{host_ip}:{port}"
-    env = {**os.environ, "TAKAN_API_KEY": API_KEY, "TAKAN_WEBHOOK_SECRET": WEBHOOK_SECRET, "PYTHONPATH": str(ROOT)}
+    # the link alone opens the console here, as in testkit.server (staff logins: tests/signaling/test_staff_login.py)
+    env = {**os.environ, "TAKAN_API_KEY": API_KEY, "TAKAN_WEBHOOK_SECRET": WEBHOOK_SECRET, "PYTHONPATH": str(ROOT),
+           "TAKAN_INSPECTOR_LOGIN": "link"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "takan", "serve", "--host", "0.0.0.0", "--port", str(port),
          "--data-dir", str(data_dir), "--public-url", base, "--log-level", "WARNING"],
