@@ -9,12 +9,14 @@ its (bounded) chunk to the store before it is acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, AsyncIterator, Optional
 
 from storage.keys import validate_key
 from storage.objects import ObjectNotFound, ObjectStore
@@ -55,6 +57,8 @@ class Journal:
         self._unsealed: set[str] = set()  # inspections with events after their last seal
         self._logs: dict[str, ChainLog] = {}
         self._lock = asyncio.Lock()
+        self._users: Counter[str] = Counter()  # callers holding each log (see _using)
+        self._forget_wanted: set[str] = set()
         #: Events appended, and the seconds spent appending them (for /metrics).
         self.appends = 0
         self.append_seconds = 0.0
@@ -100,12 +104,31 @@ class Journal:
                 self._logs[inspection_id] = log
             return log
 
+    @contextlib.asynccontextmanager
+    async def _using(self, inspection_id: str) -> AsyncIterator[ChainLog]:
+        """The inspection's log, kept in memory (not forgotten) while the caller uses it.
+
+        Without this, :meth:`forget` could drop a log between a caller getting it and
+        appending to it: the append would go to an object nobody ships any more, and the next
+        caller would load a second copy from the store (two chains, one event lost).
+        """
+        log = await self._log_of(inspection_id)
+        self._users[inspection_id] += 1  # no await since _log_of: forget cannot slip in
+        try:
+            yield log
+        finally:
+            self._users[inspection_id] -= 1
+            if self._users[inspection_id] <= 0:
+                del self._users[inspection_id]
+                if inspection_id in self._forget_wanted:
+                    self.forget(inspection_id)
+
     async def record(self, inspection_id: str, type_: str, actor: str, data: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         """Append one event to the inspection's log (stored before this returns)."""
         started = time.perf_counter()
-        log = await self._log_of(inspection_id)
-        self._unsealed.add(inspection_id)
-        event = await log.append(type_, actor, data)
+        async with self._using(inspection_id) as log:
+            self._unsealed.add(inspection_id)
+            event = await log.append(type_, actor, data)
         self.appends += 1
         self.append_seconds += time.perf_counter() - started
         return event
@@ -151,8 +174,7 @@ class Journal:
         ``final_event`` (type, actor, data) is appended in the same critical section, so no
         reader ever sees that event without a manifest that covers it.
         """
-        log = await self._log_of(inspection_id)
-        async with log.lock:
+        async with self._using(inspection_id) as log, log.lock:
             if final_event is not None:
                 await log.append_locked(*final_event)
             log.close_chunk()
@@ -195,11 +217,18 @@ class Journal:
         return (await self._log_of(inspection_id)).lock
 
     def forget(self, inspection_id: str) -> None:
-        """Drop the in-memory copy of a finished inspection's log (kept while not all shipped)."""
+        """Drop the in-memory copy of a finished inspection's log: now if nobody is using it
+        and it is all shipped, else when its last user is done."""
         log = self._logs.get(inspection_id)
-        if log is not None and not log.dirty:
-            log.forget_local()
-            del self._logs[inspection_id]
+        if log is None:
+            self._forget_wanted.discard(inspection_id)
+            return
+        if self._users.get(inspection_id) or log.dirty or log.lock.locked():
+            self._forget_wanted.add(inspection_id)
+            return
+        self._forget_wanted.discard(inspection_id)
+        log.forget_local()
+        del self._logs[inspection_id]
 
     @property
     def logs_in_memory(self) -> int:

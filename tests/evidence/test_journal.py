@@ -203,3 +203,49 @@ async def test_full_journal_files_are_deleted_once_shipped(tmp_path) -> None:
     again = LocalJournal(tmp_path / "j")
     assert again.names() == ["b/"] and again.read("b/") == b'{"n":1}\n'
     await again.close()
+
+
+async def test_forget_never_drops_a_log_in_use(tmp_path) -> None:
+    """forget() while an append is in flight must not lose the event or fork the chain."""
+    import asyncio as _asyncio
+
+    from evidence.journal import Journal as _Journal
+    from evidence.signing import SigningKeys as _Keys
+    from evidence.verify import verify_inspection as _verify
+    from storage.local import LocalObjectStore as _Store
+
+    store = _Store(tmp_path / "objects")
+    await store.start()
+    keys = _Keys(tmp_path / "keys", store)
+    await keys.start()
+    journal = _Journal(store, keys, tmp_path / "journal")
+    await journal.start()
+    try:
+        await journal.record("i1", "a", "system", {})
+        first = journal._logs["i1"]
+        await first.flush()  # all shipped: only being in use may keep it now
+        assert not first.dirty
+        gate = _asyncio.Event()
+        append = first.append
+
+        async def held_append(*args, **kwargs):  # the append waits (a slow disk) until released
+            await gate.wait()
+            return await append(*args, **kwargs)
+
+        first.append = held_append  # type: ignore[method-assign]
+        pending = _asyncio.ensure_future(journal.record("i1", "b", "system", {}))
+        await _asyncio.sleep(0.05)  # the append is under way
+        journal.forget("i1")
+        gate.set()
+        await pending
+        first.append = append  # type: ignore[method-assign]
+        await journal.record("i1", "c", "system", {})
+        assert journal._logs["i1"] is first  # one copy of the log, never two
+        assert [e["type"] for e in await journal.events("i1")] == ["a", "b", "c"]
+        await journal.seal("i1", {"id": "i1"})
+        report = await _verify(store, "i1")
+        assert report.ok, report.problems
+    finally:
+        await journal.close()
+        await keys.close()
+        await store.close()
