@@ -67,8 +67,9 @@ EVENT_ROLES: dict[str, frozenset[str]] = {
 }
 
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
-#: Disconnect reasons that mean the network went away, not the participant.
-DROPPED = frozenset({"transport close", "transport error", "ping timeout"})
+#: Disconnect reasons that mean the network went away, not the participant. A "transport
+#: close" is the page's own doing (a reload, a navigation, a closed tab): it leaves at once.
+DROPPED = frozenset({"transport error", "ping timeout"})
 
 
 class SessionNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socketio is untyped

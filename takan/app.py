@@ -95,8 +95,6 @@ from .protocol import constants as protocol_constants
 logger = logging.getLogger(__name__)
 
 MAX_SOCKET_MESSAGE = 3 * 1024 * 1024 // 2  # a signature event carries its PNG (base64) and strokes
-PING_INTERVAL_S = 10
-PING_TIMEOUT_S = 5
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", ObjectStore)
@@ -229,9 +227,6 @@ def build_app(config: Config) -> web.Application:
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
     sio = SocketServer(
         async_mode="aiohttp", client_manager=manager, max_http_buffer_size=MAX_SOCKET_MESSAGE, logger=False, engineio_logger=False,
-        # a dead connection is noticed within 15 s instead of 45 s (the default 25 + 20 s), so
-        # a phone that lost its network is marked away and its page's reconnection is expected
-        ping_interval=PING_INTERVAL_S, ping_timeout=PING_TIMEOUT_S,
     )
     rtc_config = rtc_configuration(config.ice_servers)
     rooms = Rooms(live, lambda: RTCPeerConnection(rtc_config), config.node_id)

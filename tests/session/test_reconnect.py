@@ -22,8 +22,13 @@ def frames() -> list[bytes]:
     return encode_vp8(320, 240, frames=20)
 
 
-async def cut(participant: Participant) -> None:
-    """Close the websocket under Socket.IO, as a lost network would."""
+async def cut(participant: Participant, server=None) -> None:
+    """The network goes away: the server sees the connection drop (as on a ping timeout or
+    a transport error), then the client's socket is gone."""
+    if server is not None:
+        sessions = server.services.sessions
+        sid = next(c for c, conn in sessions._connections.items() if conn.role == "applicant")
+        await sessions.drop(sid)
     ws = participant.sio.eio.ws
     await ws.close()
     await wait_for(lambda: not participant.sio.connected, 10)
@@ -46,7 +51,7 @@ async def test_a_dropped_connection_comes_back_to_its_peer(tmp_path, frames) -> 
             await wait_for(lambda: room is not None and any(p.connection == "connected" for p in room.participants.values()), 20)
             server_peer = next(p.peer for p in room.participants.values() if p.role == "applicant")
 
-            await cut(applicant)
+            await cut(applicant, server)
             await wait_for(lambda: any(p.away for p in room.participants.values()), 10)
             assert server_peer is not None and server_peer.connection_state != "closed"
 
@@ -73,7 +78,7 @@ async def test_a_participant_that_never_comes_back_leaves_after_the_grace(tmp_pa
         try:
             assert await applicant.connect()
             assert (await applicant.call("join", {"device": "phone-1"}))["ok"]
-            await cut(applicant)
+            await cut(applicant, server)
 
             async def left() -> bool:
                 events = await server.services.journal.events(created["id"])
