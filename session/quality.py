@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Optional
+from typing import Any, Awaitable, Callable, Iterable
 
+from .background import Background
 from .rooms import PUBLISHING_ROLES, Participant, Room
 
 logger = logging.getLogger(__name__)
@@ -47,17 +48,13 @@ class QualityWatch:
         self._tell = tell
         self.interval_s = interval_s
         self._seen: dict[tuple[str, str], _Seen] = {}
-        self._task: Optional[asyncio.Task[None]] = None
+        self._background = Background()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
+        self._background.start(self._run)
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._background.close()
 
     async def _run(self) -> None:
         while True:

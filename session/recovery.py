@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Optional
 
 from approval.inspections import InspectionBook
 from evidence.journal import Journal
 from evidence.sealer import Sealer
+
+from .background import Background
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +27,16 @@ class Recovery:
         self.journal = journal
         self.sealer = sealer
         self._pending: dict[str, asyncio.Lock] = {}
-        self._task: Optional[asyncio.Task[None]] = None
+        self._background = Background()
 
     def start(self) -> None:
         """Note every live inspection (at once) and settle them in the background."""
-        if self._task is not None:
+        if self._background.task is not None:
             return
         self._pending = {r.id: asyncio.Lock() for r in self.book.all() if r.status == "live"}
         if self._pending:
             logger.warning("%d inspections were live when the server stopped; marking them interrupted", len(self._pending))
-        self._task = asyncio.ensure_future(self._run())
+        self._background.start(self._run)
 
     def is_pending(self, inspection_id: str) -> bool:
         """True while ``inspection_id`` waits to be marked interrupted."""
@@ -47,8 +48,8 @@ class Recovery:
 
     async def idle(self) -> None:
         """Wait until every inspection is settled (tests, benchmarks)."""
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        if self._background.task is not None:
+            await asyncio.shield(self._background.task)
 
     async def settle(self, inspection_id: str) -> None:
         """Make sure ``inspection_id`` is settled before it is used."""
@@ -81,7 +82,4 @@ class Recovery:
             await asyncio.sleep(0)  # let requests in between
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._background.close()

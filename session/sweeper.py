@@ -24,6 +24,7 @@ from typing import Awaitable, Callable, Optional
 from approval.inspections import Inspection, now_utc, parse_rfc3339, rfc3339
 from errors import Conflict
 
+from .background import Background
 from .service import SessionService
 
 logger = logging.getLogger(__name__)
@@ -49,18 +50,14 @@ class Sweeper:
         self.abandon_after = datetime.timedelta(seconds=abandon_after_s)
         self.on_expired = on_expired
         self.interval_s = interval_s or max(MIN_INTERVAL_S, min(MAX_INTERVAL_S, abandon_after_s / 10))
-        self._task: Optional[asyncio.Task[None]] = None
+        self._background = Background()
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
+        self._background.start(self._run)
 
     async def close(self) -> None:
         """Stop sweeping (idempotent); an end in progress is cancelled and redone next start."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._background.close()
 
     async def _run(self) -> None:
         while True:
