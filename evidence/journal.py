@@ -158,6 +158,12 @@ class Journal:
         log = await self._log_of(inspection_id)
         return [json.loads(line) for line in log.data().splitlines() if line.strip()]
 
+    def held(self, inspection_id: str) -> Optional[bytes]:
+        """The whole log of an inspection this node holds in memory (a live one: its last
+        events may not be shipped yet), or None (read the store)."""
+        log = self._logs.get(inspection_id)
+        return None if log is None else log.data()
+
     async def head(self, inspection_id: str) -> str:
         return (await self._log_of(inspection_id)).head
 

@@ -19,10 +19,10 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
 from approval.inspections import InspectionBook
+from evidence.derived import Capture, DerivedWork
 from evidence.journal import Journal
 from evidence.sealer import Sealer
 
@@ -39,43 +39,28 @@ _HEURISTIC = (("licen", "business_licence"), ("执照", "business_licence"), ("s
 Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class Capture:
-    inspection_id: str
-    checkpoint: str
-    key: str
-    data: bytes
-
-
-class Recognizer:
+class Recognizer(DerivedWork):
     """Reads captures in the background; one per app."""
 
+    name = "recognition"
+
     def __init__(self, engine: OcrEngine, book: InspectionBook, journal: Journal, sealer: Sealer, notify: Notify) -> None:
+        super().__init__(QUEUE_LIMIT)
         self.engine = engine
         self.book = book
         self.journal = journal
         self.sealer = sealer
         self.notify = notify
-        self._queue: asyncio.Queue[Capture] = asyncio.Queue(QUEUE_LIMIT)
         self._executor: Optional[ThreadPoolExecutor] = None
-        self._worker: Optional[asyncio.Task[None]] = None
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     async def start(self) -> None:
-        if self._worker is None:
+        if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="ocr")
-            self._worker = asyncio.create_task(self._run(), name="recognizer")
+        await super().start()
 
     async def close(self) -> None:
         """Stop the worker and the thread (idempotent)."""
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.cancel()
-            try:
-                await worker
-            except asyncio.CancelledError:
-                pass
+        await super().close()
         executor, self._executor = self._executor, None
         if executor is not None:
             await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
@@ -95,37 +80,16 @@ class Recognizer:
                 return kind
         return None
 
-    async def on_captured(self, inspection_id: str, checkpoint: str, key: str, data: bytes) -> None:
-        """The session's capture listener: captures of checkpoints that ask for a reading
-        are queued (the OCR costs a second or more of CPU; other captures are not read)."""
-        if self.kind_for(inspection_id, checkpoint) is not None:
-            await self.submit(inspection_id, checkpoint, key, data)
+    def wants(self, capture: Capture) -> bool:
+        """Captures of checkpoints that ask for a reading (the OCR costs a second or more of
+        CPU; other captures are not read)."""
+        return self.kind_for(capture.inspection_id, capture.checkpoint) is not None
 
     async def submit(self, inspection_id: str, checkpoint: str, key: str, data: bytes) -> None:
-        """Queue a stored capture for reading (returns at once)."""
-        try:
-            self._queue.put_nowait(Capture(inspection_id, checkpoint, key, data))
-            self._idle.clear()
-        except asyncio.QueueFull:
-            logger.warning("inspection %s: recognition queue full, %s not read", inspection_id, key)
+        """Queue a stored capture for reading whatever its checkpoint (returns at once)."""
+        self.offer(Capture(inspection_id, checkpoint, key, data))
 
-    async def idle(self) -> None:
-        """Wait until everything queued so far has been read (tests, the end of a session)."""
-        await self._idle.wait()
-
-    async def _run(self) -> None:
-        while True:
-            capture = await self._queue.get()
-            try:
-                await self._recognize(capture)
-            except Exception:
-                logger.exception("inspection %s: recognition of %s failed", capture.inspection_id, capture.key)
-            finally:
-                self._queue.task_done()
-                if self._queue.empty():
-                    self._idle.set()
-
-    async def _recognize(self, capture: Capture) -> None:
+    async def make(self, capture: Capture) -> None:
         assert self._executor is not None
         wanted = self.kind_for(capture.inspection_id, capture.checkpoint)
         started = time.monotonic()

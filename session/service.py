@@ -25,6 +25,7 @@ from approval.inspections import (
     rfc3339,
 )
 from errors import BadRequest, Conflict, Forbidden, NotAuthorised, Unavailable
+from evidence.derived import Capture, DerivedWork
 from evidence.journal import Journal
 from evidence.sealer import Sealer
 from recorder.stills import NoVideo
@@ -84,6 +85,9 @@ class Connection:
 #: recording goes on): a phone that loses its network for a few seconds, or a reloaded
 #: page, comes back to the same peer instead of starting over.
 RECONNECT_GRACE_S = 30.0
+# how long the seal waits for the display copies and readings of the last captures (an OCR
+# takes a second or two; a queue of them longer, and then the late ones reseal)
+DERIVED_WAIT_S = 15.0
 
 
 @dataclass
@@ -127,7 +131,7 @@ class SessionService:
         self.warnings_for: Callable[[Inspection], list[dict[str, Any]]] = lambda record: []
         self._finish_listeners: list[Callable[[Inspection], Awaitable[None]]] = []
         # told (inspection id, checkpoint, key, bytes) after a still or photo is stored
-        self._capture_listeners: list[Callable[[str, str, str, bytes], Awaitable[None]]] = []
+        self._derived: list[DerivedWork] = []
         self._connections: dict[str, Connection] = {}
         self._participants: dict[str, tuple[Room, Participant]] = {}
         self._usage: dict[str, Usage] = {}
@@ -704,16 +708,17 @@ class SessionService:
         """Be told (after sealing) when an inspection ends or is cancelled."""
         self._finish_listeners.append(listener)
 
-    def on_captured(self, listener: Callable[[str, str, str, bytes], Awaitable[None]]) -> None:
-        """Be told (inspection id, checkpoint, key, bytes) after each still or photo is stored."""
-        self._capture_listeners.append(listener)
+    def on_captured(self, work: DerivedWork) -> None:
+        """Hand ``work`` each still or photo after it is stored; the seal waits for it."""
+        self._derived.append(work)
 
     async def _captured(self, inspection_id: str, code: str, key: str, data: bytes) -> None:
-        for listener in self._capture_listeners:
+        capture = Capture(inspection_id, code, key, data)
+        for work in self._derived:
             try:
-                await listener(inspection_id, code, key, data)
+                await work.on_captured(capture)
             except Exception:
-                logger.exception("inspection %s: a capture listener failed", inspection_id)
+                logger.exception("inspection %s: %s did not take a capture", inspection_id, work.name)
 
     async def tell_role(self, inspection_id: str, role: str, event: str, data: dict[str, Any]) -> None:
         """Tell the participants of ``role`` in the inspection's room on this node."""
@@ -754,6 +759,9 @@ class SessionService:
             await self.rooms.close_room(inspection_id)
         if end_reason == "abandoned":
             final["end_reason"] = end_reason
+        for work in self._derived:  # the display copies and readings of the last captures go in the manifest
+            if not await work.settled(inspection_id, DERIVED_WAIT_S):
+                logger.warning("inspection %s: %s still busy after %.0f s; it reseals when done", inspection_id, work.name, DERIVED_WAIT_S)
         await self.sealer.seal(inspection_id, ("session.ended" if status == "ended" else "session.cancelled", actor, final))
         self._usage.pop(inspection_id, None)
         for listener in self._finish_listeners:

@@ -12,17 +12,15 @@ import asyncio
 import datetime
 import hashlib
 import io
-import logging
 from pathlib import Path
 from typing import Any, Optional
 
 from PIL import Image, ImageDraw, ImageFont
 
 from approval.inspections import InspectionBook
+from evidence.derived import Capture, DerivedWork
 from evidence.journal import Journal
 from evidence.sealer import Sealer
-
-logger = logging.getLogger(__name__)
 
 CHINA = datetime.timezone(datetime.timedelta(hours=8))
 FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
@@ -48,40 +46,16 @@ def stamp(image: bytes, lines: list[str]) -> bytes:
     return buf.getvalue()
 
 
-class Watermarker:
+class Watermarker(DerivedWork):
     """The session's capture listener that files a stamped display copy of each capture."""
 
+    name = "watermarks"
+
     def __init__(self, book: InspectionBook, journal: Journal, sealer: Sealer) -> None:
+        super().__init__(32)
         self.book = book
         self.journal = journal
         self.sealer = sealer
-        self._queue: asyncio.Queue[tuple[str, str, str, bytes]] = asyncio.Queue(32)
-        self._worker: Optional[asyncio.Task[None]] = None
-
-    async def start(self) -> None:
-        if self._worker is None:
-            self._worker = asyncio.create_task(self._run(), name="watermarks")
-
-    async def close(self) -> None:
-        """Stop the worker (idempotent); captures still queued get no display copy."""
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.cancel()
-            try:
-                await worker
-            except asyncio.CancelledError:
-                pass
-
-    async def idle(self) -> None:
-        await self._queue.join()
-
-    async def _run(self) -> None:
-        while True:
-            item = await self._queue.get()
-            try:
-                await self._file(*item)
-            finally:
-                self._queue.task_done()
 
     async def lines_for(self, inspection_id: str, key: str) -> list[str]:
         record = self.book.get(inspection_id)
@@ -102,22 +76,13 @@ class Watermarker:
             f"踏勘人员：{record.inspector_user_id or '—'}  仅供展示，原件见 {key}",
         ]
 
-    async def on_captured(self, inspection_id: str, checkpoint: str, key: str, data: bytes) -> None:
-        """The session's capture listener: queue the capture (returns at once)."""
-        try:
-            self._queue.put_nowait((inspection_id, checkpoint, key, data))
-        except asyncio.QueueFull:
-            logger.warning("inspection %s: watermark queue full, no display copy of %s", inspection_id, key)
-
-    async def _file(self, inspection_id: str, checkpoint: str, key: str, data: bytes) -> None:
-        try:
-            lines = await self.lines_for(inspection_id, key)
-            copy = await asyncio.to_thread(stamp, data, lines)
-            await self.journal.record_blob(
-                inspection_id, f"display/{key.rsplit('.', 1)[0]}.jpg", copy, "image/jpeg", "still.watermarked", "system",
-                {"checkpoint": checkpoint, "original_key": key, "original_sha256": hashlib.sha256(data).hexdigest(), "lines": lines},
-            )
-            if not self.book.get(inspection_id).is_open:  # ended meanwhile: the seal must cover it
-                await self.sealer.seal(inspection_id)
-        except Exception:
-            logger.exception("inspection %s: no display copy of %s", inspection_id, key)
+    async def make(self, capture: Capture) -> None:
+        inspection_id, key, data = capture.inspection_id, capture.key, capture.data
+        lines = await self.lines_for(inspection_id, key)
+        copy = await asyncio.to_thread(stamp, data, lines)
+        await self.journal.record_blob(
+            inspection_id, f"display/{key.rsplit('.', 1)[0]}.jpg", copy, "image/jpeg", "still.watermarked", "system",
+            {"checkpoint": capture.checkpoint, "original_key": key, "original_sha256": hashlib.sha256(data).hexdigest(), "lines": lines},
+        )
+        if not self.book.get(inspection_id).is_open:  # ended before the session waited for it: the seal must cover it
+            await self.sealer.seal(inspection_id)

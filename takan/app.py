@@ -250,9 +250,9 @@ def build_app(config: Config) -> web.Application:
         OcrEngine(threads=1), book, journal, sealer,
         lambda inspection_id, entry: sessions.tell_role(inspection_id, "inspector", "recognized", entry),
     )
-    sessions.on_captured(recognizer.on_captured)
+    sessions.on_captured(recognizer)
     watermarker = Watermarker(book, journal, sealer)
-    sessions.on_captured(watermarker.on_captured)
+    sessions.on_captured(watermarker)
     sio.register_namespace(SessionNamespace(sessions, live))
     sweeper = Sweeper(sessions, config.abandon_after_s, lambda record: notifier.notify(record, "inspection.expired"))
 

@@ -57,7 +57,10 @@ class EvidenceApi:
         full = prefix_of(inspection_id) + relative
         try:
             # events.jsonl is the whole log, whether stored as one object or in chunks
-            data = await read_log(self.store, full) if relative == EVENTS else await self.store.get(full)
+            if relative == EVENTS:  # a live log's last events may not be shipped yet: this node has them
+                data = self.journal.held(inspection_id) or await read_log(self.store, full)
+            else:
+                data = await self.store.get(full)
             if relative == EVENTS and not data:
                 raise ObjectNotFound(full)
         except ObjectNotFound:

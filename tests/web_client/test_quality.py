@@ -64,5 +64,6 @@ async def test_a_photo_taken_offline_is_kept_and_sent_when_the_network_is_back(t
             assert data["held_on_device"] is True and data["taken_at"] and data["received_at"]
             assert data["taken_at"] < data["received_at"]
             await server.services.sessions.end_inspection(created["id"], actor="inspector")
+            await server.services.decisions.idle()  # the verdict is sealed in the background
             report = await verify_inspection(server.services.store, created["id"])
             assert report.ok, report.problems
