@@ -38,6 +38,7 @@ resolution, fps, quality limitation and target bitrate are recorded too.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import contextlib
 import json
@@ -323,7 +324,17 @@ async def relay_candidates(a: Any, b: Any) -> None:
         await asyncio.sleep(0.2)
 
 
-async def run_conditions(lab: NetLab, meter: Meter, applicant: Any, which: str, quick: bool) -> dict[str, Any]:
+CONDITIONS = ("clean", "lossy", "outage", "address")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    quick: bool
+    conditions: tuple[str, ...] = CONDITIONS
+
+
+async def run_conditions(lab: NetLab, meter: Meter, applicant: Any, which: str, quick: bool,
+                         conditions: tuple[str, ...] = CONDITIONS) -> dict[str, Any]:
     clean_s, lossy_s, after_s = (10, 20, 15) if quick else (20, 30, 25)
     results: dict[str, Any] = {}
 
@@ -338,31 +349,34 @@ async def run_conditions(lab: NetLab, meter: Meter, applicant: Any, which: str, 
     await asyncio.sleep(clean_s)
     results["clean"] = {**meter.summary(t0, time.monotonic()), "sender": await sender()}
 
-    lab.shape(uplink=LOSSY)
-    lab.loss(LOSS_PERCENT)
-    t0 = time.monotonic()
-    await asyncio.sleep(lossy_s)
-    results["lossy"] = {**meter.summary(t0, time.monotonic()), "sender": await sender()}
+    if "lossy" in conditions:
+        lab.shape(uplink=LOSSY)
+        lab.loss(LOSS_PERCENT)
+        t0 = time.monotonic()
+        await asyncio.sleep(lossy_s)
+        results["lossy"] = {**meter.summary(t0, time.monotonic()), "sender": await sender()}
+        lab.clear()
+        await asyncio.sleep(10)  # back to clean before the outage
 
-    lab.clear()
-    await asyncio.sleep(10)  # back to clean before the outage
-    t_start = time.monotonic()
-    lab.outage(True)
-    await asyncio.sleep(OUTAGE_S)
-    lab.outage(False)
-    t_restore = time.monotonic()
-    await asyncio.sleep(after_s)
-    t_end = time.monotonic()
-    results["outage"] = {**meter.summary(t_start, t_end), "fresh_s": meter.fresh_after(t_restore, t_end),
-                         "sender": await sender()}
+    if "outage" in conditions:
+        t_start = time.monotonic()
+        lab.outage(True)
+        await asyncio.sleep(OUTAGE_S)
+        lab.outage(False)
+        t_restore = time.monotonic()
+        await asyncio.sleep(after_s)
+        t_end = time.monotonic()
+        results["outage"] = {**meter.summary(t_start, t_end), "fresh_s": meter.fresh_after(t_restore, t_end),
+                             "sender": await sender()}
+        await asyncio.sleep(5)
 
-    await asyncio.sleep(5)
-    t_change = time.monotonic()
-    new_ip = lab.change_address()
-    await asyncio.sleep(after_s)
-    t_end = time.monotonic()
-    results["address"] = {**meter.summary(t_change, t_end), "fresh_s": meter.fresh_after(t_change, t_end),
-                          "new_ip": new_ip, "sender": await sender()}
+    if "address" in conditions:
+        t_change = time.monotonic()
+        new_ip = lab.change_address()
+        await asyncio.sleep(after_s)
+        t_end = time.monotonic()
+        results["address"] = {**meter.summary(t_change, t_end), "fresh_s": meter.fresh_after(t_change, t_end),
+                              "new_ip": new_ip, "changed_at": round(t_change, 1), "sender": await sender()}
     return results
 
 
@@ -396,7 +410,10 @@ async def main() -> None:
     parser.add_argument("--anchor-degradation", choices=("balanced", "maintain-resolution", "maintain-framerate"),
                         help="degradationPreference of the anchor's sender (default: the browser's)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS),
+                        help=f"comma-separated subset of {','.join(CONDITIONS)} (clean always runs first)")
     args = parser.parse_args()
+    plan = Plan(args.quick, tuple(c for c in args.conditions.split(",") if c in CONDITIONS))
 
     from playwright.async_api import async_playwright
 
@@ -413,11 +430,11 @@ async def main() -> None:
                 return applicant_browser, inspector_browser
 
             if args.only in (None, "takan"):
-                results["takan"] = await measure_takan_with_browsers(lab, args.server_root.resolve(), browsers, tmp, args.quick)
+                results["takan"] = await measure_takan_with_browsers(lab, args.server_root.resolve(), browsers, tmp, plan)
                 print(json.dumps(results["takan"], indent=1), flush=True)
                 lab.clear()
             if args.only in (None, "p2p"):
-                results["p2p"] = await measure_p2p_with_browsers(lab, browsers, args.quick, args.anchor_degradation)
+                results["p2p"] = await measure_p2p_with_browsers(lab, browsers, plan, args.anchor_degradation)
                 print(json.dumps(results["p2p"], indent=1), flush=True)
         log = (tmp / "takan-console.log")
         if log.exists():
@@ -432,20 +449,20 @@ async def main() -> None:
                                         "anchor_degradation": args.anchor_degradation, "results": results}, indent=1))
 
 
-async def measure_takan_with_browsers(lab: NetLab, root: Path, browsers: Any, tmp: Path, quick: bool) -> dict[str, Any]:
+async def measure_takan_with_browsers(lab: NetLab, root: Path, browsers: Any, tmp: Path, plan: Plan) -> dict[str, Any]:
     # The server's port is chosen when it starts; the secure-origin flag needs it, so the
     # browsers are launched inside the server's lifetime.
     async with takan_server(root, lab.host_ip, tmp / "data") as base:
         applicant_browser, inspector_browser = await browsers([base])
         try:
-            return await _takan_session(lab, base, applicant_browser, inspector_browser, tmp, quick)
+            return await _takan_session(lab, base, applicant_browser, inspector_browser, tmp, plan)
         finally:
             await applicant_browser.close()
             await inspector_browser.close()
 
 
 async def _takan_session(lab: NetLab, base: str, applicant_browser: Any, inspector_browser: Any,
-                         tmp: Path, quick: bool) -> dict[str, Any]:
+                         tmp: Path, plan: Plan) -> dict[str, Any]:
     created = await create_inspection(base)
     inspector_ctx = await inspector_browser.new_context(viewport={"width": 1366, "height": 768})
     applicant_ctx = await applicant_browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
@@ -460,8 +477,8 @@ async def _takan_session(lab: NetLab, base: str, applicant_browser: Any, inspect
     task = asyncio.ensure_future(meter.run())
     try:
         await wait_frames(meter, 20, 60)
-        await asyncio.sleep(5 if quick else 10)
-        return await run_conditions(lab, meter, applicant, "takan", quick)
+        await asyncio.sleep(5 if plan.quick else 10)
+        return await run_conditions(lab, meter, applicant, "takan", plan.quick, plan.conditions)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -470,18 +487,18 @@ async def _takan_session(lab: NetLab, base: str, applicant_browser: Any, inspect
         await applicant_ctx.close()
 
 
-async def measure_p2p_with_browsers(lab: NetLab, browsers: Any, quick: bool, degradation: Optional[str]) -> dict[str, Any]:
+async def measure_p2p_with_browsers(lab: NetLab, browsers: Any, plan: Plan, degradation: Optional[str]) -> dict[str, Any]:
     async with anchor_site(lab.host_ip) as origin:
         applicant_browser, inspector_browser = await browsers([origin])
         try:
-            return await _p2p_session(lab, origin, applicant_browser, inspector_browser, quick, degradation)
+            return await _p2p_session(lab, origin, applicant_browser, inspector_browser, plan, degradation)
         finally:
             await applicant_browser.close()
             await inspector_browser.close()
 
 
 async def _p2p_session(lab: NetLab, origin: str, applicant_browser: Any, inspector_browser: Any,
-                       quick: bool, degradation: Optional[str]) -> dict[str, Any]:
+                       plan: Plan, degradation: Optional[str]) -> dict[str, Any]:
     inspector_ctx = await inspector_browser.new_context()
     applicant_ctx = await applicant_browser.new_context()
     inspector = await inspector_ctx.new_page()
@@ -496,8 +513,8 @@ async def _p2p_session(lab: NetLab, origin: str, applicant_browser: Any, inspect
     task = asyncio.ensure_future(meter.run())
     try:
         await wait_frames(meter, 20, 60)
-        await asyncio.sleep(5 if quick else 10)
-        return await run_conditions(lab, meter, applicant, "p2p", quick)
+        await asyncio.sleep(5 if plan.quick else 10)
+        return await run_conditions(lab, meter, applicant, "p2p", plan.quick, plan.conditions)
     finally:
         for t in (task, relay):
             t.cancel()

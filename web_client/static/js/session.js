@@ -19,6 +19,7 @@
 
 import { io } from "/vendor/socket.io.esm.min.js";
 import { LocalMedia, mediaErrorKind } from "./local_media.js";
+import { PathWatch } from "./path_watch.js";
 import { PROTOCOL } from "./protocol.js";
 
 const ACK_TIMEOUT_MS = 10000;
@@ -29,11 +30,14 @@ const OFFER_TIMEOUT_MS = 30000; // the server gathers its ICE candidates before 
 // The pc is rebuilt only on `failed`, when the server reports its peer failed, or after this
 // long still disconnected (Chromium takes ~30 s to declare `failed`).
 const DISCONNECTED_REBUILD_MS = 15000;
-// While media is down, a Socket.IO ack slower than this, while the server answers HTTP, means
-// the socket is half-open (a dead TCP path that Engine.IO's ping would take up to 45 s to
-// notice): drop it and reconnect.
-const SOCKET_PROBE_MS = 2500;
-const SOCKET_DEAD_AFTER_MS = 3000;
+// While media is silent, a Socket.IO ping unanswered this long while the server answers HTTP
+// means the socket is half-open (a dead TCP path that Engine.IO's own ping would take up to
+// 45 s to notice): the phone's network path changed.
+const SOCKET_PROBE_MS = 500;
+const HTTP_PROBE_MS = 1500;
+// Right after an outage ICE recovers in about a second while TCP may still be backing off:
+// give the pc that long before calling a socket dead that lived through the outage.
+const AFTER_OUTAGE_MS = 2000;
 // Reconnection (bench/field_media.py, address change): the defaults (1 s doubling to 5 s,
 // +-50 %) wait up to 5 s per attempt after the path is back, and a connect attempt that
 // went out during the outage hangs for its 20 s timeout; these retry within 2 s.
@@ -142,6 +146,8 @@ export class Session extends EventTarget {
     this.recoverTimer = null;
     this.disconnectedTimer = null;
     this.probing = false;
+    this.pathWatch = null;
+    this.pathChanged = false; // the next join builds a new pc even if the server kept our peer
     this.freezeTimer = null;
     this.freeze = { frames: 0, ticks: 0, lastRequest: 0 };
 
@@ -296,7 +302,11 @@ export class Session extends EventTarget {
     this.#emit("joined");
     this.#emit("change");
     if (this.final) return;
-    if (ack.peer_kept && this.pc && this.answeredGen === this.peerGen && this.pc.connectionState !== "failed") {
+    // A kept pc whose media is silent at the rejoin is on a dead path (the phone changed
+    // networks, and Socket.IO noticed before #probePath did): build a new one.
+    const pathChanged = this.pathChanged || Boolean(this.pathWatch?.silent);
+    this.pathChanged = false;
+    if (ack.peer_kept && !pathChanged && this.pc && this.answeredGen === this.peerGen && this.pc.connectionState !== "failed") {
       // The server kept our media peer while the socket was away: the pc carries on.
       console.info("takan: media peer kept across the reconnection");
       this.#sendMediaFlags();
@@ -516,7 +526,7 @@ export class Session extends EventTarget {
     const videoTx = pc.addTransceiver(this.sendsMedia && this.local.videoTrack ? this.local.videoTrack : "video", { direction, streams });
     this.audioTransceiver = audioTx;
     this.videoTransceiver = videoTx;
-    if (this.sendsMedia) await preferResolution(videoTx.sender);
+    if (this.sendsMedia) await setDegradation(videoTx.sender);
 
     this.remoteStream = new MediaStream([audioTx.receiver.track, videoTx.receiver.track]);
     this.remoteVideoFlowing = false;
@@ -538,10 +548,11 @@ export class Session extends EventTarget {
       if (!ack.ok) throw Object.assign(new Error(ack.error?.message || ack.error?.code || "offer refused"), { ack });
       await pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
       if (gen !== this.peerGen) return;
-      if (this.sendsMedia) await preferResolution(videoTx.sender);
+      if (this.sendsMedia) await setDegradation(videoTx.sender);
       this.answeredGen = gen;
       this.#drainIce();
       this.#startFreezeWatch(gen);
+      this.#startPathWatch(gen, pc);
     } catch (err) {
       if (gen !== this.peerGen) return;
       console.warn("takan: offer/answer failed", err);
@@ -554,6 +565,8 @@ export class Session extends EventTarget {
     clearTimeout(this.disconnectedTimer);
     clearTimeout(this.recoverTimer);
     clearInterval(this.freezeTimer);
+    this.pathWatch?.stop();
+    this.pathWatch = null;
     this.recoverTimer = null;
     this.iceQueue = [];
     const pc = this.pc;
@@ -574,7 +587,7 @@ export class Session extends EventTarget {
     if (state === "connected") {
       this.recoverAttempts = 0;
     } else if (state === "disconnected") {
-      this.#probeSocket();
+      this.#probePath(gen);
       this.disconnectedTimer = setTimeout(() => {
         if (gen === this.peerGen && this.pc?.connectionState === "disconnected") this.#recover("disconnected");
       }, DISCONNECTED_REBUILD_MS);
@@ -584,39 +597,55 @@ export class Session extends EventTarget {
     this.#emit("change");
   }
 
+  /** Watch for media silence: the earliest sign of a dead path (path_watch.js). */
+  #startPathWatch(gen, pc) {
+    this.pathWatch?.stop();
+    const sendsVideo = () => this.sendsMedia && this.local.videoTrack?.readyState === "live";
+    this.pathWatch = new PathWatch(pc, sendsVideo, () => this.#probePath(gen));
+    this.pathWatch.start();
+  }
+
   /**
-   * Media stopped: is the signalling socket still alive? A keyframe request is harmless and
-   * acknowledged (and wanted once media flows again). Without an ack in SOCKET_PROBE_MS, a
-   * plain HTTP request to the server tells the two cases apart: it fails while the whole
-   * network is down (an outage: keep the socket, whose TCP connection survives it, and ask
-   * again), and succeeds when only the old path is dead (the phone changed networks: drop
-   * the socket so that Socket.IO reconnects at once and the page joins again).
+   * Media stopped: which case is it? A plain HTTP request to the server and a Socket.IO
+   * ping, side by side, tell them apart:
+   * - HTTP fails: the whole network is down (an outage). Keep the socket, whose TCP
+   *   connection survives it, and the pc, whose ICE recovers by itself; ask again.
+   * - HTTP works, the ping is answered: only UDP is affected; ICE may recover, and the
+   *   `disconnected` timer rebuilds the pc if it does not.
+   * - HTTP works, the ping is not answered: the socket's path is dead while a new
+   *   connection works, so the phone changed networks (its old address is gone, with every
+   *   socket bound to it). Drop the socket so that Socket.IO reconnects at once, and build a
+   *   new pc on the join (the server's kept peer is bound to the dead path too).
    */
-  async #probeSocket() {
+  async #probePath(gen) {
     if (this.probing) return;
     this.probing = true;
+    let downSeen = false;
     let reachableSince = null;
+    const stillDown = () => gen === this.peerGen && this.pc && (this.pathWatch?.silent || this.pc.connectionState !== "connected");
     try {
-      while (!this.final && this.pc && this.pc.connectionState !== "connected") {
+      while (!this.final && stillDown()) {
         const socket = this.socket;
-        if (!socket?.connected) return; // reconnecting already
-        const acked = await new Promise((resolve) => socket.timeout(SOCKET_PROBE_MS).emit("ping", {}, (err) => resolve(!err)));
-        if (acked || socket !== this.socket) return;
-        if (await serverReachable(SOCKET_PROBE_MS)) {
-          // Right after an outage ICE recovers in about a second while TCP may still be
-          // backing off: give the pc that long before calling the socket dead.
+        if (!socket?.connected) return; // reconnecting already: the join takes over
+        const [acked, reachable] = await Promise.all([
+          new Promise((resolve) => socket.timeout(SOCKET_PROBE_MS).emit("ping", {}, (err) => resolve(!err))),
+          serverReachable(HTTP_PROBE_MS),
+        ]);
+        if (socket !== this.socket || !stillDown()) return;
+        if (!reachable) {
+          downSeen = true;
+          reachableSince = null;
+        } else {
           reachableSince ??= Date.now();
-          if (Date.now() - reachableSince >= SOCKET_DEAD_AFTER_MS && this.pc?.connectionState !== "connected") {
-            if (socket.connected && !this.final) {
-              console.info("takan: signalling socket unresponsive while the server answers; reconnecting");
-              socket.io.engine?.close();
-            }
+          const settled = !downSeen || Date.now() - reachableSince >= AFTER_OUTAGE_MS;
+          if (!acked && settled && socket.connected && !this.final) {
+            console.info("takan: network path changed (media and socket silent, the server answers); reconnecting");
+            this.pathChanged = true;
+            socket.io.engine?.close();
             return;
           }
-        } else {
-          reachableSince = null; // the network is down: the socket may well survive it
         }
-        await sleep(1000);
+        await sleep(500);
       }
     } finally {
       this.probing = false;
@@ -742,12 +771,19 @@ async function serverReachable(ms) {
   }
 }
 
-/** Prefer sharp pictures over smooth motion (an inspector reads signs and meters). */
-async function preferResolution(sender) {
+// How the encoder gives way on a weak uplink. "maintain-resolution" kept 720p at 400 kbit/s
+// and dropped to a few frames a second (bench/field_media.py: the picture all but stopped);
+// "balanced", as a direct browser call does, lowers the resolution and keeps the picture
+// moving. Small print is read from full-resolution photos (the camera control's takePhoto)
+// and the phone's own photos, not from the video.
+const DEGRADATION = "balanced";
+
+/** Set the video sender's degradation preference (see DEGRADATION). */
+async function setDegradation(sender) {
   try {
     const params = sender.getParameters();
-    if (params.degradationPreference === "maintain-resolution") return;
-    params.degradationPreference = "maintain-resolution";
+    if (params.degradationPreference === DEGRADATION) return;
+    params.degradationPreference = DEGRADATION;
     await sender.setParameters(params);
   } catch (err) {
     console.debug("takan: degradationPreference not applied", err);
