@@ -74,14 +74,16 @@ INBOUND = """async (which) => {
   const pc = which === "takan" ? window.takan?.session?.pc : window.anchorPc;
   if (!pc) return null;
   pc.__benchId ??= Math.random().toString(36).slice(2);
-  let out = null;
+  let out = null, audio = 0;
   (await pc.getStats()).forEach((s) => {
     if (s.type === "inbound-rtp" && (s.kind ?? s.mediaType) === "video") {
       out = { pc: pc.__benchId, frames: s.framesDecoded ?? 0, height: s.frameHeight ?? 0,
               freezes: s.freezeCount ?? 0, freezeS: s.totalFreezesDuration ?? 0,
               nacks: s.nackCount ?? 0, plis: s.pliCount ?? 0, lost: s.packetsLost ?? 0 };
     }
+    if (s.type === "inbound-rtp" && (s.kind ?? s.mediaType) === "audio") audio += s.packetsReceived ?? 0;
   });
+  if (out) out.audio = audio;
   return out;
 }"""
 
@@ -153,6 +155,7 @@ class Sample:
     freeze_s: float
     nacks: int
     plis: int
+    audio: int = 0  # audio packets received
 
 
 @dataclass
@@ -167,7 +170,7 @@ class Meter:
     _last: dict[str, float] = field(default_factory=dict)
 
     async def run(self) -> None:
-        keys = ("frames", "freezes", "freezeS", "nacks", "plis")
+        keys = ("frames", "freezes", "freezeS", "nacks", "plis", "audio")
         while True:
             try:
                 raw = await self.page.evaluate(INBOUND, self.which)
@@ -181,11 +184,11 @@ class Meter:
                 values = {k: self._base.get(k, 0.0) + float(raw[k]) for k in keys}
                 self._last = values
                 self.samples.append(Sample(now, int(values["frames"]), int(raw["height"]), int(values["freezes"]),
-                                           values["freezeS"], int(values["nacks"]), int(values["plis"])))
+                                           values["freezeS"], int(values["nacks"]), int(values["plis"]), int(values["audio"])))
             elif self._last:
                 s = self.samples[-1] if self.samples else None
                 if s is not None:
-                    self.samples.append(Sample(now, s.frames, 0, s.freezes, s.freeze_s, s.nacks, s.plis))
+                    self.samples.append(Sample(now, s.frames, 0, s.freezes, s.freeze_s, s.nacks, s.plis, s.audio))
             await asyncio.sleep(0.1)
 
     def window(self, t0: float, t1: float) -> list[Sample]:
@@ -208,7 +211,15 @@ class Meter:
             "height_max": max(heights) if heights else 0,
             "nacks": b.nacks - a.nacks,
             "plis": b.plis - a.plis,
+            "audio_gap_s": self.audio_gap(t0, t1),
         }
+
+    def audio_gap(self, t0: float, t1: float) -> float:
+        """The longest time in [t0, t1] without a new audio packet (the 100 ms sampling is the resolution)."""
+        window = self.window(t0, t1)
+        times = [b.t for a, b in zip(window, window[1:]) if b.audio > a.audio]
+        edges = [t0, *times, t1]
+        return round(max((b - a for a, b in zip(edges, edges[1:])), default=0.0), 1)
 
     def fresh_after(self, t_event: float, t_end: float, stall_s: float = 0.5, within_s: float = 15.0) -> Optional[float]:
         """Seconds from ``t_event`` (outage end, address change) to fresh video.
@@ -382,8 +393,8 @@ async def run_conditions(lab: NetLab, meter: Meter, applicant: Any, which: str, 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     lines = [
-        "| condition | system | fps | freezes | freeze s | height p50 (min-max) | fresh video s | sender: height, fps, limit, target kb/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| condition | system | fps | freezes | freeze s | height p50 (min-max) | fresh video s | longest audio gap s | sender: height, fps, limit, target kb/s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for condition in ("clean", "lossy", "outage", "address"):
         for system, res in results.items():
@@ -397,7 +408,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             lines.append(
                 f"| {condition} | {system} | {r['fps']} | {r['freezes']} | {r['freeze_s']} | "
                 f"{r['height_p50']} ({r['height_min']}-{r['height_max']}) | "
-                f"{'-' if condition in ('clean', 'lossy') else ('none' if fresh is None else fresh)} | {sender} |"
+                f"{'-' if condition in ('clean', 'lossy') else ('none' if fresh is None else fresh)} | {r.get('audio_gap_s', '-')} | {sender} |"
             )
     return "\n".join(lines)
 
