@@ -33,9 +33,13 @@ async def test_restart_with_2000_open_inspections(tmp_path) -> None:
         async with http.get(server.base_url + "/healthz") as r:
             assert r.status == 200
         healthy_after = time.monotonic() - started
+        # healthy before the background seals are done: the time to healthy does not wait for them
+        # (a structural check; a wall-clock bound alone flakes on a loaded machine)
+        unsealed = sum(1 for r in server.services.book.all() if r.status in ("live", "interrupted") and not r.manifest)
         recovery = server.services.sessions.recovery
         await recovery.idle()
         statuses = [r.status for r in server.services.book.all()]
         assert statuses.count("interrupted") == OPEN // 2 and statuses.count("scheduled") == OPEN // 2
         assert all(r.manifest for r in server.services.book.all() if r.status == "interrupted")
-    assert healthy_after < 3.0, f"healthy after {healthy_after:.1f} s with {OPEN} open inspections"
+    assert unsealed > 0, "the server answered only after sealing every interrupted inspection"
+    assert healthy_after < 60.0, f"healthy after {healthy_after:.1f} s with {OPEN} open inspections"

@@ -370,7 +370,10 @@ async def test_timer_warnings_overtime_and_reload(tmp_path) -> None:
             await inspector.screenshot(path=str(artifact("web-ui-console-timer-warning.png")))
             await applicant.screenshot(path=str(artifact("web-ui-join-timer-warning.png")))
             await applicant.click("#timer-banner-close")
-            assert await applicant.is_hidden("#timer-banner")
+            # closed, unless the final warning (4 s later) came in meanwhile on a slow machine
+            assert await applicant.evaluate(
+                "() => { const b = document.getElementById('timer-banner'); return b.hidden || b.dataset.phase !== 'warning'; }"
+            )
 
             await until(inspector, "document.getElementById('timer-banner').dataset.phase === 'final_warning'", 20)
             await until(applicant, "!document.getElementById('timer-banner').hidden", 10)  # a new phase shows again
