@@ -30,8 +30,8 @@ const OFFER_TIMEOUT_MS = 30000; // the server gathers its ICE candidates before 
 // The pc is rebuilt only on `failed`, when the server reports its peer failed, or after this
 // long still disconnected (Chromium takes ~30 s to declare `failed`).
 const DISCONNECTED_REBUILD_MS = 15000;
-// While media is silent, a Socket.IO ping unanswered this long while the server answers HTTP
-// means the socket is half-open (a dead TCP path that Engine.IO's own ping would take up to
+// While media is silent, a Socket.IO ping still unanswered this long after the server
+// answered a plain HTTP request means the socket is half-open (a dead TCP path that Engine.IO's own ping would take up to
 // 45 s to notice): the phone's network path changed.
 const SOCKET_PROBE_MS = 500;
 const HTTP_PROBE_MS = 1500;
@@ -627,10 +627,11 @@ export class Session extends EventTarget {
       while (!this.final && stillDown()) {
         const socket = this.socket;
         if (!socket?.connected) return; // reconnecting already: the join takes over
-        const [acked, reachable] = await Promise.all([
-          new Promise((resolve) => socket.timeout(SOCKET_PROBE_MS).emit("ping", {}, (err) => resolve(!err))),
-          serverReachable(HTTP_PROBE_MS),
-        ]);
+        // The ping must answer within SOCKET_PROBE_MS of the HTTP answer: a server that is
+        // merely slow (its loop busy) answers both late, but close together.
+        const ping = new Promise((resolve) => socket.timeout(HTTP_PROBE_MS + SOCKET_PROBE_MS).emit("ping", {}, (err) => resolve(!err)));
+        const reachable = await serverReachable(HTTP_PROBE_MS);
+        const acked = await Promise.race([ping, sleep(reachable ? SOCKET_PROBE_MS : 0).then(() => false)]);
         if (socket !== this.socket || !stillDown()) return;
         if (!reachable) {
           downSeen = true;
