@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from privacy.masking import mask_id_number, mask_name, mask_phone, scrub
+from recognition.permit import PERMITS
 
 from .record import KIND_LABELS, ID_TYPE_LABELS, OUTCOME_LABELS, china_time, duration_text
 
@@ -27,11 +28,11 @@ FONT_CANDIDATES: tuple[tuple[str, int], ...] = (
     ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 2),
     ("/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc", 2),
 )
-KIND_NAMES = {"business_licence": "营业执照", "shop_sign": "门头招牌"}
+KIND_NAMES = {"business_licence": "营业执照", "shop_sign": "门头招牌", **PERMITS}
 FIELD_NAMES = {
     "name": "名称", "uscc": "统一社会信用代码", "type": "类型", "legal_representative": "法定代表人/经营者",
     "address": "住所/经营场所", "established": "成立日期", "valid_from": "营业期限自", "valid_to": "营业期限至",
-    "text": "识别文字",
+    "text": "识别文字", "permit_no": "许可证编号",
 }
 RESULT_NAMES = {"matched": "一致", "differs": "不一致", "unreadable": "无法识别"}
 
