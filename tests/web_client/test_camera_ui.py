@@ -62,4 +62,12 @@ async def test_the_console_asks_for_torch_and_zoom_and_shows_the_phone_cannot(tm
             assert await console.inner_text("#zoom-level") == "1×"  # the phone did not zoom
             answers = [p for n, p in await console.evaluate("() => window.takan.events.map(e => [e.name, e.payload])") if n == "camera_result"]
             assert [(a["action"], a["ok"], a["reason"]) for a in answers] == [("torch_on", False, "unsupported"), ("zoom", False, "unsupported")]
+
+            # a full-resolution photo: Chromium has ImageCapture, so this one is done
+            await console.click("#btn-photo")
+            await until(console, "document.getElementById('camera-status').dataset.action === 'photo'"
+                                 " && document.getElementById('camera-status').dataset.tone !== 'busy'", timeout_s=20)
+            assert await status.get_attribute("data-tone") == "ok", await status.inner_text()
+            assert "高清照片" in await status.inner_text()
+            await until(console, "window.takan.events.some(e => e.name === 'captured' && e.payload.kind === 'photo')", timeout_s=10)
             assert not phone.js_errors and not console.js_errors, (phone.js_errors, console.js_errors)

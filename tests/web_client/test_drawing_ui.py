@@ -85,10 +85,26 @@ async def test_the_inspector_freezes_draws_and_clears_on_the_console(tmp_path) -
             await console.screenshot(path=str(artifact("web-console-drawing.png")))
             await phone.screenshot(path=str(artifact("web-join-drawing-from-console.png")))
 
+            # a finger works as the mouse does (pointer events; the layer takes no scrolling)
+            await console.click("#draw-bar [data-tool=arrow]")
+            cdp = await console.context.new_cdp_session(console)
+            await cdp.send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 1})
+            start, end = at(0.8, 0.8), at(0.9, 0.6)
+            await cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": start[0], "y": start[1]}]})
+            for i in range(1, 6):
+                x, y = start[0] + (end[0] - start[0]) * i / 5, start[1] + (end[1] - start[1]) * i / 5
+                await cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+            await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+            await until(phone, "document.getElementById('drawing-overlay')?.dataset.count === '4'", timeout_s=10)
+            await console.click("#btn-draw-undo")  # takes the finger's arrow back
+            await until(phone, "document.getElementById('drawing-overlay')?.dataset.count === '3'", timeout_s=10)
+
             # back to live video: the marks stay until cleared, on both sides
             await console.click("#btn-freeze")
             assert await console.is_hidden("#frozen-frame") and await console.is_hidden("#draw-bar")
             assert await console.evaluate("() => document.getElementById('drawing-overlay').dataset.count") == "3"
+            await phone.reload()  # a reloaded phone gets the marks shown now with its join
+            await until(phone, "window.takan.state.joined && document.getElementById('drawing-overlay')?.dataset.count === '3'")
             await console.click("#btn-draw-clear")
             await until(phone, "document.getElementById('drawing-overlay').dataset.count === '0'", timeout_s=10)
             await until(console, "document.getElementById('drawing-overlay').dataset.count === '0'", timeout_s=10)

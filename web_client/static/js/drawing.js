@@ -83,12 +83,14 @@ export class DrawingOverlay {
     this.shapes = [];
     this.at = null;
     followPicture(video, this.svg, () => this.show(this.shapes));
+    const take = (drawing) => {
+      this.at = drawing?.at ?? null;
+      this.show(drawing?.shapes ?? []);
+    };
+    // A (re)loaded page starts from the marks shown now (join ack), then follows `drawing`.
+    session.addEventListener("joined", () => take(session.drawing));
     session.addEventListener("server", (e) => {
-      const { name, payload } = e.detail;
-      if (name === "drawing") {
-        this.at = payload?.at ?? null;
-        this.show(payload?.shapes ?? []);
-      }
+      if (e.detail.name === "drawing") take(e.detail.payload);
     });
   }
 

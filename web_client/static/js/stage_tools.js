@@ -24,7 +24,7 @@ export function bindStageTools(session, { canAct }) {
     const picture = video.readyState >= 2 && video.videoWidth > 0 && $("remote-notice").hidden;
     $("btn-freeze").disabled = !acting || (!drawing.frozen && !picture);
     $("btn-freeze").setAttribute("aria-pressed", String(drawing.frozen));
-    $("btn-freeze-label").textContent = t(drawing.frozen ? "draw.unfreeze" : "draw.freeze");
+    $("btn-freeze-label").textContent = $("btn-freeze").title = t(drawing.frozen ? "draw.unfreeze" : "draw.freeze");
     $("frozen-frame").hidden = !drawing.frozen;
     $("draw-surface").hidden = !drawing.frozen;
     $("draw-surface").dataset.tool = drawing.tool;
@@ -37,7 +37,7 @@ export function bindStageTools(session, { canAct }) {
     $("draw-hint").textContent = drawing.full ? t("draw.full", { n: PROTOCOL.limits.drawing_shapes }) : t(`draw.hint.${drawing.tool}`);
 
     $("btn-torch").setAttribute("aria-pressed", String(camera.torch));
-    $("btn-torch-label").textContent = t(camera.torch ? "cam.torchOff" : "cam.torchOn");
+    $("btn-torch-label").textContent = $("btn-torch").title = t(camera.torch ? "cam.torchOff" : "cam.torchOn");
     for (const id of ["btn-torch", "btn-zoom-in", "btn-zoom-out", "btn-photo"]) $(id).disabled = !acting;
     $("zoom-level").textContent = `${camera.zoom}×`;
   }
