@@ -38,6 +38,12 @@ export class DrawingTool extends EventTarget {
     els.surface.append(this.sketch);
     this.aspect = 9 / 16;
     followPicture(video, els.surface);
+    // The phone switched to a camera of another shape: the frozen frame no longer lines up
+    // with the marks' layer (it follows the live picture), so return to live video.
+    video.addEventListener("resize", () => {
+      const { videoWidth: w, videoHeight: h } = video;
+      if (this.frozen && w && Math.abs(h / w - this.aspect) > 0.01) this.unfreeze();
+    });
     els.surface.addEventListener("pointerdown", (e) => this.#down(e));
     els.surface.addEventListener("pointermove", (e) => this.#move(e));
     els.surface.addEventListener("pointerup", (e) => this.#up(e));

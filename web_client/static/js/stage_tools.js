@@ -39,6 +39,8 @@ export function bindStageTools(session, { canAct }) {
     $("btn-torch").setAttribute("aria-pressed", String(camera.torch));
     $("btn-torch-label").textContent = $("btn-torch").title = t(camera.torch ? "cam.torchOff" : "cam.torchOn");
     for (const id of ["btn-torch", "btn-zoom-in", "btn-zoom-out", "btn-photo"]) $(id).disabled = !acting;
+    $("btn-zoom-out").disabled ||= camera.zoom <= 1;
+    $("btn-zoom-in").disabled ||= camera.zoom >= PROTOCOL.limits.camera_zoom_max;
     $("zoom-level").textContent = `${camera.zoom}×`;
   }
 
