@@ -58,6 +58,11 @@ async def test_a_licence_shown_to_the_camera_is_captured_and_read(tmp_path) -> N
                 assert await wait_for(lambda: any(e == "recognized" for e, _ in inspector.events), 60)
                 read_s = time.monotonic() - started
                 await phone.screenshot(path=str(artifact("e2e-licence-camera-phone.png")))
+                # the still as the server took it (not its watermarked display copy), to look at
+                stored = sorted((p for p in (tmp_path / "data").rglob("*.jpg") if p.as_posix().endswith(ack["key"])),
+                                key=lambda p: len(p.parts))
+                if stored:
+                    artifact("e2e-licence-camera-still.jpg").write_bytes(stored[0].read_bytes())
                 events = await logged_events(server, created["id"])
                 [reading] = [e["data"] for e in events if e["type"] == "recognition.result"]
                 assert reading["evidence_key"] == ack["key"] and reading["kind"] == "business_licence"
