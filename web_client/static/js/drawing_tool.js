@@ -33,7 +33,8 @@ export class DrawingTool extends EventTarget {
     this.frozen = false;
     this.tool = "arrow";
     this.draft = null; // {kind, points} while a pointer is down
-    this.pending = null; // the marks sent and not yet acknowledged (a second mark builds on them)
+    this.pending = null; // the marks sent and not yet acknowledged
+    this.acked = null; // {shapes, at} of the last acknowledged draw or clear
     this.sketch = shapeLayer("drawing-draft");
     els.surface.append(this.sketch);
     this.aspect = 9 / 16;
@@ -50,10 +51,14 @@ export class DrawingTool extends EventTarget {
     els.surface.addEventListener("pointercancel", () => this.#cancel());
   }
 
-  /** The marks the applicant sees now, or is about to (the server's `drawing` reaches this
-   * page before the ack of the `draw` that caused it, so after an ack the overlay has them). */
+  /** The marks the applicant sees now, or is about to: those sent and not yet acknowledged,
+   * else the last acknowledged until the room's `drawing` of that moment (same `at`) is here
+   * (through Redis it may come after the ack), else the room's. A second mark builds on these. */
   get shapes() {
-    return this.pending ?? this.overlay.shapes;
+    if (this.pending) return this.pending;
+    const { acked, overlay } = this;
+    if (acked && !(overlay.at && overlay.at >= acked.at)) return acked.shapes;
+    return overlay.shapes;
   }
 
   get full() {
@@ -89,6 +94,7 @@ export class DrawingTool extends EventTarget {
     this.pending = [];
     const ack = await this.session.request("draw_clear", {});
     this.pending = null;
+    if (ack.ok) this.acked = { shapes: [], at: ack.at };
     this.#report(ack);
     return ack;
   }
@@ -159,6 +165,7 @@ export class DrawingTool extends EventTarget {
     this.#changed();
     const ack = await this.session.request("draw", { shapes: shapes.map(({ kind, points, text }) => (text ? { kind, points, text } : { kind, points })) });
     if (this.pending === shapes) this.pending = null; // else a later send is still out
+    if (ack.ok && !(this.acked?.at > ack.at)) this.acked = { shapes, at: ack.at };
     this.#report(ack);
     return ack;
   }
