@@ -34,6 +34,8 @@ FIELD_NAMES = {
     "address": "住所/经营场所", "established": "成立日期", "valid_from": "营业期限自", "valid_to": "营业期限至",
     "text": "识别文字", "permit_no": "许可证编号",
 }
+#: a permit's period is a validity and its address the premises (a licence's: a term, 住所)
+PERMIT_FIELD_NAMES = {**FIELD_NAMES, "address": "经营场所", "valid_from": "有效期自", "valid_to": "有效期至"}
 RESULT_NAMES = {"matched": "一致", "differs": "不一致", "unreadable": "无法识别"}
 
 
@@ -181,10 +183,11 @@ class _Writer:
         for reading in readings:
             matches = reading.get("matches") or {}
             fields = reading.get("fields") or {}
+            names = PERMIT_FIELD_NAMES if reading.get("kind") in PERMITS else FIELD_NAMES
             self.rows([("识别对象", f"{KIND_NAMES.get(str(reading.get('kind')), reading.get('kind'))}（{reading.get('evidence_key')}）"),
                        ("结果", RESULT_NAMES.get(str(reading.get("result")), reading.get("result"))),
-                       *[(FIELD_NAMES.get(k, k), v) for k, v in fields.items() if k in FIELD_NAMES and v],
-                       *[(f"与申请比对：{FIELD_NAMES.get(k, k)}", _match(v)) for k, v in matches.items()]])
+                       *[(names.get(k, k), v) for k, v in fields.items() if k in names and v],
+                       *[(f"与申请比对：{names.get(k, k)}", _match(v)) for k, v in matches.items()]])
 
         self.heading("七、审慎提示")
         self.rows([(str(w.get("list", "名单")), w.get("match")) for w in self.c.warnings] or [("提示", "无")])
