@@ -29,7 +29,8 @@ class Template:
     digest: str = ""
     # checkpoint code -> (zh, en): what the inspector should capture for the rules
     hints: Mapping[str, tuple[str, str]] = field(default_factory=dict)
-    # checkpoint code -> what recognition/ reads on its captures ("business_licence", "shop_sign")
+    # checkpoint code -> what recognition/ reads on its captures ("business_licence", "shop_sign",
+    # or a permit such as "food_permit": recognition.recognizer.KINDS)
     recognize: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from privacy.masking import mask_id_number, mask_name, mask_phone, scrub
+from recognition.permit import PERMITS
 
 from .record import KIND_LABELS, ID_TYPE_LABELS, OUTCOME_LABELS, china_time, duration_text
 
@@ -27,12 +28,14 @@ FONT_CANDIDATES: tuple[tuple[str, int], ...] = (
     ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 2),
     ("/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc", 2),
 )
-KIND_NAMES = {"business_licence": "营业执照", "shop_sign": "门头招牌"}
+KIND_NAMES = {"business_licence": "营业执照", "shop_sign": "门头招牌", **PERMITS}
 FIELD_NAMES = {
     "name": "名称", "uscc": "统一社会信用代码", "type": "类型", "legal_representative": "法定代表人/经营者",
     "address": "住所/经营场所", "established": "成立日期", "valid_from": "营业期限自", "valid_to": "营业期限至",
-    "text": "识别文字",
+    "text": "识别文字", "permit_no": "许可证编号",
 }
+#: a permit's period is a validity and its address the premises (a licence's: a term, 住所)
+PERMIT_FIELD_NAMES = {**FIELD_NAMES, "address": "经营场所", "valid_from": "有效期自", "valid_to": "有效期至"}
 RESULT_NAMES = {"matched": "一致", "differs": "不一致", "unreadable": "无法识别"}
 
 
@@ -180,10 +183,11 @@ class _Writer:
         for reading in readings:
             matches = reading.get("matches") or {}
             fields = reading.get("fields") or {}
+            names = PERMIT_FIELD_NAMES if reading.get("kind") in PERMITS else FIELD_NAMES
             self.rows([("识别对象", f"{KIND_NAMES.get(str(reading.get('kind')), reading.get('kind'))}（{reading.get('evidence_key')}）"),
                        ("结果", RESULT_NAMES.get(str(reading.get("result")), reading.get("result"))),
-                       *[(FIELD_NAMES.get(k, k), v) for k, v in fields.items() if k in FIELD_NAMES and v],
-                       *[(f"与申请比对：{FIELD_NAMES.get(k, k)}", _match(v)) for k, v in matches.items()]])
+                       *[(names.get(k, k), v) for k, v in fields.items() if k in names and v],
+                       *[(f"与申请比对：{names.get(k, k)}", _match(v)) for k, v in matches.items()]])
 
         self.heading("七、审慎提示")
         self.rows([(str(w.get("list", "名单")), w.get("match")) for w in self.c.warnings] or [("提示", "无")])

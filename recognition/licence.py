@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Optional
 
 from approval.ids import uscc_problem
@@ -36,8 +36,6 @@ LABELS: dict[str, tuple[str, ...]] = {
     "_stop": ("注册资本", "出资额", "经营范围", "登记机关", "组成形式", "副本", "营业执照"),
 }
 FIELDS = ("name", "uscc", "type", "legal_representative", "address", "established", "valid_from", "valid_to")
-_LABEL_RE = re.compile("|".join(sorted((label for labels in LABELS.values() for label in labels), key=len, reverse=True)))
-_FIELD_OF = {label: name for name, labels in LABELS.items() for label in labels}
 _DATE_RE = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日?")
 _USCC_CANDIDATE = re.compile(r"[0-9A-Z]{18}")
 _TO_CODE = str.maketrans({"O": "0", "I": "1", "Z": "2", "S": "5"})
@@ -92,18 +90,43 @@ def looks_like_licence(lines: Sequence[Line]) -> bool:
     return sum(marker in text for marker in LICENCE_MARKERS) >= 2 or read_uscc(text)[0] is not None
 
 
+class LabelReader:
+    """Reads label/value rows: within a printed row, the text between one label and the
+    next is the first label's value (the first value of a field wins). Labels are matched
+    longest first, so 经营者名称 is not read as 名称; a field named ``_stop`` ends the
+    value before it and is not kept."""
+
+    def __init__(self, labels: Mapping[str, tuple[str, ...]]) -> None:
+        ordered = sorted((label for names in labels.values() for label in names), key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(label) for label in ordered))
+        self._field_of = {label: name for name, names in labels.items() for label in names}
+
+    def values(self, lines: Sequence[Line]) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for row in rows_of(lines):
+            marks = list(self._pattern.finditer(row))
+            for i, mark in enumerate(marks):
+                name = self._field_of[mark.group()]
+                end = marks[i + 1].start() if i + 1 < len(marks) else len(row)
+                value = row[mark.end():end].lstrip(":：")
+                if name != "_stop" and value and name not in values:
+                    values[name] = value
+        return values
+
+
+_READER = LabelReader(LABELS)
+
+
+def validity(text: str) -> tuple[Optional[str], Optional[str]]:
+    """(from, to) of a printed period: "2019年03月12日至长期" or "至2030年01月01日"."""
+    start, _, until = text.partition("至")
+    return iso_date(start), "长期" if "长期" in until else iso_date(until)
+
+
 def parse_licence(lines: Sequence[Line]) -> dict[str, Optional[str]]:
     """Every field of :data:`FIELDS`, None where it could not be read; and ``uscc_raw``."""
     fields: dict[str, Optional[str]] = {name: None for name in FIELDS}
-    values: dict[str, str] = {}
-    for row in rows_of(lines):
-        marks = list(_LABEL_RE.finditer(row))
-        for i, mark in enumerate(marks):
-            name = _FIELD_OF[mark.group()]
-            end = marks[i + 1].start() if i + 1 < len(marks) else len(row)
-            value = row[mark.end():end].lstrip(":：")
-            if name != "_stop" and value and name not in values:
-                values[name] = value
+    values = _READER.values(lines)
     uscc, raw = read_uscc(values.get("uscc", ""))
     if uscc is None:
         uscc, raw_anywhere = read_uscc("\n".join(normalise(l.text) for l in lines))
@@ -114,8 +137,6 @@ def parse_licence(lines: Sequence[Line]) -> dict[str, Optional[str]]:
     if "established" in values:
         fields["established"] = iso_date(values["established"])
     if "validity" in values:
-        start, _, until = values["validity"].partition("至")
-        fields["valid_from"] = iso_date(start)
-        fields["valid_to"] = "长期" if "长期" in until else iso_date(until)
+        fields["valid_from"], fields["valid_to"] = validity(values["validity"])
     fields["uscc_raw"] = raw if uscc is None else None
     return fields

@@ -7,10 +7,15 @@ loop that carries media and signaling, and leaves the other core to it. A captur
 arrives while the queue is full is skipped (logged), never waited for.
 
 What is read depends on the checkpoint: the item's template names a checkpoint's
-``recognize`` kind (``business_licence`` or ``shop_sign``), or else its code or title says
-licence (执照) or storefront (门头, 招牌); captures of other checkpoints are not read. A
-capture whose text looks like a licence is read as one whatever was asked. The result is the evidence event ``recognition.result``,
-an entry in the record's ``recognitions`` and a ``recognized`` message to the inspector.
+``recognize`` kind (``business_licence``, ``shop_sign``, or a permit of
+:data:`recognition.permit.PERMITS` such as ``food_permit``), or else its code or title says
+permit (食品经营许可证, 许可证), licence (执照) or storefront (门头, 招牌); captures of other
+checkpoints are not read. A capture whose text looks like a licence is read as one whatever
+was asked, unless a permit was asked for and it looks like that permit (a food permit
+prints a credit code too). The result is the evidence event ``recognition.result``, an
+entry in the record's ``recognitions`` and a ``recognized`` message to the inspector, which
+also carries the crop of the capture as a small JPEG (``crop_image``; not in the log or the
+record, whose capture is evidence already).
 """
 
 from __future__ import annotations
@@ -29,12 +34,18 @@ from evidence.sealer import Sealer
 from .compare import compare_licence, compare_sign, verdict
 from .engine import Line, OcrEngine
 from .licence import looks_like_licence, parse_licence
+from .permit import PERMITS, looks_like_permit, parse_permit
+from .preview import crop_preview
 
 logger = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 16
-KINDS = ("business_licence", "shop_sign")
-_HEURISTIC = (("licen", "business_licence"), ("执照", "business_licence"), ("storefront", "shop_sign"), ("门头", "shop_sign"), ("招牌", "shop_sign"))
+KINDS = ("business_licence", "shop_sign", *PERMITS)
+# In this order: a permit's title names no licence, but a code like food_license may mean either.
+_HEURISTIC = (
+    *((title, kind) for kind, title in PERMITS.items() if kind != "permit"), ("许可证", "permit"), ("permit", "permit"),
+    ("licen", "business_licence"), ("执照", "business_licence"), ("storefront", "shop_sign"), ("门头", "shop_sign"), ("招牌", "shop_sign"),
+)
 
 Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -73,7 +84,11 @@ class Recognizer(DerivedWork):
         template = self.book.template_of(record)
         configured = getattr(template, "recognize", {}) if template is not None else {}
         if checkpoint in configured:
-            return str(configured[checkpoint])
+            if configured[checkpoint] in KINDS:
+                return str(configured[checkpoint])
+            # a template's typo must not read a permit as a shop sign: say so, go by the name
+            logger.warning("inspection %s: the template's recognize %r of %s is not one of %s",
+                           inspection_id, configured[checkpoint], checkpoint, ", ".join(KINDS))
         title = next((str(c.get("title", "")) for c in record.checkpoints if c["code"] == checkpoint), "")
         for needle, kind in _HEURISTIC:
             if needle in checkpoint or needle in title:
@@ -95,7 +110,10 @@ class Recognizer(DerivedWork):
         started = time.monotonic()
         lines = await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.read, capture.data)
         ocr_ms = int((time.monotonic() - started) * 1000)
-        kind = "business_licence" if lines and looks_like_licence(lines) else wanted
+        if wanted in PERMITS and looks_like_permit(lines, wanted):
+            kind: Optional[str] = wanted
+        else:
+            kind = "business_licence" if lines and looks_like_licence(lines) else wanted
         if kind is None:
             logger.debug("inspection %s: %s is neither licence nor sign", capture.inspection_id, capture.key)
             return
@@ -104,6 +122,9 @@ class Recognizer(DerivedWork):
         if kind == "business_licence":
             fields: dict[str, Any] = parse_licence(lines)
             matches = compare_licence(fields, applicant)
+        elif kind in PERMITS:
+            fields = parse_permit(lines, kind)
+            matches = compare_licence(fields, applicant)  # the holder's name and credit code, as a licence's
         else:
             texts = [line.text for line in lines]
             fields = {"text": " ".join(texts) or None}
@@ -128,7 +149,9 @@ class Recognizer(DerivedWork):
         entry["at"] = event.get("at")
         await self.book.add_recognition(capture.inspection_id, entry)
         logger.info("inspection %s: %s read as %s in %d ms: %s", capture.inspection_id, capture.key, kind, ocr_ms, data["result"])
-        await self.notify(capture.inspection_id, entry)
+        crop = _crop(lines)
+        image = None if crop is None else await asyncio.get_running_loop().run_in_executor(self._executor, crop_preview, capture.data, crop)
+        await self.notify(capture.inspection_id, {**entry, "crop_image": image})
 
 
 def _crop(lines: list[Line]) -> Optional[list[int]]:

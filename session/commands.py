@@ -140,6 +140,8 @@ class Drawing:
 
 
 CAMERA_ACTIONS = ("torch_on", "torch_off", "zoom", "photo")
+#: the zoom a request may ask for; the phone clamps it to what its camera offers
+MAX_CAMERA_ZOOM = 20
 
 
 @dataclass(frozen=True)

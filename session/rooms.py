@@ -11,7 +11,7 @@ import asyncio
 import datetime
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Awaitable, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Protocol
 
 from aiortc import RTCPeerConnection
 
@@ -78,6 +78,8 @@ class Room:
         self.recorder: Optional[Recorder] = None
         self.overtime_reason: Optional[str] = None
         self.signatures: list[str] = []
+        # the inspector's marks shown now (the `drawing` message), for a page that joins later
+        self.drawing: Optional[dict[str, Any]] = None
         self._attachments: list[Closable] = []
         self._closing = CloseOnce()
 

@@ -296,6 +296,7 @@ class SessionService:
                 "overtime_reason": room.overtime_reason,
             },
             "signatures": list(room.signatures),
+            "drawing": room.drawing,
             "participants": [p.presence() for p in room.participants.values()],
             "warnings": self.warnings_for(record) if participant.role == "inspector" else [],
             "ice_servers": self.ice_servers(f"{record.id[-8:]}-{participant.id}"),
@@ -594,12 +595,14 @@ class SessionService:
         room, _ = self.joined(connection_id)
         shown = drawing_json(drawing)
         event = await self._log(room.inspection_id, "drawing.shown", "inspector", shown)
-        await self.audience.to_room(room.inspection_id, "drawing", {**shown, "at": event["at"]})
+        room.drawing = {**shown, "at": event["at"]}
+        await self.audience.to_room(room.inspection_id, "drawing", room.drawing)
         return {"ok": True, "at": event["at"]}
 
     async def draw_clear(self, connection_id: str) -> dict[str, Any]:
         room, _ = self.joined(connection_id)
         event = await self._log(room.inspection_id, "drawing.cleared", "inspector", {})
+        room.drawing = None
         await self.audience.to_room(room.inspection_id, "drawing", {"shapes": [], "at": event["at"]})
         return {"ok": True, "at": event["at"]}
 

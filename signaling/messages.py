@@ -260,8 +260,8 @@ def parse_camera(payload: Any) -> commands.CameraRequest:
         raise BadRequest(f"'camera'.action must be one of {', '.join(commands.CAMERA_ACTIONS)}, got {action!r}")
     zoom = data.get("zoom")
     if action == "zoom":
-        if not isinstance(zoom, (int, float)) or isinstance(zoom, bool) or not 1 <= zoom <= 20:
-            raise BadRequest(f"'camera'.zoom must be a number from 1 to 20, got {zoom!r}")
+        if not isinstance(zoom, (int, float)) or isinstance(zoom, bool) or not 1 <= zoom <= commands.MAX_CAMERA_ZOOM:
+            raise BadRequest(f"'camera'.zoom must be a number from 1 to {commands.MAX_CAMERA_ZOOM}, got {zoom!r}")
         return commands.CameraRequest(action, float(zoom))
     if zoom is not None:
         raise BadRequest("'camera'.zoom is only for action 'zoom'")

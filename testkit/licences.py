@@ -1,4 +1,5 @@
-"""Generated 营业执照 (business licence) images for the recognition tests and benchmark.
+"""Generated 营业执照 (business licence) and 食品经营许可证 (food business permit) images for
+the recognition tests and benchmark.
 
 Every name, person, address and code here is made up from word lists by a seeded random
 generator: no real company's or person's data. Several templates (landscape 正本, portrait
@@ -146,6 +147,54 @@ def render(fields: dict[str, str], template: str, font_path: str, rng: random.Ra
     seal_x, seal_y = width - 330, height - 300
     draw.ellipse((seal_x, seal_y, seal_x + 220, seal_y + 220), outline=(200, 40, 40), width=6)
     draw.text((seal_x - 120, height - 110), f"登记机关  {fields['established'][:4]}年{fields['established'][5:7]}月", fill=(20, 20, 20), font=label_font)
+    return img
+
+
+def permit_fields(rng: random.Random) -> dict[str, str]:
+    """What a generated food business permit prints: its holder as a licence would name it,
+    a JY number (JY, 1 for the kind of business, the region, seven digits), five years."""
+    licence = random_fields(rng, "landscape")
+    year, month, day = (int(v) for v in licence["established"].split("-"))
+    return {
+        "name": licence["name"],
+        "uscc": licence["uscc"],
+        "legal_representative": licence["legal_representative"],
+        "address": licence["address"],
+        "permit_no": "JY1" + licence["uscc"][2:8] + "".join(str(rng.randint(0, 9)) for _ in range(7)),
+        "valid_to": f"{min(year + 5, 2099):04d}-{month:02d}-{day:02d}",
+    }
+
+
+def render_food_permit(fields: dict[str, str], font_path: str, rng: random.Random) -> Image.Image:
+    """The flat, undamaged 食品经营许可证 (正本), laid out as the 2015 model is."""
+    width, height = 1400, 980
+    img = Image.new("RGB", (width, height), (rng.randint(240, 252), rng.randint(238, 250), rng.randint(228, 242)))
+    draw = ImageDraw.Draw(img)
+    green = (30, 110, 70)
+    draw.rectangle((24, 24, width - 24, height - 24), outline=green, width=10)
+    title_font = _font(font_path, 72)
+    font = _font(font_path, 30)
+    title = "食品经营许可证"
+    draw.text(((width - draw.textlength(title, font=title_font)) / 2, 70), title, fill=(20, 20, 20), font=title_font)
+    rows = [
+        ("经营者名称", fields["name"]),
+        ("社会信用代码（身份证号码）", fields["uscc"]),
+        ("法定代表人（负责人）", fields["legal_representative"]),
+        ("住所", fields["address"]),
+        ("经营场所", fields["address"]),
+        ("主体业态", "餐饮服务经营者"),
+        ("经营项目", "热食类食品制售"),
+        ("许可证编号", fields["permit_no"]),
+        ("日常监督管理机构", "德城区市场监督管理局"),
+        ("有效期至", _cn_date(fields["valid_to"])),
+    ]
+    y = 190
+    for label, value in rows:
+        draw.text((90, y), label, fill=(20, 20, 20), font=font)
+        draw.text((520, y), value, fill=(20, 20, 20), font=font)
+        y += 66
+    draw.text((860, height - 110), "发证机关  签发人", fill=(20, 20, 20), font=font)
+    draw.ellipse((width - 330, height - 300, width - 110, height - 80), outline=(200, 40, 40), width=6)
     return img
 
 

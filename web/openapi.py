@@ -65,7 +65,7 @@ SCHEMAS: dict[str, Any] = {
             "source_role": {"type": "object", "additionalProperties": {"type": "string"}},
             "limits": {
                 "type": "object",
-                "required": ["event_bytes", "upload_event_bytes", "events_per_second", "text_chars", "signature_png_bytes", "signature_points", "photo_bytes", "rating_comment_chars"],
+                "required": ["event_bytes", "upload_event_bytes", "events_per_second", "text_chars", "signature_png_bytes", "signature_points", "photo_bytes", "rating_comment_chars", "drawing_shapes", "drawing_text_chars", "camera_zoom_max"],
                 "additionalProperties": _COUNT,
             },
             "open_statuses": _NAMES,

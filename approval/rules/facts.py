@@ -39,10 +39,13 @@ FACT_TYPES: dict[str, str] = {
     "licence_name_matches": "bool",  # the licence's name is the applicant's
     "licence_uscc_matches": "bool",  # the licence's USCC (check character valid) is the applicant's
     "shop_sign_matches": "bool",  # the shop sign shows the applicant's trade name
+    "permit_read": "bool",  # a permit the template asks for (e.g. food_permit) was captured and read
+    "permit_name_matches": "bool",  # the permit's holder is the applicant
 }
 FACT_NAMES: tuple[str, ...] = tuple(FACT_TYPES)
 #: facts present only once a capture was recognised (recognition/)
-RECOGNITION_FACTS = frozenset({"licence_read", "licence_name_matches", "licence_uscc_matches", "shop_sign_matches"})
+RECOGNITION_FACTS = frozenset({"licence_read", "licence_name_matches", "licence_uscc_matches", "shop_sign_matches",
+                               "permit_read", "permit_name_matches"})
 DEFAULT_TIME_LIMIT_S = 30 * 60.0  # 8.2.3: an inspection should finish within 30 minutes
 
 
@@ -160,6 +163,10 @@ def _recognition(facts: dict[str, bool], data: Mapping[str, Any]) -> None:
                 facts[fact] = matches[name]
     elif data.get("kind") == "shop_sign" and isinstance(matches.get("name"), bool):
         facts["shop_sign_matches"] = matches["name"]
+    elif str(data.get("kind", "")).endswith("permit"):  # recognition.permit.PERMITS
+        facts["permit_read"] = True
+        if isinstance(matches.get("name"), bool):
+            facts["permit_name_matches"] = matches["name"]
 
 
 def _count(counts: dict[str, int], checkpoint: Any) -> None:

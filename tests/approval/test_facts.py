@@ -114,3 +114,12 @@ def test_recognitions_become_facts() -> None:
     assert facts["licence_read"] is True and facts["licence_name_matches"] is True
     assert "licence_uscc_matches" not in facts  # unreadable: not established
     assert facts["shop_sign_matches"] is False
+    assert "permit_read" not in facts  # no permit was asked for or read
+
+
+def test_a_permit_reading_becomes_facts() -> None:
+    scenario = clean("food-business-license")
+    scenario.log(60, "recognition.result", "system", {"kind": "food_permit", "matches": {"name": True, "uscc": None}})
+    facts = scenario.facts()
+    assert facts["permit_read"] is True and facts["permit_name_matches"] is True
+    assert "licence_read" not in facts

@@ -38,7 +38,10 @@ RECORD = {
                     {"code": "cold_storage", "title": "冷藏冷冻设施", "required": True, "captured": False, "evidence": []}],
     "verdict": {"outcome": "pass", "reasons": [], "rules_version": "food-business-license@2026.1"},
     "recognitions": [{"kind": "business_licence", "evidence_key": "stills/storefront/1.jpg", "result": "matched",
-                      "fields": {"name": "德州某某餐饮有限公司", "uscc": "91350100M000100Y43"}, "matches": {"name": True, "uscc": True}}],
+                      "fields": {"name": "德州某某餐饮有限公司", "uscc": "91350100M000100Y43"}, "matches": {"name": True, "uscc": True}},
+                     {"kind": "food_permit", "evidence_key": "photos/permit/1.jpg", "result": "matched",
+                      "fields": {"name": "德州某某餐饮有限公司", "permit_no": "JY13714020012345", "valid_to": "2030-05-31"},
+                      "matches": {"name": True, "uscc": None}}],
 }
 EVENTS = [
     {"type": "still.captured", "at": "2026-11-27T01:31:00.000Z", "actor": "inspector",
@@ -67,7 +70,8 @@ def test_pdf_text_and_pages(tmp_path: Path) -> None:
     (tmp_path / "record.pdf").write_bytes(pdf)
     text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "record.pdf"), "-"], capture_output=True, check=True, text=True).stdout
     compact = text.replace(" ", "")
-    for needle in ("现场勘验笔录", "DZ-2026-000123", "德州某某餐饮有限公司", "李踏勘", HASH, "AB12-CD34", "一致", "后厨生熟分开", "失信名单"):
+    for needle in ("现场勘验笔录", "DZ-2026-000123", "德州某某餐饮有限公司", "李踏勘", HASH, "AB12-CD34", "一致", "后厨生熟分开", "失信名单",
+                   "食品经营许可证", "JY13714020012345", "有效期至"):
         assert needle in compact, needle
     assert "13800000000" not in compact and "张三丰" not in compact  # masked for this reader
     fonts = subprocess.run(["pdffonts", str(tmp_path / "record.pdf")], capture_output=True, check=True, text=True).stdout

@@ -8,7 +8,7 @@ import random
 import aiohttp
 
 from approval.rules.facts import facts_from
-from testkit.licences import damage, jpeg, random_fields, render, FONTS
+from testkit.licences import damage, jpeg, permit_fields, random_fields, render, render_food_permit, FONTS
 from testkit.media import wait_for
 from testkit.server import create_inspection, running_server, logged_events
 from testkit.sockets import Participant
@@ -42,6 +42,7 @@ async def test_a_licence_photo_is_read_compared_and_logged(tmp_path) -> None:
             assert shown["kind"] == "business_licence" and shown["evidence_key"] == key
             assert shown["result"] == "matched" and shown["matches"] == {"name": True, "uscc": True}
             assert shown["fields"]["uscc"] == printed["uscc"] and shown["crop"]
+            assert shown["crop_image"].startswith("data:image/jpeg;base64,")  # the page shows it; not in the record
 
             async with http.get(server.base_url + f"/api/v1/inspections/{created['id']}", headers=server.headers()) as r:
                 record = await r.json()
@@ -55,3 +56,42 @@ async def test_a_licence_photo_is_read_compared_and_logged(tmp_path) -> None:
         finally:
             await inspector.close()
             await applicant.close()
+
+
+async def test_a_permit_checkpoint_reads_the_permit_and_compares_its_holder(tmp_path) -> None:
+    """A checkpoint titled 食品经营许可证 asks for the food permit: its fields are read (not
+    as a licence, though it prints a credit code) and its holder compared."""
+    rng = random.Random(5)
+    printed = permit_fields(rng)
+    image = jpeg(damage(render_food_permit(printed, FONTS[0], rng), rng, strength=0.6), 80)
+    async with running_server(tmp_path / "data") as server, aiohttp.ClientSession() as http:
+        created = await create_inspection(
+            server, http,
+            applicant={"name": printed["name"], "kind": "legal_person", "id_type": "USCC", "id_number": printed["uscc"]},
+            checkpoints=[{"code": "permit_display", "title": "食品经营许可证", "required": True}],
+        )
+        inspector = Participant(server.base_url, created["inspector_url"])
+        applicant = Participant(server.base_url, created["applicant_url"])
+        try:
+            assert await inspector.connect() and await applicant.connect()
+            assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
+            form = aiohttp.FormData()
+            form.add_field("file", image, filename="permit.jpg", content_type="image/jpeg")
+            form.add_field("checkpoint", "permit_display")
+            async with http.post(server.base_url + "/api/v1/session/photos", data=form, headers={"X-Takan-Token": applicant.token}) as r:
+                assert r.status == 201, await r.text()
+            assert await wait_for(lambda: any(e == "recognized" for e, _ in inspector.events), 60)
+            shown = next(d for e, d in inspector.events if e == "recognized")
+            assert shown["kind"] == "food_permit" and shown["result"] == "matched", shown
+            assert shown["fields"]["permit_no"] == printed["permit_no"] and shown["fields"]["name"] == printed["name"]
+            events = await logged_events(server, created["id"])
+            facts = facts_from(await _record(server, http, created["id"]), events)
+            assert facts["permit_read"] and facts["permit_name_matches"] and "licence_read" not in facts
+        finally:
+            await inspector.close()
+            await applicant.close()
+
+
+async def _record(server, http, inspection_id: str) -> dict:
+    async with http.get(server.base_url + f"/api/v1/inspections/{inspection_id}", headers=server.headers()) as r:
+        return await r.json()

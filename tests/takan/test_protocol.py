@@ -30,6 +30,9 @@ def test_the_values_are_the_enforcing_modules() -> None:
         "signature_points": actions.MAX_STROKE_POINTS,
         "photo_bytes": uploads.MAX_PHOTO_BYTES,
         "rating_comment_chars": MAX_COMMENT,
+        "drawing_shapes": actions.MAX_DRAWING_SHAPES,
+        "drawing_text_chars": actions.MAX_DRAWING_TEXT,
+        "camera_zoom_max": actions.MAX_CAMERA_ZOOM,
     }
     assert served["roles"]["staff"] == list(ROLES)
     assert served["roles"]["link"] == list(LINK_ROLES)

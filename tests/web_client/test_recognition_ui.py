@@ -43,5 +43,9 @@ async def test_licence_reading_is_shown_to_the_inspector(tmp_path) -> None:
             assert await card.get_attribute("data-result") == "differs"  # the name matches, the USCC does not
             text = await card.inner_text()
             assert "营业执照" in text and printed["name"] in text and printed["uscc"] in text
+            # the crop of the photo that was read, beside the verdict
+            await until(inspector, "document.querySelector('#recognitions .recognition-crop')?.naturalWidth > 100")
+            assert await card.locator(".recognition-result").inner_text() == "与申请不一致"
+            assert await card.locator("dd[data-match=false]").count() == 1
             await inspector.screenshot(path=str(artifact("web-console-recognition.png")))
             await applicant.close()

@@ -12,6 +12,7 @@ import { playWithSound } from "./playback.js";
 import { watchQuality } from "./quality.js";
 import { Checklist } from "./checklist.js";
 import { RecognitionPanel } from "./recognitions.js";
+import { bindStageTools } from "./stage_tools.js";
 import { ChatPanel } from "./chat.js";
 import { SignatureSheet } from "./signature.js";
 import { TimerWatch, renderBanner } from "./timer.js";
@@ -35,6 +36,7 @@ const checklist = new Checklist(session, $("checklist"), {
 });
 const chat = new ChatPanel(session, $("chat"));
 new RecognitionPanel(session, $("prudent")); // licence/sign readings (server event `recognized`)
+const tools = bindStageTools(session, { canAct: () => live() && !isObserver() }); // draw, clear, the phone's camera
 const signatures = {
   applicant: { state: "none", code: null, at: null },
   inspector: { state: "none", code: null, at: null, png: null },
@@ -49,7 +51,7 @@ let applicantLocation = null; // the last `location` event
 const notes = []; // {text, checkpoint, at}, newest first
 let unread = 0;
 let noteSaving = false;
-window.takan.ui = { checklist, chat, timer, signatures, sheet, notes };
+window.takan.ui = { checklist, chat, timer, signatures, sheet, notes, tools };
 
 // ---- rendering ---------------------------------------------------------------------------
 
@@ -101,6 +103,7 @@ function render() {
   renderTimer();
   renderNotes();
   renderPrudent();
+  tools.render();
 }
 
 function isObserver() {

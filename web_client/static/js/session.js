@@ -294,6 +294,7 @@ export class Session extends EventTarget {
     this.inspection = ack.inspection;
     this.participants = ack.participants ?? [];
     this.warnings = Array.isArray(ack.warnings) ? ack.warnings : [];
+    this.drawing = ack.drawing ?? null; // the inspector's marks shown now (then `drawing` events)
     this.iceServers = ack.ice_servers ?? [];
     this.state.role = ack.me?.role ?? null;
     this.state.joined = true;
