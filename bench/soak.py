@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import random
 import signal
@@ -85,9 +86,9 @@ class Tally:
             self.examples.append(what)
 
 
-def inspection_body(n: int) -> dict[str, Any]:
+def inspection_body(n: int, prefix: str = "") -> dict[str, Any]:
     return {
-        "case_no": f"SOAK-{os.getpid()}-{n:07d}",
+        "case_no": f"SOAK-{prefix or os.getpid()}-{n:07d}",
         "item_code": "food-business-license",
         "item_name": "食品经营许可",
         "applicant": {"name": "德州某某餐饮有限公司", "kind": "legal_person", "id_type": "USCC", "id_number": "91350100M000100Y43"},
@@ -97,10 +98,11 @@ def inspection_body(n: int) -> dict[str, Any]:
 
 
 class Driver:
-    def __init__(self, base: str, total: int, tally: Tally) -> None:
+    def __init__(self, base: str, total: int, tally: Tally, prefix: str = "") -> None:
         self.base = base
         self.total = total
         self.tally = tally
+        self.prefix = prefix
         self.created = 0
 
     def done(self) -> bool:
@@ -108,7 +110,7 @@ class Driver:
 
     async def new_inspection(self, http: aiohttp.ClientSession) -> dict[str, Any]:
         self.created += 1
-        async with http.post(f"{self.base}/api/v1/inspections", json=inspection_body(self.created),
+        async with http.post(f"{self.base}/api/v1/inspections", json=inspection_body(self.created, self.prefix),
                              headers={"Authorization": f"Bearer {API_KEY}"}) as r:
             body = await r.json()
             if r.status != 201:
@@ -184,6 +186,31 @@ class Driver:
                 await client.disconnect()
 
 
+def client_process(base: str, ops: int, inspections: int, visits: int, prefix: str,
+                   progress: Any, results: Any) -> None:
+    """One client process: its share of the inspections and operations (python-socketio's
+    client costs about as much CPU per operation as the server, so one process cannot load it)."""
+    tally = Tally()
+
+    async def drive() -> Driver:
+        driver = Driver(base, ops, tally, prefix)
+
+        async def report() -> None:
+            while not driver.done():
+                progress.value = tally.ops
+                await asyncio.sleep(0.5)
+
+        async with aiohttp.ClientSession() as http:
+            reporter = asyncio.create_task(report())
+            await asyncio.gather(*(driver.inspection_loop(http, visits) for _ in range(inspections)))
+            await reporter
+        return driver
+
+    driver = asyncio.run(drive())
+    progress.value = tally.ops
+    results.put((tally.ops, tally.failures, tally.latencies[::10], tally.examples, driver.created))
+
+
 async def run(args: argparse.Namespace) -> int:
     port = free_port()
     data = Path(tempfile.mkdtemp(prefix="takan-soak-"))
@@ -199,25 +226,41 @@ async def run(args: argparse.Namespace) -> int:
     try:
         async with aiohttp.ClientSession() as http:
             await wait_healthy(http, base, 60)
-        driver = Driver(base, args.ops, tally)
         started = time.monotonic()
         cpu0 = cpu_s(server.pid)
-
-        async def sample() -> None:
-            step = max(1, args.ops // 10)
-            mark = 0
-            while not driver.done():
-                if tally.ops >= mark:
-                    memory.append((tally.ops, rss_mb(server.pid)))
-                    print(f"  {tally.ops:>9,} ops  {tally.failures} failed  server RSS {memory[-1][1]:.0f} MB"
-                          f"  {tally.ops / max(1e-9, time.monotonic() - started):.0f} ops/s", flush=True)
-                    mark += step
-                await asyncio.sleep(0.5)
-
-        async with aiohttp.ClientSession() as http:
-            sampler = asyncio.create_task(sample())
-            await asyncio.gather(*(driver.inspection_loop(http, args.visits) for _ in range(args.inspections)))
-            await sampler
+        ctx = multiprocessing.get_context("spawn")
+        results = ctx.Queue()
+        counters = [ctx.Value("q", 0) for _ in range(args.clients)]
+        share_ops, share_insp = args.ops // args.clients, max(1, args.inspections // args.clients)
+        workers = [
+            ctx.Process(target=client_process, args=(base, share_ops, share_insp, args.visits, f"{os.getpid()}c{n}",
+                                                     counters[n], results), daemon=True)
+            for n in range(args.clients)
+        ]
+        for worker in workers:
+            worker.start()
+        step, mark, done = max(1, args.ops // 10), 0, 0
+        collected: list[Any] = []
+        while len(collected) < len(workers):
+            ops = sum(c.value for c in counters)
+            if ops >= mark:
+                memory.append((ops, rss_mb(server.pid)))
+                print(f"  {ops:>9,} ops  server RSS {memory[-1][1]:.0f} MB"
+                      f"  {ops / max(1e-9, time.monotonic() - started):.0f} ops/s", flush=True)
+                mark += step
+            while not results.empty():
+                collected.append(results.get())
+            if any(not w.is_alive() and w.exitcode not in (0, None) for w in workers):
+                raise RuntimeError("a client process failed")
+            await asyncio.sleep(0.5)
+        for worker in workers:
+            worker.join(30)
+        for ops, failures, latencies, examples, created in collected:
+            tally.ops += ops
+            tally.failures += failures
+            tally.latencies.extend(latencies)
+            tally.examples.extend(examples[: max(0, 10 - len(tally.examples))])
+            done += created
         elapsed = time.monotonic() - started
         cores = (cpu_s(server.pid) - cpu0) / elapsed
         memory.append((tally.ops, rss_mb(server.pid)))
@@ -231,7 +274,7 @@ async def run(args: argparse.Namespace) -> int:
     p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     warm = [m for n, m in memory if n >= args.ops * 0.2]
     rows = [
-        f"| operations | {tally.ops:,} ({driver.created:,} inspections, {args.inspections} at a time) |",
+        f"| operations | {tally.ops:,} ({done:,} inspections, {args.inspections} at a time, {args.clients} client processes) |",
         f"| failed | {tally.failures} |",
         f"| throughput | {tally.ops / elapsed:,.0f} ops/s over {elapsed:,.0f} s; server {cores:.2f} cores |",
         f"| ack latency | p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms |",
@@ -254,6 +297,7 @@ def main() -> int:
     parser.add_argument("--ops", type=int, default=1_000_000, help="signaling operations in all (default 1,000,000)")
     parser.add_argument("--inspections", type=int, default=50, help="inspections at a time (default 50)")
     parser.add_argument("--visits", type=int, default=5, help="join/leave visits per participant before it ends (default 5)")
+    parser.add_argument("--clients", type=int, default=3, help="client processes sharing the load (default 3)")
     return asyncio.run(run(parser.parse_args()))
 
 
