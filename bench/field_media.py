@@ -342,11 +342,20 @@ CONDITIONS = ("clean", "lossy", "outage", "address")
 class Plan:
     quick: bool
     conditions: tuple[str, ...] = CONDITIONS
+    uplink: Shape = LOSSY  # the lossy condition's shaping (the applicant's uplink)
+    downlink: Optional[Shape] = None
+    loss_percent: float = LOSS_PERCENT
+    outage_s: float = OUTAGE_S
+
+    def describe(self) -> str:
+        down = f", downlink {self.downlink.rate_kbit} kbit/s" if self.downlink else ""
+        return (f"lossy = uplink {self.uplink.rate_kbit} kbit/s{down} + {self.loss_percent:g} % UDP loss both ways; "
+                f"outage {self.outage_s:g} s")
 
 
-async def run_conditions(lab: NetLab, meter: Meter, applicant: Any, which: str, quick: bool,
-                         conditions: tuple[str, ...] = CONDITIONS) -> dict[str, Any]:
-    clean_s, lossy_s, after_s = (10, 20, 15) if quick else (20, 30, 25)
+async def run_conditions(lab: NetLab, meter: Meter, applicant: Any, which: str, plan: Plan) -> dict[str, Any]:
+    conditions = plan.conditions
+    clean_s, lossy_s, after_s = (10, 20, 15) if plan.quick else (20, 30, 25)
     results: dict[str, Any] = {}
 
     async def sender() -> Any:
@@ -361,8 +370,8 @@ async def run_conditions(lab: NetLab, meter: Meter, applicant: Any, which: str, 
     results["clean"] = {**meter.summary(t0, time.monotonic()), "sender": await sender()}
 
     if "lossy" in conditions:
-        lab.shape(uplink=LOSSY)
-        lab.loss(LOSS_PERCENT)
+        lab.shape(uplink=plan.uplink, downlink=plan.downlink)
+        lab.loss(plan.loss_percent)
         t0 = time.monotonic()
         await asyncio.sleep(lossy_s)
         results["lossy"] = {**meter.summary(t0, time.monotonic()), "sender": await sender()}
@@ -372,7 +381,7 @@ async def run_conditions(lab: NetLab, meter: Meter, applicant: Any, which: str, 
     if "outage" in conditions:
         t_start = time.monotonic()
         lab.outage(True)
-        await asyncio.sleep(OUTAGE_S)
+        await asyncio.sleep(plan.outage_s)
         lab.outage(False)
         t_restore = time.monotonic()
         await asyncio.sleep(after_s)
@@ -423,8 +432,18 @@ async def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--conditions", default=",".join(CONDITIONS),
                         help=f"comma-separated subset of {','.join(CONDITIONS)} (clean always runs first)")
+    parser.add_argument("--uplink-kbit", type=int, default=LOSSY.rate_kbit, help="the lossy condition's uplink rate")
+    parser.add_argument("--downlink-kbit", type=int, default=0, help="shape the downlink too (0: not shaped)")
+    parser.add_argument("--loss", type=float, default=LOSS_PERCENT, help="the lossy condition's random UDP loss, %% both ways")
+    parser.add_argument("--outage-s", type=float, default=OUTAGE_S, help="the outage's length")
     args = parser.parse_args()
-    plan = Plan(args.quick, tuple(c for c in args.conditions.split(",") if c in CONDITIONS))
+    plan = Plan(
+        args.quick, tuple(c for c in args.conditions.split(",") if c in CONDITIONS),
+        uplink=Shape(rate_kbit=args.uplink_kbit, burst_bytes=LOSSY.burst_bytes, latency_ms=LOSSY.latency_ms),
+        downlink=Shape(rate_kbit=args.downlink_kbit, burst_bytes=LOSSY.burst_bytes, latency_ms=LOSSY.latency_ms)
+        if args.downlink_kbit else None,
+        loss_percent=args.loss, outage_s=args.outage_s,
+    )
 
     from playwright.async_api import async_playwright
 
@@ -453,7 +472,7 @@ async def main() -> None:
 
     print()
     print(f"field_media.py, {started}; {platform.node()}, {os.cpu_count()} cores; server root {args.server_root}; "
-          f"lossy = uplink {LOSSY.rate_kbit} kbit/s + {LOSS_PERCENT:g} % UDP loss both ways; outage {OUTAGE_S:g} s")
+          f"{plan.describe()}")
     print(table(results))
     if args.out:
         args.out.write_text(json.dumps({"started": started, "server_root": str(args.server_root),
@@ -489,7 +508,7 @@ async def _takan_session(lab: NetLab, base: str, applicant_browser: Any, inspect
     try:
         await wait_frames(meter, 20, 60)
         await asyncio.sleep(5 if plan.quick else 10)
-        return await run_conditions(lab, meter, applicant, "takan", plan.quick, plan.conditions)
+        return await run_conditions(lab, meter, applicant, "takan", plan)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -525,7 +544,7 @@ async def _p2p_session(lab: NetLab, origin: str, applicant_browser: Any, inspect
     try:
         await wait_frames(meter, 20, 60)
         await asyncio.sleep(5 if plan.quick else 10)
-        return await run_conditions(lab, meter, applicant, "p2p", plan.quick, plan.conditions)
+        return await run_conditions(lab, meter, applicant, "p2p", plan)
     finally:
         for t in (task, relay):
             t.cancel()
