@@ -105,8 +105,9 @@ class LiveState(Protocol):
         """Tell every subscriber of ``channel`` (on every node, this one included)."""
         ...
 
-    def subscribe(self, channel: str) -> AsyncIterator[str]:
-        """The messages published on ``channel`` from now on, until the iterator is closed."""
+    async def subscribe(self, channel: str) -> AsyncIterator[str]:
+        """Subscribe now; the iterator yields what is published on ``channel`` from now on,
+        until it is closed (``aclose()``)."""
         ...
 
     async def clear_room(self, room: str) -> None:
@@ -320,10 +321,13 @@ class MemoryLiveState:
             queue.put_nowait(message)
 
     async def subscribe(self, channel: str) -> AsyncIterator[str]:
-        """The messages published on ``channel`` while the iterator is open."""
+        """Subscribe now; the iterator yields what is published on ``channel`` until closed."""
         self._check(channel)
         queue: asyncio.Queue[str] = asyncio.Queue()
         self._channels.setdefault(channel, set()).add(queue)
+        return self._messages(channel, queue)
+
+    async def _messages(self, channel: str, queue: "asyncio.Queue[str]") -> AsyncIterator[str]:
         try:
             while True:
                 yield await queue.get()

@@ -313,12 +313,19 @@ class RedisLiveState:
             await client.publish(f"{self._prefix}channel:{check_name('channel', channel)}", message)
 
     async def subscribe(self, channel: str) -> AsyncIterator[str]:
-        """The messages of ``channel`` from now on, on a connection of their own."""
+        """SUBSCRIBE now, on a connection of its own; the iterator yields the messages."""
         client = self._require()
         pubsub = client.pubsub()
         try:
             with self._translate():
                 await pubsub.subscribe(f"{self._prefix}channel:{check_name('channel', channel)}")
+        except BaseException:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            raise
+        return self._messages(pubsub)
+
+    async def _messages(self, pubsub: Any) -> AsyncIterator[str]:
+        try:
             while True:
                 # a bounded wait, not listen(): the pool's socket timeout would end an idle listen
                 with self._translate():
@@ -326,7 +333,7 @@ class RedisLiveState:
                 if message is not None and message.get("type") == "message":
                     yield str(message["data"])
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            await pubsub.aclose()
 
     async def clear_room(self, room: str) -> None:
         """Delete the room's presence, roles and node keys."""

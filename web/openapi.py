@@ -708,6 +708,22 @@ PATHS: dict[str, Any] = {
             "responses": {"201": _ok("recorded"), **_problems(400, 401, 403, 404, 409, 422)},
         },
     },
+    "/api/v1/session/node": {
+        "post": {
+            "summary": "Which node serves the session of a link (docs/nodes.md); this node takes the room if no live node hosts it",
+            "operationId": "sessionNode",
+            "security": [],
+            "requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string", "description": "the link token"}}}},
+            "responses": {
+                "200": {
+                    "description": "the node to connect to, and the deployment's entry URL to ask again if it stops answering",
+                    "content": {JSON: {"schema": {"type": "object", "required": ["node", "node_url", "entry_url"], "properties": {
+                        "node": {"type": "string"}, "node_url": {"type": "string"}, "entry_url": {"type": "string"}}}}},
+                },
+                **_problems(400, 403, 503),
+            },
+        },
+    },
     "/api/v1/evaluation/report": {
         "get": {"summary": "Service evaluation of a period (clause 10)", "operationId": "evaluationReport", "parameters": [_DATE("from"), _DATE("to")], "responses": {"200": _ok(), **_problems(401, 403, 422)}},
     },

@@ -71,6 +71,7 @@ HTTP_STATUS: dict[type[TakanError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.Unavailable: 503,
+    errors.Elsewhere: 421,
     errors.Disconnect: 400,
 }
 

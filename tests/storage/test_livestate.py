@@ -133,10 +133,8 @@ async def test_locks_exclude_other_holders_and_lapse(live_state: LiveState) -> N
 async def test_publish_reaches_every_subscriber(make_live_state: LiveStateFactory) -> None:
     first = await make_live_state()
     second = first if type(first).__name__ == "MemoryLiveState" else await make_live_state()
-    streams = [first.subscribe("records"), second.subscribe("records")]
-    # the subscription is made on the first step: start both before publishing
+    streams = [await first.subscribe("records"), await second.subscribe("records")]
     waiting = [asyncio.ensure_future(anext(stream)) for stream in streams]
-    await asyncio.sleep(0.2)
     await first.publish("records", "id-1")
     assert await asyncio.wait_for(asyncio.gather(*waiting), 5) == ["id-1", "id-1"]
     for stream in streams:
