@@ -65,8 +65,10 @@ async def test_a_record_made_or_changed_on_one_node_is_seen_on_the_other(books: 
 
 async def test_an_unknown_id_is_looked_up_in_the_store(books: tuple[InspectionBook, InspectionBook]) -> None:
     a, b = books
-    b.shared = None  # b hears nothing more (as if the announcement were missed)
+    a.shared = None  # a announces nothing (as if the announcement were missed)
     record = await a.create(parse_new_inspection(inspection_body(case_no="DZ-2026-000999")), "key", TTL)
+    await asyncio.sleep(0.2)
+    assert b.find(record.id) is None
     fetched = await b.fetch(record.id)
     assert fetched is not None and fetched.case_no == "DZ-2026-000999"
     assert await b.fetch("20260101000000-0000000000000000") is None
