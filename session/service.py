@@ -181,19 +181,25 @@ class SessionService:
         node is read from the store first."""
         await self.book.fetch(self._link_of(token).inspection_id)
         conn = self.admit(connection_id, token, lang)
-        if self.placement is not None:
-            try:
-                place = await self.placement.locate(conn.inspection_id)
-            except BaseException:
-                self._connections.pop(connection_id, None)
-                raise
-            if not place.here:
-                self._connections.pop(connection_id, None)
-                raise Elsewhere(
-                    f"this session is served by node {place.node_id}; the page moves there",
-                    extra={"node_url": place.url, "node": place.node_id},
-                )
+        try:
+            await self.serve_here(conn.inspection_id)
+        except BaseException:
+            self._connections.pop(connection_id, None)
+            raise
         return conn
+
+    async def serve_here(self, inspection_id: str) -> None:
+        """Raise :class:`errors.Elsewhere` unless this node serves the inspection's session
+        (it takes the room if no live node does). Whatever writes to an inspection's log
+        calls this first: one node at a time appends to a log, or its chain would fork."""
+        if self.placement is None:
+            return
+        place = await self.placement.locate(inspection_id)
+        if not place.here:
+            raise Elsewhere(
+                f"inspection {inspection_id} is served by node {place.node_id}; send this to {place.url}",
+                extra={"node_url": place.url, "node": place.node_id},
+            )
 
     async def _adopt(self, inspection_id: str, previous: Optional[str]) -> None:
         """This node took the room: start from what the store holds (another node wrote the
@@ -796,6 +802,7 @@ class SessionService:
         The room closes before the final event so that the recorder's last segments are
         in the log ahead of ``session.ended`` and inside the manifest.
         """
+        await self.serve_here(inspection_id)
         await self.recovery.settle(inspection_id)
         record = self.book.get(inspection_id)
         final: dict[str, Any] = self._named(inspection_id, actor, {"reason": reason} if reason else {})  # before the room closes

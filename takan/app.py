@@ -81,6 +81,7 @@ from web.evidence_api import EvidenceApi
 from web.headers import rate_limit_middleware, security_headers_middleware
 from web.health import Health
 from web.inspections_api import InspectionApi
+from web.lookup import record_lookup_middleware
 from web.metrics import MetricsEndpoint
 from web.oidc_login import OidcLogin
 from web.placement_api import PlacementApi
@@ -280,6 +281,7 @@ def build_app(config: Config) -> web.Application:
             problems_middleware,
             rate_limit_middleware(live, config.api_rate_per_minute),
             authorization_middleware(auth, table),
+            record_lookup_middleware(book),  # after authorization: only callers make it read the store
         ],
         client_max_size=16 * 1024 * 1024,
     )
