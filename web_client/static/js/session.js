@@ -223,6 +223,7 @@ export class Session extends EventTarget {
       return;
     }
     this.rediscovering = true;
+    console.info(`takan: this node does not answer; asking ${entry} where the session is`);
     const ask = async () => {
       if (this.socket?.connected || this.final || this.moving) {
         this.rediscovering = false;
