@@ -64,7 +64,7 @@ class Placement:
         self.every_s = every_s
         self._adopters: list[Adopter] = []
         self._background = Background()
-        self._taking: dict[str, asyncio.Lock] = {}
+        self._taking: dict[str, tuple[asyncio.Lock, int]] = {}  # room -> (lock, callers)
 
     def on_adopt(self, adopter: Adopter) -> None:
         """Be told of each room this node takes over (the session resumes it)."""
@@ -122,14 +122,18 @@ class Placement:
     async def locate(self, inspection_id: str) -> Place:
         """The live node hosting the room; if none does (new room, or its node is dead), this
         node takes it and tells its adopters before answering."""
-        lock = self._taking.setdefault(inspection_id, asyncio.Lock())
+        lock, users = self._taking.get(inspection_id, (asyncio.Lock(), 0))
+        self._taking[inspection_id] = (lock, users + 1)
         try:
             # one take-over at a time per room on this node: the second caller finds it here
             async with lock:
                 return await self._locate(inspection_id)
         finally:
-            if not lock.locked() and self._taking.get(inspection_id) is lock:
+            lock, users = self._taking[inspection_id]
+            if users <= 1:
                 del self._taking[inspection_id]
+            else:
+                self._taking[inspection_id] = (lock, users - 1)
 
     async def _locate(self, inspection_id: str) -> Place:
         for _ in range(3):

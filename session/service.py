@@ -208,10 +208,10 @@ class SessionService:
         self.journal.forget(inspection_id)  # a copy read earlier may lack the other node's events
         if record is not None and record.status == "live" and self.rooms.find(inspection_id) is None:
             node = self.placement.node_id if self.placement is not None else "?"
-            await self.journal.log_strays(inspection_id, f"stored by node {previous or '?'}, whose log tail was lost when it stopped")
+            gone = f"node {previous}" if previous else "the node serving it"
+            await self.journal.log_strays(inspection_id, f"stored by {gone}, whose log tail was lost when it stopped")
             await self.recovery.adopt(
-                inspection_id,
-                f"node {previous or '?'} stopped during the session; node {node} took the room over",
+                inspection_id, f"{gone} stopped during the session; node {node} took the room over",
                 node=node, previous_node=previous or "",
             )
 
