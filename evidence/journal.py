@@ -84,6 +84,11 @@ class Journal:
                     logger.warning("inspection %s: recovered events not shipped yet (%s); retrying", parts[1], exc)
                     self.shipper.flag(log)
 
+    async def ship(self) -> None:
+        """Ship every journaled event to the store now (before another node may take the
+        inspections over: it continues from what the store holds)."""
+        await self.shipper.flush_all()
+
     async def close(self) -> None:
         """Ship what is left and close the journal files; safe to call twice."""
         if self.timestamper is not None:

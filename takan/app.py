@@ -429,7 +429,10 @@ async def _sessions(app: web.Application) -> AsyncIterator[None]:
             await sessions.recovery.close()
             await sessions.close()
     finally:
-        await app[PLACEMENT].close()  # its rooms are closed: other nodes may take them at once
+        # the rooms are closed; once their last events are in the store, other nodes may
+        # take them at once (they continue the logs from the store)
+        await app[JOURNAL].ship()
+        await app[PLACEMENT].close()
 
 
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:
