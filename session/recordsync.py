@@ -98,6 +98,10 @@ class RecordSync:
             except StorageUnavailable as exc:
                 logger.warning("node %s: record changes feed lost (%s); resubscribing", self.node_id, exc)
                 await asyncio.sleep(1.0)
+            except Exception:
+                # whatever it was, the feed must go on: a dead listener would leave the index stale
+                logger.exception("node %s: record changes feed failed; resubscribing", self.node_id)
+                await asyncio.sleep(1.0)
             finally:
                 await stream.aclose()  # type: ignore[attr-defined]  # an async generator
 
