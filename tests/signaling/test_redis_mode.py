@@ -34,6 +34,10 @@ async def test_session_on_redis_and_fan_out_across_nodes(tmp_path, redis_url) ->
                         assert await state.role_holder(created["id"], "applicant") == applicant.sio.get_sid()
                     finally:
                         await state.close()
+                    # a record node B's index lacks (an announcement not heard yet) is read from the store
+                    node_b.services.book._records.pop(created["id"])
+                    async with http.get(f"{node_b.base_url}/api/v1/inspections/{created['id']}", headers=node_b.headers()) as r:
+                        assert r.status == 200 and (await r.json())["status"] == "live"
                     # what node B tells the room reaches the participants connected to node A
                     await node_b.services.sessions.audience.to_room(created["id"], "notice", {"text": "from node b"})
                     assert await wait_for(lambda: ("notice", {"text": "from node b"}) in applicant.events, 10)
