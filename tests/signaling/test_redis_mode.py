@@ -38,6 +38,11 @@ async def test_session_on_redis_and_fan_out_across_nodes(tmp_path, redis_url) ->
                     node_b.services.book._records.pop(created["id"])
                     async with http.get(f"{node_b.base_url}/api/v1/inspections/{created['id']}", headers=node_b.headers()) as r:
                         assert r.status == 200 and (await r.json())["status"] == "live"
+                    # a node starting while node A hosts the live session leaves it to node A (its
+                    # recovery marks interrupted only what no live node serves)
+                    async with running_server(data, redis_url=redis_url, node_id="node-c") as node_c:
+                        await node_c.services.sessions.recovery.idle()
+                        assert node_c.services.book.get(created["id"]).status == "live"
                     # what node B tells the room reaches the participants connected to node A
                     await node_b.services.sessions.audience.to_room(created["id"], "notice", {"text": "from node b"})
                     assert await wait_for(lambda: ("notice", {"text": "from node b"}) in applicant.events, 10)
