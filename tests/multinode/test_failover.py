@@ -41,7 +41,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.redis,
     pytest.mark.skipif(not chromium_available(), reason="Debian chromium is not installed"),
-    pytest.mark.skipif(not NGINX.exists(), reason=f"nginx not found at {NGINX}; scripts/install.sh installs nginx-light"),
+    pytest.mark.skipif(not NGINX.exists(), reason=f"nginx not found at {NGINX}; scripts/install.sh installs it"),
     pytest.mark.skipif(not REDIS_SERVER.exists(), reason=f"redis-server not found at {REDIS_SERVER}"),
 ]
 
