@@ -2,21 +2,26 @@
 
 An inspection's record is a JSON object in the object store (the system of record) at
 ``records/inspections/<id>.json``; :class:`InspectionBook` keeps an index in memory,
-rebuilt from the store at start.
+rebuilt from the store at start. On several nodes (docs/nodes.md) the book is given
+:class:`SharedRecords`: each change is made under a cross-node lock on a copy read afresh
+from the store (no node overwrites a change it has not seen), and announced, so that the
+other nodes reload it; an id this node does not know is looked up in the store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime
 import json
 import logging
 import secrets
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, AsyncContextManager, AsyncIterator, Callable, Optional, Protocol
 
 from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, field_context
-from storage.objects import ObjectStore
+from storage.objects import ObjectNotFound, ObjectStore
 
 from errors import BadRequest, Conflict, NotFound, ValidationFailed
 from .requests import NewInspection
@@ -163,6 +168,18 @@ class Inspection:
         return lambda name: field_context("inspection", inspection_id, f"applicant.{name}")
 
 
+class SharedRecords(Protocol):
+    """What the book needs when other nodes change the same records (session/recordsync.py)."""
+
+    def exclusive(self, name: str) -> AsyncContextManager[None]:
+        """Hold the cross-node lock ``name`` (a record id, or ``case-<case_no>``)."""
+        ...
+
+    async def announce(self, inspection_id: str) -> None:
+        """Tell the other nodes that the record was saved."""
+        ...
+
+
 class InspectionBook:
     """Creates, finds and updates inspection records."""
 
@@ -172,6 +189,8 @@ class InspectionBook:
         self._templates = templates
         self._records: dict[str, Inspection] = {}
         self._lock = asyncio.Lock()
+        #: Set when several nodes share the records (takan/app.py); None on one node.
+        self.shared: Optional[SharedRecords] = None
 
     async def start(self) -> None:
         for key in await self._store.list(RECORD_PREFIX):
@@ -193,6 +212,44 @@ class InspectionBook:
         if record is None:
             raise NotFound(f"no inspection with id {inspection_id!r}")
         return record
+
+    async def _load(self, inspection_id: str) -> Optional[Inspection]:
+        """The stored record, put into the index (the same object is updated, so that
+        holders of it see the change); None if the store has none."""
+        try:
+            data = await self._store.get(f"{RECORD_PREFIX}{inspection_id}.json")
+        except (ObjectNotFound, ValueError):  # ValueError: an id that is no valid key
+            return None
+        stored = Inspection.from_json(data, self._cipher)
+        record = self._records.get(stored.id)
+        if record is None:
+            self._records[stored.id] = record = stored
+        else:
+            for item in dataclasses.fields(Inspection):
+                setattr(record, item.name, getattr(stored, item.name))
+        return record
+
+    async def reload(self, inspection_id: str) -> Optional[Inspection]:
+        """Read the record again from the store (another node changed it)."""
+        async with self._lock:
+            return await self._load(inspection_id)
+
+    async def fetch(self, inspection_id: str) -> Optional[Inspection]:
+        """The record, from the store if this node does not know it (created on another)."""
+        return self.find(inspection_id) or await self.reload(inspection_id)
+
+    @contextlib.asynccontextmanager
+    async def _changing(self, inspection_id: str) -> AsyncIterator[Inspection]:
+        """The record to change in the block, saved after it (not if it raises)."""
+        async with self._lock, self._exclusive(inspection_id):
+            record = self.get(inspection_id) if self.shared is None else await self._load(inspection_id)
+            if record is None:
+                raise NotFound(f"no inspection with id {inspection_id!r}")
+            yield record
+            await self._save(record)
+
+    def _exclusive(self, name: str) -> AsyncContextManager[None]:
+        return contextlib.nullcontext() if self.shared is None else self.shared.exclusive(name)
 
     def template_of(self, record: Inspection) -> Optional[Template]:
         return self._templates.find(record.item_code)
@@ -225,7 +282,7 @@ class InspectionBook:
             checkpoints = template.checkpoints
         created = now_utc()
         start = max(created, new.scheduled_at or created)
-        async with self._lock:
+        async with self._lock, self._exclusive(f"case-{new.case_no}"):
             existing = self.open_for_case(new.case_no)
             if existing is not None:
                 raise Conflict(
@@ -259,45 +316,37 @@ class InspectionBook:
 
     async def transition(self, inspection_id: str, status: str, **changes: Any) -> Inspection:
         """Move the record to ``status`` (409 if the life cycle does not allow it)."""
-        async with self._lock:
-            record = self.get(inspection_id)
+        async with self._changing(inspection_id) as record:
             if status != record.status and status not in TRANSITIONS[record.status]:
                 raise Conflict(f"inspection {inspection_id} is {record.status}; it cannot become {status}")
             record.status = status
             for name, value in changes.items():
                 setattr(record, name, value)
-            await self._save(record)
-            return record
+        return record
 
     async def assign(self, inspection_id: str, user_id: str, name: str) -> Inspection:
         """Name ``user_id`` the inspector of an inspection that is not over (409 otherwise)."""
-        async with self._lock:
-            record = self.get(inspection_id)
+        async with self._changing(inspection_id) as record:
             if not record.is_open:
                 raise Conflict(f"inspection {inspection_id} is {record.status}; an inspection that is over cannot be reassigned")
             record.inspector_user_id, record.inspector_name = user_id, name
-            await self._save(record)
-            return record
+        return record
 
     async def reschedule(self, inspection_id: str, when: datetime.datetime, link_ttl: datetime.timedelta) -> Inspection:
         """Move a scheduled inspection to ``when``; its links are valid ``link_ttl`` from then."""
-        async with self._lock:
-            record = self.get(inspection_id)
+        async with self._changing(inspection_id) as record:
             if record.status != "scheduled":
                 raise Conflict(f"inspection {inspection_id} is {record.status}; only a scheduled inspection can be rescheduled")
             record.scheduled_at = rfc3339(when)
             record.expires_at = rfc3339(max(now_utc(), when) + link_ttl) or record.expires_at
-            await self._save(record)
-            return record
+        return record
 
     async def add_observer(self, inspection_id: str, entry: dict[str, Any]) -> Inspection:
-        async with self._lock:
-            record = self.get(inspection_id)
+        async with self._changing(inspection_id) as record:
             if not record.is_open:
                 raise Conflict(f"inspection {inspection_id} is {record.status}; nobody can be invited to it")
             record.observers.append(dict(entry))
-            await self._save(record)
-            return record
+        return record
 
     def observer(self, inspection_id: str, link_id: str) -> Optional[dict[str, Any]]:
         """The invited observer whose own link carries ``link_id``, if any."""
@@ -306,30 +355,26 @@ class InspectionBook:
 
     async def add_evidence(self, inspection_id: str, code: str, key: str) -> Inspection:
         """Checkpoint ``code`` was captured as ``key``."""
-        async with self._lock:
-            record = self.get(inspection_id)
+        async with self._changing(inspection_id) as record:
             record.add_evidence(code, key)
-            await self._save(record)
-            return record
+        return record
 
     async def add_recognition(self, inspection_id: str, entry: dict[str, Any]) -> Inspection:
         """A capture was read (a licence, a shop sign): keep the reading on the record."""
-        async with self._lock:
-            record = self.get(inspection_id)
+        async with self._changing(inspection_id) as record:
             record.recognitions.append(dict(entry))
-            await self._save(record)
-            return record
+        return record
 
     async def set_manifest(self, inspection_id: str, reference: dict[str, Any]) -> Inspection:
         """The record points at its latest seal (``{sha256, url}``)."""
-        async with self._lock:
-            record = self.get(inspection_id)
+        async with self._changing(inspection_id) as record:
             record.manifest = dict(reference)
-            await self._save(record)
-            return record
+        return record
 
     async def _save(self, record: Inspection) -> None:
         await self._store.put(f"{RECORD_PREFIX}{record.id}.json", record.to_json(self._cipher), "application/json")
+        if self.shared is not None:
+            await self.shared.announce(record.id)
 
 
 def new_id() -> str:

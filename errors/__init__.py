@@ -12,6 +12,8 @@ The families, by consequence:
 * :class:`Conflict`: the thing exists but is in a state that does not allow this.
 * :class:`Unavailable`: a dependency is down or missing on this node; retry later.
 * :class:`Disconnect`: a protocol violation; the connection is dropped after the answer.
+* :class:`Elsewhere`: another node serves this (an inspection's room); the caller goes
+  there (``extra`` carries ``node_url``, docs/nodes.md).
 
 ``code`` is a stable machine-readable name; ``extra`` carries fields the caller needs
 (e.g. where a one-time code was sent).
@@ -25,6 +27,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Disconnect",
+    "Elsewhere",
     "Forbidden",
     "Gone",
     "NotAuthorised",
@@ -125,6 +128,12 @@ class Conflict(TakanError):
 
 class Unavailable(TakanError):
     code, title = "unavailable", "Service unavailable"
+
+
+class Elsewhere(TakanError):
+    """Another live node hosts this; ``extra["node_url"]`` says where to go."""
+
+    code, title = "elsewhere", "Served by another node"
 
 
 class Disconnect(TakanError):

@@ -84,11 +84,17 @@ class SegmentFiling:
         return file
 
     async def segments_so_far(self, inspection_id: str) -> Counter[str]:
-        """The highest segment number of each track in the log."""
+        """The highest segment number of each track in the log: of its segments, and of the
+        segment objects a node that stopped stored and another logged as recovered (a new
+        segment must not overwrite one, docs/nodes.md)."""
         counts: Counter[str] = Counter()
         for event in await self.journal.events(inspection_id):
+            data = event.get("data") or {}
             if event.get("type") == "media.segment":
-                data = event.get("data") or {}
                 track = str(data.get("track"))
                 counts[track] = max(counts[track], int(data.get("seq", 0)))
+            elif event.get("type") == "evidence.recovered":
+                parts = str(data.get("key", "")).split("/")  # media/<track>/<seq>.webm
+                if len(parts) == 3 and parts[0] == "media" and parts[2].partition(".")[0].isdigit():
+                    counts[parts[1]] = max(counts[parts[1]], int(parts[2].partition(".")[0]))
         return counts

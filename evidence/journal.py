@@ -23,7 +23,7 @@ from storage.objects import ObjectNotFound, ObjectStore
 
 from .chainlog import CHUNK_LINES, ChainLog
 from .localjournal import LocalJournal
-from .manifest import EVENT_CHUNKS, EVENTS, TIMESTAMP, prefix_of, seal
+from .manifest import EVENT_CHUNKS, EVENTS, SEALS, TIMESTAMP, prefix_of, seal
 from .shipper import Shipper
 from .sm2 import sm3_hex
 from .timestamper import TIMESTAMPS, Timestamper
@@ -83,6 +83,11 @@ class Journal:
                 except Exception as exc:
                     logger.warning("inspection %s: recovered events not shipped yet (%s); retrying", parts[1], exc)
                     self.shipper.flag(log)
+
+    async def ship(self) -> None:
+        """Ship every journaled event to the store now (before another node may take the
+        inspections over: it continues from what the store holds)."""
+        await self.shipper.flush_all()
 
     async def close(self) -> None:
         """Ship what is left and close the journal files; safe to call twice."""
@@ -157,6 +162,38 @@ class Journal:
         """The inspection's events so far, parsed."""
         log = await self._log_of(inspection_id)
         return [json.loads(line) for line in log.data().splitlines() if line.strip()]
+
+    async def log_strays(self, inspection_id: str, reason: str) -> list[str]:
+        """Log the inspection's stored objects that no event records, as ``evidence.recovered``.
+
+        A node that stopped may have stored a blob (a segment, a still) whose event was in
+        the tail of its log it had not shipped yet: the node taking the session over adopts
+        such objects, saying so, instead of leaving objects no manifest covers. Returns their
+        keys (relative to the inspection's prefix).
+        """
+        prefix = prefix_of(inspection_id)
+        async with self._using(inspection_id) as log:
+            recorded = {key[len(prefix):] for key, _ in log.segments()}
+            for line in log.data().splitlines():
+                key = (json.loads(line).get("data") or {}).get("key") if line.strip() else None
+                if isinstance(key, str):
+                    recorded.add(key)
+            strays = [
+                key for key in (k[len(prefix):] for k in await self.store.list(prefix))
+                if key not in recorded and key not in SEALS and key != EVENTS
+                and not key.startswith((EVENT_CHUNKS, TIMESTAMPS))
+            ]
+            for key in strays:
+                try:
+                    data = await self.store.get(prefix + key)
+                except ObjectNotFound:
+                    continue
+                await self.record(inspection_id, "evidence.recovered", "system", {
+                    "key": key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "sm3": sm3_hex(data),
+                    "reason": reason,
+                })
+                logger.warning("inspection %s: %s was stored but not logged (%s); logged now", inspection_id, key, reason)
+        return strays
 
     def held(self, inspection_id: str) -> Optional[bytes]:
         """The whole log of an inspection this node holds in memory (a live one: its last

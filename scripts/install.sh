@@ -4,6 +4,7 @@
 #   ffmpeg (ffprobe checks), openssl, fonts-noto-cjk (Chinese pages in screenshots and the
 #   record PDF), poppler-utils (pdftotext/pdftoppm: the record PDF's tests),
 #   iproute2 and nftables (testkit/netlab: shaped links, loss and outages in a namespace);
+#   nginx (tests/multinode: a real reverse proxy in front of two nodes);
 #   a virtualenv in .venv with Takan and its Python dependencies;
 #   the pages' npm packages (web_client/node_modules).
 # Usage: scripts/install.sh [--test]   (--test adds the test-only Python packages)
@@ -22,6 +23,7 @@ dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
 command -v pdftotext >/dev/null || need+=(poppler-utils)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing Debian packages: ${need[*]}"
   SUDO=""

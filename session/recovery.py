@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Awaitable, Callable, Optional
 
 from approval.inspections import InspectionBook
 from evidence.journal import Journal
@@ -27,7 +28,11 @@ class Recovery:
         self.journal = journal
         self.sealer = sealer
         self._pending: dict[str, asyncio.Lock] = {}
+        self._reasons: dict[str, dict[str, str]] = {}  # why each adopted one stopped
         self._background = Background()
+        #: Whether another live node serves the inspection now (several nodes): then it is
+        #: that node's to settle, not this one's, though the record says live.
+        self.elsewhere: Optional[Callable[[str], Awaitable[bool]]] = None
 
     def start(self) -> None:
         """Note every live inspection (at once) and settle them in the background."""
@@ -51,6 +56,13 @@ class Recovery:
         if self._background.task is not None:
             await asyncio.shield(self._background.task)
 
+    async def adopt(self, inspection_id: str, reason: str, **details: str) -> None:
+        """Settle now an inspection that was live on another node that stopped (or in an
+        earlier process): as at start-up, with ``reason`` in its ``session.interrupted``."""
+        self._pending.setdefault(inspection_id, asyncio.Lock())
+        self._reasons[inspection_id] = {"reason": reason, **details}
+        await self.settle(inspection_id)
+
     async def settle(self, inspection_id: str) -> None:
         """Make sure ``inspection_id`` is settled before it is used."""
         lock = self._pending.get(inspection_id)
@@ -61,14 +73,17 @@ class Recovery:
                 return
             try:
                 record = self.book.get(inspection_id)
-                if record.status == "live":
+                if record.status == "live" and self.elsewhere is not None and await self.elsewhere(inspection_id):
+                    logger.info("inspection %s is live on another node; left to it", inspection_id)
+                elif record.status == "live":
                     await self.book.transition(inspection_id, "interrupted")
-                    await self.journal.record(inspection_id, "session.interrupted", "system",
-                                              {"reason": "the server restarted during the session"})
+                    why = self._reasons.get(inspection_id) or {"reason": "the server restarted during the session"}
+                    await self.journal.record(inspection_id, "session.interrupted", "system", why)
                     await self.sealer.seal(inspection_id)
-                    logger.warning("inspection %s was live at start-up; marked interrupted and sealed", inspection_id)
+                    logger.warning("inspection %s was live when its node stopped; marked interrupted and sealed", inspection_id)
             finally:
                 self._pending.pop(inspection_id, None)
+                self._reasons.pop(inspection_id, None)
             self.journal.forget(inspection_id)
 
     async def _run(self) -> None:

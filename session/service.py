@@ -24,7 +24,7 @@ from approval.inspections import (
     parse_rfc3339,
     rfc3339,
 )
-from errors import BadRequest, Conflict, Forbidden, NotAuthorised, Unavailable
+from errors import BadRequest, Conflict, Elsewhere, Forbidden, NotAuthorised, Unavailable
 from evidence.derived import Capture, DerivedWork
 from evidence.journal import Journal
 from evidence.sealer import Sealer
@@ -36,13 +36,14 @@ from .annotations import camera_request_json, camera_result_json, drawing_json
 from .geo import distance_m
 from .images import checked_image
 from .otp import OneTimeCodes
+from .placement import Place, Placement
 from .quality import QualityWatch
 from .quotas import Usage
 from .recovery import Recovery
 from .rooms import SINGLE_HOLDER_ROLES, Participant, Room, Rooms
 from .staff import InspectorGate, StaffMember
 from .timer import SessionTimer
-from .tokens import TokenExpired, TokenInvalid, TokenSigner
+from .tokens import RoleToken, TokenExpired, TokenInvalid, TokenSigner
 
 logger = logging.getLogger(__name__)
 
@@ -142,17 +143,81 @@ class SessionService:
         self.quality = QualityWatch(lambda: self.rooms, self._log, lambda *told: self.audience.to_room(*told))
         #: With a gate, an inspector link needs the assigned inspector's staff login.
         self.inspector_gate: Optional[InspectorGate] = None
+        #: With several nodes, which node hosts each room (docs/nodes.md); None: this one.
+        self.placement: Optional[Placement] = None
+
+    def place_rooms(self, placement: Placement) -> None:
+        """Serve only the rooms ``placement`` gives this node, and resume those it takes over."""
+        self.placement = placement
+        placement.on_adopt(self._adopt)
+        self.recovery.elsewhere = placement.elsewhere
 
     # -- connections ----------------------------------------------------------------------
 
-    def admit(self, connection_id: str, token: Any, lang: Any = None) -> Connection:
-        """Check a page's link token; the connection may then join. Refusals carry a code."""
+    def _link_of(self, token: Any) -> RoleToken:
+        """A valid link token, read (refusals carry a code)."""
         try:
-            link = self.signer.verify(token)
+            return self.signer.verify(token)
         except TokenExpired:
             raise NotAuthorised("this link has expired; ask for a new link", code="token_expired") from None
         except TokenInvalid as exc:
             raise NotAuthorised(f"this link is not valid ({exc}); check that it was copied whole", code="token_invalid") from None
+
+    async def locate(self, token: Any) -> Place:
+        """Which node serves the session of this link (this one if there is no placement).
+
+        This node takes the room if no live node hosts it. Asking needs a valid link.
+        """
+        inspection_id = self._link_of(token).inspection_id
+        if await self.book.fetch(inspection_id) is None:
+            raise NotAuthorised("this inspection does not exist", code="inspection_unknown")
+        if self.placement is None:
+            raise Unavailable("this server runs alone; connect here")
+        return await self.placement.locate(inspection_id)
+
+    async def arrive(self, connection_id: str, token: Any, lang: Any = None) -> Connection:
+        """:meth:`admit` a page's connection on this node, or send it to the node hosting its
+        room (:class:`errors.Elsewhere`, with ``node_url``). A record created on another
+        node is read from the store first."""
+        await self.book.fetch(self._link_of(token).inspection_id)
+        conn = self.admit(connection_id, token, lang)
+        try:
+            await self.serve_here(conn.inspection_id)
+        except BaseException:
+            self._connections.pop(connection_id, None)
+            raise
+        return conn
+
+    async def serve_here(self, inspection_id: str) -> None:
+        """Raise :class:`errors.Elsewhere` unless this node serves the inspection's session
+        (it takes the room if no live node does). Whatever writes to an inspection's log
+        calls this first: one node at a time appends to a log, or its chain would fork."""
+        if self.placement is None:
+            return
+        place = await self.placement.locate(inspection_id)
+        if not place.here:
+            raise Elsewhere(
+                f"inspection {inspection_id} is served by node {place.node_id}; send this to {place.url}",
+                extra={"node_url": place.url, "node": place.node_id},
+            )
+
+    async def _adopt(self, inspection_id: str, previous: Optional[str]) -> None:
+        """This node took the room: start from what the store holds (another node wrote the
+        record and the log), and a session that was live elsewhere resumes as interrupted."""
+        record = await self.book.reload(inspection_id)
+        self.journal.forget(inspection_id)  # a copy read earlier may lack the other node's events
+        if record is not None and record.status == "live" and self.rooms.find(inspection_id) is None:
+            node = self.placement.node_id if self.placement is not None else "?"
+            gone = f"node {previous}" if previous else "the node serving it"
+            await self.journal.log_strays(inspection_id, f"stored by {gone}, whose log tail was lost when it stopped")
+            await self.recovery.adopt(
+                inspection_id, f"{gone} stopped during the session; node {node} took the room over",
+                node=node, previous_node=previous or "",
+            )
+
+    def admit(self, connection_id: str, token: Any, lang: Any = None) -> Connection:
+        """Check a page's link token; the connection may then join. Refusals carry a code."""
+        link = self._link_of(token)
         record = self.book.find(link.inspection_id)
         if record is None:
             raise NotAuthorised("this inspection does not exist", code="inspection_unknown")
@@ -740,6 +805,7 @@ class SessionService:
         The room closes before the final event so that the recorder's last segments are
         in the log ahead of ``session.ended`` and inside the manifest.
         """
+        await self.serve_here(inspection_id)
         await self.recovery.settle(inspection_id)
         record = self.book.get(inspection_id)
         final: dict[str, Any] = self._named(inspection_id, actor, {"reason": reason} if reason else {})  # before the room closes

@@ -22,7 +22,7 @@ import logging
 from typing import Awaitable, Callable, Optional
 
 from approval.inspections import Inspection, now_utc, parse_rfc3339, rfc3339
-from errors import Conflict
+from errors import Conflict, Elsewhere
 
 from .background import Background
 from .service import SessionService
@@ -87,6 +87,8 @@ class Sweeper:
                     done.append(record.id)
             except Conflict as exc:  # another node, or a person, got there first
                 logger.info("inspection %s: sweep skipped (%s)", record.id, exc)
+            except Elsewhere:
+                pass  # another live node serves it, and sweeps it
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -121,6 +123,7 @@ class Sweeper:
 
     async def _expire(self, record: Inspection) -> None:
         sessions = self.sessions
+        await sessions.serve_here(record.id)  # one node writes its log (docs/nodes.md)
         await sessions.book.transition(record.id, "expired", ended_at=rfc3339(now_utc()))
         await sessions.audience.to_room(record.id, "status", {"status": "expired"})
         if sessions.rooms.find(record.id) is not None:

@@ -95,7 +95,7 @@ class SessionNamespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python
             link = hashlib.sha256(str(token).encode()).hexdigest()[:32]
             if await self.live.hit(f"connect-link:{link}", 60) > MAX_CONNECTS_PER_LINK:
                 raise Disconnect("this link reconnected too often; wait a minute and retry", code="rate_limited")
-            connection = self.session.admit(sid, token, auth.get("lang"))
+            connection = await self.session.arrive(sid, token, auth.get("lang"))
             await self.session.authorise_staff(sid, staff_token(environ))
             if await self.live.hit(f"connect-inspection:{connection.inspection_id}", 60) > MAX_CONNECTS_PER_INSPECTION:
                 await self.session.leave(sid)

@@ -7,8 +7,10 @@ costs a reconnect, never evidence. :class:`MemoryLiveState` serves a single proc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 __all__ = [
@@ -78,6 +80,34 @@ class LiveState(Protocol):
 
     async def room_node(self, room: str) -> str | None:
         """Return the node hosting the room's media, if recorded."""
+        ...
+
+    async def take_room_node(self, room: str, node_id: str, expected: str | None) -> bool:
+        """Make ``node_id`` the room's node if it still is ``expected`` (or ``node_id``), atomically.
+
+        The compare-and-set that lets one node, and only one, take over the rooms of a node
+        that died. When the room changes hands, its presence and role holders go too: they
+        were the dead node's connections. True if ``node_id`` hosts the room now.
+        """
+        ...
+
+    async def acquire(self, key: str, holder: str, ttl_s: float) -> bool:
+        """Take the lock ``key`` for ``holder`` unless it is held (by anyone: it is not
+        re-entrant); it lapses after ``ttl_s`` (a holder that died does not keep it).
+        True if taken."""
+        ...
+
+    async def release(self, key: str, holder: str) -> None:
+        """Let go of the lock ``key`` if ``holder`` still holds it."""
+        ...
+
+    async def publish(self, channel: str, message: str) -> None:
+        """Tell every subscriber of ``channel`` (on every node, this one included)."""
+        ...
+
+    async def subscribe(self, channel: str) -> AsyncIterator[str]:
+        """Subscribe now; the iterator yields what is published on ``channel`` from now on,
+        until it is closed (``aclose()``)."""
         ...
 
     async def clear_room(self, room: str) -> None:
@@ -156,6 +186,9 @@ class MemoryLiveState:
         self._prune_hits_at = 1024
         # key -> (monotonic deadline, value JSON)
         self._values: dict[str, tuple[float, str]] = {}
+        # lock key -> (monotonic deadline, holder)
+        self._locks: dict[str, tuple[float, str]] = {}
+        self._channels: dict[str, set[asyncio.Queue[str]]] = {}
 
     async def start(self) -> None:
         """Nothing to connect to; present for the LiveState lifecycle."""
@@ -169,6 +202,7 @@ class MemoryLiveState:
         self._nodes.clear()
         self._hits.clear()
         self._values.clear()
+        self._locks.clear()
 
     def _check(self, room: str) -> str:
         if not self._started:
@@ -243,12 +277,62 @@ class MemoryLiveState:
         self._check(room)
         return self._nodes.get(room)
 
+    async def take_room_node(self, room: str, node_id: str, expected: str | None) -> bool:
+        """Host the room on ``node_id`` if its node is still ``expected``; see LiveState."""
+        self._check(room)
+        check_name("node id", node_id)
+        current = self._nodes.get(room)
+        if current not in (None, expected, node_id):
+            return False
+        if current is not None and current != node_id:
+            self._presence.pop(room, None)
+            self._roles.pop(room, None)
+        self._nodes[room] = node_id
+        return True
+
     async def clear_room(self, room: str) -> None:
         """Forget the room's presence, roles and node."""
         self._check(room)
         self._presence.pop(room, None)
         self._roles.pop(room, None)
         self._nodes.pop(room, None)
+
+    async def acquire(self, key: str, holder: str, ttl_s: float) -> bool:
+        """Take the lock ``key`` for ``holder`` for ``ttl_s`` seconds unless it is held."""
+        self._check(key)
+        check_name("holder", holder)
+        now = time.monotonic()
+        current = self._locks.get(key)
+        if current is not None and current[0] > now:
+            return False
+        self._locks[key] = (now + ttl_s, holder)
+        return True
+
+    async def release(self, key: str, holder: str) -> None:
+        """Let go of ``key`` if ``holder`` holds it."""
+        self._check(key)
+        if self._locks.get(key, (0.0, ""))[1] == holder:
+            del self._locks[key]
+
+    async def publish(self, channel: str, message: str) -> None:
+        """Hand ``message`` to this process's subscribers of ``channel`` (the only node)."""
+        self._check(channel)
+        for queue in list(self._channels.get(channel, ())):
+            queue.put_nowait(message)
+
+    async def subscribe(self, channel: str) -> AsyncIterator[str]:
+        """Subscribe now; the iterator yields what is published on ``channel`` until closed."""
+        self._check(channel)
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._channels.setdefault(channel, set()).add(queue)
+        return self._messages(channel, queue)
+
+    async def _messages(self, channel: str, queue: "asyncio.Queue[str]") -> AsyncIterator[str]:
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._channels.get(channel, set()).discard(queue)
 
     async def put_value(self, key: str, value: dict[str, Any], ttl_s: float) -> None:
         """Keep ``value`` (as JSON) under ``key`` for ``ttl_s`` seconds."""

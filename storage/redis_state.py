@@ -5,7 +5,10 @@ Layout, under ``prefix`` (default ``takan:``)::
     room:<room>:presence            hash    participant id -> info JSON
     room:<room>:presence_deadlines  zset    participant id -> expiry (Redis time, ms)
     room:<room>:roles               hash    role -> holder
-    room:<room>:node                string  node id
+    room:<room>:node                string  node id (taken over by compare-and-set)
+    value:<key>                     string  small JSON values with a TTL (node heartbeats: value:node:<id>)
+    lock:<key>                      string  holder of a short cross-node lock (SET NX PX)
+    channel:<name>                  pub/sub channel (records: ids of inspection records just saved)
     rate:<window_ms>:<key>:<index>  string  counter of one fixed window
 
 Presence entries expire ``presence_ttl_s`` (default 60 s) after their last ``set_presence``
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -91,6 +94,29 @@ return 0
 """
 
 
+# KEYS: node, presence, presence deadlines, roles; ARGV: node id, expected node ('' for
+# none), room ttl ms. A change of hands drops the old node's presence and role holders.
+_TAKE_ROOM_NODE = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] and current ~= ARGV[2] then
+  return 0
+end
+if current and current ~= ARGV[1] then
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+
+# KEYS: lock; ARGV: holder
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
 class RedisLiveState:
     """:class:`storage.livestate.LiveState` in Redis at ``url`` (``redis://host:port/db``).
 
@@ -151,6 +177,8 @@ class RedisLiveState:
             "presence": client.register_script(_PRESENCE),
             "claim_role": client.register_script(_CLAIM_ROLE),
             "release_role": client.register_script(_RELEASE_ROLE),
+            "take_room_node": client.register_script(_TAKE_ROOM_NODE),
+            "release": client.register_script(_RELEASE),
         }
         logger.info("live state in Redis %s under prefix %r", self._safe_url(), self._prefix)
 
@@ -253,6 +281,59 @@ class RedisLiveState:
         with self._translate():
             node = await client.get(self._room_key(room, "node"))
         return str(node) if node is not None else None
+
+    async def take_room_node(self, room: str, node_id: str, expected: str | None) -> bool:
+        """Host the room on ``node_id`` if its node is still ``expected`` (compare-and-set)."""
+        self._require()
+        check_name("node id", node_id)
+        keys = [self._room_key(room, part) for part in ("node", "presence", "presence_deadlines", "roles")]
+        with self._translate():
+            taken = await self._scripts["take_room_node"](keys=keys, args=[node_id, expected or "", self._room_ttl_ms])
+        return bool(taken)
+
+    async def acquire(self, key: str, holder: str, ttl_s: float) -> bool:
+        """``SET NX PX``: take the lock ``key`` for ``ttl_s`` seconds unless it is held."""
+        client = self._require()
+        check_name("lock key", key)
+        check_name("holder", holder)
+        with self._translate():
+            taken = await client.set(f"{self._prefix}lock:{key}", holder, nx=True, px=max(1, round(ttl_s * 1000)))
+        return bool(taken)
+
+    async def release(self, key: str, holder: str) -> None:
+        """Delete the lock ``key`` if ``holder`` still holds it (compare-and-delete)."""
+        self._require()
+        with self._translate():
+            await self._scripts["release"](keys=[f"{self._prefix}lock:{key}"], args=[holder])
+
+    async def publish(self, channel: str, message: str) -> None:
+        """PUBLISH on ``<prefix>channel:<channel>``."""
+        client = self._require()
+        with self._translate():
+            await client.publish(f"{self._prefix}channel:{check_name('channel', channel)}", message)
+
+    async def subscribe(self, channel: str) -> AsyncIterator[str]:
+        """SUBSCRIBE now, on a connection of its own; the iterator yields the messages."""
+        client = self._require()
+        pubsub = client.pubsub()
+        try:
+            with self._translate():
+                await pubsub.subscribe(f"{self._prefix}channel:{check_name('channel', channel)}")
+        except BaseException:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            raise
+        return self._messages(pubsub)
+
+    async def _messages(self, pubsub: Any) -> AsyncIterator[str]:
+        try:
+            while True:
+                # a bounded wait, not listen(): the pool's socket timeout would end an idle listen
+                with self._translate():
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    yield str(message["data"])
+        finally:
+            await pubsub.aclose()
 
     async def clear_room(self, room: str) -> None:
         """Delete the room's presence, roles and node keys."""

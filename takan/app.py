@@ -56,6 +56,8 @@ from privacy.fieldcrypto import FieldCipher, FieldKeys
 from recognition.engine import OcrEngine
 from recognition.recognizer import Recognizer
 from session.otp import ConsoleOtpSender, OneTimeCodes
+from session.placement import Placement
+from session.recordsync import RecordSync
 from session.sms import HttpSmsGateway
 from session.recording import Recording
 from session.rooms import Rooms
@@ -79,8 +81,10 @@ from web.evidence_api import EvidenceApi
 from web.headers import rate_limit_middleware, security_headers_middleware
 from web.health import Health
 from web.inspections_api import InspectionApi
+from web.lookup import record_lookup_middleware
 from web.metrics import MetricsEndpoint
 from web.oidc_login import OidcLogin
+from web.placement_api import PlacementApi
 from web.problems import problems_middleware
 from web.protocol import ProtocolDocument
 from web.record_pdf_api import RecordPdfApi
@@ -116,6 +120,9 @@ OIDC: web.AppKey[Optional[OidcProvider]] = web.AppKey("oidc")
 DECISIONS = web.AppKey("decisions", Decisions)
 SESSIONS = web.AppKey("sessions", SessionService)
 SWEEPER = web.AppKey("sweeper", Sweeper)
+PLACEMENT = web.AppKey("placement", Placement)
+#: Keeps the book coherent with other nodes' (only with Redis: one node needs nothing).
+RECORD_SYNC: web.AppKey[Optional[RecordSync]] = web.AppKey("record_sync")
 SIO = web.AppKey("sio", socketio.AsyncServer)
 OTP_SENDER: web.AppKey[Optional[ConsoleOtpSender | HttpSmsGateway]] = web.AppKey("otp_sender")
 #: Sends applicants their link (the SMS gateway if configured, else the log).
@@ -174,6 +181,12 @@ def browser_ice_servers(config: Config) -> Callable[[str], list[dict[str, object
         return out
 
     return servers
+
+
+def _origins_besides(url: str, own: str) -> tuple[str, ...]:
+    """The origin of ``url`` if it is not the origin of ``own``."""
+    origin = "/".join(url.split("/")[:3])
+    return () if origin == "/".join(own.split("/")[:3]) else (origin,)
 
 
 def bootstrap_key(app: web.Application) -> Optional[IssuedKey]:
@@ -243,6 +256,9 @@ def build_app(config: Config) -> web.Application:
         otp=OneTimeCodes(otp_sender, live) if otp_sender else None,
     )
     sessions.warnings_for = decisions.prudent_warnings
+    placement = Placement(live, config.node_id, config.node_base_url)
+    sessions.place_rooms(placement)
+    record_sync = RecordSync(live, book, config.node_id) if config.redis_url else None
     if config.inspector_login == "required":
         sessions.inspector_gate = InspectorGate(staff_sessions, accounts, book, journal)
     sessions.on_finished(decisions.on_finished)
@@ -260,10 +276,12 @@ def build_app(config: Config) -> web.Application:
     table = RouteTable()
     app = web.Application(
         middlewares=[
-            security_headers_middleware(config.tls != "off"),
+            # a node's pages may ask the entry URL where their room went (docs/nodes.md)
+            security_headers_middleware(config.tls != "off", _origins_besides(config.base_url, config.node_base_url)),
             problems_middleware,
             rate_limit_middleware(live, config.api_rate_per_minute),
             authorization_middleware(auth, table),
+            record_lookup_middleware(book),  # after authorization: only callers make it read the store
         ],
         client_max_size=16 * 1024 * 1024,
     )
@@ -276,6 +294,7 @@ def build_app(config: Config) -> web.Application:
         EvidenceApi(book, keys, store, signing, access, journal).routes(),
         RecordPdfApi(book, journal, store, sealer, access, config.base_url).routes(),
         PhotoUploads(book, signer, sessions).routes(),
+        PlacementApi(sessions, config.base_url).routes(),
         AdminApi(keys, outbox).routes(),
         StaffApi(accounts, staff_sessions, auth, live).routes(),
         OidcLogin(provider, accounts, staff_sessions, auth).routes(),
@@ -294,7 +313,7 @@ def build_app(config: Config) -> web.Application:
         (JOURNAL, journal), (ACCESS, access), (WARNING_LISTS, warning_lists), (LEDGER, ledger),
         (PUBLICITY, publicity), (EVALUATIONS, evaluations), (OUTBOX, outbox), (WEBHOOKS, webhooks),
         (ACCOUNTS, accounts), (STAFF_SESSIONS, staff_sessions), (OIDC, provider), (DECISIONS, decisions),
-        (SESSIONS, sessions), (SWEEPER, sweeper), (SIO, sio), (OTP_SENDER, otp_sender), (TEXT_SENDER, text_sender), (IDEMPOTENCY, idempotency),
+        (SESSIONS, sessions), (SWEEPER, sweeper), (PLACEMENT, placement), (RECORD_SYNC, record_sync), (SIO, sio), (OTP_SENDER, otp_sender), (TEXT_SENDER, text_sender), (IDEMPOTENCY, idempotency),
         (ROUTE_TABLE, table), (BOOTSTRAP_KEY, []), (CALENDAR, calendar),
         (RECOGNIZER, recognizer), (WATERMARKER, watermarker),
     ):
@@ -355,7 +374,8 @@ async def _started(services: list[Lifecycle]) -> AsyncIterator[None]:
 async def _records(app: web.Application) -> AsyncIterator[None]:
     """Inspection records, API keys, signing keys, and the evidence journal and access log
     (which ship what a previous process left in their local files)."""
-    async with _started([app[BOOK], app[KEYS], app[SIGNING], app[JOURNAL], app[ACCESS]]):
+    sync = app[RECORD_SYNC]
+    async with _started([app[BOOK], *([sync] if sync else []), app[KEYS], app[SIGNING], app[JOURNAL], app[ACCESS]]):
         config = app[CONFIG]
         if config.api_key:
             await app[KEYS].seed(config.api_key, config.webhook_secret)
@@ -399,13 +419,20 @@ async def _recognition(app: web.Application) -> AsyncIterator[None]:
 async def _sessions(app: web.Application) -> AsyncIterator[None]:
     """Sessions left live by the last process are settled in the background."""
     sessions = app[SESSIONS]
-    sessions.start()
-    sessions.recovery.start()
+    await app[PLACEMENT].start()  # other nodes see this one alive before it takes a room
     try:
-        yield
+        sessions.start()
+        sessions.recovery.start()
+        try:
+            yield
+        finally:
+            await sessions.recovery.close()
+            await sessions.close()
     finally:
-        await sessions.recovery.close()
-        await sessions.close()
+        # the rooms are closed; once their last events are in the store, other nodes may
+        # take them at once (they continue the logs from the store)
+        await app[JOURNAL].ship()
+        await app[PLACEMENT].close()
 
 
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:

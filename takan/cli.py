@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--oidc-client-id")
     add("--oidc-client-secret")
     add("--node-id", help="name of this node (TAKAN_NODE_ID)")
+    add("--node-url", help="URL browsers use to reach this node itself, not the load balancer (TAKAN_NODE_URL; default: the public URL)")
     add("--templates-dir", help="directory of checklist templates overriding the built-in ones (TAKAN_TEMPLATES_DIR)")
     add("--rules-dir", help="directory of <item>.rules.yaml files overriding the built-in rules (TAKAN_RULES_DIR)")
 

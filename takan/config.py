@@ -67,6 +67,8 @@ class Config:
     oidc_client_id: Optional[str] = None
     oidc_client_secret: Optional[str] = None
     node_id: str = "node-1"
+    #: Where browsers reach this node itself, bypassing the load balancer (docs/nodes.md).
+    node_url: Optional[str] = None
     tsa_urls: tuple[str, ...] = ()  # RFC 3161 TSAs, tried in order
     tsa_timeout_s: float = 10.0
     log_level: str = "INFO"
@@ -85,6 +87,11 @@ class Config:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def node_base_url(self) -> str:
+        """Where browsers reach this node (the room's pages move here, docs/nodes.md)."""
+        return self.node_url.rstrip("/") if self.node_url else self.base_url
 
 
 # (setting, env var, parser); flags use the same names with dashes.
@@ -159,6 +166,7 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
         ("host", None),
         ("port", _port),
         ("public_url", _url(("http", "https"))),
+        ("node_url", _url(("http", "https"))),
         ("api_key", None),
         ("webhook_secret", None),
         ("link_secret", None),

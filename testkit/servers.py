@@ -1,4 +1,4 @@
-"""Real backend servers for tests: redis-server and moto's S3 server as subprocesses.
+"""Real backend servers for tests: redis-server, moto's S3 server and nginx as subprocesses.
 
 Each runs on a free loopback port, answers before the fixture hands it out, and is stopped
 by its owner (a session fixture). MotoServer can be stopped and restarted on the same port
@@ -22,6 +22,7 @@ from typing import Any
 from storage.s3 import S3ObjectStore
 
 REDIS_SERVER = Path("/usr/bin/redis-server")
+NGINX = Path("/usr/sbin/nginx")
 
 S3_ACCESS_KEY = "testing"
 S3_SECRET_KEY = "testing"
@@ -138,6 +139,67 @@ class MotoServer(_Process):
                 return True
         except urllib.error.HTTPError:
             return True  # any HTTP answer means the server is up
+        except OSError:
+            return False
+
+
+class NginxProxy(_Process):
+    """Debian's nginx as an ordinary round-robin reverse proxy in front of ``upstreams``
+    (``host:port`` each), WebSockets passed through; its files live in ``directory``."""
+
+    def __init__(self, upstreams: list[str], directory: Path, binary: Path = NGINX) -> None:
+        super().__init__("nginx")
+        self._binary = binary
+        self._directory = directory
+        self._upstreams = upstreams
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> str:
+        d = self._directory
+        servers = "\n".join(f"    server {u} max_fails=1 fail_timeout=10s;" for u in self._upstreams)
+        temps = "\n".join(f"  {kind}_temp_path {d}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        return f"""daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+  access_log {d}/access.log;
+{temps}
+  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+  upstream takan {{
+{servers}
+  }}
+  server {{
+    listen 127.0.0.1:{self.port};
+    client_max_body_size 20m;
+    location / {{
+      proxy_pass http://takan;
+      proxy_http_version 1.1;
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_read_timeout 120s;
+    }}
+  }}
+}}
+"""
+
+    def start(self) -> None:
+        self._directory.mkdir(parents=True, exist_ok=True)
+        conf = self._directory / "nginx.conf"
+        conf.write_text(self.config())
+        self._spawn([str(self._binary), "-c", str(conf), "-p", str(self._directory), "-e", str(self._directory / "error.log")], self._listens)
+
+    def _listens(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
         except OSError:
             return False
 

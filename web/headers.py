@@ -12,20 +12,27 @@ from storage.livestate import LiveState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: Pages load only their own scripts and styles; media and sockets go to this origin.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
-)
+#: Pages load only their own scripts and styles; media and sockets go to this origin (and,
+#: on several nodes, the page of a node may ask the deployment's entry URL where its room
+#: went when this node stops answering: docs/nodes.md).
+def content_security_policy(connect: tuple[str, ...] = ()) -> str:
+    sources = " ".join(("'self'", *connect, "ws:", "wss:"))
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        f"img-src 'self' data: blob:; media-src 'self' blob:; connect-src {sources}; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+    )
 
 
-def security_headers_middleware(tls: bool) -> Middleware:
+def security_headers_middleware(tls: bool, connect: tuple[str, ...] = ()) -> Middleware:
+    """The headers; ``connect``: origins the pages may fetch from besides their own."""
+    csp = content_security_policy(connect)
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("Content-Security-Policy", csp)
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "no-referrer")

@@ -210,6 +210,7 @@ class InspectionApi:
             raise Conflict(f"inspection {record.id} is {record.status}; an inspection that is over cannot be reassigned")
         account = await self.inspector_account(user_id, "inspector_user_id")
         previous = record.inspector_user_id
+        await self.session.serve_here(record.id)  # its log is written on one node (docs/nodes.md)
         record = await self.book.assign(record.id, account.user_id, account.real_name)
         await self.session.journal.record(
             record.id, "inspector.assigned", actor_of(principal),
@@ -257,6 +258,7 @@ class InspectionApi:
         link_id = "o" + secrets.token_hex(6)
         entry = {"link_id": link_id, "name": name, "kind": kind, "user_id": invite.user_id,
                  "expires_at": expires.isoformat(timespec="seconds"), "invited_by": actor_of(principal)}
+        await self.session.serve_here(record.id)  # its log is written on one node (docs/nodes.md)
         await self.book.add_observer(record.id, entry)
         await self.session.journal.record(record.id, "observer.invited", actor_of(principal),
                                           {"name": name, "kind": kind, "user_id": invite.user_id, "expires_at": entry["expires_at"]})
@@ -272,6 +274,7 @@ class InspectionApi:
         body, _ = await read_json(request)
         when = parse_reschedule(body)
         previous = record.scheduled_at
+        await self.session.serve_here(record.id)  # its log is written on one node (docs/nodes.md)
         record = await self.book.reschedule(record.id, when, self.link_ttl)
         await self.session.journal.record(record.id, "inspection.rescheduled", actor_of(principal),
                                           {"scheduled_at": record.scheduled_at, "previous": previous})
@@ -292,6 +295,7 @@ class InspectionApi:
             raise Conflict("the applicant has no contact phone; copy the link or show the QR code instead")
         if self.texts is None:
             raise Conflict("no text sender is configured")
+        await self.session.serve_here(record.id)  # its log is written on one node (docs/nodes.md)
         await self.texts.send_invite(record.id, phone, self.link(record, "applicant"), record.case_no)
         sent_to = mask_phone(phone)
         await self.session.journal.record(record.id, "applicant.invited", actor_of(principal), {"channel": "sms", "sent_to": sent_to})

@@ -36,6 +36,7 @@ _PROBLEM_TEXT = {
     413: "body too large",
     415: "unsupported content type",
     422: "validation failed",
+    421: "another node serves this inspection's session: send it again to `node_url` (docs/nodes.md)",
     429: "rate limited",
     503: "not available here",
 }
@@ -437,7 +438,7 @@ PATHS: dict[str, Any] = {
             "operationId": "cancelInspection",
             "parameters": [_ID],
             "requestBody": _body("Cancel"),
-            "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
+            "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 421, 422)},
         },
     },
     "/api/v1/inspections/{id}/assign": {
@@ -446,7 +447,7 @@ PATHS: dict[str, Any] = {
             "operationId": "assignInspection",
             "parameters": [_ID],
             "requestBody": _body("Assign"),
-            "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
+            "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 421, 422)},
         },
     },
     "/api/v1/inspections/{id}/links": {
@@ -469,7 +470,7 @@ PATHS: dict[str, Any] = {
             "parameters": [_ID],
             "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object", "additionalProperties": False, "required": ["scheduled_at"],
                                                                              "properties": {"scheduled_at": {"type": "string", "format": "date-time"}}}}}},
-            "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
+            "responses": {"200": _json("Inspection"), **_problems(400, 401, 403, 404, 409, 413, 415, 421, 422)},
         },
     },
     "/api/v1/inspections/{id}/observers": {
@@ -481,7 +482,7 @@ PATHS: dict[str, Any] = {
                 "name": {"type": "string", "maxLength": 100}, "user_id": {"type": "string"}, "ttl_hours": {"type": "number"}}}}}},
             "responses": {"201": {"description": "the observer's link", "content": {JSON: {"schema": {"type": "object", "properties": {
                 "observer_url": {"type": "string"}, "expires_at": {"type": "string"}, "name": {"type": "string"}, "kind": {"enum": ["staff", "guest"]}}}}}},
-                **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
+                **_problems(400, 401, 403, 404, 409, 413, 415, 421, 422)},
         },
     },
     "/api/v1/inspections/{id}/invite": {
@@ -492,7 +493,7 @@ PATHS: dict[str, Any] = {
             "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object", "additionalProperties": False}}}},
             "responses": {
                 "200": {"description": "sent", "content": {JSON: {"schema": {"type": "object", "properties": {"ok": {"const": True}, "sent_to": {"type": "string"}}}}}},
-                **_problems(400, 401, 403, 404, 409, 413, 415, 422, 503),
+                **_problems(400, 401, 403, 404, 409, 413, 415, 421, 422, 503),
             },
         },
     },
@@ -706,6 +707,22 @@ PATHS: dict[str, Any] = {
             "parameters": [{"name": "X-Takan-Token", "in": "header", "required": True, "schema": {"type": "string"}}],
             "requestBody": _body("Rating"),
             "responses": {"201": _ok("recorded"), **_problems(400, 401, 403, 404, 409, 422)},
+        },
+    },
+    "/api/v1/session/node": {
+        "post": {
+            "summary": "Which node serves the session of a link (docs/nodes.md); this node takes the room if no live node hosts it",
+            "operationId": "sessionNode",
+            "security": [],
+            "requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string", "description": "the link token"}}}},
+            "responses": {
+                "200": {
+                    "description": "the node to connect to, and the deployment's entry URL to ask again if it stops answering",
+                    "content": {JSON: {"schema": {"type": "object", "required": ["node", "node_url", "entry_url"], "properties": {
+                        "node": {"type": "string"}, "node_url": {"type": "string"}, "entry_url": {"type": "string"}}}}},
+                },
+                **_problems(400, 403, 503),
+            },
         },
     },
     "/api/v1/evaluation/report": {

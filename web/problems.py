@@ -38,7 +38,8 @@ _HTTP_TITLES = {
 
 
 def problem_response(
-    status: int, code: str, detail: str, errors: list[dict[str, Any]] | None = None, title: str | None = None
+    status: int, code: str, detail: str, errors: list[dict[str, Any]] | None = None, title: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> web.Response:
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + code,
@@ -48,6 +49,7 @@ def problem_response(
     }
     if errors:
         body["errors"] = errors
+    body.update(extra or {})
     return web.Response(
         status=status,
         body=json.dumps(body, ensure_ascii=False).encode(),
@@ -71,6 +73,7 @@ HTTP_STATUS: dict[type[TakanError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.Unavailable: 503,
+    errors.Elsewhere: 421,
     errors.Disconnect: 400,
 }
 
@@ -86,7 +89,9 @@ def http_status(exc: TakanError) -> int:
 
 def error_problem(exc: TakanError) -> web.Response:
     """``exc`` as a problem+json response."""
-    return problem_response(http_status(exc), exc.code, exc.detail, exc.errors, exc.title)
+    # where to go instead is the one extension member a problem carries (docs/nodes.md)
+    extra = exc.extra if isinstance(exc, errors.Elsewhere) else None
+    return problem_response(http_status(exc), exc.code, exc.detail, exc.errors, exc.title, extra)
 
 
 @web.middleware

@@ -59,3 +59,31 @@ async def test_gaps_are_marked_and_numbering_continues(tmp_path) -> None:
     assert report.ok, report.problems  # the gap is an event like any other: the chain holds
     await keys.close()
     await store.close()
+
+
+async def test_a_dead_node_s_unlogged_segment_is_recovered_and_not_overwritten(tmp_path) -> None:
+    """Node A stored segment 2 and died before shipping its event; node B takes over
+    (docs/nodes.md): it logs the stray object, and its own segments number past it."""
+    store = LocalObjectStore(tmp_path / "objects")
+    await store.start()
+    keys = SigningKeys(tmp_path / "keys", store)
+    await keys.start()
+    node_a = Journal(store, keys)
+    file = await SegmentFiling(node_a).filer("i1")
+    await file(FakeSegment("applicant-video", 1, 0, 4000))
+    await store.put("inspections/i1/media/applicant-video/000002.webm", b"segment two of node a", "video/webm")
+
+    node_b = Journal(store, keys)  # continues from the store
+    assert await node_b.log_strays("i1", "stored by node node-a") == ["media/applicant-video/000002.webm"]
+    assert await node_b.log_strays("i1", "again") == []  # now logged
+    again = await SegmentFiling(node_b).filer("i1")
+    await again(FakeSegment("applicant-video", 1, 8000, 4000))
+    events = await node_b.events("i1")
+    assert [e["type"] for e in events] == ["media.segment", "evidence.recovered", "media.segment"]
+    assert events[1]["data"]["reason"] == "stored by node node-a" and events[1]["data"]["size"] == 21
+    assert events[2]["data"]["seq"] == 3
+    assert await store.get("inspections/i1/media/applicant-video/000002.webm") == b"segment two of node a"
+    await node_b.seal("i1", {"id": "i1"})
+    report = await verify_inspection(store, "i1")
+    assert report.ok, report.problems
+    await keys.close()

@@ -98,6 +98,49 @@ async def test_room_node(live_state: LiveState) -> None:
     assert await live_state.room_node("other") is None
 
 
+async def test_take_room_node_is_a_compare_and_set(live_state: LiveState) -> None:
+    assert await live_state.take_room_node("room", "node-a", None)  # nobody hosted it
+    assert await live_state.take_room_node("room", "node-a", None)  # already ours
+    await live_state.set_presence("room", "inspector", {"on": "a"})
+    await live_state.claim_role("room", "inspector", "sid-on-a")
+    # node-b thinks node-c hosts it: refused, nothing changes
+    assert not await live_state.take_room_node("room", "node-b", "node-c")
+    assert await live_state.room_node("room") == "node-a"
+    assert await live_state.role_holder("room", "inspector") == "sid-on-a"
+    # node-a died: node-b takes it, and node-a's connections are gone with it
+    assert await live_state.take_room_node("room", "node-b", "node-a")
+    assert await live_state.room_node("room") == "node-b"
+    assert await live_state.presence("room") == {}
+    assert await live_state.role_holder("room", "inspector") is None
+    # only one of two nodes racing for the same dead node's room wins
+    await live_state.set_room_node("room-2", "dead")
+    won = await asyncio.gather(*(live_state.take_room_node("room-2", n, "dead") for n in ("x", "y")))
+    assert sorted(won) == [False, True]
+
+
+async def test_locks_exclude_other_holders_and_lapse(live_state: LiveState) -> None:
+    assert await live_state.acquire("rec", "node-a", 0.3)
+    assert not await live_state.acquire("rec", "node-a", 0.3)  # not re-entrant
+    assert not await live_state.acquire("rec", "node-b", 0.3)
+    await live_state.release("rec", "node-b")  # not the holder: no effect
+    assert not await live_state.acquire("rec", "node-b", 0.3)
+    await live_state.release("rec", "node-a")
+    assert await live_state.acquire("rec", "node-b", 0.2)
+    await asyncio.sleep(0.3)  # node-b died holding it: it lapses
+    assert await live_state.acquire("rec", "node-a", 0.3)
+
+
+async def test_publish_reaches_every_subscriber(make_live_state: LiveStateFactory) -> None:
+    first = await make_live_state()
+    second = first if type(first).__name__ == "MemoryLiveState" else await make_live_state()
+    streams = [await first.subscribe("records"), await second.subscribe("records")]
+    waiting = [asyncio.ensure_future(anext(stream)) for stream in streams]
+    await first.publish("records", "id-1")
+    assert await asyncio.wait_for(asyncio.gather(*waiting), 5) == ["id-1", "id-1"]
+    for stream in streams:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
 async def test_clear_room_forgets_only_that_room(live_state: LiveState) -> None:
     for room in ("room-1", "room-2"):
         await live_state.set_presence(room, "p", {})

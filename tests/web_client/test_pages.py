@@ -91,12 +91,20 @@ async def until(page, expression: str, timeout_s: float = 25.0) -> None:
     """Poll a JS expression (may be async) until it is truthy.
 
     An expression that throws counts as not yet true: a page's modules start once its
-    string catalogues have loaded, so ``window.takan`` may not exist on the first polls.
+    string catalogues have loaded, so ``window.takan`` may not exist on the first polls;
+    so does a poll cut short by a navigation.
     """
+    from playwright.async_api import Error as PlaywrightError
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if await page.evaluate(f"async () => {{ try {{ return !!({expression}); }} catch (e) {{ return false; }} }}"):
-            return
+        try:
+            if await page.evaluate(f"async () => {{ try {{ return !!({expression}); }} catch (e) {{ return false; }} }}"):
+                return
+        except PlaywrightError as exc:
+            # the page navigated while being asked (it moved to its room's node): not yet
+            if "Execution context was destroyed" not in str(exc):
+                raise
         await asyncio.sleep(0.2)
     state = await page.evaluate("() => JSON.stringify(window.takan && [window.takan.state, window.takan.session.pcState])")
     raise AssertionError(f"not true after {timeout_s}s: {expression}; state {state}")

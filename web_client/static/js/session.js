@@ -62,6 +62,25 @@ export const CONNECT_CODES = [
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// Several nodes (docs/nodes.md): the page runs on the node that hosts its room. It asks
+// which one before connecting (the token stays in the body, never in a URL), follows an
+// `elsewhere` refusal, and while its node does not answer asks the deployment's entry URL
+// (the load balancer) again every second: once that node's heartbeat lapses, another node
+// takes the room and the page moves there. It moves only to a node that just answered, so a
+// dead node never leaves the tab on a browser error page.
+const NODE_PATH = "/api/v1/session/node";
+const REDISCOVER_EVERY_MS = 1000;
+
+async function askNode(base, token) {
+  try {
+    // text/plain: a cross-origin POST without a preflight (the entry URL is another origin)
+    const response = await fetch(base + NODE_PATH, { method: "POST", body: token, cache: "no-store", credentials: "omit" });
+    return response.ok ? await response.json() : null;
+  } catch {
+    return null; // that URL is unreachable (or this network is down): ask again later
+  }
+}
+
 const DEVICE_KEY = "takan.device";
 const TAKEOVER_KEY = "takan.takeover";
 let memoryDevice = null;
@@ -135,6 +154,9 @@ export class Session extends EventTarget {
     this.mediaError = null;
 
     this.socket = null;
+    this.entryUrl = null; // the deployment's entry URL (the load balancer), from the node's answer
+    this.moving = false; // leaving for the node that hosts the room
+    this.rediscovering = false;
     this.pc = null;
     this.remoteStream = null;
     this.remoteVideoFlowing = false;
@@ -171,6 +193,55 @@ export class Session extends EventTarget {
       return;
     }
     this.state.socket = "connecting";
+    this.#emit("change");
+    // which node serves this session? (an old server without the route: connect here)
+    askNode("", this.token).then((answer) => {
+      if (answer?.entry_url) this.entryUrl = answer.entry_url;
+      if (!this.#moveTo(answer?.node_url)) this.#connect();
+    });
+  }
+
+  /** Go to the same page on ``nodeUrl`` if that is another origin; true if leaving. */
+  #moveTo(nodeUrl) {
+    let target;
+    try {
+      target = new URL(nodeUrl);
+    } catch {
+      return false;
+    }
+    if (this.moving) return true;
+    if (target.origin === location.origin) return false;
+    this.moving = true;
+    console.info(`takan: this session is served by ${target.origin}; moving there`);
+    this.#teardownPeer();
+    this.socket?.disconnect();
+    location.replace(new URL(location.pathname + location.search + location.hash, target.origin).href);
+    return true;
+  }
+
+  /** While the socket is down, ask the entry URL where the room is (it may have moved). */
+  #rediscover() {
+    const entry = this.entryUrl;
+    if (this.rediscovering || !entry || this.final || this.moving) return;
+    try {
+      if (new URL(entry).origin === location.origin) return; // one node, or the entry itself: Socket.IO retries
+    } catch {
+      return;
+    }
+    this.rediscovering = true;
+    console.info(`takan: this node does not answer; asking ${entry} where the session is`);
+    const ask = async () => {
+      if (this.socket?.connected || this.final || this.moving) {
+        this.rediscovering = false;
+        return;
+      }
+      const answer = await askNode(entry.replace(/\/$/, ""), this.token);
+      if (!this.#moveTo(answer?.node_url)) setTimeout(ask, REDISCOVER_EVERY_MS);
+    };
+    setTimeout(ask, REDISCOVER_EVERY_MS);
+  }
+
+  #connect() {
     const socket = io({ auth: { token: this.token, lang: this.lang }, ...SOCKET_OPTIONS });
     this.socket = socket;
     socket.onAny((name, payload) => this.#record(name, payload));
@@ -226,19 +297,22 @@ export class Session extends EventTarget {
   #onConnectError(err) {
     const data = err?.data;
     this.#record("connect_error", data ?? { message: String(err?.message ?? err) });
+    if (data?.code === "elsewhere" && this.#moveTo(data.node_url)) return;
     if (data?.code) {
       // Refused by the server: socket.io does not retry these.
       this.state.socket = "error";
       this.#fatal(data.code, data.message ?? "");
     } else {
-      // Network or server unreachable: socket.io keeps retrying.
+      // Network or server unreachable: socket.io keeps retrying; the room may have moved.
       this.state.socket = "connecting";
+      this.#rediscover();
       this.#emit("change");
     }
   }
 
   #onDisconnect(reason) {
     this.state.joined = false;
+    if (reason !== "io client disconnect") this.#rediscover();
     if (this.state.socket !== "error") this.state.socket = "disconnected";
     this.#emit("change");
     if (reason === "io server disconnect" && !this.final && !this.state.error) {

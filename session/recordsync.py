@@ -1,0 +1,116 @@
+"""Keeps this node's inspection book coherent with the other nodes' (docs/nodes.md).
+
+Each node's :class:`~approval.inspections.InspectionBook` indexes the records in memory.
+With several nodes, :class:`RecordSync` is the book's :class:`~approval.inspections.SharedRecords`:
+a change is made under a short cross-node lock in live state (so two nodes writing the same
+record do not lose each other's change: the book reads it afresh inside the lock), and each
+save is published on the ``records`` channel; every other node reloads that record from the
+object store. A message missed (Redis restarted) costs nothing worse than a stale index
+entry until the next change, and the book looks an unknown id up in the store anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from typing import AsyncIterator
+
+from approval.inspections import InspectionBook
+from errors import Unavailable
+from storage.livestate import LiveState
+from storage.objects import StorageUnavailable
+
+from .background import Background
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "records"
+#: A change holds the lock for a store read and write: well under a second; the TTL only
+#: matters when a node dies holding it.
+LOCK_TTL_S = 10.0
+LOCK_WAIT_S = 15.0
+
+
+class RecordSync:
+    """The cross-node lock and change feed of one node's inspection book."""
+
+    def __init__(self, live: LiveState, book: InspectionBook, node_id: str) -> None:
+        self.live = live
+        self.book = book
+        self.node_id = node_id
+        self._background = Background()
+        self._subscribed = asyncio.Event()
+        #: records reloaded because another node changed them (tests, metrics)
+        self.reloads = 0
+
+    async def start(self) -> None:
+        """Subscribe, then become the book's SharedRecords; idempotent."""
+        if self._background.task is not None:
+            return
+        self._background.start(self._listen)
+        # changes published before the subscription is made would be missed
+        await asyncio.wait_for(self._subscribed.wait(), 10)
+        self.book.shared = self
+
+    async def close(self) -> None:
+        """Stop listening; idempotent (the book works on alone)."""
+        if self.book.shared is self:
+            self.book.shared = None
+        await self._background.close()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """Hold ``record:<name>`` across nodes for the block."""
+        key, holder = f"record:{name}", f"{self.node_id}:{secrets.token_hex(4)}"
+        loop = asyncio.get_running_loop()
+        deadline, pause = loop.time() + LOCK_WAIT_S, 0.005
+        while not await self.live.acquire(key, holder, LOCK_TTL_S):
+            if loop.time() > deadline:
+                raise Unavailable(f"record {name} stayed locked by another node for {LOCK_WAIT_S:.0f} s; retry")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        try:
+            yield
+        finally:
+            await self.live.release(key, holder)
+
+    async def announce(self, inspection_id: str) -> None:
+        try:
+            await self.live.publish(CHANNEL, f"{self.node_id} {inspection_id}")
+        except StorageUnavailable as exc:
+            # the record is saved; other nodes see it on their next miss or change
+            logger.warning("inspection %s: change not announced to other nodes: %s", inspection_id, exc)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                stream = await self.live.subscribe(CHANNEL)
+            except StorageUnavailable as exc:
+                logger.warning("node %s: cannot subscribe to record changes (%s); retrying", self.node_id, exc)
+                await asyncio.sleep(1.0)
+                continue
+            self._subscribed.set()
+            try:
+                async for message in stream:
+                    await self._handle(message)
+            except StorageUnavailable as exc:
+                logger.warning("node %s: record changes feed lost (%s); resubscribing", self.node_id, exc)
+                await asyncio.sleep(1.0)
+            except Exception:
+                # whatever it was, the feed must go on: a dead listener would leave the index stale
+                logger.exception("node %s: record changes feed failed; resubscribing", self.node_id)
+                await asyncio.sleep(1.0)
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]  # an async generator
+
+    async def _handle(self, message: str) -> None:
+        node, _, inspection_id = message.partition(" ")
+        if node == self.node_id or not inspection_id:
+            return
+        try:
+            await self.book.reload(inspection_id)
+            self.reloads += 1
+        except Exception:
+            logger.exception("inspection %s: reloading a record changed on node %s failed", inspection_id, node)
