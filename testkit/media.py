@@ -20,6 +20,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from media import tap
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
+OPUS_FRAME_SAMPLES = 960  # 20 ms at 48 kHz, what browsers send
 
 
 def encode_vp8(
@@ -66,6 +68,70 @@ def encode_vp8(
     return out
 
 
+def encode_opus(seconds: float = 1.0, bitrate: int = 32_000) -> list[bytes]:
+    """Encode a warbling tone once into 20 ms Opus packets (a voice-like 32 kb/s by default).
+
+    A pure tone codes into tiny packets; the slow frequency sweep keeps them near what a
+    phone's voice call sends, so the relay handles realistic packet sizes.
+    """
+    import math
+
+    codec = av.CodecContext.create("libopus", "w")
+    codec.sample_rate = 48000
+    codec.layout = "mono"
+    codec.format = "s16"
+    codec.bit_rate = bitrate
+    codec.time_base = AUDIO_TIME_BASE
+    out: list[bytes] = []
+    total = int(seconds * 48000) // OPUS_FRAME_SAMPLES
+    phase = 0.0
+    for i in range(total):
+        samples = bytearray()
+        for k in range(OPUS_FRAME_SAMPLES):
+            t = (i * OPUS_FRAME_SAMPLES + k) / 48000
+            phase += 2 * math.pi * (300 + 200 * math.sin(2 * math.pi * 0.7 * t)) / 48000
+            samples += int(8000 * math.sin(phase)).to_bytes(2, "little", signed=True)
+        frame = av.AudioFrame(format="s16", layout="mono", samples=OPUS_FRAME_SAMPLES)
+        frame.planes[0].update(bytes(samples))
+        frame.sample_rate = 48000
+        frame.pts = i * OPUS_FRAME_SAMPLES
+        frame.time_base = AUDIO_TIME_BASE
+        out += [bytes(p) for p in codec.encode(frame)]
+    out += [bytes(p) for p in codec.encode(None)]
+    return out
+
+
+class PacketAudioTrack(MediaStreamTrack):
+    """Sends the same pre-encoded Opus packets in a loop, one every 20 ms."""
+
+    kind = "audio"
+
+    def __init__(self, packets: list[bytes]) -> None:
+        super().__init__()
+        self._packets = packets
+        self._index = 0
+        self._start: Optional[float] = None
+
+    @property
+    def frames_sent(self) -> int:
+        """Packets handed to the sender so far."""
+        return self._index
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        delay = self._start + self._index * OPUS_FRAME_SAMPLES / 48000 - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        packet = av.Packet(self._packets[self._index % len(self._packets)])
+        packet.pts = self._index * OPUS_FRAME_SAMPLES
+        packet.time_base = AUDIO_TIME_BASE
+        self._index += 1
+        return packet
+
+
 class PacketVideoTrack(MediaStreamTrack):
     """Sends the same pre-encoded VP8 frames in a loop at ``fps``.
 
@@ -88,6 +154,11 @@ class PacketVideoTrack(MediaStreamTrack):
         self.keyframe_requests = 0
         self._loop_origin = 0
         self._restart_pending = False
+
+    @property
+    def frames_sent(self) -> int:
+        """Frames handed to the sender so far."""
+        return self._index
 
     def request_keyframe(self) -> None:
         """A PLI/FIR from the receiver: restart the loop on its keyframe if opted in."""
@@ -136,8 +207,12 @@ class CountingSink:
 class ClientPeer:
     """A browser stand-in made of a real aiortc peer connection."""
 
-    def __init__(self, video: Optional[MediaStreamTrack] = None, receive: bool = True) -> None:
+    def __init__(
+        self, video: Optional[MediaStreamTrack] = None, receive: bool = True, audio: Optional[MediaStreamTrack] = None
+    ) -> None:
         self.pc = RTCPeerConnection()
+        self.video_track = video
+        self.audio_track = audio
         self.video_sink = CountingSink()
         self.audio_sink = CountingSink()
         if video is not None:
@@ -146,7 +221,10 @@ class ClientPeer:
                 tap.on_keyframe_request(transceiver.sender, video.request_keyframe)  # type: ignore[attr-defined]
         else:
             self.pc.addTransceiver("video", direction="recvonly")
-        self.pc.addTransceiver("audio", direction="recvonly" if receive else "inactive")
+        if audio is not None:
+            self.pc.addTransceiver(audio, direction="sendrecv" if receive else "sendonly")
+        else:
+            self.pc.addTransceiver("audio", direction="recvonly" if receive else "inactive")
 
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
