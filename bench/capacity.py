@@ -27,9 +27,10 @@ One run measures, side by side:
 
 Server CPU is utime+stime of the server process from /proc/<pid>/stat over the window, so
 other engineers' load on the shared machine does not count (it can still delay us). Frame
-loss per stream is frames the publisher's track handed to its sender minus frames the other
-participant's receiver completed over the same window (one frame in flight at each edge is
-allowed). Results go to stdout and bench/results-capacity.md.
+loss per stream is frames the publisher's track handed to its sender from the window's start
+on, minus frames the other participant's receiver completed from then until the publishers
+stop and the pipeline has drained (DRAIN_S; the frames in flight at the window's start are
+allowed for). Results go to stdout and bench/results-capacity.md.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ NOTE_EVERY_S = 1.0
 LOCATION_EVERY_S = 1.0
 CHAT_EVERY_S = 2.0
 EVENTS_PER_S = 1 / NOTE_EVERY_S + 1 / LOCATION_EVERY_S + 1 / CHAT_EVERY_S
-#: Frames of a stream that may be in flight at each edge of the window without counting as lost.
-IN_FLIGHT = {"video": 1, "audio": 2}
+#: RTP timestamp increment per frame of the publishers' loops (20 fps video, 20 ms Opus).
+TIMESTAMP_STEP = {"video": 90000 // relay.FPS, "audio": 960}
+#: After the window the publishers stop; this long later every frame still coming has come.
+DRAIN_S = 3.0
 AIMS = {"inspections_per_core": 25.0, "ratio": 8.0}
 
 log = relay.log
@@ -109,8 +112,9 @@ class Inspection:
         peers = [self.inspector.peer, self.applicant.peer]
         return all(p is not None and p.video_sink.frames > 0 and p.audio_sink.frames > 0 for p in peers)
 
-    def streams(self) -> dict[str, tuple[int, int]]:
-        """(sent by the publisher, received by the other side) per stream, cumulative."""
+    def streams(self) -> dict[str, tuple[int, int, int]]:
+        """(sent by the publisher, received by the other side, skipped in the received
+        sequence) per stream, cumulative."""
         out = {}
         pairs = (("applicant", self.applicant, self.inspector), ("inspector", self.inspector, self.applicant))
         for role, sender, receiver in pairs:
@@ -118,8 +122,16 @@ class Inspection:
             for kind in ("video", "audio"):
                 track = getattr(sender.peer, f"{kind}_track")
                 sink = getattr(receiver.peer, f"{kind}_sink")
-                out[f"{self.id}/{role}-{kind}"] = (track.frames_sent, sink.frames)
+                sink.step = TIMESTAMP_STEP[kind]
+                out[f"{self.id}/{role}-{kind}"] = (track.frames_sent, sink.frames, sink.skipped)
         return out
+
+    def halt(self) -> None:
+        """Stop sending media (the events go on): what is in flight then drains."""
+        for who in (self.inspector, self.applicant):
+            assert who.peer is not None
+            who.peer.video_track.halt()
+            who.peer.audio_track.halt()
 
     def start_events(self) -> None:
         self._tasks = [
@@ -166,10 +178,17 @@ class Inspection:
                 pass
 
 
-def worker_main(conn: Connection, base: str, jobs: list[tuple[str, str, str]], video: list[bytes], audio: list[bytes]) -> None:
+def worker_main(
+    conn: Connection, base: str, jobs: list[tuple[str, str, str]], video: list[bytes], audio: list[bytes], transport_cc: bool
+) -> None:
     """A client process: its inspections' participants, answering the parent's commands."""
     relay._die_with_parent()
     import logging
+
+    if transport_cc:
+        from testkit.media import enable_transport_cc
+
+        enable_transport_cc()  # as Chromium: the server runs its transport-cc path, not REMB
 
     logging.basicConfig(level=logging.ERROR)
     asyncio.run(_worker(conn, base, jobs, video, audio))
@@ -194,7 +213,7 @@ async def _worker(conn: Connection, base: str, jobs: list[tuple[str, str, str]],
         while True:
             command = await asyncio.to_thread(conn.recv)
             if command == "snap":
-                streams: dict[str, tuple[int, int]] = {}
+                streams: dict[str, tuple[int, int, int]] = {}
                 tally = EventTally()
                 for inspection in inspections:
                     streams.update(inspection.streams())
@@ -204,6 +223,10 @@ async def _worker(conn: Connection, base: str, jobs: list[tuple[str, str, str]],
                     tally.first_errors += inspection.tally.first_errors
                     inspection.tally.latencies = []
                 conn.send(("snap", streams, tally.acked, tally.errors, tally.latencies, tally.first_errors[:3], time.process_time()))
+            elif command == "halt":
+                for inspection in inspections:
+                    inspection.halt()
+                conn.send(("halted",))
             elif command == "stop":
                 break
     except Exception as exc:
@@ -216,10 +239,19 @@ async def _worker(conn: Connection, base: str, jobs: list[tuple[str, str, str]],
 # ---- the server process -------------------------------------------------------------------
 
 
-class TakanServer:
-    """``python -m takan serve`` as an operator runs it, on a fresh data directory."""
+def kernel_cpu_seconds(pid: int) -> float:
+    """stime alone: on loopback a sendto also runs the receiving socket's delivery."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[12]) / relay.CLK_TCK
 
-    def __init__(self) -> None:
+
+class TakanServer:
+    """``python -m takan serve`` as an operator runs it, on a fresh data directory, from
+    ``tree`` (this checkout by default; another one to compare before and after)."""
+
+    def __init__(self, tree: Path = ROOT) -> None:
+        self.tree = tree
         self.port = relay_free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.data = Path(tempfile.mkdtemp(prefix="takan-capacity-"))
@@ -230,7 +262,7 @@ class TakanServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAKAN_")}
         env.update(
             {
-                "PYTHONPATH": str(ROOT),
+                "PYTHONPATH": str(self.tree),
                 "TAKAN_API_KEY": API_KEY,
                 "TAKAN_LOG_LEVEL": "WARNING",
                 "TAKAN_API_RATE_PER_MINUTE": "100000",
@@ -241,7 +273,7 @@ class TakanServer:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "takan", "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(self.data / "d")],
-                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd=self.tree, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 preexec_fn=relay._die_with_parent,  # PR_SET_PDEATHSIG survives exec
             )
         relay._children.append(self.proc)
@@ -324,12 +356,14 @@ class TakanPoint:
     workers: int
     window: float = 0.0
     server_cores: float = float("nan")
+    window_cores: float = float("nan")
+    kernel_share: float = float("nan")  # of server_cores, in the kernel (stime)
     client_cores: float = float("nan")
     machine_cores: float = float("nan")
     udp_drops: int = 0
     sent: dict[str, int] = field(default_factory=dict)  # per kind, over the window
     received: dict[str, int] = field(default_factory=dict)
-    lost: dict[str, int] = field(default_factory=dict)  # beyond IN_FLIGHT, summed over streams
+    lost: dict[str, int] = field(default_factory=dict)  # skipped in the received sequences, summed over streams
     worst_stream: str = ""
     fps_min: float = 0.0
     events_acked: int = 0
@@ -385,10 +419,11 @@ async def _snap(conns: list[Connection]) -> list[tuple[Any, ...]]:
 
 
 async def measure_takan(
-    n: int, workers: int, warmup: float, window: float, video: list[bytes], audio: list[bytes], http: Any, profile: Optional[Path] = None
+    n: int, workers: int, warmup: float, window: float, video: list[bytes], audio: list[bytes], http: Any,
+    profile: Optional[Path] = None, transport_cc: bool = True, tree: Path = ROOT, gil: bool = False,
 ) -> TakanPoint:
     point = TakanPoint(n, min(workers, n))
-    server = TakanServer()
+    server = TakanServer(tree)
     ctx = multiprocessing.get_context("spawn")
     procs: list[Any] = []
     conns: list[Connection] = []
@@ -399,7 +434,7 @@ async def measure_takan(
         jobs = await server.create(http, n, f"{n:02d}")
         for w in range(point.workers):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(child, server.base, jobs[w :: point.workers], video, audio), daemon=True)
+            proc = ctx.Process(target=worker_main, args=(child, server.base, jobs[w :: point.workers], video, audio, transport_cc), daemon=True)
             proc.start()
             procs.append(proc)
             conns.append(parent)
@@ -415,38 +450,55 @@ async def measure_takan(
             # --nonblocking: py-spy reads the server's memory without pausing it
             spy = subprocess.Popen(
                 ["py-spy" if shutil.which("py-spy") else str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(server.pid),
-                 "--duration", str(int(window)), "--rate", "100", "--nonblocking", "--format", "raw", "-o", str(profile.with_suffix(".txt"))],
+                 "--duration", str(int(window)), "--rate", "100", "--nonblocking", "--format", "raw", "-o", str(profile.with_suffix(".txt"))]
+                + (["--gil"] if gil else []),
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
         m0 = await server.metrics(http)
         snaps0 = await _snap(conns)
         udp0 = relay.udp_receive_drops()
-        cpu0, machine0, t0 = server.cpu(), relay.machine_busy_seconds(), time.monotonic()
+        cpu0, sys0, machine0, t0 = server.cpu(), kernel_cpu_seconds(server.pid), relay.machine_busy_seconds(), time.monotonic()
         await asyncio.sleep(window)
         cpu1, machine1, t1 = server.cpu(), relay.machine_busy_seconds(), time.monotonic()
         snaps1 = await _snap(conns)
         point.udp_drops = relay.udp_receive_drops() - udp0
         m1 = await server.metrics(http)
+        # Loss: frames missing from the sequence each receiver got (by RTP timestamp, so a
+        # late frame is not a lost one), from the window's start until the publishers stop
+        # and the pipeline drains; recv/sent over the same span is a cross-check.
+        for conn in conns:
+            conn.send("halt")
+        for conn in conns:
+            await asyncio.to_thread(conn.recv)
+        await asyncio.sleep(DRAIN_S)
+        drained = await _snap(conns)
+        cpu2, sys2 = server.cpu(), kernel_cpu_seconds(server.pid)
 
         elapsed = point.window = t1 - t0
-        point.server_cores = (cpu1 - cpu0) / elapsed
+        point.window_cores = (cpu1 - cpu0) / elapsed
+        # The server's work for the window's frames, done in it or (a server kept waiting
+        # for a core on this shared machine) in the drain after it; the drain's own
+        # signaling, events and timers are counted too, so this errs high.
+        point.server_cores = (cpu2 - cpu0) / elapsed
+        point.kernel_share = (sys2 - sys0) / (cpu2 - cpu0) if cpu2 > cpu0 else float("nan")
         point.machine_cores = (machine1 - machine0) / elapsed
         point.client_cores = sum(b[6] - a[6] for a, b in zip(snaps0, snaps1)) / elapsed
         worst = (0.0, "")
         fps: list[float] = []
-        for a, b in zip(snaps0, snaps1):
-            for name, (sent1, recv1) in b[1].items():
-                sent0, recv0 = a[1][name]
+        for a, b, c in zip(snaps0, snaps1, drained):
+            for name, (sent1, recv1, _) in b[1].items():
+                sent0, recv0, skipped0 = a[1][name]
+                sent2, recv2, skipped2 = c[1][name]
                 kind = name.rsplit("-", 1)[1]
-                sent, got = sent1 - sent0, recv1 - recv0
-                point.sent[kind] = point.sent.get(kind, 0) + sent
-                point.received[kind] = point.received.get(kind, 0) + got
-                missing = max(0, sent - got - IN_FLIGHT[kind])
-                point.lost[kind] = point.lost.get(kind, 0) + missing
                 if kind == "video":
-                    fps.append(got / elapsed)
-                if sent and (sent - got) / sent > worst[0]:
-                    worst = ((sent - got) / sent, f"{name} {got}/{sent}")
+                    fps.append((recv1 - recv0) / elapsed)
+                # from the window's start to the drained end
+                point.sent[kind] = point.sent.get(kind, 0) + sent2 - sent0
+                point.received[kind] = point.received.get(kind, 0) + recv2 - recv0
+                missing = skipped2 - skipped0
+                point.lost[kind] = point.lost.get(kind, 0) + missing
+                if missing > worst[0]:
+                    worst = (missing, f"{name}: {missing} of {sent2 - sent0}")
             point.events_acked += b[2] - a[2]
             point.event_errors += b[3] - a[3]
             point.first_errors += b[5]
@@ -518,7 +570,10 @@ class Results:
     load_after: str = ""
 
 
-async def run(plan: Plan, quick: bool, only: Optional[tuple[int, ...]], profile: Optional[Path], skip_relay: bool) -> Results:
+async def run(
+    plan: Plan, quick: bool, only: Optional[tuple[int, ...]], profile: Optional[Path], skip_relay: bool, transport_cc: bool = True,
+    tree: Path = ROOT, gil: bool = False,
+) -> Results:
     import aiohttp
 
     from testkit.media import encode_opus, encode_vp8
@@ -541,7 +596,7 @@ async def run(plan: Plan, quick: bool, only: Optional[tuple[int, ...]], profile:
         for n in counts:
             log(f"Takan: {n} inspections ({2 * n} participants, {min(plan.workers, n)} client processes), warm-up {plan.warmup:g} s, window {plan.window:g} s")
             spy = profile if (profile is not None and n == max(counts)) else None
-            point = await measure_takan(n, plan.workers, plan.warmup, plan.window, video, audio, http, spy)
+            point = await measure_takan(n, plan.workers, plan.warmup, plan.window, video, audio, http, spy, transport_cc, tree, gil)
             results.takan.append(point)
             log(
                 f"  server {point.server_cores:.3f} cores = {point.per_inspection:.4f}/inspection, {point.per_stream:.4f}/stream; "
@@ -608,25 +663,29 @@ def render(results: Results) -> tuple[str, str]:
         f"{plan.workers} client processes; each sends {RESOLUTION} VP8 at {relay.FPS} fps "
         f"({results.encoded.get('video_kbps', 0):.0f} kb/s, pre-encoded) and Opus ({results.encoded.get('audio_kbps', 0):.0f} kb/s) "
         f"and receives the other's; the server records all four tracks; {EVENTS_PER_S:g} evidence events/s per inspection "
-        f"(`note` 1/s, `location` 1/s, `chat` 0.5/s). Server CPU = utime+stime of the `takan serve` process over a "
-        f"{plan.window:g} s window after {plan.warmup:g} s of warm-up. 'lost' = frames sent minus frames received over "
-        f"the window, beyond {IN_FLIGHT['video']} video / {IN_FLIGHT['audio']} audio frame(s) in flight per stream."
+        f"(`note` 1/s, `location` 1/s, `chat` 0.5/s). Server CPU = utime+stime of the `takan serve` process from the start of a "
+        f"{plan.window:g} s window (after {plan.warmup:g} s of warm-up) until the pipeline has drained after it, per second of "
+        f"the window (it errs high: the drain's own signaling and events count too; the window alone is in brackets). 'lost' = frames missing from the sequence a "
+        f"receiver got (by RTP timestamp, so a late frame is not a lost one), from the window's start until the "
+        f"publishers stop and {DRAIN_S:g} s more; 'recv/sent' counts the same span (received can exceed sent by the "
+        f"frames that were in flight at the start). Clients send transport-wide sequence numbers as Chromium does "
+        f"(`testkit.media.enable_transport_cc`), so the server runs its transport-cc feedback, not aiortc's REMB estimator."
     )
     md.append("")
     md.append("### Takan, real sessions")
     md.append("")
     md.append(
-        "| inspections | relayed 720p streams | server cores | cores/inspection | cores/stream | video recv/sent | audio recv/sent | "
+        "| inspections | relayed 720p streams | server cores | (in the window alone) | kernel share | cores/inspection | cores/stream | video recv/sent | audio recv/sent | "
         "slowest stream fps | events acked (p50 / p99 ms) | segments stored | client cores | machine cores | UDP drops | status |"
     )
-    md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     head = f"{'N':>3}{'streams':>8}{'srv cores':>11}{'/insp':>9}{'/stream':>9}{'video r/s':>15}{'audio r/s':>15}{'fps min':>8}{'events':>8}{'segs':>6}{'client':>8}{'machine':>8}  status"
     txt += ["Takan, real sessions (CPU-seconds per wall-second)", head, "-" * len(head)]
     for p in results.takan:
         video = f"{p.received.get('video', 0)}/{p.sent.get('video', 0)}"
         audio = f"{p.received.get('audio', 0)}/{p.sent.get('audio', 0)}"
         md.append(
-            f"| {p.inspections} | {p.streams} | {fmt(p.server_cores)} | {fmt(p.per_inspection, 4)} | {fmt(p.per_stream, 4)} | "
+            f"| {p.inspections} | {p.streams} | {fmt(p.server_cores)} | {fmt(p.window_cores)} | {p.kernel_share:.0%} | {fmt(p.per_inspection, 4)} | {fmt(p.per_stream, 4)} | "
             f"{video} | {audio} | {p.fps_min:.1f} | {p.events_acked} ({fmt(p.event_p50_ms, 0)} / {fmt(p.event_p99_ms, 0)}) | "
             f"{p.segments:.0f} | {fmt(p.client_cores, 2)} | {fmt(p.machine_cores, 2)} | {p.udp_drops} | {p.status} |"
         )
@@ -718,6 +777,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, help="client processes (default 3, --quick 2)")
     parser.add_argument("--window", type=float, help="measurement window, s")
     parser.add_argument("--no-relay", action="store_true", help="skip bench/relay.py's servers")
+    parser.add_argument("--tree", type=Path, default=ROOT, help="run the server from this checkout (compare before/after)")
+    parser.add_argument("--gil", action="store_true", help="with --profile: sample only the thread holding the GIL")
+    parser.add_argument("--remb", action="store_true", help="clients without transport-cc (aiortc's default): the server runs REMB")
     parser.add_argument("--profile", type=Path, help="py-spy the server during the largest N's window: PATH.txt (collapsed stacks)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results-capacity.md", help="Markdown results file ('-': none)")
     args = parser.parse_args()
@@ -734,7 +796,7 @@ def main() -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, task.cancel)
-        return await run(plan, args.quick, tuple(args.inspections) if args.inspections else None, args.profile, args.no_relay)
+        return await run(plan, args.quick, tuple(args.inspections) if args.inspections else None, args.profile, args.no_relay, not args.remb, args.tree.resolve(), args.gil)
 
     code = 0
     try:

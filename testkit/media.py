@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
-from typing import Optional
+from typing import Any, Optional
 
 import av
 from PIL import Image, ImageDraw
@@ -111,15 +111,22 @@ class PacketAudioTrack(MediaStreamTrack):
         self._packets = packets
         self._index = 0
         self._start: Optional[float] = None
+        self.halted = False
 
     @property
     def frames_sent(self) -> int:
         """Packets handed to the sender so far."""
         return self._index
 
+    def halt(self) -> None:
+        """Send nothing more (a benchmark lets the pipeline drain, then counts)."""
+        self.halted = True
+
     async def recv(self) -> av.Packet:  # type: ignore[override]
         if self.readyState != "live":
             raise MediaStreamError
+        if self.halted:
+            await asyncio.get_running_loop().create_future()  # until the sender is stopped
         if self._start is None:
             self._start = time.monotonic()
         delay = self._start + self._index * OPUS_FRAME_SAMPLES / 48000 - time.monotonic()
@@ -154,6 +161,11 @@ class PacketVideoTrack(MediaStreamTrack):
         self.keyframe_requests = 0
         self._loop_origin = 0
         self._restart_pending = False
+        self.halted = False
+
+    def halt(self) -> None:
+        """Send nothing more (a benchmark lets the pipeline drain, then counts)."""
+        self.halted = True
 
     @property
     def frames_sent(self) -> int:
@@ -169,6 +181,8 @@ class PacketVideoTrack(MediaStreamTrack):
     async def recv(self) -> av.Packet:  # type: ignore[override]
         if self.readyState != "live":
             raise MediaStreamError
+        if self.halted:
+            await asyncio.get_running_loop().create_future()  # until the sender is stopped
         if self._start is None:
             self._start = time.monotonic()
         due = self._start + self._index / self._fps
@@ -194,14 +208,72 @@ class CountingSink:
         self.keyframes = 0
         self.first_frame_at: Optional[float] = None
         self.sizes: list[int] = []
+        #: With ``step`` (the publisher's timestamp increment per frame: 4500 for 20 fps
+        #: video, 960 for 20 ms Opus), ``skipped`` counts the frames missing between two
+        #: received ones: loss, whatever the delay.
+        self.step: Optional[int] = None
+        self.skipped = 0
+        self._last_pts: Optional[int] = None
 
     def __call__(self, packet: av.Packet) -> None:
         if self.first_frame_at is None:
             self.first_frame_at = time.monotonic()
         self.frames += 1
+        if self.step is not None and packet.pts is not None:
+            # RTP timestamps are 32-bit and aiortc's mapper reads any step back as a wrap
+            # (+2**32): compare modulo 2**32, and a step back is a reordered frame.
+            delta = (packet.pts - self._last_pts) & 0xFFFFFFFF if self._last_pts is not None else 0
+            if delta < 0x80000000:
+                self.skipped += max(0, round(delta / self.step) - 1)
+                self._last_pts = packet.pts
         self.sizes.append(packet.size)
         if packet.is_keyframe:
             self.keyframes += 1
+
+
+_TRANSPORT_CC_ID = 5  # aiortc's own extensions use ids 1-3
+
+
+def enable_transport_cc() -> None:
+    """Make this process's aiortc senders behave like Chromium's: offer transport-wide
+    congestion control and number every RTP packet of a peer connection's transport.
+
+    aiortc never writes the transport-wide sequence number, so a server receiving only
+    aiortc clients would run aiortc's REMB estimator instead of its transport-cc path
+    (media/twcc.py), which is what browsers exercise. Process-wide (it edits aiortc's
+    capability lists): for client processes only, never one that runs a server.
+    """
+    import itertools
+
+    from aiortc import codecs as aiortc_codecs
+    from aiortc import rtp
+    from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParameters
+
+    from media import twcc
+
+    global _transport_cc
+    if _transport_cc:
+        return
+    _transport_cc = True
+    for kind in ("audio", "video"):
+        aiortc_codecs.HEADER_EXTENSIONS[kind].append(RTCRtpHeaderExtensionParameters(id=_TRANSPORT_CC_ID, uri=twcc.URI))
+        for codec in aiortc_codecs.CODECS[kind]:
+            if codec.mimeType.lower() in ("video/vp8", "audio/opus"):
+                codec.rtcpFeedback.append(RTCRtcpFeedback(type="transport-cc"))
+    serialize = rtp.RtpPacket.serialize
+
+    def numbered(self: rtp.RtpPacket, extensions_map: rtp.HeaderExtensionsMap = rtp.HeaderExtensionsMap()) -> bytes:
+        counter = getattr(extensions_map, "_transport_cc_counter", None)
+        if counter is not None:
+            self.extensions.transport_sequence_number = next(counter) & 0xFFFF
+        return serialize(self, extensions_map)
+
+    rtp.RtpPacket.serialize = numbered  # type: ignore[method-assign]
+    _counter_factory[0] = itertools.count
+
+
+_transport_cc = False
+_counter_factory: list[Any] = [None]
 
 
 class ClientPeer:
@@ -239,6 +311,12 @@ class ClientPeer:
 
     async def accept(self, answer_sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+        if _transport_cc:
+            # one sequence for every sender of the (bundled) transport, as libwebrtc numbers them
+            counter = _counter_factory[0](1)
+            for transceiver in self.pc.getTransceivers():
+                extensions = getattr(transceiver.sender, "_RTCRtpSender__rtp_header_extensions_map")
+                extensions._transport_cc_counter = counter
 
     async def close(self) -> None:
         await self.pc.close()
