@@ -70,6 +70,7 @@ TIMESTAMP_STEP = {"video": 90000 // relay.FPS, "audio": 960}
 #: After the window the publishers stop; this long later every frame still coming has come.
 DRAIN_S = 3.0
 AIMS = {"inspections_per_core": 25.0, "ratio": 8.0}
+NOTES_MARKER = "<!-- notes below are kept by bench/capacity.py -->"
 
 log = relay.log
 
@@ -358,6 +359,7 @@ class TakanPoint:
     server_cores: float = float("nan")
     window_cores: float = float("nan")
     kernel_share: float = float("nan")  # of server_cores, in the kernel (stime)
+    server_frames_per_s: float = float("nan")  # frames the server's live tracks received, in the window
     client_cores: float = float("nan")
     machine_cores: float = float("nan")
     udp_drops: int = 0
@@ -393,6 +395,20 @@ class TakanPoint:
     @property
     def per_stream(self) -> float:
         return self.server_cores / self.streams
+
+    @property
+    def nominal_frames_per_s(self) -> float:
+        """What the publishers send: per inspection two 20 fps videos and two 50/s Opus."""
+        return self.inspections * 2 * (relay.FPS + 50)
+
+    @property
+    def per_inspection_full_rate(self) -> float:
+        """Cores per inspection if every frame had been handled: the window's CPU per frame
+        the server received, times the frames an inspection sends. When the shared machine
+        keeps the server from a core, the window's CPU covers only the frames it got to."""
+        if not self.server_frames_per_s or self.server_frames_per_s != self.server_frames_per_s:
+            return float("nan")
+        return self.window_cores / self.server_frames_per_s * self.nominal_frames_per_s / self.inspections
 
     @property
     def status(self) -> str:
@@ -514,6 +530,8 @@ async def measure_takan(
             point.event_p99_ms = relay.percentile(latencies, 99) * 1000
         point.fps_min = min(fps) if fps else 0.0
         point.worst_stream = worst[1]
+        relayed = sum(m1.get(f"relay_frames_{k}", 0) - m0.get(f"relay_frames_{k}", 0) for k in ("video", "audio"))
+        point.server_frames_per_s = relayed / elapsed
         point.segments = m1.get("takan_recorder_segments_total", 0) - m0.get("takan_recorder_segments_total", 0)
         point.appends = m1.get("takan_event_appends_total", 0) - m0.get("takan_event_appends_total", 0)
         if spy is not None:
@@ -644,6 +662,10 @@ def derive(results: Results) -> dict[str, Any]:
     if len(ordered) >= 2 and ordered[-1].inspections > ordered[0].inspections:
         lo, hi = ordered[0], ordered[-1]
         out["marginal"] = ((hi.server_cores - lo.server_cores) / (hi.inspections - lo.inspections), lo.inspections, hi.inspections)
+    measured = [p for p in results.takan if not p.error and p.per_inspection_full_rate == p.per_inspection_full_rate]
+    if measured:
+        top = max(measured, key=lambda p: p.inspections)
+        out["full_rate"] = top
     dec = [p for p in results.relay if p.mode == "decode" and p.ok]
     if dec:
         d = max(dec, key=lambda p: p.streams)
@@ -687,10 +709,10 @@ def render(results: Results) -> tuple[str, str]:
     md.append("### Takan, real sessions")
     md.append("")
     md.append(
-        "| inspections | relayed 720p streams | server cores | (in the window alone) | kernel share | cores/inspection | cores/stream | video recv/sent | audio recv/sent | "
+        "| inspections | relayed 720p streams | server cores | (in the window alone) | kernel share | cores/inspection | cores/stream | server got (of sent) | cores/inspection at full rate | video recv/sent | audio recv/sent | "
         "slowest stream fps | events acked (p50 / p99 ms) | segments stored | client cores | machine cores | UDP drops | status |"
     )
-    md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     head = f"{'N':>3}{'streams':>8}{'srv cores':>11}{'/insp':>9}{'/stream':>9}{'video r/s':>15}{'audio r/s':>15}{'fps min':>8}{'events':>8}{'segs':>6}{'client':>8}{'machine':>8}  status"
     txt += ["Takan, real sessions (CPU-seconds per wall-second)", head, "-" * len(head)]
     for p in results.takan:
@@ -698,7 +720,7 @@ def render(results: Results) -> tuple[str, str]:
         audio = f"{p.received.get('audio', 0)}/{p.sent.get('audio', 0)}"
         md.append(
             f"| {p.inspections} | {p.streams} | {fmt(p.server_cores)} | {fmt(p.window_cores)} | {p.kernel_share:.0%} | {fmt(p.per_inspection, 4)} | {fmt(p.per_stream, 4)} | "
-            f"{video} | {audio} | {p.fps_min:.1f} | {p.events_acked} ({fmt(p.event_p50_ms, 0)} / {fmt(p.event_p99_ms, 0)}) | "
+            f"{p.server_frames_per_s / p.nominal_frames_per_s:.0%} | {fmt(p.per_inspection_full_rate, 4)} | {video} | {audio} | {p.fps_min:.1f} | {p.events_acked} ({fmt(p.event_p50_ms, 0)} / {fmt(p.event_p99_ms, 0)}) | "
             f"{p.segments:.0f} | {fmt(p.client_cores, 2)} | {fmt(p.machine_cores, 2)} | {p.udp_drops} | {p.status} |"
         )
         txt.append(
@@ -747,6 +769,14 @@ def render(results: Results) -> tuple[str, str]:
             f"Each inspection added between N={lo} and N={hi} cost {slope:.4f} cores"
             + (f" ({1 / slope:.0f} per core by that slope)" if slope > 0 else "")
             + "."
+        )
+    if "full_rate" in d:
+        f = d["full_rate"]
+        lines.append(
+            f"From the CPU per frame the server handled at N={f.inspections} (it got {f.server_frames_per_s / f.nominal_frames_per_s:.0%} "
+            f"of the frames sent in the window): {fmt(f.per_inspection_full_rate, 4)} cores per inspection at the full rate, "
+            f"{1 / f.per_inspection_full_rate:.0f} inspections per core (an extrapolation: it assumes the cost per frame stays "
+            f"as measured when the server gets the core it needs)."
         )
     if "decode" in d:
         c = d["decode"]
@@ -816,7 +846,11 @@ def main() -> int:
         table, markdown = render(results)
         print(table, flush=True)
         if str(args.out) != "-":
-            args.out.write_text(markdown + "\n")
+            # the hand-written notes below the marker (the profile, what changed) survive a re-run
+            kept = ""
+            if args.out.exists() and NOTES_MARKER in (old := args.out.read_text()):
+                kept = "\n" + old[old.index(NOTES_MARKER):]
+            args.out.write_text(markdown + "\n" + kept)
             log(f"wrote {args.out}")
         print(json.dumps({"takan": [{"n": p.inspections, "server_cores": p.server_cores, "lossless": p.lossless} for p in results.takan]}), file=sys.stderr)
     except (KeyboardInterrupt, asyncio.CancelledError):

@@ -307,7 +307,24 @@ class ClientPeer:
 
     async def offer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createOffer())
+        self._enlarge_receive_buffers()
         return self.pc.localDescription.sdp
+
+    def _enlarge_receive_buffers(self) -> None:
+        """2 MiB socket receive buffers, as the server's (media/tap.py): a stand-in whose
+        process waits for a core on a shared machine must not drop a keyframe's burst
+        in its own socket and make the server look lossy."""
+        import socket
+
+        for transceiver in self.pc.getTransceivers():
+            connection = getattr(transceiver.receiver.transport.transport, "_connection", None)
+            for protocol in getattr(connection, "_protocols", []):
+                sock = protocol.transport.get_extra_info("socket") if protocol.transport is not None else None
+                if sock is not None:
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, tap.RECEIVE_BUFFER_BYTES)
+                    except OSError:
+                        pass
 
     async def accept(self, answer_sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
