@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/capacity.py            # N = 2, 4, 8; about 5 minutes
+    .venv/bin/python bench/capacity.py            # N = 2, 4, 8; about 3-6 minutes
     .venv/bin/python bench/capacity.py --quick    # N = 2, 8 and shorter windows, < 3 minutes
     .venv/bin/python bench/capacity.py --profile /tmp/takan   # also py-spy the server at the largest N
 
@@ -25,12 +25,13 @@ One run measures, side by side:
 3. **Takan's bare relay** (bench/relay.py's ``passthrough`` mode): the same streams through
    MediaRoom/ServerPeer without signaling, recording or audio, as a reference.
 
-Server CPU is utime+stime of the server process from /proc/<pid>/stat over the window, so
-other engineers' load on the shared machine does not count (it can still delay us). Frame
-loss per stream is frames the publisher's track handed to its sender from the window's start
-on, minus frames the other participant's receiver completed from then until the publishers
-stop and the pipeline has drained (DRAIN_S; the frames in flight at the window's start are
-allowed for). Results go to stdout and bench/results-capacity.md.
+Server CPU is utime+stime of the server process from /proc/<pid>/stat, from the window's
+start until the pipeline has drained after it, so other engineers' load on the shared
+machine does not count (it can still delay us). Loss per stream is the frames missing from
+the RTP timestamp sequence its receiver got, plus frames that never came, from the window's
+start until DRAIN_S after the publishers stop; a point carries N only without loss, event
+errors or a stream under 18 fps in the window. Clients number their packets with
+transport-wide sequence numbers as Chromium does. Results go to stdout and bench/results-capacity.md.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -242,9 +242,7 @@ async def _worker(conn: Connection, base: str, jobs: list[tuple[str, str, str]],
 
 def kernel_cpu_seconds(pid: int) -> float:
     """stime alone: on loopback a sendto also runs the receiving socket's delivery."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[12]) / relay.CLK_TCK
+    return relay.process_times(pid)[1]
 
 
 class TakanServer:
@@ -253,7 +251,7 @@ class TakanServer:
 
     def __init__(self, tree: Path = ROOT) -> None:
         self.tree = tree
-        self.port = relay_free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.data = Path(tempfile.mkdtemp(prefix="takan-capacity-"))
         self.log_path = self.data.with_suffix(".log")
@@ -342,10 +340,10 @@ class TakanServer:
         self.log_path.unlink(missing_ok=True)
 
 
-def relay_free_port() -> int:
-    from testkit.server import free_port
+def free_port() -> int:
+    from testkit.server import free_port as testkit_free_port
 
-    return free_port()
+    return testkit_free_port()
 
 
 # ---- one point ------------------------------------------------------------------------------
