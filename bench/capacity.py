@@ -659,7 +659,8 @@ def derive(results: Results) -> dict[str, Any]:
     ordered = sorted((p for p in results.takan if not p.error), key=lambda p: p.inspections)
     if len(ordered) >= 2 and ordered[-1].inspections > ordered[0].inspections:
         lo, hi = ordered[0], ordered[-1]
-        out["marginal"] = ((hi.server_cores - lo.server_cores) / (hi.inspections - lo.inspections), lo.inspections, hi.inspections)
+        lossy = [q.inspections for q in (lo, hi) if not q.lossless]
+        out["marginal"] = ((hi.server_cores - lo.server_cores) / (hi.inspections - lo.inspections), lo.inspections, hi.inspections, lossy)
     measured = [p for p in results.takan if not p.error and p.per_inspection_full_rate == p.per_inspection_full_rate]
     if measured:
         top = max(measured, key=lambda p: p.inspections)
@@ -764,10 +765,11 @@ def render(results: Results) -> tuple[str, str]:
     else:
         lines.append("No point ran without frame loss.")
     if "marginal" in d:
-        slope, lo, hi = d["marginal"]
+        slope, lo, hi, lossy = d["marginal"]
         lines.append(
             f"Each inspection added between N={lo} and N={hi} cost {slope:.4f} cores"
             + (f" ({1 / slope:.0f} per core by that slope)" if slope > 0 else "")
+            + (f"; N={', '.join(map(str, lossy))} did not carry, so this is a lower bound" if lossy else "")
             + "."
         )
     if "full_rate" in d:
