@@ -78,12 +78,17 @@ def log(msg: str) -> None:
 # ---- CPU accounting ---------------------------------------------------------------------
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of a whole process (all its threads, live and exited)."""
+def process_times(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a whole process (all its threads, live and exited), in seconds."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a whole process (all its threads, live and exited)."""
+    return sum(process_times(pid))
 
 
 def machine_busy_seconds() -> float:

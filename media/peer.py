@@ -162,7 +162,7 @@ class ServerPeer:
                     seq = packet.extensions.transport_sequence_number
                     if seq is not None and self.transport_feedback is not None:
                         self.transport_feedback.on_packet(seq, self._arrival())
-                    if packet.ssrc not in tap.rtx_ssrcs(receiver):
+                    if not tap.is_rtx_ssrc(receiver, packet.ssrc):
                         self._media_ssrc = packet.ssrc
 
                 tap.observe_rtp(receiver, on_packet)

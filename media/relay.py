@@ -11,6 +11,7 @@ one continuous stream.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from typing import Any, Callable, Optional
@@ -176,7 +177,7 @@ class ForwardedTrack(MediaStreamTrack):
         #: The subscriber's link, from its reports (see :meth:`link_report`).
         self.link_bps: Optional[int] = None
         self.link_loss: Optional[float] = None
-        self._bytes: list[tuple[float, int]] = []  # (time, size) of frames sent, last 2 s
+        self._bytes: collections.deque[tuple[float, int]] = collections.deque()  # (time, size) of frames sent, last 2 s
         self._weak_since: Optional[float] = None
         self._paused_until: Optional[float] = None
         self._retry_s = VIDEO_RETRY_S
@@ -295,7 +296,7 @@ class ForwardedTrack(MediaStreamTrack):
         now = time.monotonic()
         self._bytes.append((now, out.size))
         while self._bytes and now - self._bytes[0][0] > 2.0:
-            self._bytes.pop(0)
+            self._bytes.popleft()  # per frame: a list's pop(0) shifts the whole window
         return out
 
     def stop(self) -> None:

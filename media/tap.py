@@ -226,6 +226,10 @@ class _PassThroughJitterBuffer(JitterBuffer):
         self._await_start = False
         self.holes_skipped = 0
         self.frames_dropped = 0
+        #: Sequence number of the buffered packet furthest from the head, so that the scans
+        #: below stop there instead of walking all ``capacity`` slots for every packet
+        #: (profiled: the full walk was ~5 % of a loaded server's time).
+        self._newest: Optional[int] = None
 
     def add(self, packet: Any) -> tuple[bool, Optional[JitterFrame]]:
         if self._is_video and self._await_start:
@@ -233,9 +237,15 @@ class _PassThroughJitterBuffer(JitterBuffer):
             if not vp8_frame_start(packet.payload)[0]:
                 return False, None
             self._await_start = False
+        seq = packet.sequence_number
         pli, frame = super().add(packet)
         if not self._is_video:
             return pli, frame
+        if self._packets[seq % self._capacity] is packet or frame is not None:
+            # placed (a packet that completed a frame may be gone already): the newest
+            # unless one further ahead of the head is buffered
+            if self._newest is None or self._span(self._newest) >= self._capacity or self._span(seq) > self._span(self._newest):
+                self._newest = seq
         if frame is None and self._head_blocked():
             now = time.monotonic()
             if self._blocked_since is None:
@@ -276,12 +286,23 @@ class _PassThroughJitterBuffer(JitterBuffer):
             if frame is not None:
                 frames.append(frame)
 
+    def _span(self, seq: int) -> int:
+        """Offset of ``seq`` from the head (>= capacity: not in the buffer's window)."""
+        assert self._origin is not None
+        return (seq - self._origin) & 0xFFFF
+
+    def _scan_length(self) -> int:
+        """Slots from the head that can hold a packet: up to the newest, else all of them."""
+        if self._newest is None:
+            return self._capacity
+        return min(self._span(self._newest) + 1, self._capacity)
+
     def _head_blocked(self) -> bool:
         """Some packet is buffered beyond a missing one."""
         if self._origin is None:
             return False
         seen_hole = False
-        for count in range(self.capacity):
+        for count in range(self._scan_length()):
             packet = self._packets[(self._origin + count) % self._capacity]
             if packet is None:
                 seen_hole = True
@@ -293,7 +314,7 @@ class _PassThroughJitterBuffer(JitterBuffer):
         """Offset from the head of the first frame start (keyframe start) after a hole."""
         assert self._origin is not None
         seen_hole = False
-        for count in range(self.capacity):
+        for count in range(self._scan_length()):
             packet = self._packets[(self._origin + count) % self._capacity]
             if packet is None:
                 seen_hole = True
@@ -309,6 +330,7 @@ class _PassThroughJitterBuffer(JitterBuffer):
         if count is None:
             self.remove(self.capacity)  # nothing usable behind the hole: start afresh
             self._origin = None
+            self._newest = None
             self._await_start = True
         else:
             self.remove(count)
@@ -486,6 +508,11 @@ def observe_rtp(receiver: RTCRtpReceiver, on_packet: PacketCallback, transport_c
 def rtx_ssrcs(receiver: RTCRtpReceiver) -> set[int]:
     """The publisher's retransmission SSRCs known to ``receiver``."""
     return set(getattr(receiver, _RTX_ATTR, {}))
+
+
+def is_rtx_ssrc(receiver: RTCRtpReceiver, ssrc: int) -> bool:
+    """``ssrc`` is one of the publisher's retransmission SSRCs (per packet: no copy)."""
+    return ssrc in getattr(receiver, _RTX_ATTR, ())
 
 
 def rtcp_ssrc(receiver: RTCRtpReceiver) -> Optional[int]:

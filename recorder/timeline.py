@@ -48,6 +48,10 @@ class RtpClock:
         self._ticks = 0
         self._time_base = time_base
         self._base_ms = base_ms
+        # ms = ticks * time_base * 1000 in integers: Fraction arithmetic on every frame of
+        # every recorded track showed in the server's profile; the rounding is the same.
+        self._ms_num = time_base.numerator * 1000
+        self._ms_den = time_base.denominator
 
     def to_ms(self, ts: int) -> int:
         """The timeline position of ``ts`` (each call moves the clock's reference)."""
@@ -56,4 +60,8 @@ class RtpClock:
             delta -= _RTP_WRAP
         self._last_ts = ts
         self._ticks += delta
-        return self._base_ms + round(self._ticks * self._time_base * 1000)
+        quotient, remainder = divmod(self._ticks * self._ms_num, self._ms_den)
+        twice = 2 * remainder
+        if twice > self._ms_den or (twice == self._ms_den and quotient & 1):
+            quotient += 1  # round half to even, as round() of the exact Fraction does
+        return self._base_ms + quotient

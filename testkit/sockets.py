@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import socketio
 
-from testkit.media import ClientPeer, PacketVideoTrack
+from testkit.media import ClientPeer, PacketAudioTrack, PacketVideoTrack
 
 
 def token_of(url: str) -> str:
@@ -60,10 +60,18 @@ class Participant:
         await self.start_media(frames)
         return joined
 
-    async def start_media(self, frames: Optional[list[bytes]]) -> None:
+    async def start_media(
+        self, frames: Optional[list[bytes]], audio: Optional[list[bytes]] = None, fps: int = 20, honour_keyframe_requests: bool = False
+    ) -> None:
+        """Offer a new peer connection sending ``frames`` (VP8) and ``audio`` (Opus packets)
+        in loops; ``honour_keyframe_requests`` restarts the video loop on a PLI as a
+        browser's encoder does."""
         if self.peer is not None:
             await self.peer.close()
-        self.peer = ClientPeer(video=PacketVideoTrack(frames) if frames else None)
+        self.peer = ClientPeer(
+            video=PacketVideoTrack(frames, fps, restart_on_keyframe_request=honour_keyframe_requests) if frames else None,
+            audio=PacketAudioTrack(audio) if audio else None,
+        )
         answer = await self.call("offer", {"type": "offer", "sdp": await self.peer.offer()})
         assert answer["ok"], answer
         await self.peer.accept(answer["sdp"])

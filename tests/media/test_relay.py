@@ -281,6 +281,54 @@ def test_a_retransmission_releases_every_frame_queued_behind_it() -> None:
     assert [f.timestamp for f in jb.drain()] == [6000, 9000, 12000]
 
 
+def test_the_bounded_scans_release_what_the_full_scans_did(monkeypatch) -> None:
+    """The jitter buffer scans only up to its newest packet (a per-packet cost); on a random
+    stream with loss, reordering, late retransmissions, keyframes and sequence wrap-around it
+    must release and drop exactly what walking every slot released and dropped."""
+    import random
+
+    from media import tap
+
+    class FullScan(tap._PassThroughJitterBuffer):
+        def _scan_length(self) -> int:
+            return self._capacity
+
+    clock = [100.0]
+    monkeypatch.setattr(tap.time, "monotonic", lambda: clock[0])
+    skipped = released = 0
+    for seed in range(20):
+        rng = random.Random(seed)
+        fast, full = tap._PassThroughJitterBuffer(capacity=128, is_video=True), FullScan(capacity=128, is_video=True)
+        seq, ts, late = rng.randrange(0x10000 - 300, 0x10000), 0, []
+        for number in range(600):
+            packets = rng.randint(1, 9)
+            key = number % 40 == 0
+            for k in range(packets):
+                packet = _vp8_packet(seq & 0xFFFF, ts, k == 0, key=key and k == 0, marker=k == packets - 1)
+                seq += 1
+                roll = rng.random()
+                if roll < 0.04:
+                    late.append(packet)  # retransmitted later, or never
+                    continue
+                arrivals = [packet]
+                if late and roll > 0.9:
+                    arrivals.append(late.pop(rng.randrange(len(late))))
+                if roll > 0.97:
+                    arrivals.reverse()
+                for item in arrivals:
+                    a, b = fast.add(item), full.add(item)
+                    assert a[0] == b[0] and (a[1] is None) == (b[1] is None), (seed, number)
+                    if a[1] is not None:
+                        released += 1
+                        assert b[1] is not None and (a[1].timestamp, a[1].data) == (b[1].timestamp, b[1].data)
+                    assert [(f.timestamp, f.data) for f in fast.drain()] == [(f.timestamp, f.data) for f in full.drain()]
+            ts += 3000
+            clock[0] += rng.choice((0.05, 0.05, 0.05, 0.6))
+        assert (fast.holes_skipped, fast.frames_dropped) == (full.holes_skipped, full.frames_dropped)
+        skipped += fast.holes_skipped
+    assert skipped > 20 and released > 5000  # the streams did exercise holes and releases
+
+
 class _Source:
     kind = "video"
 
