@@ -258,6 +258,28 @@ def test_a_lost_packet_is_given_up_and_inter_frames_wait_for_a_keyframe(monkeypa
     assert frame is not None  # inter frames flow again after the keyframe
 
 
+def test_a_keyframe_with_a_hole_waits_longer_for_its_retransmission(monkeypatch) -> None:
+    from media import tap
+
+    clock = [100.0]
+    monkeypatch.setattr(tap.time, "monotonic", lambda: clock[0])
+    jb = tap._PassThroughJitterBuffer(capacity=128, is_video=True)
+    assert jb.add(_vp8_packet(1, 0, True, key=True, marker=True))[1] is not None
+    jb.add(_vp8_packet(2, 3000, True, key=True))  # a keyframe; its packet 3 is lost
+    jb.add(_vp8_packet(4, 3000, False, marker=True))
+    clock[0] += tap.HOLE_TIMEOUT_S + 0.01
+    pli, frame = jb.add(_vp8_packet(5, 6000, True, marker=True))
+    assert frame is None and not pli and jb.holes_skipped == 0  # still waiting: an inter frame would not be
+    pli, frame = jb.add(_vp8_packet(3, 3000, False))  # the retransmission
+    assert frame is not None and frame.timestamp == 3000
+    # a keyframe whose lost packet never comes back is given up after the longer wait
+    jb.add(_vp8_packet(6, 9000, True, key=True))  # its packet 7 is lost for good
+    jb.add(_vp8_packet(8, 9000, False, marker=True))
+    clock[0] += tap.KEYFRAME_HOLE_TIMEOUT_S + 0.01
+    pli, frame = jb.add(_vp8_packet(9, 12000, True, marker=True))
+    assert pli and frame is None and jb.holes_skipped == 1
+
+
 def test_a_keyframe_behind_a_hole_is_released_at_once() -> None:
     from media import tap
 
