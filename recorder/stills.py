@@ -28,6 +28,12 @@ logger = logging.getLogger(__name__)
 RECENT_KEYFRAME_S = 0.2
 #: How often to repeat the keyframe request while waiting (the source rate-limits too).
 _REQUEST_EVERY_S = 0.5
+#: A keyframe at least this wide is full resolution for a still (the pages ask for 720p).
+SHARP_WIDTH = 1280
+#: How much longer a still waits for a sharper keyframe than a narrow first one: the
+#: phone's encoder, told to keep full resolution (the `sharpen` event), restarts at it
+#: with a keyframe within a few frames.
+SHARPEN_WAIT_S = 2.0
 JPEG_QUALITY = 92
 
 
@@ -124,9 +130,11 @@ class StillCapture:
 
     # ---- capture -------------------------------------------------------------------------
 
-    async def capture(self, timeout_s: float = 3.0) -> Still:
+    async def capture(self, timeout_s: float = 3.0, sharpen: bool = False) -> Still:
         """A JPEG of the next keyframe (or of one that arrived within ~200 ms).
 
+        With ``sharpen`` (the publisher was told to keep full resolution), a keyframe
+        narrower than SHARP_WIDTH is bettered by a wider one arriving within SHARPEN_WAIT_S.
         Raises :class:`NoVideo` when nobody publishes the video or no keyframe arrives
         within ``timeout_s``.
         """
@@ -139,6 +147,19 @@ class StillCapture:
             keyframe = latest
         else:
             keyframe = await self._next_keyframe(timeout_s)
+        if sharpen and vp8_keyframe_width(bytes(keyframe.packet)) < SHARP_WIDTH:
+            # the encoder had lowered its resolution for a weak link: its next keyframes
+            # are at full resolution once it keeps it; wait a little for one
+            deadline = time.monotonic() + SHARPEN_WAIT_S
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    wider = await self._next_keyframe(left, quiet=True)
+                except NoVideo:
+                    break
+                if vp8_keyframe_width(bytes(wider.packet)) > vp8_keyframe_width(bytes(keyframe.packet)):
+                    keyframe = wider
+                if vp8_keyframe_width(bytes(keyframe.packet)) >= SHARP_WIDTH:
+                    break
         data, width, height = await asyncio.to_thread(_jpeg_of_keyframe, bytes(keyframe.packet), self._quality)
         self.captured += 1
         logger.info(
@@ -153,7 +174,7 @@ class StillCapture:
             rtp_timestamp=int(keyframe.packet.pts or 0),
         )
 
-    async def _next_keyframe(self, timeout_s: float) -> _Keyframe:
+    async def _next_keyframe(self, timeout_s: float, quiet: bool = False) -> _Keyframe:
         waiter: asyncio.Future[_Keyframe] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         deadline = time.monotonic() + timeout_s
@@ -175,9 +196,10 @@ class StillCapture:
                 waiter.cancel()
             elif not waiter.cancelled():
                 waiter.exception()  # retrieved: a late failure is not worth a warning
-        logger.warning(
-            "inspection %s: no keyframe from %s video within %.1f s", self.inspection_id, self.role, timeout_s
-        )
+        if not quiet:
+            logger.warning(
+                "inspection %s: no keyframe from %s video within %.1f s", self.inspection_id, self.role, timeout_s
+            )
         raise NoVideo(f"no keyframe from the {self.role}'s camera within {timeout_s:g} s")
 
     def _fail_waiters(self, why: str) -> None:
@@ -185,6 +207,13 @@ class StillCapture:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(NoVideo(why))
+
+
+def vp8_keyframe_width(frame: bytes) -> int:
+    """The width a VP8 keyframe declares (RFC 6386 9.1: start code, then 14-bit width), or 0."""
+    if len(frame) < 10 or frame[0] & 0x01 or frame[3:6] != b"\x9d\x01\x2a":
+        return 0
+    return int.from_bytes(frame[6:8], "little") & 0x3FFF
 
 
 def _jpeg_of_keyframe(data: bytes, quality: int) -> tuple[bytes, int, int]:

@@ -611,10 +611,14 @@ class SessionService:
         code = record.checkpoint(capture.checkpoint)["code"]
         if room.stills is None:
             raise Unavailable("still capture is not available on this node")
+        # the phone keeps full resolution for the still (its pages give way on a weak link)
+        await self.tell_role(room.inspection_id, "applicant", "sharpen", {"on": True})
         try:
-            still = await room.stills.capture()
+            still = await room.stills.capture(sharpen=True)
         except NoVideo as exc:
             raise Conflict(f"no picture to capture: {exc}") from None
+        finally:
+            await self.tell_role(room.inspection_id, "applicant", "sharpen", {"on": False})
         key = record.next_evidence_key(code, "stills", "jpg")
         event = await self.journal.record_blob(
             room.inspection_id, key, still.data, "image/jpeg", "still.captured", "inspector",

@@ -111,3 +111,37 @@ async def test_the_publisher_leaving_fails_a_pending_capture() -> None:
     stills.attach(None)
     with pytest.raises(NoVideo, match="stopped publishing"):
         await asyncio.wait_for(capture, 1)
+
+
+def test_vp8_keyframe_width_reads_the_frame_header(vp8_small, vp8_720p) -> None:
+    from recorder.stills import vp8_keyframe_width
+
+    assert vp8_keyframe_width(vp8_small[0]) == 320
+    assert vp8_keyframe_width(vp8_720p[0]) == 1280
+    assert vp8_keyframe_width(vp8_small[1]) == 0  # an inter frame
+    assert vp8_keyframe_width(b"\x00\x01") == 0
+
+
+async def test_a_sharpened_still_waits_for_a_full_resolution_keyframe(vp8_small, vp8_720p) -> None:
+    # The phone had lowered its resolution; told to sharpen, its next keyframe is 720p.
+    stills = StillCapture(MediaRoom("still-sharp"), "insp-sharp")
+    stills.attach(FakeSource())
+    capture = asyncio.ensure_future(stills.capture(sharpen=True))
+    await asyncio.sleep(0.05)
+    stills.write(vp8_packets(vp8_small, 1, first_ts=1000)[0])  # still the narrow stream
+    await asyncio.sleep(0.1)
+    assert not capture.done()
+    stills.write(vp8_packets(vp8_720p, 1, first_ts=2000)[0])
+    still = await asyncio.wait_for(capture, 3)
+    assert (still.width, still.height, still.rtp_timestamp) == (1280, 720, 2000)
+
+
+async def test_a_sharpened_still_takes_the_narrow_keyframe_when_no_wider_one_comes(vp8_small, monkeypatch) -> None:
+    from recorder import stills as stills_module
+
+    monkeypatch.setattr(stills_module, "SHARPEN_WAIT_S", 0.4)
+    stills = StillCapture(MediaRoom("still-narrow"), "insp-narrow")
+    stills.attach(FakeSource())
+    stills.write(vp8_packets(vp8_small, 1, first_ts=3000)[0])
+    still = await asyncio.wait_for(stills.capture(sharpen=True), 3)
+    assert (still.width, still.rtp_timestamp) == (320, 3000)  # a camera that gives no more

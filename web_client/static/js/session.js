@@ -263,6 +263,11 @@ export class Session extends EventTarget {
       this.#emit("change");
     });
     socket.on("kicked", () => this.#finish("kicked"));
+    // A server still is being taken: full resolution for it, then back to a moving picture.
+    socket.on("sharpen", (p) => {
+      const sender = this.videoTransceiver?.sender;
+      if (this.sendsMedia && sender) setDegradation(sender, p?.on ? "maintain-resolution" : DEGRADATION);
+    });
     addEventListener("pagehide", () => this.close());
     // Back/forward cache restores a page whose connection was closed: just join again.
     addEventListener("pageshow", (e) => { if (e.persisted) location.reload(); });
@@ -854,16 +859,17 @@ async function serverReachable(ms) {
 // "balanced" only when the uplink weakens was tried (runs G, H): the switch from a starved
 // 720p went down to 180-270p, where balanced also caps the frame rate, 10 fps against the
 // anchor's 15-19. The cost is a slower climb to 720p on a good link (360-540p in the first
-// tens of seconds, as the anchor); small print is read from full-resolution photos (the
-// camera control's takePhoto, the phone's own photos).
+// tens of seconds, as the anchor). For a server still the server sends `sharpen`: the
+// sender keeps full resolution until the still is taken (the encoder restarts at it, with
+// a keyframe), then gives way again.
 const DEGRADATION = "balanced";
 
-/** Set the video sender's degradation preference (see DEGRADATION). */
-async function setDegradation(sender) {
+/** Set the video sender's degradation preference (DEGRADATION unless told otherwise). */
+async function setDegradation(sender, preference = DEGRADATION) {
   try {
     const params = sender.getParameters();
-    if (params.degradationPreference === DEGRADATION) return;
-    params.degradationPreference = DEGRADATION;
+    if (params.degradationPreference === preference) return;
+    params.degradationPreference = preference;
     await sender.setParameters(params);
   } catch (err) {
     console.debug("takan: degradationPreference not applied", err);
