@@ -357,15 +357,10 @@ async def bench_sio(args: argparse.Namespace) -> None:
     try:
         import aiohttp
 
+        from testkit.server import wait_healthy
+
         async with aiohttp.ClientSession() as http:
-            for _ in range(150):
-                try:
-                    async with http.get(base + "/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
+            await wait_healthy(http, base, 30)
         created = await _create(base, args.inspections)
         links = [l for c in created for l in (("inspector", c["inspector_url"]), ("applicant", c["applicant_url"]))]
         per_socket = args.rate / len(links)

@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 from testkit.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from testkit.netlab import NetLab, Shape  # noqa: E402
-from testkit.server import inspection_body  # noqa: E402
+from testkit.server import inspection_body, wait_healthy  # noqa: E402
 
 API_KEY = "bench-api-key-0123456789abcdef"
 LOSSY = Shape(rate_kbit=400, burst_bytes=8000, latency_ms=300)
@@ -266,16 +266,10 @@ async def takan_server(root: Path, host_ip: str, data_dir: Path) -> AsyncIterato
     )
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(150):
-                try:
-                    async with http.get(base + "/api/v1/openapi.json") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
-            else:
-                raise RuntimeError(f"the Takan server did not start; see {log.name}")
+            try:
+                await wait_healthy(http, base, 30)
+            except AssertionError:
+                raise RuntimeError(f"the Takan server did not start; see {log.name}") from None
         yield base
     finally:
         proc.terminate()

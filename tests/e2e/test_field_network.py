@@ -25,7 +25,7 @@ import pytest
 
 from testkit.browser import CHROMIUM, CHROMIUM_ARGS, STATS, chromium_available
 from testkit.netlab import NetLab, netlab_available
-from testkit.server import API_KEY, WEBHOOK_SECRET, inspection_body
+from testkit.server import API_KEY, WEBHOOK_SECRET, inspection_body, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,12 +53,7 @@ async def server_on(host_ip: str, data_dir: Path) -> AsyncIterator[str]:
     )
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(150):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(base + "/api/v1/openapi.json") as r:
-                        if r.status == 200:
-                            break
-                await asyncio.sleep(0.2)
+            await wait_healthy(http, base, 30)
         yield base
     finally:
         proc.terminate()
