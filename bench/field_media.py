@@ -8,7 +8,8 @@ Run as root from the repository root (needs ip, tc, nft: ``scripts/install.sh``)
     .venv/bin/python bench/field_media.py --only takan --out /tmp/t.json
 
 One run, one shaped link (``testkit/netlab``): the *applicant* Chromium runs inside a network
-namespace (the phone), the *inspector* Chromium on the host. Two systems go over the same
+namespace (the phone), the *inspector* Chromium on the host (``--shaped inspector`` swaps
+them: the inspector on the weak link, the lossy condition capping what it receives). Two systems go over the same
 link one after the other:
 
 * ``takan``: a Takan server (``python -m takan serve`` from ``--server-root``, its own
@@ -336,15 +337,20 @@ CONDITIONS = ("clean", "lossy", "outage", "address")
 class Plan:
     quick: bool
     conditions: tuple[str, ...] = CONDITIONS
-    uplink: Shape = LOSSY  # the lossy condition's shaping (the applicant's uplink)
+    # The lossy condition's shaping of the shaped browser's link (the namespace's side):
+    # its uplink (what it sends) and downlink (what it receives).
+    uplink: Optional[Shape] = LOSSY
     downlink: Optional[Shape] = None
+    #: Whose browser is in the namespace: the applicant's (the phone, the issue's case) or
+    #: the inspector's (the subscriber's leg: the inspector on a weak link).
+    shaped: str = "applicant"
     loss_percent: float = LOSS_PERCENT
     outage_s: float = OUTAGE_S
 
     def describe(self) -> str:
-        down = f", downlink {self.downlink.rate_kbit} kbit/s" if self.downlink else ""
-        return (f"lossy = uplink {self.uplink.rate_kbit} kbit/s{down} + {self.loss_percent:g} % UDP loss both ways; "
-                f"outage {self.outage_s:g} s")
+        links = [f"{name} {shape.rate_kbit} kbit/s" for name, shape in (("uplink", self.uplink), ("downlink", self.downlink)) if shape]
+        return (f"{self.shaped} shaped; lossy = {self.shaped} {' + '.join(links) or 'unshaped'} + {self.loss_percent:g} % UDP loss "
+                f"both ways; outage {self.outage_s:g} s")
 
 
 async def run_conditions(lab: NetLab, meter: Meter, applicant: Any, which: str, plan: Plan) -> dict[str, Any]:
@@ -426,16 +432,27 @@ async def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--conditions", default=",".join(CONDITIONS),
                         help=f"comma-separated subset of {','.join(CONDITIONS)} (clean always runs first)")
-    parser.add_argument("--uplink-kbit", type=int, default=LOSSY.rate_kbit, help="the lossy condition's uplink rate")
-    parser.add_argument("--downlink-kbit", type=int, default=0, help="shape the downlink too (0: not shaped)")
+    parser.add_argument("--shaped", choices=("applicant", "inspector"), default="applicant",
+                        help="whose browser is on the shaped link (default: the applicant's phone)")
+    parser.add_argument("--uplink-kbit", type=int, default=None,
+                        help=f"the lossy condition's cap on the shaped side's uplink (0: not shaped; default "
+                             f"{LOSSY.rate_kbit} for the applicant, not shaped for the inspector)")
+    parser.add_argument("--downlink-kbit", type=int, default=None,
+                        help=f"the lossy condition's cap on the shaped side's downlink (0: not shaped; default "
+                             f"not shaped for the applicant, {LOSSY.rate_kbit} for the inspector)")
     parser.add_argument("--loss", type=float, default=LOSS_PERCENT, help="the lossy condition's random UDP loss, %% both ways")
     parser.add_argument("--outage-s", type=float, default=OUTAGE_S, help="the outage's length")
     args = parser.parse_args()
+    applicant_side = args.shaped == "applicant"
+    up_kbit = args.uplink_kbit if args.uplink_kbit is not None else (LOSSY.rate_kbit if applicant_side else 0)
+    down_kbit = args.downlink_kbit if args.downlink_kbit is not None else (0 if applicant_side else LOSSY.rate_kbit)
+
+    def cap(kbit: int) -> Optional[Shape]:
+        return Shape(rate_kbit=kbit, burst_bytes=LOSSY.burst_bytes, latency_ms=LOSSY.latency_ms) if kbit else None
+
     plan = Plan(
         args.quick, tuple(c for c in args.conditions.split(",") if c in CONDITIONS),
-        uplink=Shape(rate_kbit=args.uplink_kbit, burst_bytes=LOSSY.burst_bytes, latency_ms=LOSSY.latency_ms),
-        downlink=Shape(rate_kbit=args.downlink_kbit, burst_bytes=LOSSY.burst_bytes, latency_ms=LOSSY.latency_ms)
-        if args.downlink_kbit else None,
+        uplink=cap(up_kbit), downlink=cap(down_kbit), shaped=args.shaped,
         loss_percent=args.loss, outage_s=args.outage_s,
     )
 
@@ -449,8 +466,10 @@ async def main() -> None:
 
             async def browsers(origins: list[str]) -> tuple[Any, Any]:
                 flags = CHROMIUM_ARGS + [f"--unsafely-treat-insecure-origin-as-secure={','.join(origins)}"]
-                applicant_browser = await pw.chromium.launch(executable_path=str(lab.chromium_wrapper()), headless=True, args=flags)
-                inspector_browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
+                in_lab, on_host = str(lab.chromium_wrapper()), CHROMIUM
+                applicant_exe, inspector_exe = (in_lab, on_host) if plan.shaped == "applicant" else (on_host, in_lab)
+                applicant_browser = await pw.chromium.launch(executable_path=applicant_exe, headless=True, args=flags)
+                inspector_browser = await pw.chromium.launch(executable_path=inspector_exe, headless=True, args=flags)
                 return applicant_browser, inspector_browser
 
             if args.only in (None, "takan"):

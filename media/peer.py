@@ -13,6 +13,7 @@ from aiortc.sdp import candidate_from_sdp
 from aiortc.rtp import RtpPacket
 
 from . import tap
+from .bitrate_cap import RembSender
 from .closing import CloseOnce
 from .relay import ForwardedTrack, MediaRoom, UpTrack
 from .sdp import BadSdp, check_offer
@@ -62,6 +63,9 @@ class ServerPeer:
         #: Transport-wide congestion control feedback to the publisher (None if the offer
         #: did not ask for it, or this peer publishes nothing).
         self.transport_feedback: Optional[TransportFeedback] = None
+        #: The subscribers' links' cap on this publisher's bitrate, sent as REMB (beside
+        #: transport feedback, which libwebrtc's send-side estimator runs on).
+        self.bitrate_cap: Optional[RembSender] = None
         self._media_ssrc: Optional[int] = None
         self._arrival: Callable[[], float] = time.monotonic
 
@@ -109,6 +113,8 @@ class ServerPeer:
                 self._send_feedback, self._feedback_ssrcs, name=self.peer_id
             )
             self.transport_feedback.start()
+            self.bitrate_cap = RembSender(self._send_feedback, self._feedback_ssrcs, self._subscribers_cap, name=self.peer_id)
+            self.bitrate_cap.start()
             self._arrival = tap.arrival_clock(pc.getTransceivers()[0].receiver)
         for up in self._ups:
             await self._room.publish(self.role, up)
@@ -167,6 +173,10 @@ class ServerPeer:
 
                 tap.observe_rtp(receiver, on_packet)
                 return
+
+    def _subscribers_cap(self) -> Optional[int]:
+        caps = [cap for up in self._ups if up.kind == "video" and (cap := up.bitrate_cap()) is not None]
+        return min(caps) if caps else None
 
     async def _send_feedback(self, data: bytes) -> None:
         assert self._pc is not None
@@ -230,6 +240,8 @@ class ServerPeer:
     async def _teardown(self) -> None:
         if self.transport_feedback is not None:
             await self.transport_feedback.close()
+        if self.bitrate_cap is not None:
+            await self.bitrate_cap.close()
         for kind, track in self._forwarded.items():
             assert self._source_role is not None
             self._room.remove_sink((self._source_role, kind), track)

@@ -21,6 +21,7 @@ from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from . import tap
+from .bitrate_cap import LossBasedCap
 from .interfaces import Sink, Slot, Source
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ SUBSCRIBER_KEYFRAME_INTERVAL_S = 2.0
 #: lose at least LINK_LOSS of the packets; then retried after a back-off that doubles up to
 #: VIDEO_RETRY_MAX_S. The estimate alone is not enough: Chromium's receive-side estimator
 #: reads our server's send jitter as congestion (measured: 86-180 kb/s reported on an
-#: unshaped link carrying 280-490 kb/s without loss).
+#: unshaped link carrying 280-490 kb/s without loss). Before pausing, the link's
+#: loss-based cap (media/bitrate_cap.py) asks the publisher to send less: a link is weak
+#: only once the cap is at its floor, or the publisher does not follow it.
 LINK_SHARE = 0.5
 LINK_LOSS = 0.05
 LINK_WEAK_S = 3.0
@@ -128,6 +131,11 @@ class UpTrack:
             except Exception:  # one broken sink must not starve the others
                 logger.exception("sink %r failed on %s/%s", sink, self.owner, self.kind)
 
+    def bitrate_cap(self) -> Optional[int]:
+        """The smallest cap of this track's subscribers' links (None: none is capped)."""
+        caps = [cap for sink in self._sinks if (cap := getattr(sink, "link_cap_bps", None)) is not None]
+        return int(min(caps)) if caps else None
+
     def request_keyframe(self) -> None:
         """Send a PLI to the publisher, at most once per KEYFRAME_INTERVAL_S."""
         if self.kind != "video" or self._closed:
@@ -182,6 +190,7 @@ class ForwardedTrack(MediaStreamTrack):
         self._paused_until: Optional[float] = None
         self._retry_s = VIDEO_RETRY_S
         self.pauses = 0
+        self._cap = LossBasedCap()
 
     def attach(self, source: Optional[Source]) -> None:
         self._source = source
@@ -201,6 +210,12 @@ class ForwardedTrack(MediaStreamTrack):
     def video_paused(self) -> bool:
         return self._paused_until is not None
 
+    @property
+    def link_cap_bps(self) -> Optional[float]:
+        """What this subscriber's link carries, from its loss (None: no cap); read by the
+        publisher's UpTrack, which sends the publisher the smallest cap."""
+        return self._cap.bps if self.kind == "video" else None
+
     def forwarded_bps(self, now: Optional[float] = None) -> float:
         now = time.monotonic() if now is None else now
         recent = [size for at, size in self._bytes if now - at <= 2.0]
@@ -211,6 +226,8 @@ class ForwardedTrack(MediaStreamTrack):
         now = time.monotonic() if now is None else now
         if fraction_lost is not None:
             self.link_loss = fraction_lost
+            if self.kind == "video" and self._paused_until is None:
+                self._cap.report(fraction_lost, self.forwarded_bps(now), now)
         if remb_bps is None or self.kind != "video":
             return
         self.link_bps = remb_bps
@@ -218,6 +235,11 @@ class ForwardedTrack(MediaStreamTrack):
             return  # paused: the estimate of an audio-only link says nothing; write() retries
         sending = self.forwarded_bps(now)
         weak = sending > 0 and remb_bps < LINK_SHARE * sending and (self.link_loss or 0.0) >= LINK_LOSS
+        cap = self._cap.bps
+        # A cap the publisher follows gets its chance first; pausing is for a link that
+        # loses even at the floor, or a publisher that ignores the cap.
+        # Loss the cap does not act on (under its 10 %: random loss NACK repairs) pauses nothing.
+        weak = weak and cap is not None and (self._cap.at_floor or sending > 1.5 * cap)
         if not weak:
             self._weak_since = None
             self._retry_s = max(VIDEO_RETRY_S, self._retry_s / 2)

@@ -416,11 +416,15 @@ async def test_a_link_that_cannot_carry_video_gets_audio_only_then_a_retry(monke
         track.link_report(100_000, 0.0)
         await one_second()
     assert not track.video_paused
-    for _ in range(4):  # the estimate stays at 100 kb/s for over LINK_WEAK_S
+    # 20 % lost: the link's cap comes down first (the publisher is asked to send less);
+    # this publisher ignores it, so once it sends 1.5x the cap for LINK_WEAK_S, audio only
+    for second in range(12):
         track.link_report(100_000, 0.2)
+        if track.video_paused:
+            break
+        assert track.link_cap_bps is not None and track.link_cap_bps < 400_000
         await one_second()
-    track.link_report(100_000, 0.2)
-    assert track.video_paused and track.pauses == 1
+    assert track.video_paused and track.pauses == 1 and second >= 4
     track.write(_frame(2500, key=True))
     assert track._queue.empty()  # paused: nothing queued
     clock[0] += relay.VIDEO_RETRY_S + 0.1
@@ -468,3 +472,64 @@ async def test_state_reports_can_be_re_pointed() -> None:
     peer.set_on_state(report)
     assert peer._on_state is report and not peer.video_paused
     await peer.close()
+
+
+def test_loss_based_cap_cuts_holds_and_grows() -> None:
+    from media.bitrate_cap import FLOOR_BPS, LossBasedCap, RELEASE_BPS
+
+    cap = LossBasedCap()
+    assert cap.report(0.05, 1_000_000, now=0.0) is None  # random loss NACK repairs: no cap
+    assert cap.report(0.30, 1_000_000, now=1.0) == 850_000  # cut by half the loss
+    assert cap.report(0.30, 1_000_000, now=1.2) == 850_000  # one change per report period
+    assert cap.report(0.30, 900_000, now=2.0) == 722_500  # from the cap, not the higher rate sent
+    assert cap.report(0.06, 700_000, now=3.0) == 722_500  # in between: hold
+    grown = cap.report(0.0, 700_000, now=4.0)
+    assert grown is not None and abs(grown - 722_500 * 1.08) < 1
+    assert cap.report(0.0, 100_000, now=5.0) == grown  # not grown past what is used
+    for second in range(6, 60):
+        cap.report(0.9, 1_000_000, now=float(second))
+    assert cap.bps == FLOOR_BPS and cap.at_floor
+    for second in range(60, 200):
+        if cap.report(0.0, (cap.bps or RELEASE_BPS), now=float(second)) is None:
+            break
+    assert cap.bps is None  # grown past RELEASE_BPS: dropped
+
+
+def test_remb_packet_parses_as_aiortc_reads_it() -> None:
+    """The seam: the REMB we build is what aiortc (and libwebrtc) parse."""
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPacket, RtcpPsfbPacket, unpack_remb_fci
+
+    from media.bitrate_cap import pack_remb
+
+    for bps in (100_000, 437_123, 30_000_000):
+        (packet,) = RtcpPacket.parse(pack_remb(0x1234, [0xABCD], bps))
+        assert isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP and packet.ssrc == 0x1234
+        bitrate, ssrcs = unpack_remb_fci(packet.fci)
+        assert ssrcs == [0xABCD] and bps - bitrate < bps / 2**17
+
+
+async def test_remb_sender_sends_the_cap_then_releases_it() -> None:
+    from media import bitrate_cap
+
+    sent: list[bytes] = []
+    limit: list[int | None] = [None]
+
+    async def send(data: bytes) -> None:
+        sent.append(data)
+
+    sender = bitrate_cap.RembSender(send, lambda: (1, 2), lambda: limit[0], interval_s=0.01)
+    assert sender.next_value() is None  # never capped: nothing to say
+    limit[0] = 250_000
+    assert sender.next_value() == 250_000
+    limit[0] = None
+    assert [sender.next_value() for _ in range(4)] == [bitrate_cap.UNCAPPED_BPS] * 3 + [None]
+    limit[0] = 300_000
+    sender.start()
+    sender.start()  # idempotent
+    for _ in range(200):
+        if sent:
+            break
+        await asyncio.sleep(0.01)
+    await sender.close()
+    await sender.close()
+    assert sent and sender.last_sent == 300_000

@@ -16,7 +16,7 @@ import time
 
 from aiortc import RTCPeerConnection
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-from aiortc.rtp import HeaderExtensionsMap, RtpPacket, is_rtcp
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket, is_rtcp, unpack_remb_fci
 
 from media import tap, twcc
 from media.peer import ServerPeer
@@ -60,6 +60,7 @@ class LibwebrtcLikeSender:
         self.dropped: set[int] = set()
         self.feedback: list[tuple[float, twcc.Feedback]] = []
         self.remb = 0
+        self.remb_bps: list[int] = []
         transport._send_rtp = self.send_rtp
         transport._handle_rtcp_data = self.handle_rtcp
 
@@ -84,6 +85,7 @@ class LibwebrtcLikeSender:
                 self.feedback.append((time.monotonic(), twcc.parse_feedback(chunk)))
             elif chunk[1] == 206 and chunk[0] & 0x1F == 15:
                 self.remb += 1
+                self.remb_bps.append(unpack_remb_fci(chunk[12:])[0])
             pos += length
         await self._handle(data)
 
@@ -184,6 +186,49 @@ async def test_a_subscribers_nack_is_answered_with_rtx_on_the_pass_through_path(
         assert await wait_for(lambda: any(p.payload_type == rtx_pt for p in seen), timeout=5)
         rtx = next(p for p in seen if p.payload_type == rtx_pt)
         assert int.from_bytes(rtx.payload[:2], "big") == wanted  # RFC 4588: original sequence number
+    finally:
+        for closable in (pub, sub, applicant, inspector):
+            await closable.close()
+        await room.close()
+
+
+async def test_a_lossy_subscriber_link_caps_the_publisher_by_remb() -> None:
+    """The subscriber's leg: the inspector's link loses 40 % of what the relay sends, its
+    receiver reports say so, and the publisher (a libwebrtc-like sender on transport-cc)
+    is sent a REMB cap below what the relay forwarded; when the loss ends the cap grows."""
+    import random
+
+    from media import bitrate_cap
+
+    room = MediaRoom("cap")
+    applicant = ClientPeer(video=PacketVideoTrack(encode_vp8(320, 240, frames=20)), receive=False)
+    inspector = ClientPeer()
+    pub = ServerPeer("a", "applicant", room, RTCPeerConnection, publishes=True, source_role=None)
+    sub = ServerPeer("i", "inspector", room, RTCPeerConnection, publishes=False, source_role="applicant")
+    try:
+        answer = await pub.answer(chromium_style_offer(await applicant.offer()))
+        assert pub.bitrate_cap is not None
+        lab = LibwebrtcLikeSender(applicant, drop_every=0)
+        await applicant.accept(answer)
+        await inspector.accept(await sub.answer(await inspector.offer()))
+        transport = inspector.pc.getTransceivers()[0].receiver.transport
+        handle = transport._handle_rtp_data
+        lossy = [True]
+        rng = random.Random(7)
+
+        async def weak_link(data: bytes, arrival_time_ms: int) -> None:
+            if lossy[0] and rng.random() < 0.4:
+                return
+            await handle(data, arrival_time_ms)
+
+        transport._handle_rtp_data = weak_link
+        forwarded = sub.forwarded_tracks["video"]
+        assert await wait_for(lambda: forwarded.link_cap_bps is not None, timeout=30), "no receiver report with the loss"
+        assert await wait_for(lambda: lab.remb_bps, timeout=10), "the publisher got no REMB"
+        assert bitrate_cap.FLOOR_BPS <= lab.remb_bps[-1] < bitrate_cap.UNCAPPED_BPS
+        lossy[0] = False
+        low = forwarded.link_cap_bps or 0
+        assert await wait_for(lambda: (forwarded.link_cap_bps or 1e12) > low, timeout=15), "the cap never grew back"
     finally:
         for closable in (pub, sub, applicant, inspector):
             await closable.close()

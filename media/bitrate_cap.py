@@ -1,0 +1,164 @@
+"""The subscriber's leg: a weak subscriber link caps its publisher's bitrate.
+
+The relay forwards the publisher's encoded frames unchanged, so a subscriber on a link
+narrower than the publisher's stream (an inspector on a weak office or mobile link, a
+phone receiving the inspector's camera) loses whatever does not fit, and the publisher,
+whose own uplink is fine, never hears of it. A peer-to-peer call has no such gap: the
+sender's estimator sees the receiver's link. Galène closes it the same way as here: the
+publisher is told to send no more than its weakest subscriber carries.
+
+* :class:`LossBasedCap`, one per subscriber video track, turns the subscriber's receiver
+  reports (fraction lost, about once a second) into a cap, like libwebrtc's loss-based
+  controller: more than 10 % lost cuts the rate by half the loss, under 2 % lets it grow
+  8 % a report, in between holds (random loss on a mobile link is repaired by NACK/RTX
+  and says nothing about capacity). Chromium's receive-side estimate (REMB) is not used:
+  it reads the server's send jitter as congestion (see ``media.relay.LINK_SHARE``).
+* :class:`RembSender`, one per publishing peer, sends the smallest cap of the publisher's
+  subscribers to the publisher as REMB every second. libwebrtc's send-side estimator
+  (which runs on our transport-wide feedback) takes a REMB as an upper bound; when the
+  caps are gone it is sent a high value a few times, since libwebrtc keeps the last one.
+
+Nothing here knows aiortc; ``media/peer.py`` wires it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import struct
+from typing import Awaitable, Callable, Optional
+
+logger = logging.getLogger(__name__)
+
+#: Loss (fraction) above which the cap comes down, and under which it may grow.
+DECREASE_LOSS = 0.10
+INCREASE_LOSS = 0.02
+#: Growth per report under INCREASE_LOSS.
+INCREASE = 1.08
+#: The cap never goes below this; a link that loses even here goes audio first
+#: (``media.relay.ForwardedTrack.link_report``).
+FLOOR_BPS = 100_000
+#: A cap grown past this is dropped: the link carries what a 720p publisher sends.
+RELEASE_BPS = 3_000_000
+#: One change per report period at most (Chromium's video receiver reports ~1/s).
+MIN_STEP_S = 0.8
+#: The REMB sent when the caps are gone (libwebrtc keeps the last REMB as its bound).
+UNCAPPED_BPS = 30_000_000
+UNCAPPED_REPEATS = 3
+
+RTCP_PSFB = 206
+FMT_APPLICATION = 15
+
+
+class LossBasedCap:
+    """A cap on what one subscriber's link carries, from its loss reports."""
+
+    def __init__(self) -> None:
+        self.bps: Optional[float] = None
+        self._changed_at = -math.inf
+        self.changes = 0
+
+    def report(self, fraction_lost: float, sending_bps: float, now: float) -> Optional[float]:
+        """A receiver report: ``fraction_lost`` (0..1) of what was sent at ``sending_bps``."""
+        if now - self._changed_at < MIN_STEP_S:
+            return self.bps
+        if fraction_lost > DECREASE_LOSS and sending_bps > 0:
+            base = sending_bps if self.bps is None else min(self.bps, sending_bps)
+            self.bps = max(FLOOR_BPS, base * (1 - 0.5 * fraction_lost))
+        elif fraction_lost < INCREASE_LOSS and self.bps is not None:
+            # Grow only while the publisher uses most of it: a cap far above what is sent
+            # has not been shown to fit.
+            self.bps = min(self.bps * INCREASE, max(self.bps, 2 * sending_bps))
+            if self.bps >= RELEASE_BPS:
+                self.bps = None
+        else:
+            return self.bps
+        self._changed_at = now
+        self.changes += 1
+        return self.bps
+
+    @property
+    def at_floor(self) -> bool:
+        return self.bps is not None and self.bps <= FLOOR_BPS
+
+
+def pack_remb(sender_ssrc: int, media_ssrcs: list[int], bitrate_bps: int) -> bytes:
+    """An RTCP REMB packet (draft-alvestrand-rmcat-remb-03)."""
+    exponent, mantissa = 0, int(bitrate_bps)
+    while mantissa > 0x3FFFF:
+        mantissa >>= 1
+        exponent += 1
+    body = struct.pack("!II", sender_ssrc, 0) + b"REMB"
+    body += struct.pack("!I", (len(media_ssrcs) << 24) | (exponent << 18) | mantissa)
+    body += b"".join(struct.pack("!I", ssrc) for ssrc in media_ssrcs)
+    return struct.pack("!BBH", 0x80 | FMT_APPLICATION, RTCP_PSFB, len(body) // 4) + body
+
+
+SendRtcp = Callable[[bytes], Awaitable[None]]
+Ssrcs = Callable[[], Optional[tuple[int, int]]]
+Limit = Callable[[], Optional[int]]
+
+
+class RembSender:
+    """Tells one publisher the smallest cap of its subscribers, every ``interval_s``.
+
+    ``limit()`` is the cap now (None: uncapped); ``ssrcs()`` (our RTCP SSRC, a media SSRC
+    of the publisher) or None while unknown. ``start()`` and ``close()`` are idempotent;
+    the task is owned and awaited here.
+    """
+
+    def __init__(self, send: SendRtcp, ssrcs: Ssrcs, limit: Limit, interval_s: float = 1.0, name: str = "") -> None:
+        self._send = send
+        self._ssrcs = ssrcs
+        self._limit = limit
+        self.interval_s = interval_s
+        self.name = name
+        self._task: Optional[asyncio.Task[None]] = None
+        self._closed = False
+        self._uncapped_left = 0
+        self.last_sent: Optional[int] = None
+        self.sent = 0
+
+    def start(self) -> None:
+        if self._task is None and not self._closed:
+            self._task = asyncio.ensure_future(self._run())
+
+    def next_value(self) -> Optional[int]:
+        """The REMB to send now, or None (uncapped and already said so)."""
+        cap = self._limit()
+        if cap is not None:
+            self._uncapped_left = UNCAPPED_REPEATS
+            return max(FLOOR_BPS, int(cap))
+        if self._uncapped_left > 0:
+            self._uncapped_left -= 1
+            return UNCAPPED_BPS
+        return None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            ssrcs = self._ssrcs()
+            if ssrcs is None:
+                continue
+            value = self.next_value()
+            if value is None:
+                continue
+            if value != self.last_sent:
+                logger.info("publisher %s: bitrate cap %s", self.name,
+                            "released" if value == UNCAPPED_BPS else f"{value // 1000} kb/s (a subscriber's link)")
+            try:
+                await self._send(pack_remb(ssrcs[0], [ssrcs[1]], value))
+                self.last_sent = value
+                self.sent += 1
+            except ConnectionError:
+                pass  # ICE is down for now; the next round says it again
+            except Exception:
+                logger.exception("bitrate cap %s: send failed", self.name)
+
+    async def close(self) -> None:
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
