@@ -221,13 +221,16 @@ class ForwardedTrack(MediaStreamTrack):
         recent = [size for at, size in self._bytes if now - at <= 2.0]
         return sum(recent) * 8 / 2.0
 
-    def link_report(self, remb_bps: Optional[int], fraction_lost: Optional[float], now: Optional[float] = None) -> None:
-        """The subscriber's REMB or receiver report arrived: maybe pause or resume video."""
+    def link_report(self, remb_bps: Optional[int], fraction_lost: Optional[float],
+                    counts: Optional[tuple[int, int]] = None, now: Optional[float] = None) -> None:
+        """The subscriber's REMB or receiver report arrived: maybe cap, pause or resume video.
+
+        ``counts``: the report's (cumulative packets lost, extended highest sequence number)."""
         now = time.monotonic() if now is None else now
         if fraction_lost is not None:
             self.link_loss = fraction_lost
-            if self.kind == "video" and self._paused_until is None:
-                self._cap.report(fraction_lost, self.forwarded_bps(now), now)
+            if self.kind == "video" and self._paused_until is None and counts is not None:
+                self._cap.report(counts[0], counts[1], self.forwarded_bps(now), now)
         if remb_bps is None or self.kind != "video":
             return
         self.link_bps = remb_bps

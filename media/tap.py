@@ -668,15 +668,17 @@ def use_kernel_timestamps(receiver: RTCRtpReceiver) -> int:
 
 # ---- subscriber feedback ----------------------------------------------------------------------
 
-FeedbackCallback = Callable[[Optional[int], Optional[float]], None]
+#: (remb_bps, fraction_lost, (cumulative packets lost, extended highest sequence number))
+FeedbackCallback = Callable[[Optional[int], Optional[float], Optional[tuple[int, int]]], None]
 
 
 def on_subscriber_feedback(sender: RTCRtpSender, callback: FeedbackCallback) -> None:
-    """Call ``callback(remb_bps, fraction_lost)`` for the subscriber's reports on ``sender``.
+    """Call ``callback(remb_bps, fraction_lost, counts)`` for the subscriber's reports on ``sender``.
 
     ``remb_bps``: the subscriber's receive-side estimate (REMB naming our SSRC), else None;
-    ``fraction_lost`` (0..1) from its receiver reports, else None. aiortc itself only hands
-    REMB to an encoder, which the pass-through path does not have.
+    ``fraction_lost`` (0..1) from its receiver reports, else None, with ``counts``: the
+    report's cumulative number of packets lost and extended highest sequence number.
+    aiortc itself only hands REMB to an encoder, which the pass-through path does not have.
     """
     original = sender._handle_rtcp_packet
 
@@ -685,11 +687,11 @@ def on_subscriber_feedback(sender: RTCRtpSender, callback: FeedbackCallback) -> 
             if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
                 if sender._ssrc in ssrcs:
-                    callback(int(bitrate), None)
+                    callback(int(bitrate), None, None)
             elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
                 for report in packet.reports:
                     if report.ssrc == sender._ssrc:
-                        callback(None, report.fraction_lost / 256)
+                        callback(None, report.fraction_lost / 256, (report.packets_lost, report.highest_sequence))
         except ValueError:
             pass  # a malformed REMB: aiortc ignores it too
         except Exception:

@@ -419,13 +419,14 @@ async def test_a_link_that_cannot_carry_video_gets_audio_only_then_a_retry(monke
     # 20 % lost: the link's cap comes down first (the publisher is asked to send less);
     # this publisher ignores it, so once it sends 1.5x the cap for LINK_WEAK_S, audio only
     for second in range(20):
-        track.link_report(100_000, 0.2)
+        track.link_report(None, 0.2, (20 * second, 1000 + 100 * second))  # 100 packets a second, 20 lost
+        track.link_report(100_000, None)
         if track.video_paused:
             break
-        if second >= 1:  # two reports make the first decision
+        if second >= 1:  # the first report only starts the count
             assert track.link_cap_bps is not None and track.link_cap_bps < 400_000
         await one_second()
-    assert track.video_paused and track.pauses == 1 and second >= 6
+    assert track.video_paused and track.pauses == 1 and second >= 4
     track.write(_frame(2500, key=True))
     assert track._queue.empty()  # paused: nothing queued
     clock[0] += relay.VIDEO_RETRY_S + 0.1
@@ -476,40 +477,40 @@ async def test_state_reports_can_be_re_pointed() -> None:
 
 
 def test_loss_based_cap_cuts_holds_and_grows() -> None:
-    from media.bitrate_cap import FLOOR_BPS, LossBasedCap, RELEASE_BPS
+    from media.bitrate_cap import FLOOR_BPS, MIN_PACKETS, LossBasedCap, RELEASE_BPS
 
-    def feed(cap: LossBasedCap, reports: list[tuple[float, float]], start: float = 0.0, step: float = 1.0) -> list[float | None]:
-        return [cap.report(lost, sending, now=start + i * step) for i, (lost, sending) in enumerate(reports)]
+    class Link:
+        """Receiver reports of a link: cumulative lost and highest sequence number."""
 
-    # random loss NACK repairs: no cap; one bad report among good ones is averaged away
-    cap = LossBasedCap()
-    assert feed(cap, [(0.05, 1e6), (0.05, 1e6), (0.15, 1e6)]) == [None, None, None]  # mean 8.3 %
-    assert cap.report(0.25, 1e6, now=3.0) == 1e6 * (1 - 0.5 * 0.15)  # mean 15 %: cut by half of it
+        def __init__(self) -> None:
+            self.cap, self.lost, self.seq, self.t = LossBasedCap(), 0, 5000, 0.0
 
-    # after a change: two fresh reports, and one change per report period at most
-    cap = LossBasedCap()
-    first = feed(cap, [(0.3, 1e6), (0.3, 1e6)])[-1]
-    assert first == 850_000
-    assert cap.report(0.3, 1e6, now=1.1) == first and cap.report(0.3, 1e6, now=1.2) == first  # 0.2 s after it
-    second = cap.report(0.3, 900_000, now=2.0)
-    assert second == first * 0.85  # from the cap, not the higher rate sent
+        def report(self, packets: int, lost: int, sending: float, dt: float = 1.0) -> float | None:
+            self.lost, self.seq, self.t = self.lost + lost, self.seq + packets, self.t + dt
+            return self.cap.report(self.lost, self.seq, sending, now=self.t)
 
-    # in between holds; under 2 % grows 8 %, but not past twice what is sent
-    cap = LossBasedCap()
-    base = feed(cap, [(0.3, 1e6), (0.3, 1e6)])[-1]
-    assert feed(cap, [(0.06, 800_000), (0.06, 800_000), (0.06, 800_000)], start=2.0) == [base] * 3
-    assert feed(cap, [(0.0, 800_000), (0.0, 800_000), (0.0, 800_000)], start=5.0)[-1] == base * 1.08  # mean 2 % first
-    grown = cap.bps
-    assert feed(cap, [(0.0, 100_000)] * 4, start=9.0)[-1] == grown  # 2 x 100 kb/s is under the cap already
-
-    # a link that keeps losing ends at the floor; a clean one grows past RELEASE_BPS and is dropped
-    cap = LossBasedCap()
-    feed(cap, [(0.9, 1e6)] * 100)
-    assert cap.bps == FLOOR_BPS and cap.at_floor
-    for i in range(300):
-        if cap.report(0.0, cap.bps or RELEASE_BPS, now=200.0 + i) is None:
+    link = Link()
+    assert link.report(100, 0, 1e6) is None  # the first report starts the count
+    assert link.report(100, 5, 1e6) is None  # 5 % random loss NACK repairs: no cap
+    # 2 of 10 packets lost is 20 %, but too few packets to say so; with the next ones, 16 %
+    assert link.report(10, 2, 1e6) is None
+    assert link.report(MIN_PACKETS, 8, 1e6) == 1e6 * (1 - 0.5 * 10 / 60)
+    first = link.cap.bps
+    assert link.report(100, 30, 1e6, dt=0.1) == first  # one change per report period at most
+    second = link.report(100, 30, 1e6)
+    assert second is not None and abs(second - first * (1 - 0.5 * 60 / 200)) < 1  # from the cap, not the rate sent
+    assert link.report(100, 6, 700_000) == second  # in between: hold
+    grown = link.report(100, 1, 700_000)
+    assert grown is not None and abs(grown - second * 1.08) < 1  # under 2 %: grow
+    assert link.report(100, 0, 100_000) == grown  # twice 100 kb/s sent is under the cap already: no growth
+    assert link.cap.report(0, 10, 1e6, now=100.0) == grown  # a new stream (sequence numbers restart)
+    for _ in range(100):  # a link that keeps losing ends at the floor
+        link.report(100, 90, 1e6)
+    assert link.cap.bps == FLOOR_BPS and link.cap.at_floor
+    for _ in range(300):  # a clean one grows past RELEASE_BPS and is dropped
+        if link.report(100, 0, link.cap.bps or RELEASE_BPS) is None:
             break
-    assert cap.bps is None
+    assert link.cap.bps is None
 
 
 def test_remb_packet_parses_as_aiortc_reads_it() -> None:
@@ -537,7 +538,7 @@ async def test_remb_sender_sends_the_cap_then_releases_it() -> None:
     sender = bitrate_cap.RembSender(send, lambda: (1, 2), lambda: limit[0], interval_s=0.01)
     assert sender.next_value() is None  # never capped: nothing to say
     limit[0] = 250_000
-    assert sender.next_value() == 250_000
+    assert sender.next_value() == 250_000 + bitrate_cap.AUDIO_ALLOWANCE_BPS  # the REMB bounds audio and video
     limit[0] = None
     assert [sender.next_value() for _ in range(4)] == [bitrate_cap.UNCAPPED_BPS] * 3 + [None]
     limit[0] = 300_000
@@ -549,4 +550,4 @@ async def test_remb_sender_sends_the_cap_then_releases_it() -> None:
         await asyncio.sleep(0.01)
     await sender.close()
     await sender.close()
-    assert sent and sender.last_sent == 300_000
+    assert sent and sender.last_sent == 300_000 + bitrate_cap.AUDIO_ALLOWANCE_BPS
