@@ -47,6 +47,11 @@ RELEASE_BPS = 3_000_000
 #: with 5 % random loss), and a cut on each would ratchet the cap down to its floor.
 MIN_PACKETS = 50
 MIN_STEP_S = 0.8
+#: After a change, packets sent before the publisher could follow it do not count: its
+#: encoder takes about a second to reach a new REMB, and the link's queue holds more.
+#: Without this, each cut was followed by another for loss the first had already cured
+#: (measured: 420 -> 100 kb/s in 6 s on a link that carries 300).
+SETTLE_S = 1.5
 #: The REMB bounds the publisher's whole transport: its audio comes on top of the video cap.
 AUDIO_ALLOWANCE_BPS = 64_000
 #: The REMB sent when the caps are gone (libwebrtc keeps the last REMB as its bound).
@@ -63,14 +68,19 @@ class LossBasedCap:
     def __init__(self) -> None:
         self.bps: Optional[float] = None
         self._changed_at = -math.inf
+        self._settled = False
         self._last: Optional[tuple[int, int]] = None  # (cumulative lost, highest sequence) at the last decision
         self.loss: Optional[float] = None  # over the last decision's packets
         self.changes = 0
 
     def report(self, cumulative_lost: int, highest_sequence: int, sending_bps: float, now: float) -> Optional[float]:
         """A receiver report's counts, while video is sent at ``sending_bps``."""
-        if self._last is None or highest_sequence < self._last[1]:
-            self._last = (cumulative_lost, highest_sequence)  # the first, or a new stream
+        if self._last is None or highest_sequence < self._last[1] or (not self._settled and now - self._changed_at >= SETTLE_S):
+            # the first report, a new stream, or the first after a change settled: count from here
+            self._last = (cumulative_lost, highest_sequence)
+            self._settled = True
+            return self.bps
+        if not self._settled:
             return self.bps
         expected = highest_sequence - self._last[1]
         if expected < MIN_PACKETS or now - self._changed_at < MIN_STEP_S:
@@ -92,6 +102,7 @@ class LossBasedCap:
         logger.debug("link cap %s: %.0f %% of %d packets lost at %.0f kb/s sent",
                      "none" if self.bps is None else f"{self.bps / 1000:.0f} kb/s", loss * 100, expected, sending_bps / 1000)
         self._changed_at = now
+        self._settled = self.bps is None or loss <= DECREASE_LOSS  # a cut settles first; growth goes on
         self.changes += 1
         return self.bps
 

@@ -496,9 +496,13 @@ def test_loss_based_cap_cuts_holds_and_grows() -> None:
     assert link.report(10, 2, 1e6) is None
     assert link.report(MIN_PACKETS, 8, 1e6) == 1e6 * (1 - 0.5 * 10 / 60)
     first = link.cap.bps
-    assert link.report(100, 30, 1e6, dt=0.1) == first  # one change per report period at most
+    # the packets of the next 1.5 s were sent before the publisher could follow: not counted
+    assert link.report(100, 90, 1e6, dt=0.1) == first and link.report(100, 90, 1e6) == first
+    assert link.report(100, 90, 1e6) == first  # settled: counting starts here
     second = link.report(100, 30, 1e6)
-    assert second is not None and abs(second - first * (1 - 0.5 * 60 / 200)) < 1  # from the cap, not the rate sent
+    assert second is not None and abs(second - first * (1 - 0.5 * 0.3)) < 1  # from the cap, not the rate sent
+    for _ in range(2):
+        link.report(100, 0, 700_000)  # settling again
     assert link.report(100, 6, 700_000) == second  # in between: hold
     grown = link.report(100, 1, 700_000)
     assert grown is not None and abs(grown - second * 1.08) < 1  # under 2 %: grow
