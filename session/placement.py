@@ -184,7 +184,7 @@ class Placement:
                     self.fence_after_s,
                 )
             except (StorageUnavailable, asyncio.TimeoutError) as exc:
-                logger.warning("node %s: heartbeat failed: %s", self.node_id, exc or "timed out")
+                logger.warning("node %s: heartbeat failed: %s", self.node_id, str(exc) or "timed out")
                 continue
             await self._renewed(sent, previous)  # outside the timeout: stepping aside takes its time
 
