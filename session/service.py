@@ -862,12 +862,13 @@ class SessionService:
         for key in [k for k in self._away if k[0] == inspection_id]:
             self._away.pop(key).task.cancel()
         room = self.rooms.find(inspection_id)
-        if self.placement is not None:
-            self.placement.release(inspection_id)  # its room key goes with the room: nothing to guard
         if room is not None:
             for participant in list(room.participants.values()):
                 self._participants.pop(participant.sid, None)
                 await self.rooms.live.release_role(inspection_id, participant.role, participant.sid)
+        if self.placement is not None:
+            self.placement.release(inspection_id)  # its room key goes with the room: nothing to guard
+        if room is not None:
             await self.rooms.close_room(inspection_id)
         if end_reason == "abandoned":
             final["end_reason"] = end_reason
