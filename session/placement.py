@@ -168,6 +168,8 @@ class Placement:
             # the key lapsed or another process wrote it: other nodes may have taken our rooms
             await self._fence("its heartbeat had lapsed" if previous is None else "another process beats as this node")
         if not self._leased:
+            if time.monotonic() - sent >= self.fence_after_s:
+                return  # a beat that took that long starts no lease: the next one may
             if self._renewed_at is not None:
                 logger.warning("node %s: heartbeat renewed; serving again (its old rooms only by taking them afresh)", self.node_id)
             self._leased = True
