@@ -110,7 +110,15 @@ async def test_a_node_cut_off_from_redis_fences_itself_before_its_rooms_can_be_t
     await live_a.start()
     await live_b.start()
     adopted: list[tuple[str, str, Optional[str]]] = []
-    a, b = node(live_a, "node-a", adopted), node(live_b, "node-b", adopted)
+    # A fences 0.75 s after its last renewal and its heartbeat lapses 0.75 s later: the order
+    # checked below is no race on a loaded machine
+    a = Placement(live_a, "node-a", "http://node-a.test:8080/", ttl_s=1.5, every_s=0.25, fence_after_s=0.75)
+    b = Placement(live_b, "node-b", "http://node-b.test:8080/", ttl_s=1.5, every_s=0.25)
+
+    async def adopt(room: str, previous: Optional[str]) -> None:
+        adopted.append(("node-b", room, previous))
+
+    b.on_adopt(adopt)
     fenced: list[tuple[float, list[str]]] = []
     loop = asyncio.get_running_loop()
 
@@ -131,7 +139,7 @@ async def test_a_node_cut_off_from_redis_fences_itself_before_its_rooms_can_be_t
 
         proxy.blackhole()
         cut = loop.time()
-        for _ in range(100):  # A fences within fence_after_s (0.45 s) of its last renewal
+        for _ in range(250):  # A fences within fence_after_s (0.75 s) of its last renewal
             if fenced:
                 break
             await asyncio.sleep(0.02)
@@ -145,7 +153,7 @@ async def test_a_node_cut_off_from_redis_fences_itself_before_its_rooms_can_be_t
             await a.locate("room-2")  # a fenced node takes nothing
         # B cannot take the room before A's heartbeat lapses, i.e. after A fenced itself
         taken_at = None
-        for _ in range(200):
+        for _ in range(250):
             place = await b.locate("room-1")
             if place.here:
                 taken_at = loop.time()
@@ -157,7 +165,7 @@ async def test_a_node_cut_off_from_redis_fences_itself_before_its_rooms_can_be_t
         assert ("node-b", "room-1", "node-a") in adopted
 
         proxy.restore()
-        for _ in range(200):  # A beats again: a new lease
+        for _ in range(250):  # A beats again: a new lease
             if a.lease_valid:
                 break
             await asyncio.sleep(0.02)
