@@ -77,6 +77,7 @@ class Journal:
         #: With several nodes, whether this node may write a log (docs/nodes.md, "Fencing").
         self.fence: Optional[LogFence] = None
         self._ids: dict[int, str] = {}  # id(log) -> inspection id, for the ship gate
+        self._dropped: dict[str, ChainLog] = {}  # logs dropped with unshipped lines (drop)
         self.shipper.gate = self._may_ship
         #: Events appended, and the seconds spent appending them (for /metrics).
         self.appends = 0
@@ -122,6 +123,7 @@ class Journal:
             if log is None:
                 log = ChainLog(self.store, prefix_of(inspection_id) + EVENTS, local=self.local, chunk_lines=self.chunk_lines)
                 await log.load()
+                log = self._undropped(inspection_id, log)
                 self.shipper.watch(log)
                 if log.dirty:
                     self.shipper.flag(log)
@@ -299,9 +301,9 @@ class Journal:
     def drop(self, inspection_id: str) -> None:
         """Drop the in-memory log of an inspection this node may no longer write, unshipped.
 
-        Its unshipped lines stay in the local journal file: if this node takes the room
-        again and nobody wrote in between they continue the stored chain and are adopted
-        (:meth:`ChainLog.load`); if another node went on, they are not.
+        A log with unshipped lines is kept aside: if this node takes the room again before
+        anyone else writes the log, those lines continue the stored chain (:meth:`_undropped`);
+        if another node went on, they are lost, as with a node that died.
         """
         log = self._logs.pop(inspection_id, None)
         self._unsealed.discard(inspection_id)
@@ -310,8 +312,23 @@ class Journal:
             self._ids.pop(id(log), None)
             self.shipper.discard(log)
             if log.dirty:
-                logger.error("inspection %s: the events this node journaled after its last shipped chunk are not shipped "
-                             "(another node continues the log from the store); they stay in the local journal", inspection_id)
+                self._dropped[inspection_id] = log
+                logger.error("inspection %s: events this node journaled after its last shipped chunk are not shipped; "
+                             "kept aside in case this node takes the room again before anyone writes the log", inspection_id)
+
+    def _undropped(self, inspection_id: str, loaded: ChainLog) -> ChainLog:
+        """The log dropped by :meth:`drop`, if the store still holds exactly its shipped part
+        (no other node wrote since): its unshipped lines continue the chain. Else ``loaded``."""
+        dropped = self._dropped.pop(inspection_id, None)
+        if dropped is None:
+            return loaded
+        if dropped.count >= loaded.count and dropped.data().startswith(loaded.data()):
+            logger.warning("inspection %s: nobody wrote the log since this node dropped it; its %d unshipped event(s) "
+                           "continue the chain", inspection_id, dropped.count - loaded.count)
+            return dropped
+        logger.error("inspection %s: another node continued the log; the %d event(s) this node had not shipped are lost "
+                     "(its local journal holds them until the next restart)", inspection_id, max(0, dropped.count - loaded.count))
+        return loaded
 
     def forget(self, inspection_id: str) -> None:
         """Drop the in-memory copy of a finished inspection's log: now if nobody is using it

@@ -207,7 +207,10 @@ class SessionService:
         """This node took the room: start from what the store holds (another node wrote the
         record and the log), and a session that was live elsewhere resumes as interrupted."""
         record = await self.book.reload(inspection_id)
-        self.journal.forget(inspection_id)  # a copy read earlier may lack the other node's events
+        # a copy read earlier may lack the other node's events; this node's own unshipped
+        # lines (it stepped aside and takes the room again) are kept only if they continue
+        # what the store holds (Journal.drop)
+        self.journal.drop(inspection_id)
         if record is not None and record.status == "live" and self.rooms.find(inspection_id) is None:
             node = self.placement.node_id if self.placement is not None else "?"
             gone = f"node {previous}" if previous else "the node serving it"
