@@ -16,8 +16,9 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Optional, Protocol
 
+from errors import Unavailable
 from storage.keys import validate_key
 from storage.objects import ObjectNotFound, ObjectStore
 
@@ -31,6 +32,20 @@ from .tsa import token_imprint
 from .signing import SigningKeys
 
 logger = logging.getLogger(__name__)
+
+
+class LogFence(Protocol):
+    """Whether this node may write an inspection's log now (several nodes: session/placement.py)."""
+
+    def check_append(self, inspection_id: str) -> None:
+        """Raise (an :class:`errors.Unavailable`) if no event may be appended now."""
+
+    def check_store(self, inspection_id: str) -> None:
+        """Raise if not even a blob may be stored now (a fenced node may still store the
+        segments its recorders close with, while no other node can have taken the room)."""
+
+    async def may_ship(self, inspection_id: str) -> Optional[bool]:
+        """True: ship its chunks; None: not now; False: never (drop the log here)."""
 
 
 class Journal:
@@ -59,6 +74,11 @@ class Journal:
         self._lock = asyncio.Lock()
         self._users: Counter[str] = Counter()  # callers holding each log (see _using)
         self._forget_wanted: set[str] = set()
+        #: With several nodes, whether this node may write a log (docs/nodes.md, "Fencing").
+        self.fence: Optional[LogFence] = None
+        self._ids: dict[int, str] = {}  # id(log) -> inspection id, for the ship gate
+        self._dropped: dict[str, ChainLog] = {}  # logs dropped with unshipped lines (drop)
+        self.shipper.gate = self._may_ship
         #: Events appended, and the seconds spent appending them (for /metrics).
         self.appends = 0
         self.append_seconds = 0.0
@@ -103,10 +123,12 @@ class Journal:
             if log is None:
                 log = ChainLog(self.store, prefix_of(inspection_id) + EVENTS, local=self.local, chunk_lines=self.chunk_lines)
                 await log.load()
+                log = self._undropped(inspection_id, log)
                 self.shipper.watch(log)
                 if log.dirty:
                     self.shipper.flag(log)
                 self._logs[inspection_id] = log
+                self._ids[id(log)] = inspection_id
             return log
 
     @contextlib.asynccontextmanager
@@ -131,6 +153,8 @@ class Journal:
     async def record(self, inspection_id: str, type_: str, actor: str, data: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         """Append one event to the inspection's log (stored before this returns)."""
         started = time.perf_counter()
+        if self.fence is not None:
+            self.fence.check_append(inspection_id)
         async with self._using(inspection_id) as log:
             self._unsealed.add(inspection_id)
             event = await log.append(type_, actor, data)
@@ -153,6 +177,8 @@ class Journal:
     ) -> dict[str, Any]:
         """Store a blob, then log an event carrying its key, size and sha256."""
         validate_key(relative_key)
+        if self.fence is not None:
+            self.fence.check_store(inspection_id)
         await self.store.put(prefix_of(inspection_id) + relative_key, data, content_type)
         event = {"key": relative_key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "sm3": sm3_hex(data)}
         event.update(details or {})
@@ -217,6 +243,10 @@ class Journal:
         ``final_event`` (type, actor, data) is appended in the same critical section, so no
         reader ever sees that event without a manifest that covers it.
         """
+        if self.fence is not None:
+            self.fence.check_append(inspection_id)
+            if not await self.fence.may_ship(inspection_id):
+                raise Unavailable(f"inspection {inspection_id}: this node may not write its log now; not sealed", code="node_fenced")
         async with self._using(inspection_id) as log, log.lock:
             if final_event is not None:
                 await log.append_locked(*final_event)
@@ -259,6 +289,47 @@ class Journal:
         """The lock to hold while reading the log and the manifest as one (verification)."""
         return (await self._log_of(inspection_id)).lock
 
+    async def _may_ship(self, log: ChainLog) -> Optional[bool]:
+        inspection_id = self._ids.get(id(log))
+        if self.fence is None or inspection_id is None or self._logs.get(inspection_id) is not log:
+            return True
+        verdict = await self.fence.may_ship(inspection_id)
+        if verdict is False:
+            self.drop(inspection_id)
+        return verdict
+
+    def drop(self, inspection_id: str) -> None:
+        """Drop the in-memory log of an inspection this node may no longer write, unshipped.
+
+        A log with unshipped lines is kept aside: if this node takes the room again before
+        anyone else writes the log, those lines continue the stored chain (:meth:`_undropped`);
+        if another node went on, they are lost, as with a node that died.
+        """
+        log = self._logs.pop(inspection_id, None)
+        self._unsealed.discard(inspection_id)
+        self._forget_wanted.discard(inspection_id)
+        if log is not None:
+            self._ids.pop(id(log), None)
+            self.shipper.discard(log)
+            if log.dirty:
+                self._dropped[inspection_id] = log
+                logger.error("inspection %s: events this node journaled after its last shipped chunk are not shipped; "
+                             "kept aside in case this node takes the room again before anyone writes the log", inspection_id)
+
+    def _undropped(self, inspection_id: str, loaded: ChainLog) -> ChainLog:
+        """The log dropped by :meth:`drop`, if the store still holds exactly its shipped part
+        (no other node wrote since): its unshipped lines continue the chain. Else ``loaded``."""
+        dropped = self._dropped.pop(inspection_id, None)
+        if dropped is None:
+            return loaded
+        if dropped.count >= loaded.count and dropped.data().startswith(loaded.data()):
+            logger.warning("inspection %s: nobody wrote the log since this node dropped it; its %d unshipped event(s) "
+                           "continue the chain", inspection_id, dropped.count - loaded.count)
+            return dropped
+        logger.error("inspection %s: another node continued the log; the %d event(s) this node had not shipped are lost "
+                     "(its local journal holds them until the next restart)", inspection_id, max(0, dropped.count - loaded.count))
+        return loaded
+
     def forget(self, inspection_id: str) -> None:
         """Drop the in-memory copy of a finished inspection's log: now if nobody is using it
         and it is all shipped, else when its last user is done."""
@@ -272,6 +343,7 @@ class Journal:
         self._forget_wanted.discard(inspection_id)
         log.forget_local()
         del self._logs[inspection_id]
+        self._ids.pop(id(log), None)
 
     @property
     def logs_in_memory(self) -> int:

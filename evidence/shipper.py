@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Optional
+from typing import Awaitable, Callable, Optional
 
 from .chainlog import ChainLog
 
@@ -28,6 +28,15 @@ class Shipper:
         self._wake = asyncio.Event()
         self._task: Optional[asyncio.Task[None]] = None
         self._closing = False
+        #: Asked before each log ships: True ship, None not now (kept dirty), False never
+        #: (dropped: this node lost the right to write it, docs/nodes.md "Fencing").
+        self.gate: Optional[Callable[[ChainLog], Awaitable[Optional[bool]]]] = None
+
+    def discard(self, log: ChainLog) -> None:
+        """Never ship ``log`` again (it was dropped)."""
+        self._dirty.pop(id(log), None)
+        if log.on_dirty == self._mark:
+            log.on_dirty = None
 
     def watch(self, log: ChainLog) -> None:
         """Have ``log`` report its appends here."""
@@ -60,6 +69,17 @@ class Shipper:
         """Flush every dirty log now (failures are logged and retried later)."""
         logs, self._dirty = list(self._dirty.values()), {}
         for log in logs:
+            if self.gate is not None:
+                try:
+                    verdict = await self.gate(log)
+                except Exception:
+                    logger.exception("log %s: the ship gate failed; retrying", log.key)
+                    verdict = None
+                if verdict is None:
+                    self._dirty.setdefault(id(log), log)
+                    continue
+                if verdict is False:
+                    continue
             try:
                 await log.flush()
             except Exception as exc:

@@ -22,3 +22,7 @@ class Audience(Protocol):
 
     async def drop(self, connection: str) -> None:
         """Close ``connection`` (another device took over its role)."""
+
+    async def drop_here(self, connection: str) -> None:
+        """Close ``connection``, a connection to this node, without telling other nodes (this
+        node may have lost its way to them: session/placement.py, fencing)."""

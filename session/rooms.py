@@ -152,11 +152,14 @@ class Rooms:
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(list(self._rooms.values()))
 
-    async def close_room(self, inspection_id: str) -> None:
+    async def close_room(self, inspection_id: str, clear: bool = True) -> None:
+        """Close the room; ``clear`` forgets its live state too (not when this node stepped
+        aside: the room's node, presence and roles are then the next node's)."""
         room = self._rooms.pop(inspection_id, None)
         if room is not None:
             await room.close()
-            await self.live.clear_room(inspection_id)
+            if clear:
+                await self.live.clear_room(inspection_id)
             logger.info("room %s closed", inspection_id)
 
     async def close(self) -> None:

@@ -150,7 +150,9 @@ class SessionService:
         """Serve only the rooms ``placement`` gives this node, and resume those it takes over."""
         self.placement = placement
         placement.on_adopt(self._adopt)
+        placement.on_fence(self._step_aside)
         self.recovery.elsewhere = placement.elsewhere
+        self.journal.fence = placement
 
     # -- connections ----------------------------------------------------------------------
 
@@ -205,15 +207,49 @@ class SessionService:
         """This node took the room: start from what the store holds (another node wrote the
         record and the log), and a session that was live elsewhere resumes as interrupted."""
         record = await self.book.reload(inspection_id)
-        self.journal.forget(inspection_id)  # a copy read earlier may lack the other node's events
+        # a copy read earlier may lack the other node's events; this node's own unshipped
+        # lines (it stepped aside and takes the room again) are kept only if they continue
+        # what the store holds (Journal.drop)
+        self.journal.drop(inspection_id)
         if record is not None and record.status == "live" and self.rooms.find(inspection_id) is None:
             node = self.placement.node_id if self.placement is not None else "?"
             gone = f"node {previous}" if previous else "the node serving it"
-            await self.journal.log_strays(inspection_id, f"stored by {gone}, whose log tail was lost when it stopped")
+            # this node again: it had stepped aside (lost its lease), or restarted
+            stopped = "stepped aside" if previous == node else "stopped"
+            await self.journal.log_strays(inspection_id, f"stored by {gone}, whose log tail was lost when it {stopped}")
             await self.recovery.adopt(
-                inspection_id, f"{gone} stopped during the session; node {node} took the room over",
+                inspection_id, f"{gone} {stopped} during the session; node {node} took the room over",
                 node=node, previous_node=previous or "",
             )
+
+    async def _step_aside(self, rooms: list[str]) -> None:
+        """This node lost its lease (docs/nodes.md, "Fencing"): another node may take its
+        rooms in a second. Disconnect every page (they ask the entry URL where the session
+        went), close the rooms' peers, clocks and recorders (segments stored so far stay;
+        nothing more is logged: the journal refuses) and forget their logs' unshipped tails.
+
+        Nothing here waits for Redis (it may be unreachable) and nothing is sealed or marked
+        interrupted: the node taking a room over does that from what the store holds.
+        """
+        for key, away in list(self._away.items()):
+            away.task.cancel()
+            del self._away[key]
+        connections = list(self._connections)
+        self._participants.clear()
+        self._connections.clear()
+        for connection_id in connections:
+            try:
+                await asyncio.wait_for(self.audience.drop_here(connection_id), 2.0)
+            except Exception as exc:
+                logger.warning("connection %s: not disconnected (%s)", connection_id, exc)
+        for inspection_id in sorted({*rooms, *(room.inspection_id for room in self.rooms)}):
+            try:
+                await self.rooms.close_room(inspection_id, clear=False)  # the live state is the next node's
+            except Exception:
+                logger.exception("room %s: closing it failed", inspection_id)
+            self.journal.drop(inspection_id)
+            self._usage.pop(inspection_id, None)
+        logger.warning("stepped aside from %d room(s) and %d connection(s)", len(rooms), len(connections))
 
     def admit(self, connection_id: str, token: Any, lang: Any = None) -> Connection:
         """Check a page's link token; the connection may then join. Refusals carry a code."""
@@ -274,6 +310,8 @@ class SessionService:
         entry = self._participants.get(connection_id)
         if entry is None:
             raise NotJoined("send 'join' first")
+        if self.placement is not None:
+            self.placement.check_serving(entry[0].inspection_id)  # a fenced node refuses (node_fenced)
         return entry
 
     @property
@@ -283,6 +321,8 @@ class SessionService:
 
     async def join(self, connection_id: str, join: commands.Join) -> dict[str, Any]:
         conn = self.connection(connection_id)
+        if self.placement is not None:
+            self.placement.check_serving(conn.inspection_id)
         await self.recovery.settle(conn.inspection_id)
         if join.device:
             conn.device, conn.device_named = join.device, True
@@ -829,6 +869,9 @@ class SessionService:
             for participant in list(room.participants.values()):
                 self._participants.pop(participant.sid, None)
                 await self.rooms.live.release_role(inspection_id, participant.role, participant.sid)
+        if self.placement is not None:
+            self.placement.release(inspection_id)  # its room key goes with the room: nothing to guard
+        if room is not None:
             await self.rooms.close_room(inspection_id)
         if end_reason == "abandoned":
             final["end_reason"] = end_reason

@@ -25,6 +25,7 @@ from approval.inspections import Inspection, now_utc, parse_rfc3339, rfc3339
 from errors import Conflict, Elsewhere
 
 from .background import Background
+from .placement import Fenced
 from .service import SessionService
 
 logger = logging.getLogger(__name__)
@@ -87,8 +88,8 @@ class Sweeper:
                     done.append(record.id)
             except Conflict as exc:  # another node, or a person, got there first
                 logger.info("inspection %s: sweep skipped (%s)", record.id, exc)
-            except Elsewhere:
-                pass  # another live node serves it, and sweeps it
+            except (Elsewhere, Fenced):
+                pass  # another live node serves it and sweeps it (or this one is fenced: see later)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -24,3 +24,7 @@ class SocketAudience:
 
     async def drop(self, connection: str) -> None:
         await self.sio.disconnect(connection, namespace=NAMESPACE)
+
+    async def drop_here(self, connection: str) -> None:
+        # ignore_queue: a local disconnect, no publish (Redis may be unreachable)
+        await self.sio.disconnect(connection, namespace=NAMESPACE, ignore_queue=True)

@@ -91,6 +91,20 @@ class LiveState(Protocol):
         """
         ...
 
+    async def take_room(self, room: str, node_id: str, expected: str | None) -> int:
+        """:meth:`take_room_node` for a node that does not hold the room (yet): the room's
+        presence and role holders go even if the room already names ``node_id`` (they were
+        an earlier lease's connections), and the room's epoch goes up by one.
+
+        Returns the new epoch (the room's fencing token: every take-over changes it), or 0
+        if the room names another node than ``expected``.
+        """
+        ...
+
+    async def room_lease(self, room: str) -> tuple[str | None, int]:
+        """The node hosting the room (None if none) and the room's epoch (0 if never taken)."""
+        ...
+
     async def acquire(self, key: str, holder: str, ttl_s: float) -> bool:
         """Take the lock ``key`` for ``holder`` unless it is held (by anyone: it is not
         re-entrant); it lapses after ``ttl_s`` (a holder that died does not keep it).
@@ -116,6 +130,11 @@ class LiveState(Protocol):
 
     async def put_value(self, key: str, value: dict[str, Any], ttl_s: float) -> None:
         """Keep a small JSON object under ``key`` for ``ttl_s`` seconds (replacing any)."""
+        ...
+
+    async def swap_value(self, key: str, value: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
+        """:meth:`put_value`, atomically returning the object it replaced (None if none or
+        expired): a heartbeat learns whether its key lapsed or was overwritten."""
         ...
 
     async def get_value(self, key: str) -> dict[str, Any] | None:
@@ -181,6 +200,7 @@ class MemoryLiveState:
         self._presence: dict[str, dict[str, tuple[float, str]]] = {}
         self._roles: dict[str, dict[str, str]] = {}
         self._nodes: dict[str, str] = {}
+        self._epochs: dict[str, int] = {}  # kept by clear_room: an epoch never repeats
         # (key, window_ms) -> (window index, count)
         self._hits: dict[tuple[str, int], tuple[int, int]] = {}
         self._prune_hits_at = 1024
@@ -288,7 +308,26 @@ class MemoryLiveState:
             self._presence.pop(room, None)
             self._roles.pop(room, None)
         self._nodes[room] = node_id
+        self._epochs[room] = self._epochs.get(room, 0) + 1
         return True
+
+    async def take_room(self, room: str, node_id: str, expected: str | None) -> int:
+        """Take the room afresh if its node is still ``expected``; see LiveState."""
+        self._check(room)
+        check_name("node id", node_id)
+        current = self._nodes.get(room)
+        if current not in (None, expected, node_id):
+            return 0
+        self._presence.pop(room, None)
+        self._roles.pop(room, None)
+        self._nodes[room] = node_id
+        self._epochs[room] = epoch = self._epochs.get(room, 0) + 1
+        return epoch
+
+    async def room_lease(self, room: str) -> tuple[str | None, int]:
+        """The room's node and epoch."""
+        self._check(room)
+        return self._nodes.get(room), self._epochs.get(room, 0)
 
     async def clear_room(self, room: str) -> None:
         """Forget the room's presence, roles and node."""
@@ -345,6 +384,12 @@ class MemoryLiveState:
         if len(self._values) > 1024:
             # expired values are swept when the map grows, so it stays bounded
             self._values = {k: v for k, v in self._values.items() if v[0] > now}
+
+    async def swap_value(self, key: str, value: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
+        """Keep ``value`` under ``key``; return what it replaced."""
+        previous = await self.get_value(key)
+        await self.put_value(key, value, ttl_s)
+        return previous
 
     async def get_value(self, key: str) -> dict[str, Any] | None:
         """The object under ``key``, or None."""

@@ -6,6 +6,7 @@ Layout, under ``prefix`` (default ``takan:``)::
     room:<room>:presence_deadlines  zset    participant id -> expiry (Redis time, ms)
     room:<room>:roles               hash    role -> holder
     room:<room>:node                string  node id (taken over by compare-and-set)
+    room:<room>:epoch               string  counter, up by one at every take (the room's fencing token)
     value:<key>                     string  small JSON values with a TTL (node heartbeats: value:node:<id>)
     lock:<key>                      string  holder of a short cross-node lock (SET NX PX)
     channel:<name>                  pub/sub channel (records: ids of inspection records just saved)
@@ -94,7 +95,7 @@ return 0
 """
 
 
-# KEYS: node, presence, presence deadlines, roles; ARGV: node id, expected node ('' for
+# KEYS: node, presence, presence deadlines, roles, epoch; ARGV: node id, expected node ('' for
 # none), room ttl ms. A change of hands drops the old node's presence and role holders.
 _TAKE_ROOM_NODE = """
 local current = redis.call('GET', KEYS[1])
@@ -105,7 +106,25 @@ if current and current ~= ARGV[1] then
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+redis.call('INCR', KEYS[5])
+redis.call('PEXPIRE', KEYS[5], ARGV[3])
 return 1
+"""
+
+# KEYS: node, presence, presence deadlines, roles, epoch; ARGV: node id, expected node
+# ('' for none), room ttl ms. A fresh take by a node that does not hold the room: whoever's
+# presence and role holders were there go (even this node's own, from an earlier lease) and
+# the epoch goes up; returns the new epoch, or 0 if the room names another node.
+_TAKE_ROOM = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] and current ~= ARGV[2] then
+  return 0
+end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+local epoch = redis.call('INCR', KEYS[5])
+redis.call('PEXPIRE', KEYS[5], ARGV[3])
+return epoch
 """
 
 # KEYS: lock; ARGV: holder
@@ -178,6 +197,7 @@ class RedisLiveState:
             "claim_role": client.register_script(_CLAIM_ROLE),
             "release_role": client.register_script(_RELEASE_ROLE),
             "take_room_node": client.register_script(_TAKE_ROOM_NODE),
+            "take_room": client.register_script(_TAKE_ROOM),
             "release": client.register_script(_RELEASE),
         }
         logger.info("live state in Redis %s under prefix %r", self._safe_url(), self._prefix)
@@ -286,10 +306,26 @@ class RedisLiveState:
         """Host the room on ``node_id`` if its node is still ``expected`` (compare-and-set)."""
         self._require()
         check_name("node id", node_id)
-        keys = [self._room_key(room, part) for part in ("node", "presence", "presence_deadlines", "roles")]
+        keys = [self._room_key(room, part) for part in ("node", "presence", "presence_deadlines", "roles", "epoch")]
         with self._translate():
             taken = await self._scripts["take_room_node"](keys=keys, args=[node_id, expected or "", self._room_ttl_ms])
         return bool(taken)
+
+    async def take_room(self, room: str, node_id: str, expected: str | None) -> int:
+        """Take the room afresh if its node is still ``expected``; the new epoch, or 0."""
+        self._require()
+        check_name("node id", node_id)
+        keys = [self._room_key(room, part) for part in ("node", "presence", "presence_deadlines", "roles", "epoch")]
+        with self._translate():
+            epoch = await self._scripts["take_room"](keys=keys, args=[node_id, expected or "", self._room_ttl_ms])
+        return int(epoch)
+
+    async def room_lease(self, room: str) -> tuple[str | None, int]:
+        """The room's node and epoch, in one round trip."""
+        client = self._require()
+        with self._translate():
+            node, epoch = await client.mget(self._room_key(room, "node"), self._room_key(room, "epoch"))
+        return (None if node is None else str(node)), int(epoch or 0)
 
     async def acquire(self, key: str, holder: str, ttl_s: float) -> bool:
         """``SET NX PX``: take the lock ``key`` for ``ttl_s`` seconds unless it is held."""
@@ -353,6 +389,16 @@ class RedisLiveState:
             raise ValueError(f"ttl_s must be positive, got {ttl_s!r}")
         with self._translate():
             await client.set(f"{self._prefix}value:{key}", encode_info(value), px=max(1, round(ttl_s * 1000)))
+
+    async def swap_value(self, key: str, value: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
+        """``SET ... PX ... GET``: keep ``value`` under ``key``, return what it replaced."""
+        client = self._require()
+        check_name("value key", key)
+        if not ttl_s > 0:
+            raise ValueError(f"ttl_s must be positive, got {ttl_s!r}")
+        with self._translate():
+            raw = await client.set(f"{self._prefix}value:{key}", encode_info(value), px=max(1, round(ttl_s * 1000)), get=True)
+        return None if raw is None else dict(json.loads(str(raw)))
 
     async def get_value(self, key: str) -> dict[str, Any] | None:
         """The object under ``key``, or None."""

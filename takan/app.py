@@ -256,7 +256,8 @@ def build_app(config: Config) -> web.Application:
         otp=OneTimeCodes(otp_sender, live) if otp_sender else None,
     )
     sessions.warnings_for = decisions.prudent_warnings
-    placement = Placement(live, config.node_id, config.node_base_url)
+    # fencing needs other nodes to fence against: one node without Redis never steps aside
+    placement = Placement(live, config.node_id, config.node_base_url, fencing=bool(config.redis_url))
     sessions.place_rooms(placement)
     record_sync = RecordSync(live, book, config.node_id) if config.redis_url else None
     if config.inspector_login == "required":

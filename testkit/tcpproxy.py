@@ -3,6 +3,10 @@
 moto keeps everything in memory, so stopping it would lose the objects stored before the
 outage; cutting the proxy makes S3 unreachable (connection refused, resets) exactly as a
 stopped server does, and bringing it back is a restart that kept its disk.
+
+:meth:`TcpProxy.blackhole` is the other kind of outage, a network partition: connections,
+open and new, stay up but nothing gets through (requests hang until the client's timeout).
+:meth:`TcpProxy.restore` ends it; the connections that lost bytes are reset.
 """
 
 from __future__ import annotations
@@ -18,6 +22,18 @@ class TcpProxy:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self.blackholed = False
+
+    def blackhole(self) -> None:
+        """Let nothing through, without closing anything (a partition)."""
+        self.blackholed = True
+
+    def restore(self) -> None:
+        """End the partition: reset the connections that lost bytes in it; new ones pass."""
+        self.blackholed = False
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
 
     async def start(self) -> None:
         if self._server is None:
@@ -38,6 +54,13 @@ class TcpProxy:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.blackholed:  # accepted (the SYN got through), then silence
+            self._writers.add(writer)
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while await reader.read(65536):
+                    pass
+            self._writers.discard(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -52,6 +75,8 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
+                if self.blackholed:
+                    continue  # lost in the partition
                 writer.write(data)
                 await writer.drain()
         with contextlib.suppress(OSError, RuntimeError):

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,10 +26,10 @@ import pytest
 
 from testkit.browser import chromium_available
 from testkit.server import API_KEY, WEBHOOK_SECRET, inspection_body, wait_healthy
+from testkit.nodes import ROOT, Node
 from testkit.servers import NGINX, REDIS_SERVER, S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, MotoServer, NginxProxy, RedisServer, free_port
 from tests.web_client.test_pages import JOINED, browser, decoding, open_page, until
 
-ROOT = Path(__file__).resolve().parents[2]
 LINK_SECRET = "multinode-test-link-secret-0123456789abcdef"
 #: From the kill to both pages joined again on the other node: the heartbeat lapses (3 s),
 #: the pages ask again every second, load the page there, join and offer (6-11 s measured;
@@ -44,47 +43,6 @@ pytestmark = [
     pytest.mark.skipif(not NGINX.exists(), reason=f"nginx not found at {NGINX}; scripts/install.sh installs it"),
     pytest.mark.skipif(not REDIS_SERVER.exists(), reason=f"redis-server not found at {REDIS_SERVER}"),
 ]
-
-
-class Node:
-    """One ``takan serve`` process of the deployment, reachable at its own URL."""
-
-    def __init__(self, name: str, root: Path, env: dict[str, str], public_url: str) -> None:
-        self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.data_dir = root / name
-        self.env = env
-        self.public_url = public_url
-        self.log = root / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, field_keys: Path) -> None:
-        self.data_dir.mkdir(parents=True)
-        # several nodes share one field-key directory (privacy/fieldcrypto.py: a mounted secret)
-        (self.data_dir / "field-keys").symlink_to(field_keys, target_is_directory=True)
-        argv = [sys.executable, "-m", "takan", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                "--data-dir", str(self.data_dir), "--public-url", self.public_url, "--node-url", self.url,
-                "--node-id", self.name, "--ice-loopback", "true"]
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
 
 @pytest.fixture

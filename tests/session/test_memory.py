@@ -37,6 +37,9 @@ class QuietAudience:
     async def drop(self, connection: str) -> None:
         pass
 
+    async def drop_here(self, connection: str) -> None:
+        pass
+
 
 async def test_finished_inspections_leave_memory(tmp_path) -> None:
     async with running_server(tmp_path / "d", api_rate_per_minute="100000") as server, aiohttp.ClientSession() as http:

@@ -84,3 +84,136 @@ async def test_close_withdraws_the_heartbeat_and_is_idempotent(live_state: LiveS
 def test_the_heartbeat_must_beat_within_its_ttl(live_state: LiveState) -> None:
     with pytest.raises(ValueError, match="more often"):
         Placement(live_state, "n", "http://n", ttl_s=1.0, every_s=1.0)
+
+
+# -- fencing: a node cut off from Redis steps aside before another can take its rooms ----------
+
+
+async def test_a_node_cut_off_from_redis_fences_itself_before_its_rooms_can_be_taken(redis_url) -> None:
+    """Node A reaches Redis through a proxy that the test blackholes (a partition: requests
+    hang); node B keeps Redis. A must refuse to write before B can take its room, B takes it
+    once A's heartbeat lapses, and A, back, rejoins without touching the room."""
+    import uuid
+
+    from evidence.journal import LogFence
+    from session.placement import Fenced
+    from storage.redis_state import RedisLiveState
+    from testkit.servers import free_port
+    from testkit.tcpproxy import TcpProxy
+
+    host, port = redis_url.split("//")[1].split("/")[0].split(":")
+    proxy = TcpProxy(host, int(port), free_port())
+    await proxy.start()
+    prefix = f"takan-test:{uuid.uuid4().hex[:12]}:"
+    live_a = RedisLiveState(f"redis://127.0.0.1:{proxy.port}/0", prefix=prefix, timeout_s=1.0)
+    live_b = RedisLiveState(redis_url, prefix=prefix)
+    await live_a.start()
+    await live_b.start()
+    adopted: list[tuple[str, str, Optional[str]]] = []
+    # A fences 0.75 s after its last renewal and its heartbeat lapses 0.75 s later: the order
+    # checked below is no race on a loaded machine
+    a = Placement(live_a, "node-a", "http://node-a.test:8080/", ttl_s=1.5, every_s=0.25, fence_after_s=0.75)
+    b = Placement(live_b, "node-b", "http://node-b.test:8080/", ttl_s=1.5, every_s=0.25)
+
+    async def adopt(room: str, previous: Optional[str]) -> None:
+        adopted.append(("node-b", room, previous))
+
+    b.on_adopt(adopt)
+    fenced: list[tuple[float, list[str]]] = []
+    loop = asyncio.get_running_loop()
+
+    async def step_aside(rooms: list[str]) -> None:
+        fenced.append((loop.time(), rooms))
+
+    a.on_fence(step_aside)
+    fence: LogFence = a  # what the journal asks
+    try:
+        await a.start()
+        await b.start()
+        assert (await a.locate("room-1")).here
+        node_a, epoch_a = await live_b.room_lease("room-1")
+        assert node_a == "node-a" and epoch_a >= 1
+        fence.check_append("room-1")
+        assert await fence.may_ship("room-1") is True
+        a.check_serving("room-1")
+
+        proxy.blackhole()
+        cut = loop.time()
+        for _ in range(250):  # A fences within fence_after_s (0.75 s) of its last renewal
+            if fenced:
+                break
+            await asyncio.sleep(0.02)
+        assert fenced and fenced[0][1] == ["room-1"], fenced
+        with pytest.raises(Fenced):
+            fence.check_append("room-1")
+        with pytest.raises(Fenced):
+            a.check_serving("room-1")
+        assert await fence.may_ship("room-1") is False  # lost: never shipped from here again
+        with pytest.raises(Fenced):
+            await a.locate("room-2")  # a fenced node takes nothing
+        # B cannot take the room before A's heartbeat lapses, i.e. after A fenced itself
+        taken_at = None
+        for _ in range(250):
+            place = await b.locate("room-1")
+            if place.here:
+                taken_at = loop.time()
+                break
+            await asyncio.sleep(0.02)
+        assert taken_at is not None and fenced[0][0] < taken_at, (cut, fenced, taken_at)
+        node_b, epoch_b = await live_b.room_lease("room-1")
+        assert node_b == "node-b" and epoch_b == epoch_a + 1
+        assert ("node-b", "room-1", "node-a") in adopted
+
+        proxy.restore()
+        for _ in range(250):  # A beats again: a new lease
+            if a.lease_valid:
+                break
+            await asyncio.sleep(0.02)
+        assert a.lease_valid and a.fences == 1
+        fence.check_append("room-2")  # other inspections' logs may be written again
+        with pytest.raises(Fenced):
+            fence.check_append("room-1")  # but not the lost room's
+        there = await a.locate("room-1")
+        assert not there.here and there.node_id == "node-b"  # it does not resume B's room
+        assert await live_b.room_lease("room-1") == ("node-b", epoch_b)
+    finally:
+        await a.close()
+        await b.close()
+        await live_a.close()
+        await live_b.close()
+        await proxy.stop()
+
+
+async def test_a_room_whose_epoch_moved_is_not_shipped(live_state: LiveState) -> None:
+    """The fencing token: Redis lost the room's key (or another process took it) while this
+    node's lease looked fine; the shipper's check finds another node at another epoch."""
+    a = node(live_state, "node-a", [])
+    await a.start()
+    try:
+        await a.locate("room-1")
+        assert await a.may_ship("room-1") is True
+        await live_state.clear_room("room-1")  # closed: nobody hosts it, still ours to ship
+        assert await a.may_ship("room-1") is True
+        assert await live_state.take_room("room-1", "node-x", None)
+        assert await a.may_ship("room-1") is False
+        from session.placement import Fenced
+
+        with pytest.raises(Fenced):
+            a.check_append("room-1")
+        a.check_append("room-2")
+    finally:
+        await a.close()
+
+
+async def test_without_fencing_a_lone_node_never_steps_aside(live_state: LiveState) -> None:
+    a = Placement(live_state, "node-a", "http://a", ttl_s=0.6, every_s=0.15, fencing=False)
+    await a.start()
+    try:
+        await a.locate("room-1")
+        a._renewed_at = 0.0  # as if the loop had stalled for ages
+        assert a.lease_valid
+        a.check_serving("room-1")
+        a.check_append("room-1")
+        assert (await a.locate("room-1")).here
+    finally:
+        await a.close()

@@ -303,6 +303,15 @@ export class Session extends EventTarget {
     const data = err?.data;
     this.#record("connect_error", data ?? { message: String(err?.message ?? err) });
     if (data?.code === "elsewhere" && this.#moveTo(data.node_url)) return;
+    if (data?.code === "node_fenced") {
+      // This node lost its lease (docs/nodes.md, "Fencing"): another takes the room in a
+      // few seconds. Ask the entry URL where, and knock here again meanwhile.
+      this.state.socket = "connecting";
+      this.#rediscover();
+      this.#emit("change");
+      setTimeout(() => { if (!this.final && !this.moving && !this.socket.connected) this.socket.connect(); }, 2000);
+      return;
+    }
     if (data?.code) {
       // Refused by the server: socket.io does not retry these.
       this.state.socket = "error";
@@ -362,6 +371,7 @@ export class Session extends EventTarget {
         return;
       }
       if (code === "not_connected") return; // the next "connect" joins
+      if (code === "node_fenced") return; // this node is stepping aside: the disconnect follows
       if (CONNECT_CODES.includes(code)) this.#fatal(code, ack.error.message ?? "");
       else this.#fatal("join_failed", ack?.error?.message || code || "");
       return;
