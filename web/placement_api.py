@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from errors import BadRequest
 from session.service import SessionService
 
+from .bodies import read_body
 from .routes import LINK, Route, post
 
 MAX_TOKEN_BYTES = 4096
@@ -29,9 +29,8 @@ class PlacementApi:
         return [post("/api/v1/session/node", self.node, LINK)]
 
     async def node(self, request: web.Request) -> web.Response:
-        raw = await request.content.read(MAX_TOKEN_BYTES + 1)
-        if len(raw) > MAX_TOKEN_BYTES:
-            raise BadRequest(f"send the link token alone as the body (at most {MAX_TOKEN_BYTES} bytes)")
+        # the whole body: content.read(n) returns what is buffered, which may be a piece of it
+        raw = await read_body(request, MAX_TOKEN_BYTES, "the link token (send it alone as the body)")
         place = await self.sessions.locate(raw.decode("utf-8", "replace").strip())
         return web.json_response(
             {"node": place.node_id, "node_url": place.url, "entry_url": self.entry_url},

@@ -54,6 +54,22 @@ async def test_a_body_written_in_pieces_is_read_whole(tmp_path) -> None:
             assert status == 201, answer
 
 
+async def test_the_node_question_reads_the_whole_token(tmp_path) -> None:
+    """POST /api/v1/session/node with its text/plain token in two pieces (a page on a slow
+    link): the token is read whole, not cut where the first piece ended."""
+    async with running_server(tmp_path / "d") as server, aiohttp.ClientSession() as http:
+        created = await create_inspection(server, http)
+        token = created["applicant_url"].split("#", 1)[1].encode()
+        port = int(server.base_url.rsplit(":", 1)[1])
+        head = (f"POST /api/v1/session/node HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+                f"Content-Length: {len(token)}\r\n\r\n").encode()
+        status, answer = await raw_request(port, [head + token[:10], token[10:]], 0.1)
+        assert status == 200, answer
+        assert json.loads(answer)["node_url"]
+        async with http.post(server.base_url + "/api/v1/session/node", data=b"x" * 5000) as r:
+            assert r.status == 413 and "link token" in (await r.json(content_type=None))["detail"]
+
+
 async def test_a_chunked_body_over_the_cap_is_413(tmp_path) -> None:
     async with running_server(tmp_path / "d") as server, aiohttp.ClientSession() as http:
 
