@@ -95,24 +95,6 @@ async def test_camera_requests_go_to_the_phone_and_answers_back(pair) -> None:
     assert "camera.requested" in types and "camera.answered" in types
 
 
-async def test_a_page_that_joins_later_gets_the_marks_shown_now(tmp_path) -> None:
-    async with running_server(tmp_path / "data") as server, aiohttp.ClientSession() as http:
-        created = await create_inspection(server, http)
-        inspector = Participant(server.base_url, created["inspector_url"])
-        applicant = Participant(server.base_url, created["applicant_url"])
-        try:
-            assert await inspector.connect() and (await inspector.call("join"))["ok"]
-            assert (await inspector.call("draw", {"shapes": [ARROW]}))["ok"]
-            assert await applicant.connect()
-            joined = await applicant.call("join")  # e.g. the phone reloaded its page
-            assert joined["ok"] and [s["kind"] for s in joined["drawing"]["shapes"]] == ["arrow"] and joined["drawing"]["at"]
-            assert (await inspector.call("draw_clear"))["ok"]
-            assert (await inspector.call("join"))["drawing"] is None  # cleared: nothing to show
-        finally:
-            await inspector.close()
-            await applicant.close()
-
-
 @pytest.mark.parametrize(
     "who,event,payload,code",
     [
