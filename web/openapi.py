@@ -788,7 +788,7 @@ PATHS: dict[str, Any] = {
             "summary": "The protocol's constants the pages use (limits, role and status names)",
             "operationId": "protocolConstants",
             "security": [],
-            "responses": {"200": {"description": "see signaling/protocol_constants.py", "content": {JSON: {"schema": _ref("ProtocolConstants")}}}},
+            "responses": {"200": {"description": "see takan/protocol.py", "content": {JSON: {"schema": _ref("ProtocolConstants")}}}},
         },
     },
     "/api/v1/openapi.json": {
