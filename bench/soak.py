@@ -36,16 +36,20 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import socketio
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from testkit.rawsocket import RawSocket  # noqa: E402
 from testkit.server import wait_healthy  # noqa: E402
 
 API_KEY = "soak-api-key-0123456789abcdef"
 EVENTS_PER_VISIT = 20  # events a participant sends between joining and leaving
+#: Local addresses a client process spreads its connections over: the server admits 1,200
+#: Socket.IO connects a minute per address (signaling/namespace.py), and at a few thousand
+#: operations a second the soak connects a hundred times a second.
+LOCAL_ADDRESSES = 32
 
 
 def free_port() -> int:
@@ -98,12 +102,18 @@ def inspection_body(n: int, prefix: str = "") -> dict[str, Any]:
 
 
 class Driver:
-    def __init__(self, base: str, total: int, tally: Tally, prefix: str = "") -> None:
+    def __init__(self, base: str, total: int, tally: Tally, sessions: list[aiohttp.ClientSession], prefix: str = "") -> None:
         self.base = base
         self.total = total
         self.tally = tally
         self.prefix = prefix
         self.created = 0
+        self._sessions = sessions
+        self._turn = 0
+
+    def client(self) -> RawSocket:
+        self._turn += 1
+        return RawSocket(self._sessions[self._turn % len(self._sessions)])
 
     def done(self) -> bool:
         return self.tally.ops >= self.total
@@ -117,7 +127,7 @@ class Driver:
                 raise RuntimeError(f"create: {r.status} {body}")
             return body
 
-    async def call(self, client: socketio.AsyncClient, event: str, data: Any) -> None:
+    async def call(self, client: RawSocket, event: str, data: Any) -> None:
         started = time.perf_counter()
         try:
             ack = await client.call(event, data, timeout=30)
@@ -131,11 +141,11 @@ class Driver:
 
     async def visit(self, link: str, role: str, device: str) -> None:
         """Connect and join, send events, leave: 2 + EVENTS_PER_VISIT operations."""
-        client = socketio.AsyncClient(reconnection=False)
+        client = self.client()
         token = link.split("#", 1)[1]
         started = time.perf_counter()
         try:
-            await client.connect(self.base, auth={"token": token}, transports=["websocket"], wait_timeout=30)
+            await client.connect(self.base, token)
         except Exception as exc:
             self.tally.failed(f"connect: {exc}")
             return
@@ -174,10 +184,9 @@ class Driver:
                     self.visit(created["applicant_url"], "applicant", "phone"),
                 )
             # end it (join as inspector, end) so the server seals, judges and forgets it
-            client = socketio.AsyncClient(reconnection=False)
+            client = self.client()
             try:
-                await client.connect(self.base, auth={"token": created["inspector_url"].split("#", 1)[1]},
-                                     transports=["websocket"], wait_timeout=30)
+                await client.connect(self.base, created["inspector_url"].split("#", 1)[1])
                 await self.call(client, "join", {"device": "desk"})
                 await self.call(client, "end", {})
             except Exception as exc:
@@ -186,24 +195,29 @@ class Driver:
                 await client.disconnect()
 
 
-def client_process(base: str, ops: int, inspections: int, visits: int, prefix: str,
+def client_process(base: str, ops: int, inspections: int, visits: int, prefix: str, index: int,
                    progress: Any, results: Any) -> None:
-    """One client process: its share of the inspections and operations (python-socketio's
-    client costs about as much CPU per operation as the server, so one process cannot load it)."""
+    """One client process: its share of the inspections and operations."""
     tally = Tally()
 
     async def drive() -> Driver:
-        driver = Driver(base, ops, tally, prefix)
+        sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.{10 + index}.{n + 1}", 0)))
+                    for n in range(LOCAL_ADDRESSES)]
+        driver = Driver(base, ops, tally, sessions, prefix)
 
         async def report() -> None:
             while not driver.done():
                 progress.value = tally.ops
                 await asyncio.sleep(0.5)
 
-        async with aiohttp.ClientSession() as http:
-            reporter = asyncio.create_task(report())
-            await asyncio.gather(*(driver.inspection_loop(http, visits) for _ in range(inspections)))
-            await reporter
+        try:
+            async with aiohttp.ClientSession() as http:
+                reporter = asyncio.create_task(report())
+                await asyncio.gather(*(driver.inspection_loop(http, visits) for _ in range(inspections)))
+                await reporter
+        finally:
+            for session in sessions:
+                await session.close()
         return driver
 
     driver = asyncio.run(drive())
@@ -233,7 +247,7 @@ async def run(args: argparse.Namespace) -> int:
         counters = [ctx.Value("q", 0) for _ in range(args.clients)]
         share_ops, share_insp = args.ops // args.clients, max(1, args.inspections // args.clients)
         workers = [
-            ctx.Process(target=client_process, args=(base, share_ops, share_insp, args.visits, f"{os.getpid()}c{n}",
+            ctx.Process(target=client_process, args=(base, share_ops, share_insp, args.visits, f"{os.getpid()}c{n}", n,
                                                      counters[n], results), daemon=True)
             for n in range(args.clients)
         ]
