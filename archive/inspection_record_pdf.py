@@ -53,6 +53,10 @@ class PdfRecord:
     warnings: Sequence[Mapping[str, Any]] = ()
 
 
+#: The label column of the key-value rows.
+LABEL_MM = 40
+
+
 def _font() -> tuple[str, int]:
     for path, index in FONT_CANDIDATES:
         if Path(path).is_file():
@@ -77,7 +81,11 @@ class _Writer:
         self.pdf.set_title(f"现场勘验笔录 {self.r.get('case_no', '')}")
         self.pdf.add_page()
 
-    def heading(self, text: str) -> None:
+    def heading(self, text: str, keep_mm: float = 30) -> None:
+        """A section heading; it starts a new page rather than stand alone at the foot of
+        one (``keep_mm``: the room the heading wants below it for what follows)."""
+        if self.pdf.get_y() + keep_mm > self.pdf.h - self.pdf.b_margin:
+            self.pdf.add_page()
         self.pdf.ln(3)
         self.pdf.set_font("cjk", size=13)
         self.pdf.cell(0, 8, text, new_x="LMARGIN", new_y="NEXT")
@@ -90,8 +98,14 @@ class _Writer:
         for label, value in pairs:
             text = scrub("—" if value is None or value == "" else str(value))
             self.pdf.set_x(self.pdf.l_margin)
-            self.pdf.cell(38, 6, label)
+            top, page = self.pdf.get_y(), self.pdf.page
+            # a long label (与申请比对：统一社会信用代码) wraps in its column instead of running
+            # into the value
+            label_lines = len(self.pdf.multi_cell(LABEL_MM, 6, label, dry_run=True, output="LINES"))
+            self.pdf.multi_cell(LABEL_MM, 6, label, new_x="RIGHT", new_y="TOP")
             self.pdf.multi_cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
+            if self.pdf.page == page:
+                self.pdf.set_y(max(self.pdf.get_y(), top + 6 * label_lines))
 
     def image(self, key: str, width: float, caption: str) -> None:
         data = self.c.images.get(key)
@@ -216,7 +230,7 @@ class _Writer:
                    ("理由", "；".join(str(x if isinstance(x, str) else x.get("message", x)) for x in reasons) or None),
                    ("规则版本", verdict.get("rules_version"))])
 
-        self.heading("十一、封存与核验")
+        self.heading("十一、封存与核验", keep_mm=70)  # with its QR code
         self.rows([("清单 SHA-256", self.c.manifest_sha256 or "尚未封存"), ("核验地址", self.c.verify_url)])
         import qrcode
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from archive.inspection_record_pdf import PdfRecord, render_inspection_record_pdf
+from testkit.browser import artifact
 
 HASH = "ab" * 32
 
@@ -76,9 +77,11 @@ def test_pdf_text_and_pages(tmp_path: Path) -> None:
     assert "13800000000" not in compact and "张三丰" not in compact  # masked for this reader
     fonts = subprocess.run(["pdffonts", str(tmp_path / "record.pdf")], capture_output=True, check=True, text=True).stdout
     assert "yes" in fonts.splitlines()[-1]  # embedded
-    subprocess.run(["pdftoppm", "-png", "-r", "50", str(tmp_path / "record.pdf"), str(tmp_path / "page")], check=True)
+    subprocess.run(["pdftoppm", "-png", "-r", "80", str(tmp_path / "record.pdf"), str(tmp_path / "page")], check=True)
     pages = sorted(tmp_path.glob("page*.png"))
     assert pages and Image.open(pages[0]).size[0] > 300
+    for n, page in enumerate(pages, 1):  # kept to be looked at, like the pages' screenshots
+        shutil.copy(page, artifact(f"record-pdf-page-{n}.png"))
 
 
 def test_personal_data_shown_to_those_allowed() -> None:
