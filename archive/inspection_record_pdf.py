@@ -101,7 +101,8 @@ class _Writer:
             top, page = self.pdf.get_y(), self.pdf.page
             # a long label (与申请比对：统一社会信用代码) wraps in its column instead of running
             # into the value
-            label_lines = len(self.pdf.multi_cell(LABEL_MM, 6, label, dry_run=True, output="LINES"))
+            lines = self.pdf.multi_cell(LABEL_MM, 6, label, dry_run=True, output="LINES")
+            label_lines = len(lines) if isinstance(lines, list) else 1
             self.pdf.multi_cell(LABEL_MM, 6, label, new_x="RIGHT", new_y="TOP")
             self.pdf.multi_cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
             if self.pdf.page == page:
