@@ -863,16 +863,17 @@ async function serverReachable(ms) {
 }
 
 // How the encoder gives way on a weak uplink. "maintain-resolution" kept 720p at 400 kbit/s
-// and dropped to a few frames a second (bench/field_media.py: the picture all but stopped);
-// "balanced", as a direct browser call does, lowers the resolution and keeps the picture
-// moving (run F: 18.7 fps against the anchor's 19.4). Starting sharp and switching to
-// "balanced" only when the uplink weakens was tried (runs G, H): the switch from a starved
-// 720p went down to 180-270p, where balanced also caps the frame rate, 10 fps against the
-// anchor's 15-19. The cost is a slower climb to 720p on a good link (360-540p in the first
-// tens of seconds, as the anchor). For a server still the server sends `sharpen`: the
-// sender keeps full resolution until the still is taken (the encoder restarts at it, with
-// a keyframe), then gives way again.
-const DEGRADATION = "balanced";
+// and dropped to a few frames a second (bench/field_media.py: the picture all but stopped).
+// "balanced" (runs E-M) lowers resolution and frame rate together: 15 fps at 270-360p while
+// the estimate climbs, 13 fps on a capped link. "maintain-framerate" is what Chromium does
+// for a camera when nothing is set (libwebrtc's default outside a field trial), so what a
+// direct browser call does: it lowers the resolution only (run N: 20.0 fps on the clean
+// link, 19.5 lossy, both as the anchor's; balanced gave 11.5-15 clean in the same hour).
+// Starting sharp and switching only when the uplink weakens was tried (runs G, H): the
+// switch from a starved 720p fell to 180-270p. For a server still the server sends
+// `sharpen`: the sender keeps full resolution until the still is taken (the encoder
+// restarts at it, with a keyframe), then gives way again.
+const DEGRADATION = "maintain-framerate";
 
 /** Set the video sender's degradation preference (DEGRADATION unless told otherwise). */
 async function setDegradation(sender, preference = DEGRADATION) {
