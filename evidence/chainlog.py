@@ -240,11 +240,16 @@ class ChainLog:
     async def append(self, type_: str, actor: str, data: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         """Add an entry; returns it once it is durable (local journal or object store)."""
         payload = data or {}
-        await self.load()
+        if not self._loaded:
+            await self.load()
         if self._local is None:
             async with self._lock:
                 return await self.append_locked(type_, actor, payload)
-        async with self._lock:
+        if self._lock.locked():
+            async with self._lock:
+                entry = self._write_local(type_, actor, payload)
+        else:
+            # nobody holds the lock and _write_local does not await: taking it would change nothing
             entry = self._write_local(type_, actor, payload)
         # outside the lock, so that the next append of this log can join the same fsync
         await self._local.sync(self._local_name)
