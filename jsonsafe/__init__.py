@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "JsonRefused", "depth_of", "loads"]
+__all__ = ["MAX_DEPTH", "JsonRefused", "depth_of", "loads", "shallow"]
 
 _CONTAINERS = (dict, list, tuple)
 
@@ -63,4 +63,13 @@ def loads(raw: bytes | str, what: str = "the body", limit: int = MAX_DEPTH) -> A
         raise JsonRefused(f"{what} nests arrays or objects more than {limit} levels deep") from None
     except json.JSONDecodeError as exc:
         raise JsonRefused(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if shallow(text, limit):
+        return value
     return check_depth(value, what, limit)
+
+
+def shallow(text: str, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON ``text`` surely nests at most ``limit`` levels: it opens at most
+    ``limit`` arrays and objects in all (brackets inside strings only count too many).
+    Two C-speed counts instead of walking the parsed value, for the usual small message."""
+    return text.count("[") + text.count("{") <= limit

@@ -32,10 +32,15 @@ def parse_object(event: str, payload: Any, allowed: set[str], max_bytes: int = M
     if not isinstance(payload, dict):
         raise BadRequest(f"'{event}' takes a JSON object, got {type(payload).__name__}")
     try:
-        jsonsafe.check_depth(payload, f"'{event}'")
-    except jsonsafe.JsonRefused as exc:
-        raise BadRequest(str(exc)) from None
-    size = len(_SIZE_ENCODER.encode(payload).encode())
+        encoded = _SIZE_ENCODER.encode(payload)
+    except RecursionError:
+        encoded = ""  # nested far too deeply: check_depth says so below
+    if not encoded or not jsonsafe.shallow(encoded):
+        try:
+            jsonsafe.check_depth(payload, f"'{event}'")
+        except jsonsafe.JsonRefused as exc:
+            raise BadRequest(str(exc)) from None
+    size = len(encoded.encode())
     if size > max_bytes:
         raise TooLarge(f"'{event}' payload is {size} bytes; the limit is {max_bytes}")
     unknown = sorted(set(payload) - allowed)
