@@ -296,6 +296,7 @@ async def _client_main(base: str, links: list[tuple[str, str]], per_socket_rate:
         clients.append((role, client))
     queue.put(("ready", len(clients)))
     await asyncio.to_thread(go.wait)
+    cpu0 = time.process_time()
 
     async def one(role: str, client: Any, n: int) -> None:
         event, data = ("note", {"text": f"note {n} 门头招牌清晰"}) if role == "inspector" else ("location", {"lat": 37.4355, "lon": 116.3594, "accuracy_m": 8})
@@ -305,9 +306,10 @@ async def _client_main(base: str, links: list[tuple[str, str]], per_socket_rate:
         except Exception as exc:  # a timeout counts as an error, not a latency
             errors.append(f"{event}: {exc!r}")
             return
-        latencies.append(time.perf_counter() - t0)
-        if not ack.get("ok"):
+        if not ack.get("ok"):  # an error ack is not an acknowledged event (a refusal costs the server less)
             errors.append(f"{event}: {ack}")
+            return
+        latencies.append(time.perf_counter() - t0)
 
     skipped = [0]
 
@@ -336,7 +338,7 @@ async def _client_main(base: str, links: list[tuple[str, str]], per_socket_rate:
 
     count = len(clients)
     await asyncio.gather(*(drive(role, client, i / count / per_socket_rate) for i, (role, client) in enumerate(clients)))
-    queue.put(("done", latencies, errors[:20], len(errors), skipped[0]))
+    queue.put(("done", latencies, errors[:20], len(errors), skipped[0], time.process_time() - cpu0))
     for _, client in clients:
         await client.disconnect()
     for session in sessions:
@@ -366,6 +368,12 @@ async def bench_sio(args: argparse.Namespace) -> None:
         per_socket = args.rate / len(links)
         if per_socket > 45:
             raise SystemExit(f"{per_socket:.1f} events/s per socket is over the server's limit of 50: use more inspections")
+        from session.quotas import LIMITS
+
+        notes = per_socket * args.seconds
+        if notes > LIMITS["note"][0].count:
+            raise SystemExit(f"each inspector would send {notes:.0f} notes, over the quota of {LIMITS['note'][0].count} per inspection"
+                             " (refused notes would count as cheap errors): use fewer --seconds or more inspections")
         ctx = multiprocessing.get_context("spawn")
         queue = ctx.Queue()
         go = ctx.Event()
@@ -382,12 +390,14 @@ async def bench_sio(args: argparse.Namespace) -> None:
         latencies: list[float] = []
         errors: list[str] = []
         error_count = skipped = 0
+        client_cpu: list[float] = []
         for _ in procs:
-            _, lat, errs, n_err, n_skipped = await asyncio.to_thread(queue.get, True, args.seconds + 120)
+            _, lat, errs, n_err, n_skipped, cpu = await asyncio.to_thread(queue.get, True, args.seconds + 120)
             latencies += lat
             errors += errs
             error_count += n_err
             skipped += n_skipped
+            client_cpu.append(cpu)
         elapsed = time.monotonic() - t0
         cpu1 = _cpu_seconds(server.pid)
         for p in procs:
@@ -408,6 +418,9 @@ async def bench_sio(args: argparse.Namespace) -> None:
             "not_sent_clients_behind": skipped,
             "server_cores": round((cpu1 - cpu0) / elapsed, 2),
             "server_cpu_ms_per_event": round((cpu1 - cpu0) * 1000 / max(1, len(latencies)), 3),
+            "clients": args.clients,
+            "client_cores": [round(c / elapsed, 2) for c in client_cpu],
+            "loadavg": open("/proc/loadavg").read().split()[:3],
         }
         print(json.dumps(result))
         if errors:

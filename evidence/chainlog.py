@@ -56,6 +56,14 @@ def entry_hash(entry: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
+def _string(text: Any) -> bytes:
+    """The canonical JSON of the string ``text`` (a name, a time, a hash: no escapes needed
+    in practice, so no json.dumps call; anything else takes canonical_json)."""
+    if type(text) is str and text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return b'"' + text.encode() + b'"'  # printable ASCII but " and \ is written as it is
+    return canonical_json(text)
+
+
 def encode_line(entry: dict[str, Any]) -> bytes:
     """One log line: the canonical JSON of the full entry, then a newline."""
     return canonical_json(entry) + b"\n"
@@ -240,11 +248,16 @@ class ChainLog:
     async def append(self, type_: str, actor: str, data: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         """Add an entry; returns it once it is durable (local journal or object store)."""
         payload = data or {}
-        await self.load()
+        if not self._loaded:
+            await self.load()
         if self._local is None:
             async with self._lock:
                 return await self.append_locked(type_, actor, payload)
-        async with self._lock:
+        if self._lock.locked():
+            async with self._lock:
+                entry = self._write_local(type_, actor, payload)
+        else:
+            # nobody holds the lock and _write_local does not await: taking it would change nothing
             entry = self._write_local(type_, actor, payload)
         # outside the lock, so that the next append of this log can join the same fsync
         await self._local.sync(self._local_name)
@@ -288,8 +301,8 @@ class ChainLog:
         data = canonical_json(payload)
         if len(data) > MAX_DATA_BYTES:
             raise ValueError(f"event data for {type_!r} is larger than {MAX_DATA_BYTES} bytes")
-        head = b'{"actor":' + canonical_json(actor) + b',"at":' + canonical_json(entry["at"]) + b',"data":' + data
-        tail = b',"prev":' + canonical_json(self._head) + b',"seq":' + str(entry["seq"]).encode() + b',"type":' + canonical_json(type_) + b"}"
+        head = b'{"actor":' + _string(actor) + b',"at":' + _string(entry["at"]) + b',"data":' + data
+        tail = b',"prev":' + _string(self._head) + b',"seq":' + str(entry["seq"]).encode() + b',"type":' + _string(type_) + b"}"
         digest = hashlib.sha256(head + tail).hexdigest()
         entry["hash"] = digest
         return entry, head + b',"hash":"' + digest.encode() + b'"' + tail + b"\n"

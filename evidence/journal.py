@@ -118,6 +118,9 @@ class Journal:
             await self.local.close()
 
     async def _log_of(self, inspection_id: str) -> ChainLog:
+        log = self._logs.get(inspection_id)
+        if log is not None:  # loaded already: no lock to take (it only guards the loading)
+            return log
         async with self._lock:
             log = self._logs.get(inspection_id)
             if log is None:
@@ -144,20 +147,28 @@ class Journal:
         try:
             yield log
         finally:
-            self._users[inspection_id] -= 1
-            if self._users[inspection_id] <= 0:
-                del self._users[inspection_id]
-                if inspection_id in self._forget_wanted:
-                    self.forget(inspection_id)
+            self._done_using(inspection_id)
+
+    def _done_using(self, inspection_id: str) -> None:
+        self._users[inspection_id] -= 1
+        if self._users[inspection_id] <= 0:
+            del self._users[inspection_id]
+            if inspection_id in self._forget_wanted:
+                self.forget(inspection_id)
 
     async def record(self, inspection_id: str, type_: str, actor: str, data: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         """Append one event to the inspection's log (stored before this returns)."""
         started = time.perf_counter()
         if self.fence is not None:
             self.fence.check_append(inspection_id)
-        async with self._using(inspection_id) as log:
+        # what _using does, without a context manager's cost on every event
+        log = await self._log_of(inspection_id)
+        self._users[inspection_id] += 1  # no await since _log_of: forget cannot slip in
+        try:
             self._unsealed.add(inspection_id)
             event = await log.append(type_, actor, data)
+        finally:
+            self._done_using(inspection_id)
         self.appends += 1
         self.append_seconds += time.perf_counter() - started
         return event

@@ -21,6 +21,8 @@ MAX_EVENT_BYTES = 64 * 1024
 MAX_UPLOAD_EVENT_BYTES = 1024 * 1024
 MAX_CANDIDATE_LENGTH = 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: json.dumps(payload, ensure_ascii=False), with the encoder made once
+_SIZE_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 def parse_object(event: str, payload: Any, allowed: set[str], max_bytes: int = MAX_EVENT_BYTES) -> dict[str, Any]:
@@ -30,10 +32,15 @@ def parse_object(event: str, payload: Any, allowed: set[str], max_bytes: int = M
     if not isinstance(payload, dict):
         raise BadRequest(f"'{event}' takes a JSON object, got {type(payload).__name__}")
     try:
-        jsonsafe.check_depth(payload, f"'{event}'")
-    except jsonsafe.JsonRefused as exc:
-        raise BadRequest(str(exc)) from None
-    size = len(json.dumps(payload, ensure_ascii=False).encode())
+        encoded = _SIZE_ENCODER.encode(payload)
+    except RecursionError:
+        encoded = ""  # nested far too deeply: check_depth says so below
+    if not encoded or not jsonsafe.shallow(encoded):
+        try:
+            jsonsafe.check_depth(payload, f"'{event}'")
+        except jsonsafe.JsonRefused as exc:
+            raise BadRequest(str(exc)) from None
+    size = len(encoded.encode())
     if size > max_bytes:
         raise TooLarge(f"'{event}' payload is {size} bytes; the limit is {max_bytes}")
     unknown = sorted(set(payload) - allowed)
