@@ -52,6 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from testkit.rawsocket import RawSocket  # noqa: E402
+
 API_KEY = "bench-key-0123456789abcdef"
 
 
@@ -218,64 +220,6 @@ def _client_process(base: str, links: list[tuple[str, str]], per_socket_rate: fl
     asyncio.run(_client_main(base, links, per_socket_rate, go, seconds, queue, index))
 
 
-class RawSocket:
-    """A minimal Socket.IO 5 client over one WebSocket (Engine.IO 4): connect with auth, emit
-    with acks, answer pings. python-socketio's client costs the load generator more CPU per
-    event than the server spends, which would measure the clients, not the server."""
-
-    def __init__(self, session: Any) -> None:
-        self._session = session
-        self._ws: Any = None
-        self._acks: dict[int, asyncio.Future[Any]] = {}
-        self._next = 0
-        self._reader: asyncio.Task[None] | None = None
-
-    async def connect(self, base: str, token: str) -> None:
-        url = base.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-        self._ws = await self._session.ws_connect(url, max_msg_size=0)
-        opened = await self._ws.receive_str()
-        assert opened.startswith("0"), opened
-        await self._ws.send_str("40" + json.dumps({"token": token}))
-        while True:
-            reply = await self._ws.receive_str()
-            if reply.startswith("40"):
-                break
-            if reply.startswith("44"):
-                raise ConnectionError(reply)
-        self._reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        try:
-            await self._read_messages()
-        finally:
-            for future in self._acks.values():
-                if not future.done():
-                    future.set_exception(ConnectionError("the server closed the connection"))
-
-    async def _read_messages(self) -> None:
-        async for message in self._ws:
-            text = message.data
-            if text == "2":
-                await self._ws.send_str("3")
-            elif text.startswith("43"):
-                bracket = text.index("[")
-                future = self._acks.pop(int(text[2:bracket]), None)
-                if future is not None and not future.done():
-                    future.set_result(json.loads(text[bracket:])[0])
-
-    async def call(self, event: str, data: Any, timeout: float = 30) -> Any:
-        self._next += 1
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._acks[self._next] = future
-        await self._ws.send_str(f"42{self._next}" + json.dumps([event, data], ensure_ascii=False))
-        return await asyncio.wait_for(future, timeout)
-
-    async def disconnect(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-        await self._ws.close()
-
-
 async def _client_main(base: str, links: list[tuple[str, str]], per_socket_rate: float, go: Any, seconds: float, queue: Any, index: int) -> None:
     import aiohttp
 
@@ -288,6 +232,8 @@ async def _client_main(base: str, links: list[tuple[str, str]], per_socket_rate:
             # the server admits 60 connections a minute per address: spread them over 127.0.x.y
             local = f"127.0.{index + 1}.{number // 40 + 1}"
             sessions.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(local, 0))))
+        # a minimal Socket.IO client: python-socketio's costs the load generator more CPU
+        # per event than the server spends
         client = RawSocket(sessions[-1])
         await client.connect(base, link.split("#", 1)[1])
         joined = await client.call("join", {}, timeout=30)
