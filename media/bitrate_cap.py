@@ -23,11 +23,12 @@ Nothing here knows aiortc; ``media/peer.py`` wires it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import struct
-from typing import Awaitable, Callable, Optional
+from typing import Callable, Optional
+
+from .rtcp_loop import PeriodicRtcp, SendRtcp, Ssrcs
 
 logger = logging.getLogger(__name__)
 
@@ -127,34 +128,23 @@ def pack_remb(sender_ssrc: int, media_ssrcs: list[int], bitrate_bps: int) -> byt
     return struct.pack("!BBH", 0x80 | FMT_APPLICATION, RTCP_PSFB, len(body) // 4) + body
 
 
-SendRtcp = Callable[[bytes], Awaitable[None]]
-Ssrcs = Callable[[], Optional[tuple[int, int]]]
 Limit = Callable[[], Optional[int]]
 
 
-class RembSender:
+class RembSender(PeriodicRtcp):
     """Tells one publisher the smallest cap of its subscribers, every ``interval_s``.
 
     ``limit()`` is the cap now (None: uncapped); ``ssrcs()`` (our RTCP SSRC, a media SSRC
-    of the publisher) or None while unknown. ``start()`` and ``close()`` are idempotent;
-    the task is owned and awaited here.
+    of the publisher) or None while unknown.
     """
 
+    what = "bitrate cap"
+
     def __init__(self, send: SendRtcp, ssrcs: Ssrcs, limit: Limit, interval_s: float = 1.0, name: str = "") -> None:
-        self._send = send
-        self._ssrcs = ssrcs
+        super().__init__(send, ssrcs, interval_s, name)
         self._limit = limit
-        self.interval_s = interval_s
-        self.name = name
-        self._task: Optional[asyncio.Task[None]] = None
-        self._closed = False
         self._uncapped_left = 0
         self.last_sent: Optional[int] = None
-        self.sent = 0
-
-    def start(self) -> None:
-        if self._task is None and not self._closed:
-            self._task = asyncio.ensure_future(self._run())
 
     def next_value(self) -> Optional[int]:
         """The REMB to send now, or None (uncapped and already said so)."""
@@ -167,30 +157,12 @@ class RembSender:
             return UNCAPPED_BPS
         return None
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            ssrcs = self._ssrcs()
-            if ssrcs is None:
-                continue
-            value = self.next_value()
-            if value is None:
-                continue
-            if value != self.last_sent:
-                logger.info("publisher %s: bitrate cap %s", self.name,
-                            "released" if value == UNCAPPED_BPS else f"{value // 1000} kb/s (a subscriber's link)")
-            try:
-                await self._send(pack_remb(ssrcs[0], [ssrcs[1]], value))
-                self.last_sent = value
-                self.sent += 1
-            except ConnectionError:
-                pass  # ICE is down for now; the next round says it again
-            except Exception:
-                logger.exception("bitrate cap %s: send failed", self.name)
-
-    async def close(self) -> None:
-        self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    def packets(self, sender_ssrc: int, media_ssrc: int) -> list[bytes]:
+        value = self.next_value()
+        if value is None:
+            return []
+        if value != self.last_sent:
+            logger.info("publisher %s: bitrate cap %s", self.name,
+                        "released" if value == UNCAPPED_BPS else f"{value // 1000} kb/s (a subscriber's link)")
+        self.last_sent = value  # ICE down: the next round says it again anyway
+        return [pack_remb(sender_ssrc, [media_ssrc], value)]

@@ -14,19 +14,19 @@ receiver's half of transport-cc:
   sends every 50 ms at low rates, up to 250 ms at high ones);
 * :func:`parse_feedback` reads them back (for tests and tools).
 
-Nothing here knows aiortc: ``media/tap.py`` feeds the packets in and sends the bytes out.
+Nothing here knows aiortc: ``media/tap.py`` feeds the packets in and sends the bytes out
+(through ``media/rtcp_loop.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Optional
+from typing import Optional
 
-logger = logging.getLogger(__name__)
+from .rtcp_loop import PeriodicRtcp, SendRtcp, Ssrcs
+
 
 URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 RTCP_RTPFB = 205
@@ -275,53 +275,22 @@ class ArrivalRecorder:
         return packet, len(symbols)
 
 
-SendRtcp = Callable[[bytes], Awaitable[None]]
-Ssrcs = Callable[[], Optional[tuple[int, int]]]
-
-
-class TransportFeedback:
+class TransportFeedback(PeriodicRtcp):
     """Sends transport feedback for one transport every ``interval_s``.
 
     ``ssrcs()`` gives (sender SSRC, media SSRC) for the packets, or None while unknown;
-    libwebrtc takes feedback only when the media SSRC is one of its own. ``start()`` and
-    ``close()`` are idempotent; the task is owned and awaited here.
+    libwebrtc takes feedback only when the media SSRC is one of its own. A round that
+    cannot be sent (ICE down) is not repeated: the sender's estimator sees the gap anyway.
     """
 
+    what = "transport feedback"
+
     def __init__(self, send: SendRtcp, ssrcs: Ssrcs, interval_s: float = 0.05, name: str = "") -> None:
-        self._send = send
-        self._ssrcs = ssrcs
-        self.interval_s = interval_s
-        self.name = name
+        super().__init__(send, ssrcs, interval_s, name)
         self.recorder = ArrivalRecorder()
-        self._task: Optional[asyncio.Task[None]] = None
-        self._closed = False
-        self.sent = 0
 
     def on_packet(self, seq: int, arrival_s: Optional[float] = None) -> None:
         self.recorder.add(seq, int((time.monotonic() if arrival_s is None else arrival_s) * 1_000_000))
 
-    def start(self) -> None:
-        if self._task is None and not self._closed:
-            self._task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            ssrcs = self._ssrcs()
-            if ssrcs is None:
-                continue
-            for packet in self.recorder.build(*ssrcs):
-                try:
-                    await self._send(packet)
-                    self.sent += 1
-                except ConnectionError:
-                    pass  # ICE is down for now: the sender's estimator sees the gap anyway
-                except Exception:
-                    logger.exception("transport feedback %s: send failed", self.name)
-
-    async def close(self) -> None:
-        self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    def packets(self, sender_ssrc: int, media_ssrc: int) -> list[bytes]:
+        return self.recorder.build(sender_ssrc, media_ssrc)

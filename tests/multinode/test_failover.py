@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator
 
 import aiohttp
 import pytest
@@ -43,17 +43,6 @@ pytestmark = [
     pytest.mark.skipif(not NGINX.exists(), reason=f"nginx not found at {NGINX}; scripts/install.sh installs it"),
     pytest.mark.skipif(not REDIS_SERVER.exists(), reason=f"redis-server not found at {REDIS_SERVER}"),
 ]
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A redis-server of this test's own: the nodes' Socket.IO channel is shared by design."""
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.discard()
 
 
 @contextlib.asynccontextmanager

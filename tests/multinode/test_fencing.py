@@ -64,16 +64,6 @@ async def ask_node(http: aiohttp.ClientSession, base_url: str, link: str) -> tup
         return 0, {"error": str(exc)}
 
 
-@pytest.fixture
-def redis_server():
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.discard()
-
-
 async def test_a_node_cut_off_from_redis_steps_aside_and_the_other_takes_over(tmp_path: Path, redis_server, moto_server) -> None:
     started = time.monotonic()
     proxy = TcpProxy("127.0.0.1", redis_server.port, free_port())
