@@ -9,8 +9,8 @@ publisher is told to send no more than its weakest subscriber carries.
 
 * :class:`LossBasedCap`, one per subscriber video track, turns the subscriber's receiver
   reports (about once a second) into a cap, like libwebrtc's loss-based controller: over
-  at least 50 packets, more than 10 % lost cuts the rate by half the loss (more than 30 %:
-  to what got through), under 2 % lets it grow 8 %, in between holds (random loss on a mobile link is repaired by NACK/RTX
+  at least 50 packets, more than 10 % lost cuts the rate by half the loss, under 2 % lets
+  it grow 8 %, in between holds (random loss on a mobile link is repaired by NACK/RTX
   and says nothing about capacity). Chromium's receive-side estimate (REMB) is not used:
   it reads the server's send jitter as congestion (see ``media.relay.LINK_SHARE``).
 * :class:`RembSender`, one per publishing peer, sends the smallest cap of the publisher's
@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 #: Loss (fraction) above which the cap comes down, and under which it may grow.
 DECREASE_LOSS = 0.10
 INCREASE_LOSS = 0.02
-HEAVY_LOSS = 0.30
 #: Growth per decision under INCREASE_LOSS.
 INCREASE = 1.08
 #: The cap (of the publisher's video) never goes below this; a link that loses even here
@@ -92,10 +91,7 @@ class LossBasedCap:
         self.loss = loss
         if loss > DECREASE_LOSS and sending_bps > 0:
             base = sending_bps if self.bps is None else min(self.bps, sending_bps)
-            # Past HEAVY_LOSS the link is overrun several times over (a 720p stream into a
-            # 400 kbit/s link loses 80 %): cut to what got through, not by half the loss,
-            # which would take three cuts and seconds of frozen video to get there.
-            self.bps = max(FLOOR_BPS, base * ((1 - loss) if loss > HEAVY_LOSS else (1 - 0.5 * loss)))
+            self.bps = max(FLOOR_BPS, base * (1 - 0.5 * loss))
         elif loss < INCREASE_LOSS and self.bps is not None:
             # Grow only while the publisher uses most of it: a cap far above what is sent
             # has not been shown to fit.
