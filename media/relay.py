@@ -21,7 +21,7 @@ from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from . import tap
-from .bitrate_cap import LossBasedCap
+from .bitrate_cap import LossBasedCap, ReceiverReport
 from .interfaces import Sink, Slot, Source
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ _REBASE_STEP = {"video": 3000, "audio": 960}
 #: A subscriber's own keyframe requests (PLI/FIR, the page's `keyframe`) reach the publisher
 #: at most this often: a weak link that keeps losing packets would otherwise make the
 #: publisher send a keyframe (a second of a 400 kbit/s uplink) twice a second for everyone.
-SUBSCRIBER_KEYFRAME_INTERVAL_S = 2.0
+SUBSCRIBER_KEYFRAME_INTERVAL_S = 1.0
 #: Audio first: video to a subscriber is paused when, for LINK_WEAK_S, its link's estimate
 #: (REMB) stays below this share of the video forwarded to it *and* its receiver reports
 #: lose at least LINK_LOSS of the packets; then retried after a back-off that doubles up to
@@ -216,21 +216,26 @@ class ForwardedTrack(MediaStreamTrack):
         publisher's UpTrack, which sends the publisher the smallest cap."""
         return self._cap.bps if self.kind == "video" else None
 
+    def link_rtt_s(self) -> Optional[float]:
+        """The round trip the subscriber's last report measured (None: not yet)."""
+        return self._cap.rtt_s
+
     def forwarded_bps(self, now: Optional[float] = None) -> float:
         now = time.monotonic() if now is None else now
         recent = [size for at, size in self._bytes if now - at <= 2.0]
         return sum(recent) * 8 / 2.0
 
     def link_report(self, remb_bps: Optional[int], fraction_lost: Optional[float],
-                    counts: Optional[tuple[int, int]] = None, now: Optional[float] = None) -> None:
+                    counts: Optional[ReceiverReport] = None, now: Optional[float] = None) -> None:
         """The subscriber's REMB or receiver report arrived: maybe cap, pause or resume video.
 
-        ``counts``: the report's (cumulative packets lost, extended highest sequence number)."""
+        ``counts``: the report's packet counts and round trip."""
         now = time.monotonic() if now is None else now
         if fraction_lost is not None:
             self.link_loss = fraction_lost
             if self.kind == "video" and self._paused_until is None and counts is not None:
-                self._cap.report(counts[0], counts[1], self.forwarded_bps(now), now)
+                self._cap.report(counts.cumulative_lost, counts.highest_sequence, self.forwarded_bps(now), now,
+                                 counts.rtt_s, counts.rtt_age_s or 0.0)
         if remb_bps is None or self.kind != "video":
             return
         self.link_bps = remb_bps

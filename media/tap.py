@@ -34,6 +34,7 @@ import collections
 import contextlib
 import fractions
 import logging
+import math
 import socket
 import struct
 import threading
@@ -59,6 +60,7 @@ from aiortc.rtp import (
 from aiortc.sdp import SessionDescription
 
 from . import twcc
+from .bitrate_cap import ReceiverReport
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
 _TIMESTAMPS_ATTR = "_RTCRtpReceiver__timestamp_mapper"
 _NACK_ATTR = "_RTCRtpReceiver__nack_generator"
+_SENDER_LSR_ATTR = "_RTCRtpSender__lsr"
+_SENDER_LSR_TIME_ATTR = "_RTCRtpSender__lsr_time"
 
 FrameCallback = Callable[["av.Packet[Any]"], None]
 
@@ -86,6 +90,9 @@ def check_aiortc_seams() -> None:
     for attr in (_QUEUE_ATTR, _RTX_ATTR, _JITTER_ATTR, _RTCP_SSRC_ATTR, _TIMESTAMPS_ATTR, _NACK_ATTR):
         if attr not in RTCRtpReceiver.__init__.__code__.co_names:
             missing.append(attr)
+    for attr in (_SENDER_LSR_ATTR, _SENDER_LSR_TIME_ATTR):
+        if attr not in RTCRtpSender.__init__.__code__.co_names:
+            missing.append(attr)
     for cls, name in (
         (RTCRtpReceiver, "_send_rtcp_pli"),
         (RTCRtpReceiver, "_send_rtcp_nack"),
@@ -94,6 +101,7 @@ def check_aiortc_seams() -> None:
         (RTCRtpSender, "_send_keyframe"),
         (RTCRtpSender, "_next_encoded_frame"),
         (RTCRtpSender, "_handle_rtcp_packet"),
+        (RTCRtpSender, "_retransmit"),
         (RTCDtlsTransport, "_send_rtp"),
     ):
         if not callable(getattr(cls, name, None)):
@@ -668,8 +676,23 @@ def use_kernel_timestamps(receiver: RTCRtpReceiver) -> int:
 
 # ---- subscriber feedback ----------------------------------------------------------------------
 
-#: (remb_bps, fraction_lost, (cumulative packets lost, extended highest sequence number))
-FeedbackCallback = Callable[[Optional[int], Optional[float], Optional[tuple[int, int]]], None]
+#: (remb_bps, fraction_lost, the report's counts and round trip)
+FeedbackCallback = Callable[[Optional[int], Optional[float], Optional[ReceiverReport]], None]
+
+
+def report_rtt(lsr: int, dlsr: int, sent_lsr: Optional[int], sent_at: Optional[float], now: float) -> Optional[float]:
+    """RFC 3550 6.4.1: the round trip from a report block naming our latest sender report.
+
+    ``sent_lsr``/``sent_at``: the middle 32 bits of that report's NTP timestamp and the
+    wall-clock time it was sent. aiortc stamps a sender report with the NTP time of the
+    last RTP packet sent, not of the report, so the arithmetic on NTP timestamps alone
+    would count a pause in the stream as queueing; the report's own send time is exact.
+    None when the report names an older sender report (or none).
+    """
+    if lsr == 0 or sent_lsr != lsr or sent_at is None:
+        return None
+    rtt = now - sent_at - dlsr / 65536
+    return rtt if 0 <= rtt < 60 else None
 
 
 def on_subscriber_feedback(sender: RTCRtpSender, callback: FeedbackCallback) -> None:
@@ -677,8 +700,9 @@ def on_subscriber_feedback(sender: RTCRtpSender, callback: FeedbackCallback) -> 
 
     ``remb_bps``: the subscriber's receive-side estimate (REMB naming our SSRC), else None;
     ``fraction_lost`` (0..1) from its receiver reports, else None, with ``counts``: the
-    report's cumulative number of packets lost and extended highest sequence number.
-    aiortc itself only hands REMB to an encoder, which the pass-through path does not have.
+    report's cumulative number of packets lost, extended highest sequence number and the
+    round trip it measures. aiortc itself only hands REMB to an encoder, which the
+    pass-through path does not have, and keeps an RTT only of its latest sender report.
     """
     original = sender._handle_rtcp_packet
 
@@ -691,7 +715,11 @@ def on_subscriber_feedback(sender: RTCRtpSender, callback: FeedbackCallback) -> 
             elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
                 for report in packet.reports:
                     if report.ssrc == sender._ssrc:
-                        callback(None, report.fraction_lost / 256, (report.packets_lost, report.highest_sequence))
+                        sent_at, wall = getattr(sender, _SENDER_LSR_TIME_ATTR, None), time.time()
+                        rtt = report_rtt(report.lsr, report.dlsr, getattr(sender, _SENDER_LSR_ATTR, None), sent_at, wall)
+                        age = wall - sent_at if rtt is not None and sent_at is not None else None
+                        callback(None, report.fraction_lost / 256,
+                                 ReceiverReport(report.packets_lost, report.highest_sequence, rtt, age))
         except ValueError:
             pass  # a malformed REMB: aiortc ignores it too
         except Exception:
@@ -699,6 +727,53 @@ def on_subscriber_feedback(sender: RTCRtpSender, callback: FeedbackCallback) -> 
         await original(packet)
 
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+#: A packet is retransmitted at most once per this long, or per 1.2 round trips if longer.
+RETRANSMIT_MIN_INTERVAL_S = 0.1
+#: On a capped link, retransmissions may take this share of the cap (a token bucket a
+#: second deep); a packet is counted at this size.
+RETRANSMIT_SHARE = 0.25
+RETRANSMIT_PACKET_BITS = 1000 * 8
+
+
+def paced_retransmission(sender: RTCRtpSender, rtt: Callable[[], Optional[float]],
+                         cap_bps: Callable[[], Optional[float]]) -> None:
+    """Retransmit a NACKed packet at most once per round trip, and on a capped link within
+    a budget, as libwebrtc's sender does.
+
+    The receiver asks again for a packet that has not come within its own idea of the round
+    trip, and a queue on a weak link holds a retransmission far longer: aiortc resends on
+    every NACK, so one lost packet became several copies. On an overfull link most losses
+    are the queue's own drops, and resending them all keeps it overfull (measured: 130-185
+    kb/s of retransmissions on a 400 kbit/s link for seconds after its onset). ``rtt()`` is
+    the round trip the subscriber's reports measure, ``cap_bps()`` its link's cap (None:
+    unknown, uncapped).
+    """
+    original = sender._retransmit
+    last: dict[int, float] = {}
+    bucket = [0.0, time.monotonic()]  # tokens (bits), when last filled
+
+    async def retransmit(sequence_number: int) -> None:
+        now = time.monotonic()
+        interval = max(RETRANSMIT_MIN_INTERVAL_S, 1.2 * (rtt() or 0.0))
+        if now - last.get(sequence_number, -math.inf) < interval:
+            return
+        cap = cap_bps()
+        if cap is not None:
+            rate = RETRANSMIT_SHARE * cap
+            bucket[0] = min(rate, bucket[0] + rate * (now - bucket[1]))
+            bucket[1] = now
+            if bucket[0] < RETRANSMIT_PACKET_BITS:
+                return
+            bucket[0] -= RETRANSMIT_PACKET_BITS
+        if len(last) > 4096:  # sequence numbers wrap: forget the long past
+            for seq in [seq for seq, at in last.items() if now - at > 5.0]:
+                del last[seq]
+        last[sequence_number] = now
+        await original(sequence_number)
+
+    sender._retransmit = retransmit  # type: ignore[method-assign]
 
 
 def kernel_stamped(receiver: RTCRtpReceiver) -> int:

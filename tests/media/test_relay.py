@@ -11,6 +11,7 @@ from aiortc.codecs import opus, vpx
 from media.peer import ServerPeer
 from media.relay import MediaRoom
 from media.sdp import BadSdp
+from media.bitrate_cap import ReceiverReport
 from media.tap import check_aiortc_seams
 from testkit.media import ClientPeer, PacketVideoTrack, encode_vp8, wait_for
 
@@ -419,7 +420,7 @@ async def test_a_link_that_cannot_carry_video_gets_audio_only_then_a_retry(monke
     # 20 % lost: the link's cap comes down first (the publisher is asked to send less);
     # this publisher ignores it, so once it sends 1.5x the cap for LINK_WEAK_S, audio only
     for second in range(20):
-        track.link_report(None, 0.2, (20 * second, 1000 + 100 * second))  # 100 packets a second, 20 lost
+        track.link_report(None, 0.2, ReceiverReport(20 * second, 1000 + 100 * second))  # 100 packets a second, 20 lost
         track.link_report(100_000, None)
         if track.video_paused:
             break
@@ -517,6 +518,51 @@ def test_loss_based_cap_cuts_holds_and_grows() -> None:
     assert link.cap.bps is None
 
 
+def test_a_filling_queue_cuts_the_cap_to_what_got_through() -> None:
+    """A deep queue (tbf, a carrier's buffer) delays before it drops: the RTT says so first."""
+    from media.bitrate_cap import GROW_DELAY_S, QUEUE_DELAY_S, LossBasedCap
+
+    cap, t, seq, lost = LossBasedCap(), 0.0, 1000, 0
+
+    def report(packets: int, dropped: int, rtt: float | None, sending: float = 1e6) -> float | None:
+        nonlocal t, seq, lost
+        t, seq, lost = t + 1.0, seq + packets, lost + dropped
+        return cap.report(lost, seq, sending, now=t, rtt_s=rtt)
+
+    assert report(100, 0, 0.040) is None  # the first report starts the count
+    assert report(100, 0, 0.045) is None  # a base RTT and some jitter: nothing to say
+    # 300 ms of queue and 10 % of the last second's packets lost: cut at once, to what got
+    # through less enough to drain the queue (0.7x)
+    assert report(30, 3, 0.040 + 0.3) == pytest.approx(0.7 * 1e6 * 0.9)
+    assert cap.queue_cuts == 1
+    first = cap.bps
+    report(100, 0, 0.3)  # settling: not counted
+    report(100, 0, 0.3)
+    assert cap.bps == first
+    # no loss, but the queue has not drained below GROW_DELAY_S: hold
+    assert report(100, 0, 0.040 + GROW_DELAY_S + 0.01, sending=first) == first
+    assert report(100, 0, 0.041, sending=first) == pytest.approx(first * 1.08)  # drained: grow
+    # a queue just over QUEUE_DELAY_S, and a fifth of the last second's packets lost
+    second = report(100, 20, 0.040 + QUEUE_DELAY_S + 0.01, sending=first)
+    assert second == pytest.approx((1 - QUEUE_DELAY_S - 0.01) * first * 0.8) and cap.queue_cuts == 2
+    first = second
+    report(100, 0, 0.041)
+    report(100, 0, 0.041)
+    # without RTTs (reports naming no sender report of ours) the loss rules alone apply
+    assert first is not None and report(100, 0, None, sending=first) == pytest.approx(first * 1.08)
+
+
+def test_report_rtt_reads_lsr_and_dlsr_against_our_sender_report() -> None:
+    from media.tap import report_rtt
+
+    lsr, sent_at = 0x12345678, 1000.0
+    dlsr = int(0.100 * 65536)  # the subscriber held it 100 ms
+    assert report_rtt(lsr, dlsr, lsr, sent_at, 1000.350) == pytest.approx(0.250, abs=1e-4)
+    assert report_rtt(0, 0, lsr, sent_at, 1000.350) is None  # no sender report received yet
+    assert report_rtt(lsr - 1, dlsr, lsr, sent_at, 1000.350) is None  # an older one: its send time is gone
+    assert report_rtt(lsr, dlsr, None, None, 1000.350) is None
+
+
 def test_remb_packet_parses_as_aiortc_reads_it() -> None:
     """The seam: the REMB we build is what aiortc (and libwebrtc) parse."""
     from aiortc.rtp import RTCP_PSFB_APP, RtcpPacket, RtcpPsfbPacket, unpack_remb_fci
@@ -555,3 +601,21 @@ async def test_remb_sender_sends_the_cap_then_releases_it() -> None:
     await sender.close()
     await sender.close()
     assert sent and sender.last_sent == 300_000 + bitrate_cap.AUDIO_ALLOWANCE_BPS
+
+
+def test_remb_sender_says_a_change_at_once_and_repeats_it_each_second() -> None:
+    from media import bitrate_cap
+
+    limit: list[int | None] = [200_000]
+
+    async def send(data: bytes) -> None:
+        pass
+
+    sender = bitrate_cap.RembSender(send, lambda: (1, 2), lambda: limit[0], interval_s=0.25, repeat_s=1.0)
+    rounds = []
+    for n in range(8):
+        if n == 5:
+            limit[0] = 150_000
+        rounds.append(bool(sender.packets(1, 2)))
+    # sent on the first round, again a second (4 rounds) later, and on the round the cap changed
+    assert rounds == [True, False, False, False, True, True, False, False]
