@@ -619,3 +619,36 @@ def test_remb_sender_says_a_change_at_once_and_repeats_it_each_second() -> None:
         rounds.append(bool(sender.packets(1, 2)))
     # sent on the first round, again a second (4 rounds) later, and on the round the cap changed
     assert rounds == [True, False, False, False, True, True, False, False]
+
+
+async def test_retransmissions_once_per_round_trip_and_within_the_cap(monkeypatch) -> None:
+    from media import tap
+
+    clock = [100.0]
+    monkeypatch.setattr(tap.time, "monotonic", lambda: clock[0])
+    sent: list[int] = []
+
+    class Sender:
+        async def _retransmit(self, sequence_number: int) -> None:
+            sent.append(sequence_number)
+
+    sender = Sender()
+    rtt: list[float | None] = [0.3]
+    cap: list[float | None] = [None]
+    tap.paced_retransmission(sender, lambda: rtt[0], lambda: cap[0])  # type: ignore[arg-type]
+    await sender._retransmit(7)
+    await sender._retransmit(7)  # asked again within the round trip: the first is on its way
+    clock[0] += 0.37
+    await sender._retransmit(7)  # 1.2 round trips later: it may have been lost
+    assert sent == [7, 7]
+    # a capped link: retransmissions within RETRANSMIT_SHARE of the cap, a second deep
+    cap[0] = 320_000  # 80 kb/s for retransmissions: ten packets a second
+    sent.clear()
+    clock[0] += 1.0
+    for seq in range(100, 130):
+        await sender._retransmit(seq)
+    assert len(sent) == 10
+    clock[0] += 0.5
+    for seq in range(200, 230):
+        await sender._retransmit(seq)
+    assert len(sent) == 15

@@ -1,13 +1,14 @@
 // Media silence on a peer connection's transport: the first sign that the network path died.
 //
 // While this page sends video the server answers with transport-wide congestion feedback
-// about ten times a second, so 0.7 s without any received byte means the path is down
-// (an outage) or gone (the phone changed networks and the old address is no more). ICE
+// about ten times a second (and the other side's audio fifty times), so 0.45 s without any
+// received byte means the path is down (an outage) or gone (the phone changed networks and
+// the old address is no more). ICE
 // takes about 2.5 s to say `disconnected` and Chromium never recovers a path whose local
 // address vanished; the session acts on this sooner (session.js, #probePath).
 
-const POLL_MS = 250;
-const SILENT_MS = 700;
+const POLL_MS = 150;
+const SILENT_MS = 450;
 
 export class PathWatch {
   /**

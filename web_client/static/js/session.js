@@ -33,7 +33,7 @@ const DISCONNECTED_REBUILD_MS = 15000;
 // While media is silent, a Socket.IO ping still unanswered this long after the server
 // answered a plain HTTP request means the socket is half-open (a dead TCP path that Engine.IO's own ping would take up to
 // 45 s to notice): the phone's network path changed.
-const SOCKET_PROBE_MS = 500;
+const SOCKET_PROBE_MS = 350;
 const HTTP_PROBE_MS = 1500;
 // Right after an outage ICE recovers in about a second while TCP may still be backing off:
 // give the pc that long before calling a socket dead that lived through the outage.
@@ -732,6 +732,10 @@ export class Session extends EventTarget {
           if (!acked && settled && socket.connected && !this.final) {
             console.info("takan: network path changed (media and socket silent, the server answers); reconnecting");
             this.pathChanged = true;
+            // The new path is up (HTTP answered on it): reconnect at once, not after the
+            // first back-off step; later attempts, if this one fails, back off as usual.
+            socket.io.reconnectionDelay(0);
+            socket.io.once("reconnect_attempt", () => socket.io.reconnectionDelay(SOCKET_OPTIONS.reconnectionDelay));
             socket.io.engine?.close();
             return;
           }
