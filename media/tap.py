@@ -695,6 +695,16 @@ def report_rtt(lsr: int, dlsr: int, sent_lsr: Optional[int], sent_at: Optional[f
     return rtt if 0 <= rtt < 60 else None
 
 
+def _arrived_at(sender: RTCRtpSender) -> float:
+    """Wall-clock arrival of the packet being handled on ``sender``'s transport: a loaded
+    event loop that reads a report late must not count its own lag as the link's queue."""
+    connection = getattr(getattr(sender.transport, "transport", None), "_connection", None)
+    clock = getattr(connection, "_takan_arrival_clock", None)
+    if clock is None:
+        return time.time()
+    return time.time() - (time.monotonic() - float(clock.now()))
+
+
 def on_subscriber_feedback(sender: RTCRtpSender, callback: FeedbackCallback) -> None:
     """Call ``callback(remb_bps, fraction_lost, counts)`` for the subscriber's reports on ``sender``.
 
@@ -715,7 +725,7 @@ def on_subscriber_feedback(sender: RTCRtpSender, callback: FeedbackCallback) -> 
             elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
                 for report in packet.reports:
                     if report.ssrc == sender._ssrc:
-                        sent_at, wall = getattr(sender, _SENDER_LSR_TIME_ATTR, None), time.time()
+                        sent_at, wall = getattr(sender, _SENDER_LSR_TIME_ATTR, None), _arrived_at(sender)
                         rtt = report_rtt(report.lsr, report.dlsr, getattr(sender, _SENDER_LSR_ATTR, None), sent_at, wall)
                         age = wall - sent_at if rtt is not None and sent_at is not None else None
                         callback(None, report.fraction_lost / 256,
