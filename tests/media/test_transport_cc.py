@@ -226,6 +226,9 @@ async def test_a_lossy_subscriber_link_caps_the_publisher_by_remb() -> None:
         assert await wait_for(lambda: forwarded.link_cap_bps is not None, timeout=30), "no receiver report with the loss"
         assert await wait_for(lambda: lab.remb_bps, timeout=10), "the publisher got no REMB"
         assert bitrate_cap.FLOOR_BPS <= lab.remb_bps[-1] < bitrate_cap.UNCAPPED_BPS
+        # the seam of the round trip: a real receiver's LSR/DLSR against aiortc's own SR time
+        assert await wait_for(lambda: forwarded.link_rtt_s() is not None, timeout=15), "no round trip measured"
+        assert 0 <= (forwarded.link_rtt_s() or 0) < 0.5  # loopback, no queue
         lossy[0] = False
         low = forwarded.link_cap_bps or 0
         assert await wait_for(lambda: (forwarded.link_cap_bps or 1e12) > low, timeout=15), "the cap never grew back"
