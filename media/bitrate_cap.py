@@ -48,6 +48,8 @@ INCREASE_LOSS = 0.02
 #: decision it grew too slowly on a slow link, whose 50 packets take seconds.
 INCREASE = 1.08
 INCREASE_MAX_STEP_S = 3.0
+#: The cap grows to at most this multiple of the video sent.
+GROWTH_BOUND = 1.5
 #: The cap (of the publisher's video) never goes below this; a link that loses even here
 #: goes audio first (``media.relay.ForwardedTrack.link_report``).
 FLOOR_BPS = 100_000
@@ -164,8 +166,8 @@ class LossBasedCap:
             self.bps = max(FLOOR_BPS, base * (1 - 0.5 * loss))
         elif self.bps is not None and self._may_grow(loss, queue_s):
             # Grow only while the publisher uses most of it: a cap far above what is sent
-            # has not been shown to fit.
-            self.bps = min(self.bps * INCREASE ** min(INCREASE_MAX_STEP_S, span_s), max(self.bps, 2 * sending_bps))
+            # has not been shown to fit (libwebrtc's delay-based bound: 1.5x what arrives).
+            self.bps = min(self.bps * INCREASE ** min(INCREASE_MAX_STEP_S, span_s), max(self.bps, GROWTH_BOUND * sending_bps))
             if self.bps >= RELEASE_BPS:
                 self.bps = None
             cut = False

@@ -780,6 +780,8 @@ def paced_retransmission(sender: RTCRtpSender, rtt: Callable[[], Optional[float]
         if len(last) > 4096:  # sequence numbers wrap: forget the long past
             for seq in [seq for seq, at in last.items() if now - at > 5.0]:
                 del last[seq]
+            if len(last) > 4096:
+                last.clear()
         last[sequence_number] = now
         await original(sequence_number)
 
