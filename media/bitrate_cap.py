@@ -7,24 +7,26 @@ whose own uplink is fine, never hears of it. A peer-to-peer call has no such gap
 sender's estimator sees the receiver's link. Galène closes it the same way as here: the
 publisher is told to send no more than its weakest subscriber carries.
 
-* :class:`LossBasedCap`, one per subscriber video track, turns the subscriber's receiver
-  reports (about once a second) into a cap, like libwebrtc's loss-based controller: over
-  at least 50 packets, more than 10 % lost cuts the rate by half the loss, under 2 % lets
-  it grow 8 % a second, in between holds (random loss on a mobile link is repaired by
-  NACK/RTX and says nothing about capacity) unless the RTT shows the queue empty, when it
-  grows too. Chromium's receive-side estimate (REMB) is not used:
-  it reads the server's send jitter as congestion (see ``media.relay.LINK_SHARE``).
-  Loss alone comes late on a link with a deep queue: a tbf or a mobile carrier's buffer
-  delays packets for hundreds of milliseconds before it drops any, and the video freezes
-  meanwhile. So the round trip time each report carries (LSR/DLSR) is watched too: once it
-  stands :data:`QUEUE_DELAY_S` over the smallest seen, the link's queue is filling, and the
-  cap comes down at once to a little under what got through (libwebrtc's delay-based
-  controller does the same on overuse: 0.85 x the received rate); growth waits while the
-  queue is up.
+* :class:`LinkCap`, one per subscriber video track, turns the subscriber's receiver
+  reports (about once a second, more often with NACKs) into a cap. Its loss rules are
+  libwebrtc's loss-based controller's: over at least 50 packets, more than 10 % lost cuts
+  the rate by half the loss, under 2 % lets it grow 8 % a second, in between holds (random
+  loss on a mobile link is repaired by NACK/RTX and says nothing about capacity) unless
+  the RTT shows the queue empty, when it grows too. Chromium's receive-side estimate
+  (REMB) is not used: it reads the server's send jitter as congestion (see
+  ``media.relay.LINK_SHARE``). Loss alone comes late on a link with a deep queue: a tbf or
+  a mobile carrier's buffer delays packets for hundreds of milliseconds before it drops
+  any, and the video freezes meanwhile. So the round trip each report carries (LSR/DLSR)
+  is watched too: once it stands :data:`QUEUE_DELAY_S` over the smallest seen, the link's
+  queue is filling, and the cap comes down at once to what got through less enough to
+  drain that queue (libwebrtc's delay-based controller, on overuse, goes to 0.85 x the
+  received rate); growth waits while the queue is up, and never goes past 1.5 x what is
+  sent.
 * :class:`RembSender`, one per publishing peer, sends the smallest cap of the publisher's
-  subscribers to the publisher as REMB every second. libwebrtc's send-side estimator
-  (which runs on our transport-wide feedback) takes a REMB as an upper bound; when the
-  caps are gone it is sent a high value a few times, since libwebrtc keeps the last one.
+  subscribers to the publisher as REMB, within 0.25 s of a change and else every second.
+  libwebrtc's send-side estimator (which runs on our transport-wide feedback) takes a REMB
+  as an upper bound; when the caps are gone it is sent a high value a few times, since
+  libwebrtc keeps the last one.
 
 Nothing here knows aiortc; ``media/peer.py`` wires it.
 """
@@ -88,6 +90,7 @@ RECENT_S = 1.0
 RECENT_PACKETS = 20
 
 RTCP_PSFB = 206
+FMT_APPLICATION = 15
 
 
 class ReceiverReport(NamedTuple):
@@ -99,10 +102,9 @@ class ReceiverReport(NamedTuple):
     rtt_s: Optional[float] = None
     #: How long ago the sender report that RTT measures was sent: the queue it saw is as old.
     rtt_age_s: Optional[float] = None
-FMT_APPLICATION = 15
 
 
-class LossBasedCap:
+class LinkCap:
     """A cap on the video one subscriber's link carries, from its receiver reports."""
 
     def __init__(self) -> None:

@@ -21,7 +21,7 @@ from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from . import tap
-from .bitrate_cap import LossBasedCap, ReceiverReport
+from .bitrate_cap import LinkCap, ReceiverReport
 from .interfaces import Sink, Slot, Source
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ SUBSCRIBER_KEYFRAME_INTERVAL_S = 1.0
 #: VIDEO_RETRY_MAX_S. The estimate alone is not enough: Chromium's receive-side estimator
 #: reads our server's send jitter as congestion (measured: 86-180 kb/s reported on an
 #: unshaped link carrying 280-490 kb/s without loss). Before pausing, the link's
-#: loss-based cap (media/bitrate_cap.py) asks the publisher to send less: a link is weak
+#: cap (media/bitrate_cap.py, from its loss and round trip) asks the publisher to send less: a link is weak
 #: only once the cap is at its floor, or the publisher does not follow it.
 LINK_SHARE = 0.5
 LINK_LOSS = 0.05
@@ -190,7 +190,7 @@ class ForwardedTrack(MediaStreamTrack):
         self._paused_until: Optional[float] = None
         self._retry_s = VIDEO_RETRY_S
         self.pauses = 0
-        self._cap = LossBasedCap()
+        self._cap = LinkCap()
 
     def attach(self, source: Optional[Source]) -> None:
         self._source = source

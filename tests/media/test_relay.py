@@ -478,13 +478,13 @@ async def test_state_reports_can_be_re_pointed() -> None:
 
 
 def test_loss_based_cap_cuts_holds_and_grows() -> None:
-    from media.bitrate_cap import FLOOR_BPS, MIN_PACKETS, LossBasedCap, RELEASE_BPS
+    from media.bitrate_cap import FLOOR_BPS, MIN_PACKETS, LinkCap, RELEASE_BPS
 
     class Link:
         """Receiver reports of a link: cumulative lost and highest sequence number."""
 
         def __init__(self) -> None:
-            self.cap, self.lost, self.seq, self.t = LossBasedCap(), 0, 5000, 0.0
+            self.cap, self.lost, self.seq, self.t = LinkCap(), 0, 5000, 0.0
 
         def report(self, packets: int, lost: int, sending: float, dt: float = 1.0) -> float | None:
             self.lost, self.seq, self.t = self.lost + lost, self.seq + packets, self.t + dt
@@ -520,9 +520,9 @@ def test_loss_based_cap_cuts_holds_and_grows() -> None:
 
 def test_a_filling_queue_cuts_the_cap_to_what_got_through() -> None:
     """A deep queue (tbf, a carrier's buffer) delays before it drops: the RTT says so first."""
-    from media.bitrate_cap import GROW_DELAY_S, QUEUE_DELAY_S, LossBasedCap
+    from media.bitrate_cap import GROW_DELAY_S, QUEUE_DELAY_S, LinkCap
 
-    cap, t, seq, lost = LossBasedCap(), 0.0, 1000, 0
+    cap, t, seq, lost = LinkCap(), 0.0, 1000, 0
 
     def report(packets: int, dropped: int, rtt: float | None, sending: float = 1e6) -> float | None:
         nonlocal t, seq, lost
