@@ -101,7 +101,7 @@ class ReceiverReport(NamedTuple):
     #: From LSR/DLSR, None when the report names no sender report of ours.
     rtt_s: Optional[float] = None
     #: How long ago the sender report that RTT measures was sent: the queue it saw is as old.
-    rtt_age_s: Optional[float] = None
+    rtt_age_s: float = 0.0
 
 
 class LinkCap:
@@ -155,13 +155,13 @@ class LinkCap:
         span_s, self._counted_from = now - self._counted_from, now
         base = sending_bps if self.bps is None else min(self.bps, sending_bps)
         cut = True
-        if queue_s is not None and queue_s > QUEUE_DELAY_S and sending_bps > 0:
+        if queued and sending_bps > 0:
             # The queue fills: what got through is what the link carries now. The loss of
             # a handful of packets says nothing (measured: "83 % of 6" took a 430 kb/s cap
             # to the floor), so it is read over the last second's reports.
             recent = self._recent_loss(now)
             through = 1.0 if recent is None else 1 - recent
-            backoff = max(QUEUE_BACKOFF_MIN, 1 - queue_s)
+            backoff = max(QUEUE_BACKOFF_MIN, 1 - (queue_s or 0.0))
             self.bps = max(FLOOR_BPS, min(base, backoff * sending_bps * through))
             self.queue_cuts += 1
         elif loss > DECREASE_LOSS and sending_bps > 0:

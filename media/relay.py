@@ -235,7 +235,7 @@ class ForwardedTrack(MediaStreamTrack):
             self.link_loss = fraction_lost
             if self.kind == "video" and self._paused_until is None and counts is not None:
                 self._cap.report(counts.cumulative_lost, counts.highest_sequence, self.forwarded_bps(now), now,
-                                 counts.rtt_s, counts.rtt_age_s or 0.0)
+                                 counts.rtt_s, counts.rtt_age_s)
         if remb_bps is None or self.kind != "video":
             return
         self.link_bps = remb_bps

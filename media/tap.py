@@ -668,9 +668,16 @@ def arrival_clock(receiver: RTCRtpReceiver) -> Callable[[], float]:
     return clock.now
 
 
+def _installed_clock(dtls: Any) -> Optional[_ArrivalClock]:
+    """The arrival clock of a DTLS transport's ICE connection, if :func:`arrival_clock`
+    installed one (with BUNDLE, a receiver's and a sender's transport are the same)."""
+    connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+    return getattr(connection, "_takan_arrival_clock", None)
+
+
 def use_kernel_timestamps(receiver: RTCRtpReceiver) -> int:
     """After ICE gathering: stamp arrivals in the kernel (see ``_ArrivalClock``)."""
-    clock = getattr(receiver.transport.transport._connection, "_takan_arrival_clock", None)
+    clock = _installed_clock(receiver.transport)
     return clock.use_kernel_timestamps() if clock is not None else 0
 
 
@@ -698,11 +705,10 @@ def report_rtt(lsr: int, dlsr: int, sent_lsr: Optional[int], sent_at: Optional[f
 def _arrived_at(sender: RTCRtpSender) -> float:
     """Wall-clock arrival of the packet being handled on ``sender``'s transport: a loaded
     event loop that reads a report late must not count its own lag as the link's queue."""
-    connection = getattr(getattr(sender.transport, "transport", None), "_connection", None)
-    clock = getattr(connection, "_takan_arrival_clock", None)
+    clock = _installed_clock(sender.transport)
     if clock is None:
         return time.time()
-    return time.time() - (time.monotonic() - float(clock.now()))
+    return time.time() - (time.monotonic() - clock.now())
 
 
 def on_subscriber_feedback(sender: RTCRtpSender, callback: FeedbackCallback) -> None:
@@ -727,7 +733,7 @@ def on_subscriber_feedback(sender: RTCRtpSender, callback: FeedbackCallback) -> 
                     if report.ssrc == sender._ssrc:
                         sent_at, wall = getattr(sender, _SENDER_LSR_TIME_ATTR, None), _arrived_at(sender)
                         rtt = report_rtt(report.lsr, report.dlsr, getattr(sender, _SENDER_LSR_ATTR, None), sent_at, wall)
-                        age = wall - sent_at if rtt is not None and sent_at is not None else None
+                        age = wall - sent_at if rtt is not None and sent_at is not None else 0.0
                         callback(None, report.fraction_lost / 256,
                                  ReceiverReport(report.packets_lost, report.highest_sequence, rtt, age))
         except ValueError:
@@ -790,5 +796,5 @@ def paced_retransmission(sender: RTCRtpSender, rtt: Callable[[], Optional[float]
 
 def kernel_stamped(receiver: RTCRtpReceiver) -> int:
     """How many datagrams of the receiver's transport got a kernel arrival timestamp."""
-    clock = getattr(receiver.transport.transport._connection, "_takan_arrival_clock", None)
+    clock = _installed_clock(receiver.transport)
     return int(clock.kernel_stamps) if clock is not None else 0
