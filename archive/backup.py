@@ -386,7 +386,9 @@ async def inspection_ids(store: ObjectStore) -> list[str]:
     return sorted(ids)
 
 
-async def verify_all(store: ObjectStore, progress: Progress | None = None) -> list[tuple[str, Report]]:
+async def verify_all(
+    store: ObjectStore, progress: Progress | None = None, *, require_sm2: bool = False
+) -> list[tuple[str, Report]]:
     """Verify every sealed inspection in ``store``; a (id, report) pair for each, by id.
 
     Inspections never sealed (no ``manifest.json``: still live, or lost before the seal) are
@@ -397,7 +399,7 @@ async def verify_all(store: ObjectStore, progress: Progress | None = None) -> li
     for done, inspection_id in enumerate(ids):
         if progress:
             progress(done, len(ids), inspection_id)
-        report = await verify_inspection(store, inspection_id)
+        report = await verify_inspection(store, inspection_id, require_sm2=require_sm2)
         if not report.ok:
             logger.warning("inspection %s does not verify: %s", inspection_id, report.first_problem)
         results.append((inspection_id, report))

@@ -244,6 +244,7 @@ async def export_package(
     retention: RetentionPolicy | None = None,
     cipher: FieldCipher | None = None,
     progress: Progress | None = None,
+    require_sm2: bool = False,
 ) -> PackageInfo:
     """Write the archive package of ``inspection_id`` to the new file ``out`` (a zip).
 
@@ -265,7 +266,7 @@ async def export_package(
         manifest_body = await store.get(prefix + MANIFEST)
     except ObjectNotFound:
         raise ExportError(f"inspection {inspection_id} is not sealed (no {prefix}{MANIFEST}): end or seal the session before exporting") from None
-    report = await verify_inspection(store, inspection_id)
+    report = await verify_inspection(store, inspection_id, require_sm2=require_sm2)
     if not report.ok:
         raise ExportError(f"the stored evidence of inspection {inspection_id} does not verify ({report.first_problem}); "
                           "run 'takan verify' and resolve it before archiving")

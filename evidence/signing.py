@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from storage.objects import ObjectNotFound, ObjectStore
 
 from .chainlog import rfc3339_ms, utc_now
-from .sm2 import SM2PrivateKey, SM2PublicKey, public_point
+from .sm2 import SM2Error, SM2PrivateKey, SM2PublicKey, public_point
 
 logger = logging.getLogger(__name__)
 
@@ -136,11 +136,14 @@ class PublicKeys:
 class SigningKeys:
     """The signer's private keys; generates one on first start."""
 
-    def __init__(self, directory: Path, store: ObjectStore, sm2: bool = True) -> None:
+    def __init__(self, directory: Path, store: ObjectStore, sm2: bool = True, require_sm2: bool = False) -> None:
         self._dir = directory
         self._store = store
         self.public = PublicKeys(store)
-        self.sm2 = sm2
+        self.sm2 = sm2 or require_sm2
+        #: A deployment that requires SM2 refuses to start without it; one that does not signs
+        #: Ed25519 alone (with a warning) on a libcrypto that lacks SM2.
+        self.require_sm2 = require_sm2
         self._current: Optional[tuple[str, Ed25519PrivateKey]] = None
         self._current_sm2: Optional[tuple[str, SM2PrivateKey]] = None
 
@@ -167,15 +170,23 @@ class SigningKeys:
         for path in sorted(self._dir.glob("*.key")):
             await self._publish(path.stem, self._load(path.stem))
         if self.sm2:
-            sm2_dir = self._dir / "sm2"
-            pointer = sm2_dir / "current"
-            if pointer.exists():
-                kid = pointer.read_text().strip()
-                self._current_sm2 = (kid, SM2PrivateKey.from_pem((sm2_dir / f"{kid}.key").read_bytes()))
-            else:
-                await self.rotate_sm2()
-            for path in sorted(sm2_dir.glob("*.key")):
-                await self._publish_sm2(path.stem, SM2PrivateKey.from_pem(path.read_bytes()).public_pem())
+            try:
+                await self._start_sm2()
+            except SM2Error as exc:
+                if self.require_sm2:
+                    raise SM2Error(f"SM2 signatures are required (TAKAN_REQUIRE_SM2) but cannot be made: {exc}") from exc
+                logger.warning("manifests are signed with Ed25519 only: %s", exc)
+
+    async def _start_sm2(self) -> None:
+        sm2_dir = self._dir / "sm2"
+        pointer = sm2_dir / "current"
+        if pointer.exists():
+            kid = pointer.read_text().strip()
+            self._current_sm2 = (kid, SM2PrivateKey.from_pem((sm2_dir / f"{kid}.key").read_bytes()))
+        else:
+            await self.rotate_sm2()
+        for path in sorted(sm2_dir.glob("*.key")):
+            await self._publish_sm2(path.stem, SM2PrivateKey.from_pem(path.read_bytes()).public_pem())
 
     async def close(self) -> None:
         self._current = None

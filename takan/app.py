@@ -212,7 +212,7 @@ def build_app(config: Config) -> web.Application:
     templates = Templates(*(d for d in [config.templates_dir] if d))
     book = InspectionBook(store, templates, cipher)
     keys = ApiKeys(store)
-    signing = SigningKeys(config.data_dir / "keys", store)
+    signing = SigningKeys(config.data_dir / "keys", store, require_sm2=config.require_sm2)
     tsa = TsaClient(config.tsa_urls, config.tsa_timeout_s) if config.tsa_urls else None
     journal = Journal(store, signing, config.data_dir / "journal", timestamper=Timestamper(store, tsa))
     access = AccessLog(store, config.data_dir / "journal" / "access")
@@ -292,7 +292,7 @@ def build_app(config: Config) -> web.Application:
         InspectionApi(book, keys, idempotency, signer, sessions, config.base_url,
                       datetime.timedelta(hours=config.link_ttl_hours), config.webhook_allowed_hosts, accounts, text_sender).routes(),
         ApprovalApi(book, decisions, ledger, publicity, evaluations, warning_lists, access, signer).routes(),
-        EvidenceApi(book, keys, store, signing, access, journal).routes(),
+        EvidenceApi(book, keys, store, signing, access, journal, require_sm2=config.require_sm2).routes(),
         RecordPdfApi(book, journal, store, sealer, access, config.base_url).routes(),
         PhotoUploads(book, signer, sessions).routes(),
         PlacementApi(sessions, config.base_url).routes(),

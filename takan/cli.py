@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--abandon-after-s", help="an open inspection with nobody in it this long ends as abandoned (TAKAN_ABANDON_AFTER_S, default 600)")
     add("--webhook-allowed-hosts", help="comma-separated hosts (or .suffixes) callbacks may target (TAKAN_WEBHOOK_ALLOWED_HOSTS)")
     add("--applicant-otp", help="true: applicants enter a one-time code sent to their phone before joining (TAKAN_APPLICANT_OTP)")
+    add("--require-sm2", help="true: refuse to start without SM2 signing, and verification fails a manifest without a valid SM2 signature (TAKAN_REQUIRE_SM2)")
     add("--oidc-issuer", help="staff login through this OpenID Connect provider (TAKAN_OIDC_ISSUER, _CLIENT_ID, _CLIENT_SECRET)")
     add("--oidc-client-id")
     add("--oidc-client-secret")
@@ -72,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("inspection", nargs="+", help="inspection id(s)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.add_argument("--quiet", action="store_true", help="no progress output")
-    verify.add_argument("--require-sm2", action="store_true", help="a manifest without a valid SM2 signature fails")
+    verify.add_argument(
+        "--require-sm2", action="store_true", default=None,
+        help="a manifest without a valid SM2 signature fails (also TAKAN_REQUIRE_SM2=true)",
+    )
 
     backup = verbs.add_parser("backup", help="back up every record and all evidence to one file")
     _server_flags(backup)
@@ -343,7 +347,7 @@ async def verify(config: Config, args: argparse.Namespace) -> int:
             if not args.quiet and not args.json:
                 print(f"verifying inspection {inspection_id}", file=sys.stderr)
             report = await verify_inspection(
-                store, inspection_id, _ProgressBar(not args.quiet and not args.json), require_sm2=args.require_sm2
+                store, inspection_id, _ProgressBar(not args.quiet and not args.json), require_sm2=config.require_sm2
             )
             if args.json:
                 print(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
@@ -385,14 +389,15 @@ async def archive_verb(config: Config, args: argparse.Namespace) -> int:
             restored = await restore(store, Path(args.backup_file), progress, overwrite=args.overwrite)
             print(f"restored {restored.objects} objects ({restored.bytes / 1e6:.1f} MB); verifying every inspection")
             failed = 0
-            for inspection_id, report in await verify_all(store, progress):
+            for inspection_id, report in await verify_all(store, progress, require_sm2=config.require_sm2):
                 print(f"  {'OK    ' if report.ok else 'FAILED'} {inspection_id}" + ("" if report.ok else f": {report.first_problem}"))
                 failed += 0 if report.ok else 1
             return 1 if failed else 0
         keys = FieldKeys(config.data_dir / "field-keys")
         keys.start()
         package = await export_package(
-            store, args.inspection, Path(args.out), authority=args.authority, cipher=FieldCipher(keys), progress=progress
+            store, args.inspection, Path(args.out), authority=args.authority, cipher=FieldCipher(keys), progress=progress,
+            require_sm2=config.require_sm2,
         )
         print(f"archive package {package.path}: {package.files} files, {package.bytes / 1e6:.1f} MB, sha256 {package.sha256}; "
               "authenticity, integrity, usability and security checks passed")
@@ -412,7 +417,7 @@ async def keys(config: Config, args: argparse.Namespace) -> int:
     store = make_object_store(config)
     await store.start()
     try:
-        signing = SigningKeys(config.data_dir / "keys", store)
+        signing = SigningKeys(config.data_dir / "keys", store, require_sm2=config.require_sm2)
         await signing.start()
         if args.keys_verb == "rotate":
             kid = await signing.rotate()

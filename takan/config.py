@@ -63,6 +63,8 @@ class Config:
     turn_ttl_s: int = 4 * 3600
     api_rate_per_minute: int = 1200
     applicant_otp: bool = False
+    #: Every manifest must carry a valid SM2 signature beside Ed25519 (GB/T 39786 deployments).
+    require_sm2: bool = False
     oidc_issuer: Optional[str] = None
     oidc_client_id: Optional[str] = None
     oidc_client_secret: Optional[str] = None
@@ -180,6 +182,7 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
         ("sms_gateway_secret", None),
         ("sms_timeout_s", _positive),
         ("applicant_otp", _bool),
+        ("require_sm2", _bool),
         ("node_id", None),
         ("log_level", None),
         ("log_format", None),

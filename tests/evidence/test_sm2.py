@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 
 import pytest
 
-from evidence.sm2 import SM2PrivateKey, sm3_hex
+from evidence.signing import SigningKeys
+from evidence.sm2 import SM2Error, SM2PrivateKey, sm3_hex
 from evidence.verify import verify_inspection
+from storage.local import LocalObjectStore
+from takan.config import ConfigError, load_config
 from tests.evidence.test_verify import INSPECTION, make_sealed, path_of
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
@@ -53,3 +57,46 @@ async def test_sealed_manifest_has_sm3_and_an_sm2_signature_openssl_accepts(tmp_
     report = await verify_inspection(store, INSPECTION)
     assert not report.ok and report.first_problem.where == "manifest.sm2.sig"
     await store.close()
+
+
+def _no_sm2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A libcrypto without SM2 (Debian's has it; some FIPS builds do not)."""
+
+    def refuse(cls: type) -> SM2PrivateKey:
+        raise SM2Error("this libcrypto has no SM2 (built with no-sm2?)")
+
+    monkeypatch.setattr(SM2PrivateKey, "generate", classmethod(refuse))
+
+
+async def test_a_deployment_that_requires_sm2_refuses_to_start_without_it(tmp_path, monkeypatch, caplog) -> None:
+    _no_sm2(monkeypatch)
+    store = LocalObjectStore(tmp_path / "objects")
+    await store.start()
+    with pytest.raises(SM2Error, match="TAKAN_REQUIRE_SM2"):
+        await SigningKeys(tmp_path / "required", store, require_sm2=True).start()
+    # one that does not require it signs with Ed25519 alone and says so
+    keys = SigningKeys(tmp_path / "optional", store)
+    with caplog.at_level(logging.WARNING, logger="evidence.signing"):
+        await keys.start()
+    assert keys.sign_sm2(b"manifest") is None and keys.current_kid
+    assert any("Ed25519 only" in r.getMessage() for r in caplog.records)
+    await store.close()
+
+
+async def test_a_manifest_without_sm2_fails_where_sm2_is_required(tmp_path, monkeypatch) -> None:
+    _no_sm2(monkeypatch)
+    store = await make_sealed(tmp_path)
+    manifest = json.loads((path_of(tmp_path, "") / "manifest.json").read_bytes())
+    assert [s["alg"] for s in manifest.get("signatures", [])] in ([], ["Ed25519"])
+    assert (await verify_inspection(store, INSPECTION)).ok
+    report = await verify_inspection(store, INSPECTION, require_sm2=True)
+    assert not report.ok and "SM2" in str(report.first_problem)
+    await store.close()
+
+
+def test_require_sm2_is_a_setting() -> None:
+    assert load_config({}, env={}).require_sm2 is False
+    assert load_config({}, env={"TAKAN_REQUIRE_SM2": "true"}).require_sm2 is True
+    assert load_config({"require_sm2": True}, env={}).require_sm2 is True
+    with pytest.raises(ConfigError, match="TAKAN_REQUIRE_SM2"):
+        load_config({}, env={"TAKAN_REQUIRE_SM2": "maybe"})
