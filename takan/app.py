@@ -292,7 +292,7 @@ def build_app(config: Config) -> web.Application:
         InspectionApi(book, keys, idempotency, signer, sessions, config.base_url,
                       datetime.timedelta(hours=config.link_ttl_hours), config.webhook_allowed_hosts, accounts, text_sender).routes(),
         ApprovalApi(book, decisions, ledger, publicity, evaluations, warning_lists, access, signer).routes(),
-        EvidenceApi(book, keys, store, signing, access, journal, require_sm2=config.require_sm2).routes(),
+        EvidenceApi(book, keys, store, signing, access, journal).routes(),
         RecordPdfApi(book, journal, store, sealer, access, config.base_url).routes(),
         PhotoUploads(book, signer, sessions).routes(),
         PlacementApi(sessions, config.base_url).routes(),

@@ -30,17 +30,8 @@ _TYPES = {".webm": "video/webm", ".mkv": "video/x-matroska", ".jsonl": "applicat
 
 class EvidenceApi:
     def __init__(
-        self,
-        book: InspectionBook,
-        keys: ApiKeys,
-        store: ObjectStore,
-        signing: SigningKeys,
-        access: AccessLog,
-        journal: Journal,
-        *,
-        require_sm2: bool = False,
+        self, book: InspectionBook, keys: ApiKeys, store: ObjectStore, signing: SigningKeys, access: AccessLog, journal: Journal
     ) -> None:
-        self.require_sm2 = require_sm2
         self.journal = journal
         self.book = book
         self.keys = keys
@@ -126,7 +117,7 @@ class EvidenceApi:
         inspection_id = request.match_info["id"]
         visible_record(self.book, inspection_id, principal)
         async with await self.journal.consistent(inspection_id):
-            report = await verify_inspection(self.store, inspection_id, require_sm2=self.require_sm2)
+            report = await verify_inspection(self.store, inspection_id, require_sm2=self.signing.require_sm2)
         await self.access.record("evidence.verify", actor_of(principal), {"inspection_id": inspection_id, "ok": report.ok})
         body: dict[str, Any] = report.as_json()
         return web.json_response(body, headers=NO_STORE)
