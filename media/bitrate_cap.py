@@ -22,6 +22,11 @@ publisher is told to send no more than its weakest subscriber carries.
   drain that queue (libwebrtc's delay-based controller, on overuse, goes to 0.85 x the
   received rate); growth waits while the queue is up, and never goes past 1.5 x what is
   sent.
+  Where the subscriber's leg has transport-cc (``media/queue_estimator.py``), the queue
+  is read from its feedback ten or more times a second instead (:meth:`LinkCap.queue`),
+  as libwebrtc's delay-based controller reads it: a rising or standing queue cuts the cap
+  to 0.85 x what the link delivered, an empty one lets it grow 8 %/s; the receiver
+  reports' loss rule stays beside it (the smaller cap wins, as in libwebrtc).
 * :class:`RembSender`, one per publishing peer, sends the smallest cap of the publisher's
   subscribers to the publisher as REMB, within 0.25 s of a change and else every second.
   libwebrtc's send-side estimator (which runs on our transport-wide feedback) takes a REMB
@@ -89,6 +94,25 @@ QUEUE_BACKOFF_MIN = 0.5
 RECENT_S = 1.0
 RECENT_PACKETS = 20
 
+#: Transport feedback (``LinkCap.queue``): a queue over RISING_QUEUE_S that still rises
+#: faster than RISING_SLOPE (s of delay per s sent: the link is that share overfull), or
+#: any over FULL_QUEUE_S, cuts the cap; to DELAY_BACKOFF x what the link delivered
+#: (libwebrtc's 0.85), less enough to drain a standing queue. A rising queue cuts again
+#: after RISING_CUT_S (what was delivered meanwhile is the link's rate again, so cuts do
+#: not compound), a standing one after FULL_CUT_S (the publisher's encoder takes about a
+#: second to follow a REMB, and the queue drains only then).
+RISING_QUEUE_S = 0.06
+RISING_SLOPE = 0.1
+FULL_QUEUE_S = 0.15
+DELAY_BACKOFF = 0.85
+RISING_CUT_S = 0.4
+FULL_CUT_S = 1.2
+#: Under this queue, not rising, at most DECREASE_LOSS lost and GROW_AFTER_CUT_S after a
+#: cut, the cap grows (INCREASE per second, bounded by GROWTH_BOUND x what is sent).
+GROW_QUEUE_S = 0.04
+GROW_AFTER_CUT_S = 0.5
+GROW_MAX_STEP_S = 0.5
+
 RTCP_PSFB = 206
 FMT_APPLICATION = 15
 
@@ -120,6 +144,12 @@ class LinkCap:
         # (time, rtt) with increasing rtt: the front is the window's smallest (a monotonic deque)
         self._rtts: collections.deque[tuple[float, float]] = collections.deque()
         self._history: collections.deque[tuple[float, int, int]] = collections.deque()  # (time, lost, seq), last 2 s
+        #: Transport feedback reads the queue (:meth:`queue`): the reports' round trip
+        #: rules stand down, their loss rule stays.
+        self.delay_based = False
+        self.queue_s: Optional[float] = None
+        self._delay_cut_at = -math.inf
+        self._grown_at: Optional[float] = None
 
     def report(self, cumulative_lost: int, highest_sequence: int, sending_bps: float, now: float,
                rtt_s: Optional[float] = None, rtt_age_s: float = 0.0) -> Optional[float]:
@@ -127,6 +157,8 @@ class LinkCap:
 
         ``rtt_s``: the round trip of a sender report sent ``rtt_age_s`` ago."""
         queue_s = self._queue_delay(rtt_s, now)
+        if self.delay_based:
+            queue_s = None  # transport feedback reads the queue, far sooner
         if queue_s is not None and now - rtt_age_s < self._changed_at + QUEUE_REACT_S:
             # The sender report sat in the queue of before the last change took effect:
             # cutting again for it would cut twice for one queue (measured: a second cut
@@ -166,7 +198,7 @@ class LinkCap:
             self.queue_cuts += 1
         elif loss > DECREASE_LOSS and sending_bps > 0:
             self.bps = max(FLOOR_BPS, base * (1 - 0.5 * loss))
-        elif self.bps is not None and self._may_grow(loss, queue_s):
+        elif self.bps is not None and not self.delay_based and self._may_grow(loss, queue_s):
             # Grow only while the publisher uses most of it: a cap far above what is sent
             # has not been shown to fit (libwebrtc's delay-based bound: 1.5x what arrives).
             self.bps = min(self.bps * INCREASE ** min(INCREASE_MAX_STEP_S, span_s), max(self.bps, GROWTH_BOUND * sending_bps))
@@ -181,6 +213,43 @@ class LinkCap:
         self._changed_at = now
         self._settled = not cut  # a cut settles first; growth goes on
         self.changes += 1
+        return self.bps
+
+    def queue(self, queue_s: float, slope: float, through_bps: Optional[float], loss: Optional[float],
+              sending_bps: float, now: float) -> Optional[float]:
+        """One transport feedback's reading of the link (``media.queue_estimator.QueueSample``),
+        while video is sent at ``sending_bps``."""
+        self.delay_based = True
+        self.queue_s = queue_s
+        rising = queue_s > RISING_QUEUE_S and slope > RISING_SLOPE
+        full = queue_s > FULL_QUEUE_S
+        since_cut = now - self._delay_cut_at
+        if sending_bps > 0 and ((rising and since_cut >= RISING_CUT_S) or (full and since_cut >= FULL_CUT_S)):
+            delivered = through_bps if through_bps is not None else sending_bps
+            backoff = min(DELAY_BACKOFF, max(QUEUE_BACKOFF_MIN, 1 - queue_s))
+            base = sending_bps if self.bps is None else self.bps
+            self.bps = max(FLOOR_BPS, min(base, backoff * delivered))
+            logger.debug("link cap %.0f kb/s: queue %.0f ms, slope %.2f, %.0f kb/s delivered of %.0f sent",
+                         self.bps / 1000, queue_s * 1000, slope, delivered / 1000, sending_bps / 1000)
+            self._delay_cut_at = now
+            self._grown_at = None
+            self.queue_cuts += 1
+            self.changes += 1
+            # the receiver reports' loss rule counts afresh from the packets sent after this
+            self._changed_at = now
+            self._settled = False
+            return self.bps
+        if (self.bps is not None and queue_s < GROW_QUEUE_S and slope <= RISING_SLOPE
+                and since_cut >= GROW_AFTER_CUT_S and (loss is None or loss <= DECREASE_LOSS)):
+            if self._grown_at is not None:
+                step = min(GROW_MAX_STEP_S, now - self._grown_at)
+                self.bps = min(self.bps * INCREASE ** step, max(self.bps, GROWTH_BOUND * sending_bps))
+                if self.bps >= RELEASE_BPS:
+                    self.bps = None
+                    self.changes += 1
+            self._grown_at = now
+        else:
+            self._grown_at = None
         return self.bps
 
     @staticmethod

@@ -17,7 +17,8 @@ from .bitrate_cap import RembSender
 from .closing import CloseOnce
 from .relay import ForwardedTrack, MediaRoom, UpTrack
 from .sdp import BadSdp, check_offer
-from .twcc import TransportFeedback
+from .queue_estimator import QueueEstimator
+from .twcc import Feedback, TransportFeedback
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ class ServerPeer:
         #: The subscribers' links' cap on this publisher's bitrate, sent as REMB (beside
         #: transport feedback, which libwebrtc's send-side estimator runs on).
         self.bitrate_cap: Optional[RembSender] = None
+        #: The subscriber's link read from its transport feedback on what we send it
+        #: (None if its offer did not ask for transport-cc, or it subscribes to nothing).
+        self.queue_estimator: Optional[QueueEstimator] = None
         self._media_ssrc: Optional[int] = None
         self._arrival: Callable[[], float] = time.monotonic
 
@@ -108,7 +112,12 @@ class ServerPeer:
         except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError...
             raise BadSdp(f"the offer could not be applied: {exc}") from exc
         self._remote_set = True
-        if self._publishes and tap.negotiate_transport_cc(pc):
+        transport_cc = tap.negotiate_transport_cc(pc)
+        if transport_cc and self._forwarded:
+            # The subscriber's leg: number what we send, read the queue from its feedback.
+            self.queue_estimator = QueueEstimator()
+            tap.send_transport_cc(pc, self.queue_estimator.sent, self._transport_feedback_received)
+        if self._publishes and transport_cc:
             self.transport_feedback = TransportFeedback(
                 self._send_feedback, self._feedback_ssrcs, name=self.peer_id
             )
@@ -174,6 +183,13 @@ class ServerPeer:
 
                 tap.observe_rtp(receiver, on_packet)
                 return
+
+    def _transport_feedback_received(self, feedback: Feedback) -> None:
+        assert self.queue_estimator is not None
+        sample = self.queue_estimator.feedback(feedback)
+        video = self._forwarded.get("video")
+        if sample is not None and video is not None:
+            video.link_queue(sample)
 
     def _subscribers_cap(self) -> Optional[int]:
         caps = [cap for up in self._ups if up.kind == "video" and (cap := up.bitrate_cap()) is not None]

@@ -22,6 +22,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from . import tap
 from .bitrate_cap import LinkCap, ReceiverReport
+from .queue_estimator import QueueSample
 from .interfaces import Sink, Slot, Source
 
 logger = logging.getLogger(__name__)
@@ -238,11 +239,28 @@ class ForwardedTrack(MediaStreamTrack):
                                  counts.rtt_s, counts.rtt_age_s)
         if remb_bps is None or self.kind != "video":
             return
-        self.link_bps = remb_bps
+        self._judge_link(remb_bps, now)
+
+    def link_queue(self, sample: QueueSample, now: Optional[float] = None) -> None:
+        """The subscriber's transport feedback (``media.queue_estimator``) arrived: the cap
+        reads the link's queue from it, and what the link delivered stands in for the
+        REMB that Chromium no longer sends once transport-cc is negotiated."""
+        if self.kind != "video" or self._paused_until is not None:
+            return
+        now = time.monotonic() if now is None else now
+        self._cap.queue(sample.queue_s, sample.slope, sample.through_bps, sample.loss, self.forwarded_bps(now), now)
+        if sample.loss is not None:
+            self.link_loss = sample.loss
+        if sample.through_bps is not None:
+            self._judge_link(int(sample.through_bps), now)
+
+    def _judge_link(self, estimate_bps: int, now: float) -> None:
+        """Audio first: pause video while the link's estimate stays far under what is sent."""
+        self.link_bps = estimate_bps
         if self._paused_until is not None:
             return  # paused: the estimate of an audio-only link says nothing; write() retries
         sending = self.forwarded_bps(now)
-        weak = sending > 0 and remb_bps < LINK_SHARE * sending and (self.link_loss or 0.0) >= LINK_LOSS
+        weak = sending > 0 and estimate_bps < LINK_SHARE * sending and (self.link_loss or 0.0) >= LINK_LOSS
         cap = self._cap.bps
         # A cap the publisher follows gets its chance first; pausing is for a link that
         # loses even at the floor, or a publisher that ignores the cap.
@@ -260,7 +278,7 @@ class ForwardedTrack(MediaStreamTrack):
             self._weak_since = None
             self.pauses += 1
             logger.info("subscriber %s: link at %d b/s carries no video (%d b/s sent); audio only for %.0f s",
-                        self.name, remb_bps, sending, self._paused_until - now)
+                        self.name, estimate_bps, sending, self._paused_until - now)
 
     def write(self, packet: av.Packet[Any]) -> None:
         if self.readyState != "live":

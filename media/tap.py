@@ -23,6 +23,12 @@ by aiortc's own header parser once the extension is negotiated),
 ICE transport (``RTCIceTransport._connection``: ``data_received`` and ``recvfrom``), whose
 socket callback is where a packet's arrival time is least delayed by our own event loop.
 
+Its sending half, on a subscriber's leg (``media/queue_estimator.py``), needs two more: the
+sender's header extension map (``RTCRtpSender.__rtp_header_extensions_map``), replaced by one
+that numbers every packet it serializes (aiortc's sender never sets a transport-wide
+sequence number), and ``RTCDtlsTransport._handle_rtcp_data``, where the subscriber's
+transport feedback is read whole (aiortc parses RTPFB FMT=15 as if it were a NACK).
+
 These names are private. aiortc is pinned in pyproject.toml and ``check_aiortc_seams``
 fails loudly at start-up (and in tests) if an upgrade moves them.
 """
@@ -55,6 +61,7 @@ from aiortc.rtp import (
     RtcpRrPacket,
     RtcpSrPacket,
     RtpPacket,
+    is_rtcp,
     unpack_remb_fci,
 )
 from aiortc.sdp import SessionDescription
@@ -76,6 +83,7 @@ _TIMESTAMPS_ATTR = "_RTCRtpReceiver__timestamp_mapper"
 _NACK_ATTR = "_RTCRtpReceiver__nack_generator"
 _SENDER_LSR_ATTR = "_RTCRtpSender__lsr"
 _SENDER_LSR_TIME_ATTR = "_RTCRtpSender__lsr_time"
+_SENDER_MAP_ATTR = "_RTCRtpSender__rtp_header_extensions_map"
 
 FrameCallback = Callable[["av.Packet[Any]"], None]
 
@@ -90,7 +98,7 @@ def check_aiortc_seams() -> None:
     for attr in (_QUEUE_ATTR, _RTX_ATTR, _JITTER_ATTR, _RTCP_SSRC_ATTR, _TIMESTAMPS_ATTR, _NACK_ATTR):
         if attr not in RTCRtpReceiver.__init__.__code__.co_names:
             missing.append(attr)
-    for attr in (_SENDER_LSR_ATTR, _SENDER_LSR_TIME_ATTR):
+    for attr in (_SENDER_LSR_ATTR, _SENDER_LSR_TIME_ATTR, _SENDER_MAP_ATTR):
         if attr not in RTCRtpSender.__init__.__code__.co_names:
             missing.append(attr)
     for cls, name in (
@@ -103,6 +111,9 @@ def check_aiortc_seams() -> None:
         (RTCRtpSender, "_handle_rtcp_packet"),
         (RTCRtpSender, "_retransmit"),
         (RTCDtlsTransport, "_send_rtp"),
+        (RTCDtlsTransport, "_handle_rtcp_data"),
+        (HeaderExtensionsMap, "configure"),
+        (HeaderExtensionsMap, "set"),
     ):
         if not callable(getattr(cls, name, None)):
             missing.append(f"{cls.__name__}.{name}")
@@ -498,6 +509,113 @@ def negotiate_transport_cc(pc: RTCPeerConnection) -> bool:
                 codec.rtcpFeedback.append(RTCRtcpFeedback(type="transport-cc"))
         negotiated = True
     return negotiated
+
+
+class _TransportNumbering:
+    """One transport's transport-wide sequence numbers for what we send on it.
+
+    The number is written when a sender serializes a packet, and the packet handed to the
+    transport's ``_send_rtp`` right after (no await between) is the one it went into: there
+    its size and send time go to ``on_sent``.
+    """
+
+    def __init__(self, on_sent: Callable[[int, float, int, bool], None]) -> None:
+        self._next = 0
+        self._on_sent = on_sent
+        self.pending: Optional[tuple[int, bool]] = None
+        self.numbered = 0
+
+    def take(self, video: bool) -> int:
+        seq = self._next
+        self._next = (seq + 1) & 0xFFFF
+        self.pending = (seq, video)
+        self.numbered += 1
+        return seq
+
+    def sent(self, data: bytes) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            try:
+                self._on_sent(pending[0], time.monotonic(), len(data), pending[1])
+            except Exception:
+                logger.exception("send record failed")
+
+
+class _NumberingExtensionsMap(HeaderExtensionsMap):
+    """A sender's header extension map that gives every packet it serializes (RTX too) the
+    transport's next transport-wide sequence number, once transport-cc is negotiated."""
+
+    def __init__(self, numbering: _TransportNumbering, video: bool) -> None:
+        super().__init__()
+        self._numbering = numbering
+        self._video = video
+        self._numbers = False
+
+    def configure(self, parameters: Any) -> None:
+        super().configure(parameters)
+        self._numbers = any(e.uri == twcc.URI for e in parameters.headerExtensions)
+
+    def set(self, values: Any) -> tuple[int, bytes]:
+        if self._numbers:
+            values.transport_sequence_number = self._numbering.take(self._video)
+        return super().set(values)
+
+
+TransportFeedbackCallback = Callable[[twcc.Feedback], None]
+
+
+def send_transport_cc(pc: RTCPeerConnection, on_sent: Callable[[int, float, int, bool], None],
+                      on_feedback: TransportFeedbackCallback) -> int:
+    """Number what our senders send on ``pc`` transport-wide and hand in the feedback on it.
+
+    Call after :func:`negotiate_transport_cc` and before the senders start (they configure
+    their map from the negotiated extensions when they do). ``on_sent(seq, monotonic s,
+    bytes, video)`` for each RTP packet sent; ``on_feedback`` for each RTPFB FMT=15 packet
+    the peer sends. Returns how many senders number their packets.
+    """
+    numbering: Optional[_TransportNumbering] = None
+    count = 0
+    for transceiver in pc.getTransceivers():
+        sender = transceiver.sender
+        if getattr(sender, "track", None) is None:
+            continue
+        if not hasattr(sender, _SENDER_MAP_ATTR):
+            raise SeamMissing(f"RTCRtpSender has no {_SENDER_MAP_ATTR}")
+        dtls = sender.transport
+        if numbering is None:
+            numbering = _TransportNumbering(on_sent)
+            _wrap_transport(dtls, numbering, on_feedback)
+        setattr(sender, _SENDER_MAP_ATTR, _NumberingExtensionsMap(numbering, transceiver.kind == "video"))
+        count += 1
+    return count
+
+
+def _wrap_transport(dtls: RTCDtlsTransport, numbering: _TransportNumbering,
+                    on_feedback: TransportFeedbackCallback) -> None:
+    send_rtp = dtls._send_rtp
+    handle_rtcp = dtls._handle_rtcp_data
+
+    async def numbered_send_rtp(data: bytes) -> None:
+        if numbering.pending is not None and not is_rtcp(data):
+            numbering.sent(data)
+        await send_rtp(data)
+
+    async def read_feedback(data: bytes) -> None:
+        pos = 0
+        while pos + 4 <= len(data):
+            length = (int.from_bytes(data[pos + 2 : pos + 4], "big") + 1) * 4
+            if data[pos + 1] == twcc.RTCP_RTPFB and data[pos] & 0x1F == twcc.FMT_TRANSPORT_CC:
+                try:
+                    on_feedback(twcc.parse_feedback(data[pos : pos + length]))
+                except ValueError:
+                    pass  # malformed: aiortc drops what it cannot parse too
+                except Exception:
+                    logger.exception("transport feedback callback failed")
+            pos += length
+        await handle_rtcp(data)
+
+    dtls._send_rtp = numbered_send_rtp  # type: ignore[method-assign]
+    dtls._handle_rtcp_data = read_feedback  # type: ignore[method-assign]
 
 
 PacketCallback = Callable[[RtpPacket], None]

@@ -236,3 +236,103 @@ async def test_a_lossy_subscriber_link_caps_the_publisher_by_remb() -> None:
         for closable in (pub, sub, applicant, inspector):
             await closable.close()
         await room.close()
+
+
+class LibwebrtcLikeReceiver:
+    """The inspector's side of transport-cc: reads the transport-wide number of every RTP
+    packet the server sends it and reports arrivals in RTPFB FMT=15 every 50 ms, as
+    Chromium's receiver does; ``extra_delay_s()`` is added to each arrival (a queue)."""
+
+    def __init__(self, client: ClientPeer) -> None:
+        transport = client.pc.getTransceivers()[0].receiver.transport
+        self._transport = transport
+        self._handle = transport._handle_rtp_data
+        self._map = HeaderExtensionsMap()
+        self._map.configure(RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(id=TWCC_ID, uri=twcc.URI)]))
+        self.recorder = twcc.ArrivalRecorder()
+        self.numbers: list[int] = []
+        self.unnumbered = 0
+        self.extra_delay_s = 0.0
+        self.media_ssrc = 0
+        transport._handle_rtp_data = self.handle_rtp
+        self._task = asyncio.ensure_future(self._report())
+
+    async def handle_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        packet = RtpPacket.parse(data, self._map)
+        seq = packet.extensions.transport_sequence_number
+        if seq is None:
+            self.unnumbered += 1
+        else:
+            self.numbers.append(seq)
+            self.media_ssrc = packet.ssrc
+            self.recorder.add(seq, int((time.monotonic() + self.extra_delay_s) * 1e6))
+        await self._handle(data, arrival_time_ms)
+
+    async def _report(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            for packet in self.recorder.build(0x1234, self.media_ssrc):
+                try:
+                    await self._transport._send_rtp(packet)
+                except ConnectionError:
+                    pass
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def test_the_subscribers_transport_feedback_reads_its_queue_and_caps_the_publisher() -> None:
+    """The sending half on the subscriber's leg: the server numbers every packet it
+    forwards transport-wide (aiortc's sender never does), reads the inspector's feedback
+    against its send log, and a queue that builds on the inspector's link cuts the
+    publisher's REMB within a fraction of a second; once it drains the cap grows back."""
+    room = MediaRoom("twcc-send")
+    applicant = ClientPeer(video=PacketVideoTrack(encode_vp8(320, 240, frames=20)), receive=False)
+    inspector = ClientPeer()
+    pub = ServerPeer("a", "applicant", room, RTCPeerConnection, publishes=True, source_role=None)
+    sub = ServerPeer("i", "inspector", room, RTCPeerConnection, publishes=False, source_role="applicant")
+    lab_rx = None
+    try:
+        lab_tx = LibwebrtcLikeSender(applicant, drop_every=0)
+        await applicant.accept(await pub.answer(chromium_style_offer(await applicant.offer())))
+        answer = await sub.answer(chromium_style_offer(await inspector.offer()))
+        assert f"a=extmap:{TWCC_ID} {twcc.URI}" in answer
+        assert sub.queue_estimator is not None
+        lab_rx = LibwebrtcLikeReceiver(inspector)
+        await inspector.accept(answer)
+        estimator = sub.queue_estimator
+        forwarded = sub.forwarded_tracks["video"]
+        assert await wait_for(lambda: len(lab_rx.numbers) >= 60 and estimator.feedbacks >= 10, timeout=30)
+        # every packet numbered, consecutively: one sequence for the transport
+        assert lab_rx.unnumbered == 0
+        numbers = lab_rx.numbers
+        assert all((b - a) & 0xFFFF == 1 for a, b in zip(numbers, numbers[1:])), numbers[:20]
+        assert forwarded._cap.delay_based
+        assert (forwarded._cap.queue_s or 0) < 0.03  # loopback: no queue
+        # a queue builds: each arrival later by 0.5 s per second
+        start = time.monotonic()
+
+        async def grow() -> None:
+            while time.monotonic() - start < 1.5:
+                lab_rx.extra_delay_s = 0.5 * (time.monotonic() - start)
+                await asyncio.sleep(0.01)
+
+        growing = asyncio.ensure_future(grow())
+        assert await wait_for(lambda: forwarded._cap.queue_cuts >= 1, timeout=5), "the queue did not cut the cap"
+        cut_after = time.monotonic() - start
+        await growing
+        assert cut_after < 0.8, f"cut only {cut_after:.2f} s into the queue's growth"
+        assert forwarded.link_cap_bps is not None
+        assert await wait_for(lambda: lab_tx.remb_bps and lab_tx.remb_bps[-1] < 30_000_000, timeout=5)
+        # it drains: the queue reads empty again and the cap grows
+        lab_rx.extra_delay_s = 0.0
+        low = forwarded.link_cap_bps or 0
+        assert await wait_for(lambda: (forwarded.link_cap_bps or 1e12) > low * 1.05, timeout=15), "the cap never grew back"
+        assert estimator.unknown == 0
+    finally:
+        if lab_rx is not None:
+            await lab_rx.close()
+        for closable in (pub, sub, applicant, inspector):
+            await closable.close()
+        await room.close()
