@@ -28,7 +28,7 @@ publisher is told to send no more than its weakest subscriber carries.
   to 0.85 x what the link delivered, an empty one lets it grow 8 %/s; the receiver
   reports' loss rule stays beside it (the smaller cap wins, as in libwebrtc).
 * :class:`RembSender`, one per publishing peer, sends the smallest cap of the publisher's
-  subscribers to the publisher as REMB, within 0.25 s of a change and else every second.
+  subscribers to the publisher as REMB, within 0.1 s of a change and else every second.
   libwebrtc's send-side estimator (which runs on our transport-wide feedback) takes a REMB
   as an upper bound; when the caps are gone it is sent a high value a few times, since
   libwebrtc keeps the last one.
@@ -101,15 +101,15 @@ RECENT_PACKETS = 20
 #: after RISING_CUT_S (what was delivered meanwhile is the link's rate again, so cuts do
 #: not compound), a standing one after FULL_CUT_S (the publisher's encoder takes about a
 #: second to follow a REMB, and the queue drains only then).
-RISING_QUEUE_S = 0.06
-RISING_SLOPE = 0.1
-FULL_QUEUE_S = 0.15
+RISING_QUEUE_S = 0.03
+RISING_SLOPE = 0.05
+FULL_QUEUE_S = 0.1
 DELAY_BACKOFF = 0.85
 RISING_CUT_S = 0.4
 FULL_CUT_S = 1.2
 #: Under this queue, not rising, at most DECREASE_LOSS lost and GROW_AFTER_CUT_S after a
 #: cut, the cap grows (INCREASE per second, bounded by GROWTH_BOUND x what is sent).
-GROW_QUEUE_S = 0.04
+GROW_QUEUE_S = 0.02
 GROW_AFTER_CUT_S = 0.5
 GROW_MAX_STEP_S = 0.5
 
@@ -229,7 +229,7 @@ class LinkCap:
             backoff = min(DELAY_BACKOFF, max(QUEUE_BACKOFF_MIN, 1 - queue_s))
             base = sending_bps if self.bps is None else self.bps
             self.bps = max(FLOOR_BPS, min(base, backoff * delivered))
-            logger.debug("link cap %.0f kb/s: queue %.0f ms, slope %.2f, %.0f kb/s delivered of %.0f sent",
+            logger.info("link cap %.0f kb/s: queue %.0f ms, slope %.2f, %.0f kb/s delivered of %.0f sent",
                          self.bps / 1000, queue_s * 1000, slope, delivered / 1000, sending_bps / 1000)
             self._delay_cut_at = now
             self._grown_at = None
@@ -314,7 +314,7 @@ class RembSender(PeriodicRtcp):
 
     what = "bitrate cap"
 
-    def __init__(self, send: SendRtcp, ssrcs: Ssrcs, limit: Limit, interval_s: float = 0.25,
+    def __init__(self, send: SendRtcp, ssrcs: Ssrcs, limit: Limit, interval_s: float = 0.1,
                  repeat_s: float = 1.0, name: str = "") -> None:
         super().__init__(send, ssrcs, interval_s, name)
         self._limit = limit
@@ -322,6 +322,7 @@ class RembSender(PeriodicRtcp):
         self._rounds_since = 0
         self._uncapped_left = 0
         self.last_sent: Optional[int] = None
+        self._logged: Optional[int] = None
 
     def next_value(self) -> Optional[int]:
         """The REMB to send now, or None (nothing new to say this round)."""
@@ -346,7 +347,11 @@ class RembSender(PeriodicRtcp):
         if value is None:
             return []
         if value != self.last_sent:
-            logger.info("publisher %s: bitrate cap %s", self.name,
-                        "released" if value == UNCAPPED_BPS else f"{value // 1000} kb/s (a subscriber's link)")
+            # Growth moves the cap a little every round: log cuts, releases and every 25 %.
+            logged = self._logged
+            if logged is None or value < logged or value == UNCAPPED_BPS or value > 1.25 * logged:
+                logger.info("publisher %s: bitrate cap %s", self.name,
+                            "released" if value == UNCAPPED_BPS else f"{value // 1000} kb/s (a subscriber's link)")
+                self._logged = value
         self.last_sent = value  # ICE down: the next round says it again anyway
         return [pack_remb(sender_ssrc, [media_ssrc], value)]

@@ -45,8 +45,10 @@ BURST_GAP_S = 0.002
 #: TREND_MIN_POINTS of them spanning at least half of it.
 TREND_S = 0.6
 TREND_MIN_POINTS = 6
-#: The video delivered is counted over this long (by arrival time).
-THROUGH_S = 1.0
+#: The video delivered is counted over this long (by arrival time): at a narrowing link
+#: a longer window still counts what the wider one carried (1 s: three cuts, 0.9 s, to reach
+#: the new rate), a shorter one holds too few packets at 200 kb/s.
+THROUGH_S = 0.5
 #: Loss is counted over the video packets reported in this long.
 LOSS_S = 1.0
 #: Send records are kept this long for their feedback (Chromium reports within 250 ms).

@@ -441,6 +441,41 @@ async def test_a_link_that_cannot_carry_video_gets_audio_only_then_a_retry(monke
     assert not audio.video_paused
 
 
+async def test_with_transport_feedback_a_link_that_cannot_carry_video_gets_audio_only(monkeypatch) -> None:
+    """Chromium sends no REMB once transport-cc is negotiated: what its feedback says the
+    link delivered stands in for it, and a queue that keeps cutting the cap to its floor
+    while the link loses 20 % and delivers a quarter of what is sent pauses video."""
+    from media import relay
+    from media.queue_estimator import QueueSample
+
+    clock = [10.0]
+    monkeypatch.setattr(relay.time, "monotonic", lambda: clock[0])
+    track = relay.ForwardedTrack("video", "i<-a")
+    track.attach(_Source())
+    track.write(_frame(5000, key=True))
+
+    async def one_second() -> None:  # 400 kb/s forwarded, feedback every 100 ms
+        for step in range(20):
+            track.write(_frame(2500))
+            while not track._queue.empty():
+                await track.recv()
+            clock[0] += 0.05
+            if step % 2:
+                track.link_queue(QueueSample(queue_s, slope, through, loss))
+
+    queue_s, slope, through, loss = 0.0, 0.0, 390_000.0, 0.0
+    await one_second()
+    await one_second()
+    assert not track.video_paused and track.link_cap_bps is None
+    queue_s, slope, through, loss = 0.3, 0.5, 100_000.0, 0.2
+    for _ in range(8):
+        await one_second()
+        if track.video_paused:
+            break
+    assert track.video_paused and track.pauses == 1
+    assert track.link_bps is not None and track.link_bps <= 100_000
+
+
 async def test_missing_packets_are_nacked_again_until_repaired(monkeypatch) -> None:
     from media import relay, tap
 
