@@ -4,11 +4,13 @@ An inspection's record is a JSON object in the object store (the system of recor
 ``records/inspections/<id>.json``; :class:`InspectionBook` keeps in memory the records that
 are still in play (open, or ended and not yet judged) and, bounded, the most recently used
 finished ones; any other is read back from the store when asked for. A long-running server's
-memory therefore does not grow with the number of inspections it has seen (issue 13's soak
-found about 8 kB per inspection kept for good). On several nodes (docs/nodes.md) the book is given
-:class:`SharedRecords`: each change is made under a cross-node lock on a copy read afresh
-from the store (no node overwrites a change it has not seen), and announced, so that the
-other nodes reload it; an id this node does not know is looked up in the store.
+memory therefore does not grow with the number of inspections it has seen (issue 13's soak:
+the server's RSS rose by about 8 kB per inspection while the book kept every record).
+
+On several nodes (docs/nodes.md) the book is given :class:`SharedRecords`: each change is
+made under a cross-node lock on a copy read afresh from the store (no node overwrites a
+change it has not seen), and announced, so that the other nodes reload it; an id this node
+does not know is looked up in the store.
 """
 
 from __future__ import annotations
