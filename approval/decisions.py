@@ -111,7 +111,7 @@ class Decisions:
 
     async def judge(self, inspection_id: str) -> Inspection:
         started = time.perf_counter()
-        record = self.book.get(inspection_id)
+        record = await self.book.load(inspection_id)
         events = await self.journal.events(inspection_id)
         warnings = [e["data"] for e in events if e.get("type") == "prudent.warning"]
         facts = facts_from(
@@ -121,7 +121,7 @@ class Decisions:
         decided = verdict.as_json()
         await self.book.transition(inspection_id, "judged", verdict=decided)
         await self.seal(inspection_id, ("verdict", "rules", decided))
-        record = self.book.get(inspection_id)
+        record = await self.book.load(inspection_id)
         logger.info("inspection %s judged %s (%s)", inspection_id, verdict.outcome, verdict.rules_version)
         self.judged += 1
         self.judge_seconds += time.perf_counter() - started
@@ -139,7 +139,7 @@ class Decisions:
             errors.append({"field": "comment", "message": "must be a string of at most 2000 characters"})
         if errors:
             raise ValidationFailed("the review is not valid; see errors", errors=errors)
-        record = self.book.get(inspection_id)
+        record = await self.book.load(inspection_id)
         if record.status != "judged":
             raise Conflict(f"inspection {inspection_id} is {record.status}; only a judged inspection can be reviewed")
         review = {"outcome": outcome, "comment": comment or "", "reviewer": reviewer, "at": rfc3339(now_utc())}
@@ -147,7 +147,7 @@ class Decisions:
         verdict["review"] = review
         await self.book.transition(inspection_id, "reviewed", verdict=verdict)
         await self.seal(inspection_id, ("review", reviewer, review))
-        record = self.book.get(inspection_id)
+        record = await self.book.load(inspection_id)
         await self.notifier.notify(record, "inspection.reviewed")
         await self._file(record, review)
         self.journal.forget(inspection_id)

@@ -1,11 +1,16 @@
 """Inspection records and their life cycle.
 
 An inspection's record is a JSON object in the object store (the system of record) at
-``records/inspections/<id>.json``; :class:`InspectionBook` keeps an index in memory,
-rebuilt from the store at start. On several nodes (docs/nodes.md) the book is given
-:class:`SharedRecords`: each change is made under a cross-node lock on a copy read afresh
-from the store (no node overwrites a change it has not seen), and announced, so that the
-other nodes reload it; an id this node does not know is looked up in the store.
+``records/inspections/<id>.json``; :class:`InspectionBook` keeps in memory the records that
+are still in play (open, or ended and not yet judged) and, bounded, the most recently used
+finished ones; any other is read back from the store when asked for. A long-running server's
+memory therefore does not grow with the number of inspections it has seen (issue 13's soak:
+the server's RSS rose by about 8 kB per inspection while the book kept every record).
+
+On several nodes (docs/nodes.md) the book is given :class:`SharedRecords`: each change is
+made under a cross-node lock on a copy read afresh from the store (no node overwrites a
+change it has not seen), and announced, so that the other nodes reload it; an id this node
+does not know is looked up in the store.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import datetime
 import json
 import logging
 import secrets
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, AsyncContextManager, AsyncIterator, Callable, Optional, Protocol
 
@@ -44,6 +50,15 @@ TRANSITIONS = {
     "cancelled": (),
     "expired": (),
 }
+#: Records the book always holds in memory: the session is not over, or it ended and the rules
+#: have yet to judge it (Decisions.start looks for those after a restart). Few at any time.
+RESIDENT_STATUSES = (*OPEN_STATUSES, "ended")
+#: Finished records (judged, reviewed, cancelled, expired) kept in memory after their last use,
+#: least recently used out first: the seal, the webhook and the approval core's reads that
+#: follow a judgement find the record without a store read. A few kB each.
+FINISHED_KEPT = 256
+#: Store reads in flight at once when a listing reads records the book does not hold.
+LIST_READS = 32
 #: Why an inspection is over (the record's ``end_reason``, CONTRACT.md "Additions (2026-12)").
 END_REASONS = ("ended", "abandoned", "cancelled")
 
@@ -183,32 +198,82 @@ class SharedRecords(Protocol):
 class InspectionBook:
     """Creates, finds and updates inspection records."""
 
-    def __init__(self, store: ObjectStore, templates: Templates, cipher: Optional[FieldCipher] = None) -> None:
+    def __init__(
+        self, store: ObjectStore, templates: Templates, cipher: Optional[FieldCipher] = None, keep_finished: int = FINISHED_KEPT
+    ) -> None:
         self._store = store
         self._cipher = cipher
         self._templates = templates
+        #: records in RESIDENT_STATUSES, held until they are finished
         self._records: dict[str, Inspection] = {}
+        #: finished records, least recently used first, at most ``keep_finished``
+        self._finished: OrderedDict[str, Inspection] = OrderedDict()
+        self.keep_finished = keep_finished
         self._lock = asyncio.Lock()
         #: Set when several nodes share the records (takan/app.py); None on one node.
         self.shared: Optional[SharedRecords] = None
 
     async def start(self) -> None:
-        for key in await self._store.list(RECORD_PREFIX):
-            if not key.endswith(".json"):
-                continue
-            try:
-                record = Inspection.from_json(await self._store.get(key), self._cipher)
-            except (ValueError, TypeError) as exc:
-                logger.error("inspection record %s is unreadable (%s); skipped", key, exc)
-                continue
-            self._records[record.id] = record
-        logger.info("loaded %d inspection records", len(self._records))
+        """Hold the records still in play, and the most recent finished ones."""
+        records = await self._read_all(await self._store.list(RECORD_PREFIX))
+        for record in sorted(records, key=_created):  # oldest first: the newest finished stay
+            self._hold(record)
+        logger.info("read %d inspection records; holding %d in play and %d finished", len(records), len(self._records),
+                    len(self._finished))
 
     async def close(self) -> None:
         self._records.clear()
+        self._finished.clear()
+
+    @property
+    def held(self) -> int:
+        """Records in memory (the memory test checks finished ones do not pile up)."""
+        return len(self._records) + len(self._finished)
+
+    def _hold(self, record: Inspection) -> Inspection:
+        """Keep ``record`` in memory: for good while it is in play, else among the recent
+        finished ones (dropping the least recently used beyond ``keep_finished``)."""
+        if record.status in RESIDENT_STATUSES:
+            self._finished.pop(record.id, None)
+            self._records[record.id] = record
+            return record
+        self._records.pop(record.id, None)
+        self._finished[record.id] = record
+        self._finished.move_to_end(record.id)
+        while len(self._finished) > self.keep_finished:
+            self._finished.popitem(last=False)
+        return record
+
+    async def _read(self, key: str) -> Optional[Inspection]:
+        """The record stored at ``key``; None if it is gone (disposed of) or unreadable."""
+        try:
+            return Inspection.from_json(await self._store.get(key), self._cipher)
+        except ObjectNotFound:
+            return None
+        except (ValueError, TypeError) as exc:
+            logger.error("inspection record %s is unreadable (%s); skipped", key, exc)
+            return None
+
+    async def _read_all(self, keys: list[str]) -> list[Inspection]:
+        """The records stored at ``keys`` (``.json`` ones), LIST_READS reads at a time."""
+        keys = [key for key in keys if key.endswith(".json")]
+        found: list[Inspection] = []
+        for start in range(0, len(keys), LIST_READS):
+            batch = await asyncio.gather(*(self._read(key) for key in keys[start : start + LIST_READS]))
+            found.extend(record for record in batch if record is not None)
+        return found
 
     def get(self, inspection_id: str) -> Inspection:
-        record = self._records.get(inspection_id)
+        """A record the book holds (404 otherwise): for callers that just changed or admitted
+        it; anything else awaits :meth:`load`."""
+        record = self.find(inspection_id)
+        if record is None:
+            raise NotFound(f"no inspection with id {inspection_id!r}")
+        return record
+
+    async def load(self, inspection_id: str) -> Inspection:
+        """The record, read from the store if the book does not hold it (404 if none)."""
+        record = await self.fetch(inspection_id)
         if record is None:
             raise NotFound(f"no inspection with id {inspection_id!r}")
         return record
@@ -221,13 +286,13 @@ class InspectionBook:
         except (ObjectNotFound, ValueError):  # ValueError: an id that is no valid key
             return None
         stored = Inspection.from_json(data, self._cipher)
-        record = self._records.get(stored.id)
+        record = self.find(stored.id)
         if record is None:
-            self._records[stored.id] = record = stored
+            record = stored
         else:
             for item in dataclasses.fields(Inspection):
                 setattr(record, item.name, getattr(stored, item.name))
-        return record
+        return self._hold(record)
 
     async def reload(self, inspection_id: str) -> Optional[Inspection]:
         """Read the record again from the store (another node changed it)."""
@@ -242,11 +307,14 @@ class InspectionBook:
     async def _changing(self, inspection_id: str) -> AsyncIterator[Inspection]:
         """The record to change in the block, saved after it (not if it raises)."""
         async with self._lock, self._exclusive(inspection_id):
-            record = self.get(inspection_id) if self.shared is None else await self._load(inspection_id)
+            # on one node a held record is current; one the book let go is read back
+            record = self.find(inspection_id) if self.shared is None else None
+            record = record or await self._load(inspection_id)
             if record is None:
                 raise NotFound(f"no inspection with id {inspection_id!r}")
             yield record
             await self._save(record)
+            self._hold(record)  # its status may have changed
 
     def _exclusive(self, name: str) -> AsyncContextManager[None]:
         return contextlib.nullcontext() if self.shared is None else self.shared.exclusive(name)
@@ -255,10 +323,26 @@ class InspectionBook:
         return self._templates.find(record.item_code)
 
     def find(self, inspection_id: str) -> Optional[Inspection]:
-        return self._records.get(inspection_id)
+        """The record if the book holds it (a use: a finished one stays a while longer)."""
+        record = self._records.get(inspection_id)
+        if record is None:
+            record = self._finished.get(inspection_id)
+            if record is not None:
+                self._finished.move_to_end(inspection_id)
+        return record
 
     def all(self) -> list[Inspection]:
-        return sorted(self._records.values(), key=lambda r: (r.created_at, r.id))
+        """The records in memory, oldest first: every one in play (open, or ended and not yet
+        judged) and the recently used finished ones. Listings use :meth:`records`."""
+        return sorted([*self._records.values(), *self._finished.values()], key=_created)
+
+    async def records(self) -> list[Inspection]:
+        """Every record, oldest first: those in memory, the others read from the store and not
+        kept (a listing must not fill the memory the book bounds). A full read of the store,
+        as the start is: fine for a county's few thousand a year, not for millions."""
+        held = {record.id: record for record in self.all()}
+        others = [key for key in await self._store.list(RECORD_PREFIX) if key[len(RECORD_PREFIX) : -len(".json")] not in held]
+        return sorted([*held.values(), *await self._read_all(others)], key=_created)
 
     def open_for_case(self, case_no: str) -> Optional[Inspection]:
         return next((r for r in self._records.values() if r.case_no == case_no and r.is_open), None)
@@ -310,7 +394,7 @@ class InspectionBook:
                 inspector_name=inspector_name,
             )
             await self._save(record)
-            self._records[record.id] = record
+            self._hold(record)
         logger.info("inspection %s created for case %s", record.id, record.case_no)
         return record
 
@@ -375,6 +459,11 @@ class InspectionBook:
         await self._store.put(f"{RECORD_PREFIX}{record.id}.json", record.to_json(self._cipher), "application/json")
         if self.shared is not None:
             await self.shared.announce(record.id)
+
+
+def _created(record: Inspection) -> tuple[str, str]:
+    """The order of listings and cursors: creation time, then id."""
+    return (record.created_at, record.id)
 
 
 def new_id() -> str:

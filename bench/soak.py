@@ -211,7 +211,11 @@ def client_process(base: str, ops: int, inspections: int, visits: int, prefix: s
                 await asyncio.sleep(0.5)
 
         try:
-            async with aiohttp.ClientSession() as http:
+            # a fresh connection for each create: the server closes an idle keep-alive
+            # connection 10 s after its last response (web/server.py, the head deadline), and
+            # a create sent on one in that instant was reset, a client-side race the soak
+            # reported as a dead client process
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
                 reporter = asyncio.create_task(report())
                 await asyncio.gather(*(driver.inspection_loop(http, visits) for _ in range(inspections)))
                 await reporter

@@ -28,7 +28,7 @@ class Sealer:
         self,
         journal: Journal,
         base_url: str,
-        records: Callable[[str], Sealable],
+        records: Callable[[str], Awaitable[Sealable]],
         on_sealed: Callable[[str, dict[str, Any]], Awaitable[object]],
     ) -> None:
         self.journal = journal
@@ -38,7 +38,7 @@ class Sealer:
 
     async def seal(self, inspection_id: str, final_event: Optional[FinalEvent] = None) -> dict[str, Any]:
         """Sign the evidence (after ``final_event``); returns the manifest reference."""
-        record = self._records(inspection_id)
+        record = await self._records(inspection_id)
         verdict = record.verdict
         sha256 = await self.journal.seal(
             inspection_id, record.evidence_summary(), verdict, (verdict or {}).get("rules_version"), final_event

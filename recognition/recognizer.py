@@ -117,7 +117,7 @@ class Recognizer(DerivedWork):
         if kind is None:
             logger.debug("inspection %s: %s is neither licence nor sign", capture.inspection_id, capture.key)
             return
-        record = self.book.get(capture.inspection_id)
+        record = await self.book.load(capture.inspection_id)
         applicant = record.applicant
         if kind == "business_licence":
             fields: dict[str, Any] = parse_licence(lines)

@@ -882,7 +882,7 @@ class SessionService:
         self._usage.pop(inspection_id, None)
         for listener in self._finish_listeners:
             try:
-                await listener(self.book.get(inspection_id))
+                await listener(await self.book.load(inspection_id))
             except Exception:
                 logger.exception("inspection %s: a finish listener failed", inspection_id)
 

@@ -131,5 +131,5 @@ class Sweeper:
             await sessions.rooms.close_room(record.id)
         await sessions.sealer.seal(record.id, ("session.expired", "system", {"expires_at": record.expires_at}))
         logger.warning("inspection %s: nobody joined before its links expired (%s); expired", record.id, record.expires_at)
-        await self.on_expired(sessions.book.get(record.id))
+        await self.on_expired(await sessions.book.load(record.id))
         sessions.journal.forget(record.id)

@@ -58,7 +58,7 @@ class Watermarker(DerivedWork):
         self.sealer = sealer
 
     async def lines_for(self, inspection_id: str, key: str) -> list[str]:
-        record = self.book.get(inspection_id)
+        record = await self.book.load(inspection_id)
         events = await self.journal.events(inspection_id)
         location: Optional[dict[str, Any]] = next(
             (e.get("data") for e in reversed(events) if e.get("type") == "location.updated"), None
@@ -84,5 +84,5 @@ class Watermarker(DerivedWork):
             inspection_id, f"display/{key.rsplit('.', 1)[0]}.jpg", copy, "image/jpeg", "still.watermarked", "system",
             {"checkpoint": capture.checkpoint, "original_key": key, "original_sha256": hashlib.sha256(data).hexdigest(), "lines": lines},
         )
-        if not self.book.get(inspection_id).is_open:  # ended before the session waited for it: the seal must cover it
+        if not (await self.book.load(inspection_id)).is_open:  # ended before the session waited for it: the seal must cover it
             await self.sealer.seal(inspection_id)

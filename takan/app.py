@@ -216,7 +216,7 @@ def build_app(config: Config) -> web.Application:
     tsa = TsaClient(config.tsa_urls, config.tsa_timeout_s) if config.tsa_urls else None
     journal = Journal(store, signing, config.data_dir / "journal", timestamper=Timestamper(store, tsa))
     access = AccessLog(store, config.data_dir / "journal" / "access")
-    sealer = Sealer(journal, config.base_url, book.get, book.set_manifest)
+    sealer = Sealer(journal, config.base_url, book.load, book.set_manifest)
     # -- approval
     warning_lists = WarningLists(store)
     ledger = Ledger(store, cipher)

@@ -509,8 +509,7 @@ async def retention_report(config: Config, args: argparse.Namespace) -> int:
         keys = FieldKeys(config.data_dir / "field-keys")
         keys.start()
         book = InspectionBook(store, Templates(), FieldCipher(keys))
-        await book.start()
-        due = policy.due_for_disposal(book.all(), datetime.date.today())
+        due = policy.due_for_disposal(await book.records(), datetime.date.today())
         print(f"{len(due)} inspection(s) past their retention period (report only; nothing is deleted)")
         for item in due:
             print(f"  {item.inspection_id}  {item.case_no}  {item.item_code}  closed {item.closed_on}")

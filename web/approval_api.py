@@ -157,7 +157,7 @@ class ApprovalApi:
             raise Unauthorized(f"send the link token in X-Takan-Token ({exc})") from None
         if token.role != "applicant":
             raise Forbidden("only the applicant rates the service")
-        record = self.book.get(token.inspection_id)
+        record = await self.book.load(token.inspection_id)
         if record.status not in ("ended", "judged", "reviewed"):
             raise Conflict("the service can be rated once the inspection has ended")
         body = await read_json_object(request, {"score", "comment", "dimensions"})
@@ -170,7 +170,7 @@ class ApprovalApi:
     async def report(self, request: web.Request) -> web.Response:
         start, end = _period(request)
         entries = await self.ledger.query(start, end)
-        return web.json_response(await self.evaluations.report(start, end, self.book.all(), entries))
+        return web.json_response(await self.evaluations.report(start, end, await self.book.records(), entries))
 
     async def lists(self, request: web.Request) -> web.Response:
         current = {kind: (v.as_json() if (v := self.warning_lists.current(kind)) else None) for kind in KINDS}

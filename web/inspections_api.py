@@ -314,7 +314,7 @@ class InspectionApi:
                 f"unknown query parameter(s): {', '.join(unknown)}",
                 errors=[{"field": name, "message": "is not a known parameter"} for name in unknown],
             )
-        records = [r for r in self.book.all() if may_see(principal, r)]
+        records = [r for r in await self.book.records() if may_see(principal, r)]
         errors: list[dict[str, str]] = []
         if "case_no" in query:
             records = [r for r in records if r.case_no == query["case_no"]]

@@ -67,7 +67,7 @@ class RecordPdfApi:
 
     async def render(self, inspection_id: str, show_personal: bool) -> tuple[bytes, str]:
         """(PDF bytes, its key in the evidence or "" when rendered only for this reader)."""
-        record = self.book.get(inspection_id)
+        record = await self.book.load(inspection_id)
         if record.is_open:
             raise Conflict("the inspection record is written once the session has ended")
         if record.status == "ended":  # the judgement is still appending to the log

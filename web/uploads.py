@@ -63,7 +63,7 @@ class PhotoUploads:
             raise Unauthorized(f"send the link token in X-Takan-Token ({exc})") from None
         if token.role != "applicant":
             raise Forbidden("only the applicant uploads photos; the inspector captures stills")
-        record = self.book.get(token.inspection_id)
+        record = await self.book.load(token.inspection_id)
         if record.status not in ("live", "interrupted"):
             raise Forbidden(f"photos can be added only while the inspection is live; it is {record.status}")
         if request.content_length is not None and request.content_length > MAX_PHOTO_BYTES + 64 * 1024:

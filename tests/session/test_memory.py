@@ -2,7 +2,8 @@
 
 500 short inspections go through the session service (join, a note, end) on a real
 server; afterwards the journal holds no log in memory, the service no connection or
-participant, the rooms are closed and no idempotency lock is left.
+participant, the rooms are closed, no idempotency lock is left, and the inspection book holds
+no more finished records than it keeps (the rest are read back from the store when asked for).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from session import commands
 from testkit.server import inspection_body, running_server
 
 N = 500
+#: Finished records the book keeps in this test: well below N, so most are let go.
+KEEP = 50
 
 
 class QuietAudience:
@@ -47,6 +50,7 @@ async def test_finished_inspections_leave_memory(tmp_path) -> None:
         sessions = services.sessions
         sessions.audience = QuietAudience()
         book = services.book
+        book.keep_finished = KEEP
         expires = int(time.time()) + 3600
         for n in range(N):
             body = inspection_body(case_no=f"DZ-2026-{n:06d}", callback_url=None)
@@ -68,7 +72,22 @@ async def test_finished_inspections_leave_memory(tmp_path) -> None:
             ) as response:
                 assert response.status == 201
         await services.decisions.idle()
-        assert all(book.get(r.id).status == "judged" for r in book.all() if r.case_no.startswith("DZ-2026-0"))
+        first_id = (await book.records())[0].id
+        assert all(r.status == "judged" for r in await book.records() if r.case_no.startswith("DZ-2026-0"))
+        # the book holds the 5 scheduled ones and at most KEEP of the 500 finished
+        assert book.held <= KEEP + 5, book.held
+        assert book.find(first_id) is None
+        # a record the book let go is still served, read back from the store
+        async with http.get(server.base_url + f"/api/v1/inspections/{first_id}", headers=server.headers()) as response:
+            body = await response.json()
+            assert response.status == 200, body
+            assert body["case_no"] == "DZ-2026-000000" and body["status"] == "judged" and body["manifest"]["sha256"]
+        async with http.get(server.base_url + "/api/v1/inspections", params={"case_no": "DZ-2026-000001"},
+                            headers=server.headers()) as response:
+            listed = await response.json()
+            assert response.status == 200, listed
+            assert [r["status"] for r in listed["items"]] == ["judged"]
+        assert book.held <= KEEP + 5, book.held  # the listing read the store without keeping what it read
         assert services.journal.logs_in_memory == 0
         assert sessions.connection_count == 0 and not sessions._participants
         assert list(sessions.rooms) == []
