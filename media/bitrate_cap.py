@@ -229,7 +229,7 @@ class LinkCap:
             backoff = min(DELAY_BACKOFF, max(QUEUE_BACKOFF_MIN, 1 - queue_s))
             base = sending_bps if self.bps is None else self.bps
             self.bps = max(FLOOR_BPS, min(base, backoff * delivered))
-            logger.info("link cap %.0f kb/s: queue %.0f ms, slope %.2f, %.0f kb/s delivered of %.0f sent",
+            logger.debug("link cap %.0f kb/s: queue %.0f ms, slope %.2f, %.0f kb/s delivered of %.0f sent",
                          self.bps / 1000, queue_s * 1000, slope, delivered / 1000, sending_bps / 1000)
             self._delay_cut_at = now
             self._grown_at = None

@@ -249,10 +249,6 @@ class ForwardedTrack(MediaStreamTrack):
             return
         now = time.monotonic() if now is None else now
         self._cap.queue(sample.queue_s, sample.slope, sample.through_bps, sample.loss, self.forwarded_bps(now), now)
-        if now - getattr(self, "_dbg", 0) > 0.5:  # TEMP
-            self._dbg = now
-            logger.info("TEMP q=%.0fms slope=%.2f through=%s loss=%s sent=%.0f cap=%s", sample.queue_s*1000, sample.slope,
-                        sample.through_bps and int(sample.through_bps/1000), sample.loss, self.forwarded_bps(now)/1000, self._cap.bps and int(self._cap.bps/1000))
         if sample.loss is not None:
             self.link_loss = sample.loss
         if sample.through_bps is not None:
