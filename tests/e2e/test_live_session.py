@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -36,6 +38,19 @@ async def test_inspector_and_applicant_in_real_browsers(tmp_path) -> None:
             assert await status_of(server, http, created["id"]) == "live"
             stats = await inspector.evaluate(STATS)
             assert stats["audioPacketsReceived"] > 0, stats
+            # Chromium reports the arrival of what the server forwards it (transport-cc on
+            # the subscriber's leg), and the server reads its link from that feedback
+            room = server.services.sessions.rooms.find(created["id"])
+            assert room is not None
+            for watcher in room.participants.values():
+                assert watcher.peer is not None and watcher.peer.queue_estimator is not None, watcher.role
+                estimator = watcher.peer.queue_estimator
+                deadline = asyncio.get_running_loop().time() + 10
+                while estimator.feedbacks < 20 and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.2)
+                assert estimator.feedbacks >= 20 and estimator.unknown == 0, (watcher.role, estimator.feedbacks, estimator.unknown)
+                video = watcher.peer.forwarded_tracks["video"]
+                assert video._cap.delay_based and video._cap.queue_s is not None and video._cap.queue_s < 0.5
             await inspector.screenshot(path=str(artifact("e2e-console.png")))
             await applicant.screenshot(path=str(artifact("e2e-join.png")))
 
