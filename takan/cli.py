@@ -417,12 +417,26 @@ async def keys(config: Config, args: argparse.Namespace) -> int:
     store = make_object_store(config)
     await store.start()
     try:
+        from evidence.sm2 import SM2Error
+
         signing = SigningKeys(config.data_dir / "keys", store, require_sm2=config.require_sm2)
-        await signing.start()
+        try:
+            await signing.start()
+        except SM2Error as exc:
+            print(f"takan: {exc}", file=sys.stderr)
+            return 1
         if args.keys_verb == "rotate":
             kid = await signing.rotate()
-            sm2_kid = await signing.rotate_sm2()
-            print(f"signing keys {kid} (Ed25519) and {sm2_kid} (SM2) are now current; restart running servers to use them")
+            try:
+                sm2_kid = await signing.rotate_sm2()
+            except SM2Error as exc:
+                # Without SM2 (a libcrypto built without it) the Ed25519 key still rotates;
+                # a deployment that requires SM2 never gets here (start() refused).
+                print(f"signing key {kid} (Ed25519) is now current; restart running servers to use it")
+                print(f"takan: no SM2 key was made: {exc}; manifests stay signed with Ed25519 only "
+                      "(install a libcrypto with SM2, e.g. Debian's libssl3, and rotate again)", file=sys.stderr)
+            else:
+                print(f"signing keys {kid} (Ed25519) and {sm2_kid} (SM2) are now current; restart running servers to use them")
         elif args.keys_verb == "rotate-fields":
             from privacy.fieldcrypto import FieldKeys
 

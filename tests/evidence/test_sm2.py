@@ -100,3 +100,22 @@ def test_require_sm2_is_a_setting() -> None:
     assert load_config({"require_sm2": True}, env={}).require_sm2 is True
     with pytest.raises(ConfigError, match="TAKAN_REQUIRE_SM2"):
         load_config({}, env={"TAKAN_REQUIRE_SM2": "maybe"})
+
+
+def test_keys_rotate_without_sm2_rotates_ed25519_and_says_what_to_do(tmp_path, monkeypatch, capsys) -> None:
+    """A libcrypto without SM2: `takan keys rotate` made a traceback; now the Ed25519 key
+    rotates and the missing SM2 is named with what to install. Where SM2 is required the
+    command refuses, naming the setting."""
+    from takan import cli
+
+    _no_sm2(monkeypatch)
+    monkeypatch.delenv("TAKAN_REQUIRE_SM2", raising=False)
+    assert cli.main(["keys", "--data-dir", str(tmp_path), "rotate"]) == 0
+    out, err = capsys.readouterr()
+    assert "(Ed25519) is now current" in out and "Traceback" not in err
+    assert "no SM2 key was made" in err and "libssl3" in err
+    assert out.count("(current)") == 1
+    monkeypatch.setenv("TAKAN_REQUIRE_SM2", "true")
+    assert cli.main(["keys", "--data-dir", str(tmp_path), "rotate"]) != 0
+    out, err = capsys.readouterr()
+    assert "TAKAN_REQUIRE_SM2" in err and "Traceback" not in err
