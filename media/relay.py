@@ -22,8 +22,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from . import tap
 from .bitrate_cap import LinkCap, ReceiverReport
-from .queue_estimator import QueueSample
 from .interfaces import Sink, Slot, Source
+from .queue_estimator import QueueSample
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ _REBASE_STEP = {"video": 3000, "audio": 960}
 #: publisher send a keyframe (a second of a 400 kbit/s uplink) twice a second for everyone.
 SUBSCRIBER_KEYFRAME_INTERVAL_S = 1.0
 #: Audio first: video to a subscriber is paused when, for LINK_WEAK_S, its link's estimate
-#: (REMB) stays below this share of the video forwarded to it *and* its receiver reports
+#: (REMB; once transport-cc is negotiated Chromium sends transport feedback instead, and
+#: what that says the link delivered stands in) stays below this share of the video forwarded to it *and* its reports
 #: lose at least LINK_LOSS of the packets; then retried after a back-off that doubles up to
 #: VIDEO_RETRY_MAX_S. The estimate alone is not enough: Chromium's receive-side estimator
 #: reads our server's send jitter as congestion (measured: 86-180 kb/s reported on an
