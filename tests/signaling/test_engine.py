@@ -105,3 +105,44 @@ async def test_the_silence_timer_waits_for_the_last_message() -> None:
     stopped.cancel()
     await asyncio.sleep(0.1)
     assert len(fired) == 1
+
+
+class _SlowWebSocket(_FakeWebSocket):
+    """A peer that reads slowly: the first write waits (aiohttp's drain) after writing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def send(self, message: Any) -> None:
+        self.sent.append(message)  # aiohttp writes the frame first, then may wait
+        if len(self.sent) == 1:
+            await self.release.wait()
+
+
+async def test_packets_leave_in_the_order_sent_while_a_write_waits() -> None:
+    eio = engineio.AsyncServer(async_mode="aiohttp", monitor_clients=False)
+    socket = engineio.async_socket.AsyncSocket(eio, "sid-2")
+    use_lean_loops(socket)
+    ws = _SlowWebSocket()
+    handler = asyncio.ensure_future(socket._websocket_handler(ws))
+    await asyncio.sleep(0.01)  # the loops run: packets now go straight to the WebSocket
+
+    def message(n: int) -> Any:
+        return engineio.packet.Packet(engineio.packet.MESSAGE, data=f"m{n}")
+
+    first = asyncio.ensure_future(socket.send(message(0)))  # written, then waits for the peer
+    await asyncio.sleep(0.01)
+    for n in range(1, 4):
+        await socket.send(message(n))  # queued behind it, for the writer
+    await asyncio.sleep(0.01)
+    assert ws.sent == ["4m0"]  # the writer waits for the write in progress
+    ws.release.set()
+    await first
+    await asyncio.sleep(0.01)
+    await socket.send(message(4))
+    await asyncio.sleep(0.01)
+    assert ws.sent == [f"4m{n}" for n in range(5)]
+    ws.incoming.put_nowait(None)  # the peer leaves
+    await asyncio.wait_for(handler, 3)
+    assert ws.closed.is_set() and socket.closed
