@@ -153,6 +153,12 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]  # python-engi
                     break
                 except Exception:
                     self.server.logger.exception("Unknown receive error")
+                # One message per connection per turn of the loop, as engineio's task per
+                # message made it: aiohttp hands out buffered messages without suspending,
+                # and a reader draining hundreds at once under load would hold up every
+                # timer (the node's heartbeat lapsed and it fenced itself) and every other
+                # connection. A bare yield costs a fraction of that task.
+                await asyncio.sleep(0)
         finally:
             silence.cancel()
             self._ws = None  # what is sent from now on waits in the queue, as in engineio

@@ -146,3 +146,33 @@ async def test_packets_leave_in_the_order_sent_while_a_write_waits() -> None:
     ws.incoming.put_nowait(None)  # the peer leaves
     await asyncio.wait_for(handler, 3)
     assert ws.closed.is_set() and socket.closed
+
+
+async def test_a_reader_takes_one_buffered_message_per_turn_of_the_loop() -> None:
+    """Buffered messages come out without suspending: the reader yields after each, so a
+    connection with a backlog does not hold up the loop's timers and other connections."""
+    eio = engineio.AsyncServer(async_mode="aiohttp", async_handlers=False, monitor_clients=False)
+    order: list[str] = []
+
+    async def message(sid: str, data: Any) -> None:
+        order.append(data)
+
+    eio.on("message", message)
+    socket = engineio.async_socket.AsyncSocket(eio, "sid-3")
+    use_lean_loops(socket)
+    ws = _FakeWebSocket()
+    for n in range(4):
+        ws.incoming.put_nowait(f"4m{n}")
+    handler = asyncio.ensure_future(socket._websocket_handler(ws))
+
+    async def other_work() -> None:
+        for _ in range(6):
+            order.append("tick")
+            await asyncio.sleep(0)
+
+    await other_work()
+    ws.incoming.put_nowait(None)
+    await asyncio.wait_for(handler, 3)
+    messages = [i for i, item in enumerate(order) if item != "tick"]
+    assert [order[i] for i in messages] == ["m0", "m1", "m2", "m3"]
+    assert all(b - a > 1 for a, b in zip(messages, messages[1:])), order  # a tick between each
