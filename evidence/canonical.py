@@ -18,9 +18,12 @@ def canonical_json(value: Any) -> bytes:
         # json's C encoder gives the same bytes for these values (see _plain), ~10x faster
         if kind == _INTEGRAL:
             value = _integral_to_int(value)
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+        return _SORTED.encode(value).encode("utf-8")
     return _encode(value).encode("utf-8")
 
+
+#: Made once: ``json.dumps`` with these arguments builds a new encoder on every call.
+_SORTED = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 #: What _plain says: not plain, plain as it is, plain once integral floats are ints.
 _NOT, _AS_IS, _INTEGRAL = 0, 1, 2
@@ -35,6 +38,10 @@ def _plain(value: Any) -> int:
     UTF-16 code-unit order, RFC 8785's, agree). :data:`_INTEGRAL` if it also holds
     integral floats below 2**53 (ECMAScript prints 12.0 as 12, and -0.0 as 0: as json
     prints the int). Anything else (:data:`_NOT`) takes the slow path.
+
+    Every event's payload passes here, so the common leaves (strings, booleans, None) of a
+    dict or list are checked in its loop without a call, and an ASCII key (``isascii`` is
+    a flag lookup) is not scanned for its largest character.
     """
     kind = type(value)
     if kind is str or kind is bool or value is None:
@@ -46,24 +53,26 @@ def _plain(value: Any) -> int:
         if value.is_integer():
             return _INTEGRAL if magnitude < 2**53 else _NOT
         return _AS_IS if 1e-4 <= magnitude < 1e16 else _NOT
-    found = _AS_IS
     if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str or (key and max(key) >= "\ue000"):
+        for key in value:
+            if type(key) is not str or (not key.isascii() and max(key) >= "\ue000"):
                 return _NOT
-            sub = _plain(item)
-            if sub == _NOT:
-                return _NOT
-            found = max(found, sub)
-        return found
-    if kind is list:
-        for item in value:
-            sub = _plain(item)
-            if sub == _NOT:
-                return _NOT
-            found = max(found, sub)
-        return found
-    return _NOT
+        items: Any = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return _NOT
+    found = _AS_IS
+    for item in items:
+        leaf = type(item)
+        if leaf is str or leaf is bool or item is None:
+            continue
+        sub = _plain(item)
+        if sub == _NOT:
+            return _NOT
+        if sub > found:
+            found = sub
+    return found
 
 
 def _integral_to_int(value: Any) -> Any:

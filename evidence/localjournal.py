@@ -59,7 +59,10 @@ class LocalJournal:
         self._recovered: Optional[dict[str, list[bytes]]] = None
         self._broken: Optional[str] = None
         self._dirty = False
-        self._next: Optional[asyncio.Future[None]] = None
+        #: The callers waiting for the next group commit, each on a future of its own: a
+        #: caller cancelled cancels only its own (a shared future would need a shield per
+        #: caller, two more callbacks a wait, on every event)
+        self._next: list[asyncio.Future[None]] = []
         self._committer: Optional[asyncio.Task[None]] = None
         self.commits = 0  #: group commits run so far (for tests and the benchmark)
 
@@ -183,12 +186,12 @@ class LocalJournal:
         """Return once everything written so far is on disk (sharing a group commit)."""
         if not self._dirty and self._committer is None:
             return
-        if self._next is None:
-            self._next = asyncio.get_running_loop().create_future()
-        waiter = self._next
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._next.append(waiter)
         if self._committer is None:
-            self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
-        await asyncio.shield(waiter)
+            self._committer = loop.create_task(self._commit_loop())
+        await waiter
         if self._broken is not None:
             raise JournalBroken(f"the local journal could not be synced ({self._broken})")
 
@@ -198,10 +201,11 @@ class LocalJournal:
         await self.sync(name)
 
     async def _commit_loop(self) -> None:
+        waiters: list[asyncio.Future[None]] = []
         try:
-            while self._dirty or self._next is not None:
+            while self._dirty or self._next:
                 self._dirty = False
-                waiter, self._next = self._next, None
+                waiters, self._next = self._next, []
                 retiring, self._retiring = self._retiring, []
                 fds = retiring + ([self._fd] if self._fd is not None else [])
                 try:
@@ -214,11 +218,15 @@ class LocalJournal:
                 if retiring:
                     self._collect()
                 self.commits += 1
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                waiters = []
         except BaseException as exc:
-            if self._next is not None and not self._next.done():
-                self._next.set_exception(JournalBroken(f"the group commit failed: {exc!r}"))
+            for waiter in waiters + self._next:
+                if not waiter.done():
+                    waiter.set_exception(JournalBroken(f"the group commit failed: {exc!r}"))
+            self._next = []
             raise
         finally:
             self._committer = None

@@ -6,6 +6,8 @@
   second and bytes per ten seconds); a frame that fails to decode costs ten. A connection
   over budget is closed. The budget sits beside the namespace's own 50 events/s, which
   counts only frames that became events.
+* Each connection's WebSocket loops are :mod:`signaling.engine`'s: no task and timers per
+  packet.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import socketio
 from socketio import packet
 
 import jsonsafe
+
+from .engine import use_lean_loops
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +88,11 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.packet_class = BoundedPacket
         self._budgets: dict[str, _Budget] = {}
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        # Engine.IO has just made the socket and has not started its transport yet
+        use_lean_loops(self.eio.sockets.get(eio_sid))
+        return await super()._handle_eio_connect(eio_sid, environ)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         budget = self._budgets.setdefault(eio_sid, _Budget())

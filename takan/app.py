@@ -67,6 +67,7 @@ from session.sweeper import Sweeper
 from session.tokens import TokenSigner
 from session.watermarks import Watermarker
 from signaling.audience import SocketAudience
+from signaling.broadcast import LocalManager, RedisManager
 from signaling.namespace import SessionNamespace
 from signaling.server import SocketServer
 from storage.livestate import LiveState, MemoryLiveState
@@ -237,7 +238,7 @@ def build_app(config: Config) -> web.Application:
         else None
     )
     # -- the session domain and its Socket.IO door
-    manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
+    manager = RedisManager(config.redis_url) if config.redis_url else LocalManager()
     sio = SocketServer(
         async_mode="aiohttp", client_manager=manager, max_http_buffer_size=MAX_SOCKET_MESSAGE, logger=False, engineio_logger=False,
     )

@@ -1,0 +1,178 @@
+"""signaling/engine.py: Engine.IO's WebSocket loops without a task and timers per packet."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Optional
+
+import aiohttp
+import engineio
+import pytest
+import socketio
+
+from signaling.engine import LeanSocket, _SilenceTimer, use_lean_loops
+from takan import app as app_module
+from testkit.server import create_inspection, running_server
+from testkit.sockets import token_of
+
+
+@pytest.fixture
+async def server(tmp_path):
+    async with running_server(tmp_path / "data") as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("transports", [["polling", "websocket"], ["websocket"]])
+async def test_events_are_acked_over_both_ways_to_a_websocket(server, transports) -> None:
+    """The browsers' way (long polling, then the upgrade handshake) and WebSocket at once."""
+    async with aiohttp.ClientSession() as http:
+        created = await create_inspection(server, http)
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(server.base_url, auth={"token": token_of(created["inspector_url"])}, transports=transports, wait_timeout=5)
+    try:
+        assert (await client.call("join", {}, timeout=10))["ok"]
+        for n in range(5):
+            ack = await client.call("note", {"text": f"note {n}"}, timeout=10)
+            assert ack["ok"], ack
+        assert client.transport() == "websocket"
+        sockets = list(server.runner.app[app_module.SIO].eio.sockets.values())
+        assert sockets and all(type(s) is LeanSocket and s.upgraded for s in sockets)
+    finally:
+        await client.disconnect()
+
+
+class _FakeWebSocket:
+    """The driver's face (wait, send, close) over queues, for a peer that goes silent."""
+
+    def __init__(self) -> None:
+        self.incoming: asyncio.Queue[Optional[str]] = asyncio.Queue()
+        self.sent: list[str] = []
+        self.closed = asyncio.Event()
+
+    async def wait(self) -> str:
+        message = await self.incoming.get()
+        if message is None:
+            raise OSError("closed")
+        return message
+
+    async def send(self, message: Any) -> None:
+        self.sent.append(message)
+
+    async def close(self) -> None:
+        self.closed.set()
+        self.incoming.put_nowait(None)
+
+
+async def test_a_silent_websocket_is_closed_after_ping_interval_plus_timeout() -> None:
+    eio = engineio.AsyncServer(async_mode="aiohttp", ping_interval=0.2, ping_timeout=0.2, monitor_clients=False)
+    received: list[Any] = []
+
+    async def message(sid: str, data: Any) -> None:
+        received.append(data)
+
+    eio.on("message", message)
+    socket = engineio.async_socket.AsyncSocket(eio, "sid-1")
+    use_lean_loops(socket)
+    assert type(socket) is LeanSocket
+    ws = _FakeWebSocket()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    handler = asyncio.ensure_future(socket._websocket_handler(ws))
+    await socket.send(engineio.packet.Packet(engineio.packet.MESSAGE, data="out"))
+    for text in ("hello", "again"):
+        await asyncio.sleep(0.15)
+        ws.incoming.put_nowait("4" + text)  # Engine.IO MESSAGE packets keep it alive
+    await asyncio.wait_for(handler, 3)
+    silent_for = loop.time() - started
+    assert received == ["hello", "again"] and "4out" in ws.sent
+    assert ws.closed.is_set() and socket.closed
+    # closed 0.4 s after the last message (at ~0.3 s), not 0.4 s after the start
+    assert 0.6 <= silent_for < 1.5, silent_for
+
+
+async def test_the_silence_timer_waits_for_the_last_message() -> None:
+    fired: list[float] = []
+    loop = asyncio.get_running_loop()
+    timer = _SilenceTimer(0.1, lambda: fired.append(loop.time()))
+    start = loop.time()
+    for _ in range(3):
+        await asyncio.sleep(0.06)
+        timer.heard()
+    await asyncio.sleep(0.25)
+    assert len(fired) == 1 and fired[0] - start >= 0.28
+    timer.cancel()
+    stopped = _SilenceTimer(0.05, lambda: fired.append(loop.time()))
+    stopped.cancel()
+    await asyncio.sleep(0.1)
+    assert len(fired) == 1
+
+
+class _SlowWebSocket(_FakeWebSocket):
+    """A peer that reads slowly: the first write waits (aiohttp's drain) after writing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def send(self, message: Any) -> None:
+        self.sent.append(message)  # aiohttp writes the frame first, then may wait
+        if len(self.sent) == 1:
+            await self.release.wait()
+
+
+async def test_packets_leave_in_the_order_sent_while_a_write_waits() -> None:
+    eio = engineio.AsyncServer(async_mode="aiohttp", monitor_clients=False)
+    socket = engineio.async_socket.AsyncSocket(eio, "sid-2")
+    use_lean_loops(socket)
+    ws = _SlowWebSocket()
+    handler = asyncio.ensure_future(socket._websocket_handler(ws))
+    await asyncio.sleep(0.01)  # the loops run: packets now go straight to the WebSocket
+
+    def message(n: int) -> Any:
+        return engineio.packet.Packet(engineio.packet.MESSAGE, data=f"m{n}")
+
+    first = asyncio.ensure_future(socket.send(message(0)))  # written, then waits for the peer
+    await asyncio.sleep(0.01)
+    for n in range(1, 4):
+        await socket.send(message(n))  # queued behind it, for the writer
+    await asyncio.sleep(0.01)
+    assert ws.sent == ["4m0"]  # the writer waits for the write in progress
+    ws.release.set()
+    await first
+    await asyncio.sleep(0.01)
+    await socket.send(message(4))
+    await asyncio.sleep(0.01)
+    assert ws.sent == [f"4m{n}" for n in range(5)]
+    ws.incoming.put_nowait(None)  # the peer leaves
+    await asyncio.wait_for(handler, 3)
+    assert ws.closed.is_set() and socket.closed
+
+
+async def test_a_reader_takes_one_buffered_message_per_turn_of_the_loop() -> None:
+    """Buffered messages come out without suspending: the reader yields after each, so a
+    connection with a backlog does not hold up the loop's timers and other connections."""
+    eio = engineio.AsyncServer(async_mode="aiohttp", async_handlers=False, monitor_clients=False)
+    order: list[str] = []
+
+    async def message(sid: str, data: Any) -> None:
+        order.append(data)
+
+    eio.on("message", message)
+    socket = engineio.async_socket.AsyncSocket(eio, "sid-3")
+    use_lean_loops(socket)
+    ws = _FakeWebSocket()
+    for n in range(4):
+        ws.incoming.put_nowait(f"4m{n}")
+    handler = asyncio.ensure_future(socket._websocket_handler(ws))
+
+    async def other_work() -> None:
+        for _ in range(6):
+            order.append("tick")
+            await asyncio.sleep(0)
+
+    await other_work()
+    ws.incoming.put_nowait(None)
+    await asyncio.wait_for(handler, 3)
+    messages = [i for i, item in enumerate(order) if item != "tick"]
+    assert [order[i] for i in messages] == ["m0", "m1", "m2", "m3"]
+    assert all(b - a > 1 for a, b in zip(messages, messages[1:])), order  # a tick between each
