@@ -20,6 +20,8 @@ builds its sockets itself and has no factory to pass).
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.metadata
 import logging
 from typing import Any, Callable, Optional
 
@@ -208,7 +210,27 @@ def _ignore_result(task: "asyncio.Future[Any]") -> None:
         logger.debug("closing a silent WebSocket failed: %r", task.exception())
 
 
+#: The python-engineio releases whose ``AsyncSocket._websocket_handler`` LeanSocket's mirrors
+#: (its upgrade handshake is copied, not called): another release keeps Engine.IO's own
+#: loops, slower but its own, and says so once, rather than run a handshake of another version.
+TESTED_RELEASES = ("4.15.",)
+
+
+@functools.lru_cache(maxsize=1)
+def lean_loops_fit() -> bool:
+    """The installed python-engineio is one LeanSocket was written against."""
+    try:
+        release = importlib.metadata.version("python-engineio")
+    except importlib.metadata.PackageNotFoundError:
+        release = "unknown"
+    if release.startswith(TESTED_RELEASES):
+        return True
+    logger.warning("python-engineio %s is not one signaling/engine.py was tested with (%s): "
+                   "Engine.IO's own WebSocket loops are used", release, ", ".join(TESTED_RELEASES))
+    return False
+
+
 def use_lean_loops(socket: Any) -> None:
     """Give an Engine.IO socket just created (not yet on a WebSocket) :class:`LeanSocket`'s loops."""
-    if type(socket) is async_socket.AsyncSocket:
+    if type(socket) is async_socket.AsyncSocket and lean_loops_fit():
         socket.__class__ = LeanSocket

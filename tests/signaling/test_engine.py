@@ -176,3 +176,23 @@ async def test_a_reader_takes_one_buffered_message_per_turn_of_the_loop() -> Non
     messages = [i for i, item in enumerate(order) if item != "tick"]
     assert [order[i] for i in messages] == ["m0", "m1", "m2", "m3"]
     assert all(b - a > 1 for a, b in zip(messages, messages[1:])), order  # a tick between each
+
+
+def test_an_untested_engineio_release_keeps_its_own_loops(monkeypatch, caplog) -> None:
+    """LeanSocket copies engineio 4.15's upgrade handshake: another release must not get it."""
+    import importlib.metadata
+
+    from engineio import async_socket
+
+    from signaling import engine
+
+    assert engine.lean_loops_fit()  # what pyproject installs
+    engine.lean_loops_fit.cache_clear()
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "4.99.0")
+    try:
+        socket = object.__new__(async_socket.AsyncSocket)
+        engine.use_lean_loops(socket)
+        assert type(socket) is async_socket.AsyncSocket
+        assert any("4.99.0" in r.getMessage() for r in caplog.records)
+    finally:
+        engine.lean_loops_fit.cache_clear()
