@@ -165,8 +165,15 @@ class Placement:
 
     async def _renewed(self, sent: float, previous: Optional[dict[str, Any]]) -> None:
         if self._leased and (previous is None or previous.get("boot") != self._boot):
-            # the key lapsed or another process wrote it: other nodes may have taken our rooms
-            await self._fence("its heartbeat had lapsed" if previous is None else "another process beats as this node")
+            if self.fencing:
+                # the key lapsed or another process wrote it: other nodes may have taken our rooms
+                await self._fence("its heartbeat had lapsed" if previous is None else "another process beats as this node")
+            else:
+                # One node without shared state: no other node can have taken its rooms, so a
+                # beat that lapsed while its loop stalled (a starved machine, 3 s) ends nothing;
+                # fencing here refused every event until the pages reconnected (benchmark runs).
+                logger.warning("node %s: heartbeat lapsed and renewed (the event loop stalled); this node is the only one, it carries on",
+                               self.node_id)
         if not self._leased:
             if time.monotonic() - sent >= self.fence_after_s:
                 return  # a beat that took that long starts no lease: the next one may
