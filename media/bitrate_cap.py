@@ -44,6 +44,7 @@ import math
 import struct
 from typing import Callable, NamedTuple, Optional
 
+from .queue_estimator import WindowedMin
 from .rtcp_loop import PeriodicRtcp, SendRtcp, Ssrcs
 
 logger = logging.getLogger(__name__)
@@ -141,8 +142,7 @@ class LinkCap:
         self.rtt_s: Optional[float] = None  # the last report's
         self.changes = 0
         self.queue_cuts = 0
-        # (time, rtt) with increasing rtt: the front is the window's smallest (a monotonic deque)
-        self._rtts: collections.deque[tuple[float, float]] = collections.deque()
+        self._rtts = WindowedMin(MIN_RTT_WINDOW_S)
         self._history: collections.deque[tuple[float, int, int]] = collections.deque()  # (time, lost, seq), last 2 s
         #: Transport feedback reads the queue (:meth:`queue`): the reports' round trip
         #: rules stand down, their loss rule stays.
@@ -274,14 +274,8 @@ class LinkCap:
         """How far ``rtt_s`` stands over the smallest RTT of the window (None: unknown)."""
         if rtt_s is None:
             return None
-        rtts = self._rtts  # increasing RTTs: the window's smallest is at the front
-        while rtts and rtts[-1][1] >= rtt_s:
-            rtts.pop()
-        rtts.append((now, rtt_s))
-        while now - rtts[0][0] > MIN_RTT_WINDOW_S:
-            rtts.popleft()
         self.rtt_s = rtt_s
-        return rtt_s - rtts[0][1]
+        return rtt_s - self._rtts.add(now, rtt_s)
 
     @property
     def at_floor(self) -> bool:

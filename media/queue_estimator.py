@@ -58,6 +58,32 @@ LOSS_S = 1.0
 RING = 4096
 
 
+class WindowedMin:
+    """The smallest value added over the last ``window_s`` (a monotonic deque: amortised O(1))."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        # (time, value) with increasing values: the front is the window's smallest
+        self._points: collections.deque[tuple[float, float]] = collections.deque()
+
+    def add(self, at: float, value: float) -> float:
+        """Add ``value`` seen at ``at``; returns the window's smallest."""
+        points = self._points
+        while points and points[-1][1] >= value:
+            points.pop()
+        points.append((at, value))
+        while at - points[0][0] > self.window_s:
+            points.popleft()
+        return points[0][1]
+
+    @property
+    def value(self) -> Optional[float]:
+        return self._points[0][1] if self._points else None
+
+    def clear(self) -> None:
+        self._points.clear()
+
+
 class _Sent(NamedTuple):
     seq: int
     at: float
@@ -87,8 +113,7 @@ class QueueEstimator:
         self._sent: list[Optional[_Sent]] = [None] * RING  # by 16-bit transport sequence number
         self._last_sent_at = -1.0
         self._reference: Optional[tuple[int, int]] = None  # (24-bit reference, unwrapped)
-        # (send time, delay) with increasing delays: the front is the window's smallest
-        self._base: collections.deque[tuple[float, float]] = collections.deque()
+        self._base = WindowedMin(BASE_WINDOW_S)  # the smallest delay: the link with no queue
         self._trend: collections.deque[tuple[float, float]] = collections.deque()  # (send time, head delay)
         self._delivered: collections.deque[tuple[float, int]] = collections.deque()  # (arrival, size), video
         self._outcomes: collections.deque[tuple[float, bool]] = collections.deque()  # (send time, received), video
@@ -123,9 +148,10 @@ class QueueEstimator:
                 continue
             arrival = (fb.arrivals_us[seq] + shift_us) / 1e6
             delay = arrival - record.at
-            if self._base and abs(delay - self._base[0][1]) > DISCONTINUITY_S:
+            base = self._base.value
+            if base is not None and abs(delay - base) > DISCONTINUITY_S:
                 self._restart()
-            self._add_base(record.at, delay)
+            self._base.add(record.at, delay)
             delays.append(delay)
             if record.head:
                 heads.append(delay)
@@ -135,7 +161,7 @@ class QueueEstimator:
         if latest_sent is None:
             return None
         self._expire(latest_sent)
-        base = self._base[0][1] if self._base else None
+        base = self._base.value
         queue = 0.0 if base is None or not delays else max(0.0, min(heads or delays) - base)
         return QueueSample(queue, self._slope(), self._through(), self._loss())
 
@@ -152,14 +178,6 @@ class QueueEstimator:
             unwrapped = self._reference[1] + delta
         self._reference = (raw, unwrapped)
         return (unwrapped - reference) * REFERENCE_TICK_US
-
-    def _add_base(self, at: float, delay: float) -> None:
-        base = self._base
-        while base and base[-1][1] >= delay:
-            base.pop()
-        base.append((at, delay))
-        while at - base[0][0] > BASE_WINDOW_S:
-            base.popleft()
 
     def _restart(self) -> None:
         self._base.clear()
@@ -194,7 +212,7 @@ class QueueEstimator:
         if len(delivered) < 2 or delivered[-1][0] - delivered[0][0] < THROUGH_S / 2:
             return None
         # the first packet's bytes arrived before the span began
-        return sum(size for _, size in list(delivered)[1:]) * 8 / (delivered[-1][0] - delivered[0][0])
+        return (sum(size for _, size in delivered) - delivered[0][1]) * 8 / (delivered[-1][0] - delivered[0][0])
 
     def _loss(self) -> Optional[float]:
         if not self._outcomes:

@@ -523,13 +523,11 @@ class _TransportNumbering:
         self._next = 0
         self._on_sent = on_sent
         self.pending: Optional[tuple[int, bool]] = None
-        self.numbered = 0
 
     def take(self, video: bool) -> int:
         seq = self._next
         self._next = (seq + 1) & 0xFFFF
         self.pending = (seq, video)
-        self.numbered += 1
         return seq
 
     def sent(self, data: bytes) -> None:

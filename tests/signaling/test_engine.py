@@ -63,16 +63,23 @@ class _FakeWebSocket:
         self.incoming.put_nowait(None)
 
 
-async def test_a_silent_websocket_is_closed_after_ping_interval_plus_timeout() -> None:
-    eio = engineio.AsyncServer(async_mode="aiohttp", ping_interval=0.2, ping_timeout=0.2, monitor_clients=False)
-    received: list[Any] = []
+def _lean_socket(sid: str, messages: list[Any], **options: Any) -> Any:
+    """An Engine.IO socket of a server made with ``options``, given LeanSocket's loops; the
+    data of each message it receives is appended to ``messages``."""
+    eio = engineio.AsyncServer(async_mode="aiohttp", monitor_clients=False, **options)
 
     async def message(sid: str, data: Any) -> None:
-        received.append(data)
+        messages.append(data)
 
     eio.on("message", message)
-    socket = engineio.async_socket.AsyncSocket(eio, "sid-1")
+    socket = engineio.async_socket.AsyncSocket(eio, sid)
     use_lean_loops(socket)
+    return socket
+
+
+async def test_a_silent_websocket_is_closed_after_ping_interval_plus_timeout() -> None:
+    received: list[Any] = []
+    socket = _lean_socket("sid-1", received, ping_interval=0.2, ping_timeout=0.2)
     assert type(socket) is LeanSocket
     ws = _FakeWebSocket()
     loop = asyncio.get_running_loop()
@@ -121,9 +128,7 @@ class _SlowWebSocket(_FakeWebSocket):
 
 
 async def test_packets_leave_in_the_order_sent_while_a_write_waits() -> None:
-    eio = engineio.AsyncServer(async_mode="aiohttp", monitor_clients=False)
-    socket = engineio.async_socket.AsyncSocket(eio, "sid-2")
-    use_lean_loops(socket)
+    socket = _lean_socket("sid-2", [])
     ws = _SlowWebSocket()
     handler = asyncio.ensure_future(socket._websocket_handler(ws))
     await asyncio.sleep(0.01)  # the loops run: packets now go straight to the WebSocket
@@ -151,15 +156,8 @@ async def test_packets_leave_in_the_order_sent_while_a_write_waits() -> None:
 async def test_a_reader_takes_one_buffered_message_per_turn_of_the_loop() -> None:
     """Buffered messages come out without suspending: the reader yields after each, so a
     connection with a backlog does not hold up the loop's timers and other connections."""
-    eio = engineio.AsyncServer(async_mode="aiohttp", async_handlers=False, monitor_clients=False)
     order: list[str] = []
-
-    async def message(sid: str, data: Any) -> None:
-        order.append(data)
-
-    eio.on("message", message)
-    socket = engineio.async_socket.AsyncSocket(eio, "sid-3")
-    use_lean_loops(socket)
+    socket = _lean_socket("sid-3", order, async_handlers=False)
     ws = _FakeWebSocket()
     for n in range(4):
         ws.incoming.put_nowait(f"4m{n}")
