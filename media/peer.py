@@ -15,6 +15,7 @@ from aiortc.rtp import RtpPacket
 from . import tap
 from .bitrate_cap import RembSender
 from .closing import CloseOnce
+from .pacer import Pacer
 from .relay import ForwardedTrack, MediaRoom, UpTrack
 from .sdp import BadSdp, check_offer
 from .queue_estimator import QueueEstimator
@@ -70,6 +71,8 @@ class ServerPeer:
         #: The subscriber's link read from its transport feedback on what we send it
         #: (None if its offer did not ask for transport-cc, or it subscribes to nothing).
         self.queue_estimator: Optional[QueueEstimator] = None
+        #: Paces the video sent to this subscriber (media/pacer.py), once it has transport-cc.
+        self.pacer: Optional[Pacer] = None
         self._media_ssrc: Optional[int] = None
         self._arrival: Callable[[], float] = time.monotonic
 
@@ -116,7 +119,11 @@ class ServerPeer:
         if transport_cc and self._forwarded:
             # The subscriber's leg: number what we send, read the queue from its feedback.
             self.queue_estimator = QueueEstimator()
-            tap.send_transport_cc(pc, self.queue_estimator.sent, self._transport_feedback_received)
+            video = self._forwarded.get("video")
+            if video is not None:
+                self.pacer = Pacer(lambda: video.pacing_bps)
+            tap.send_transport_cc(pc, self.queue_estimator.sent, self._transport_feedback_received,
+                                  self.pacer.wait if self.pacer is not None else None)
         if self._publishes and transport_cc:
             self.transport_feedback = TransportFeedback(
                 self._send_feedback, self._feedback_ssrcs, name=self.peer_id

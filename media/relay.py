@@ -36,6 +36,9 @@ NACK_RETRIES = 6
 #: Frames a stalled subscriber may fall behind before we drop and resync on a keyframe.
 VIDEO_QUEUE_FRAMES = 60
 AUDIO_QUEUE_FRAMES = 100
+#: More frames than this waiting for the sender: the pacer (media/pacer.py) stands aside
+#: until they are out, rather than add their wait to the subscriber's delay.
+PACED_BACKLOG_FRAMES = 3
 #: RTP timestamp step inserted when a subscriber's source changes (one frame).
 _REBASE_STEP = {"video": 3000, "audio": 960}
 #: A subscriber's own keyframe requests (PLI/FIR, the page's `keyframe`) reach the publisher
@@ -188,11 +191,14 @@ class ForwardedTrack(MediaStreamTrack):
         self.link_bps: Optional[int] = None
         self.link_loss: Optional[float] = None
         self._bytes: collections.deque[tuple[float, int]] = collections.deque()  # (time, size) of frames sent, last 2 s
+        self._bytes_total = 0
         self._weak_since: Optional[float] = None
         self._paused_until: Optional[float] = None
         self._retry_s = VIDEO_RETRY_S
         self.pauses = 0
         self._cap = LinkCap()
+        #: What the subscriber's pacer budgets on (media/pacer.py), set per frame in recv().
+        self.pacing_bps: Optional[float] = None
 
     def attach(self, source: Optional[Source]) -> None:
         self._source = source
@@ -344,9 +350,21 @@ class ForwardedTrack(MediaStreamTrack):
         self.forwarded += 1
         now = time.monotonic()
         self._bytes.append((now, out.size))
+        self._bytes_total += out.size
         while self._bytes and now - self._bytes[0][0] > 2.0:
-            self._bytes.popleft()  # per frame: a list's pop(0) shifts the whole window
+            self._bytes_total -= self._bytes.popleft()[1]  # per frame: a list's pop(0) shifts the whole window
+        self._set_pacing()
         return out
+
+    def _set_pacing(self) -> None:
+        """The pacer's rate: the link's cap, but not under what this track forwards (else
+        frames would pile up here while the publisher follows the cap), and none while
+        frames wait here already (PACED_BACKLOG_FRAMES: they go out unpaced)."""
+        cap = self.link_cap_bps
+        if cap is None or self._queue.qsize() > PACED_BACKLOG_FRAMES:
+            self.pacing_bps = None
+        else:
+            self.pacing_bps = max(cap, self._bytes_total * 8 / 2.0)
 
     def stop(self) -> None:
         if self.readyState == "live":

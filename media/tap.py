@@ -84,6 +84,7 @@ _NACK_ATTR = "_RTCRtpReceiver__nack_generator"
 _SENDER_LSR_ATTR = "_RTCRtpSender__lsr"
 _SENDER_LSR_TIME_ATTR = "_RTCRtpSender__lsr_time"
 _SENDER_MAP_ATTR = "_RTCRtpSender__rtp_header_extensions_map"
+_SENDER_RTX_SSRC_ATTR = "_rtx_ssrc"
 
 FrameCallback = Callable[["av.Packet[Any]"], None]
 
@@ -98,7 +99,7 @@ def check_aiortc_seams() -> None:
     for attr in (_QUEUE_ATTR, _RTX_ATTR, _JITTER_ATTR, _RTCP_SSRC_ATTR, _TIMESTAMPS_ATTR, _NACK_ATTR):
         if attr not in RTCRtpReceiver.__init__.__code__.co_names:
             missing.append(attr)
-    for attr in (_SENDER_LSR_ATTR, _SENDER_LSR_TIME_ATTR, _SENDER_MAP_ATTR):
+    for attr in (_SENDER_LSR_ATTR, _SENDER_LSR_TIME_ATTR, _SENDER_MAP_ATTR, _SENDER_RTX_SSRC_ATTR):
         if attr not in RTCRtpSender.__init__.__code__.co_names:
             missing.append(attr)
     for cls, name in (
@@ -530,13 +531,11 @@ class _TransportNumbering:
         self.pending = (seq, video)
         return seq
 
-    def sent(self, data: bytes) -> None:
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            try:
-                self._on_sent(pending[0], time.monotonic(), len(data), pending[1])
-            except Exception:
-                logger.exception("send record failed")
+    def sent(self, pending: tuple[int, bool], size: int) -> None:
+        try:
+            self._on_sent(pending[0], time.monotonic(), size, pending[1])
+        except Exception:
+            logger.exception("send record failed")
 
 
 class _NumberingExtensionsMap(HeaderExtensionsMap):
@@ -562,17 +561,27 @@ class _NumberingExtensionsMap(HeaderExtensionsMap):
 TransportFeedbackCallback = Callable[[twcc.Feedback], None]
 
 
+#: ``pace(bytes, monotonic s)``: how long a video packet waits before it is sent (media/pacer.py).
+Pace = Callable[[int, float], float]
+
+
 def send_transport_cc(pc: RTCPeerConnection, on_sent: Callable[[int, float, int, bool], None],
-                      on_feedback: TransportFeedbackCallback) -> int:
+                      on_feedback: TransportFeedbackCallback, pace: Optional[Pace] = None) -> int:
     """Number what our senders send on ``pc`` transport-wide and hand in the feedback on it.
 
     Call after :func:`negotiate_transport_cc` and before the senders start (they configure
     their map from the negotiated extensions when they do). ``on_sent(seq, monotonic s,
     bytes, video)`` for each RTP packet sent; ``on_feedback`` for each RTPFB FMT=15 packet
-    the peer sends. Returns how many senders number their packets.
+    the peer sends. ``pace``: video packets (RTX too) wait as long as it says before they
+    are sent and their send time is taken; only where transport-cc is negotiated, since the
+    abs-send-time aiortc wrote into the packet would read the wait as the link's queue to a
+    receiver-side estimator. Returns how many senders number their packets.
     """
     numbering: Optional[_TransportNumbering] = None
     count = 0
+    # Retransmissions are sent from the transport's receive loop (aiortc awaits them while
+    # it handles the NACK): they must not wait there, so they are told apart by SSRC.
+    rtx: set[int] = set()
     for transceiver in pc.getTransceivers():
         sender = transceiver.sender
         if getattr(sender, "track", None) is None:
@@ -582,20 +591,28 @@ def send_transport_cc(pc: RTCPeerConnection, on_sent: Callable[[int, float, int,
         dtls = sender.transport
         if numbering is None:
             numbering = _TransportNumbering(on_sent)
-            _wrap_transport(dtls, numbering, on_feedback)
+            _wrap_transport(dtls, numbering, on_feedback, pace, rtx)
         setattr(sender, _SENDER_MAP_ATTR, _NumberingExtensionsMap(numbering, transceiver.kind == "video"))
+        rtx.add(getattr(sender, _SENDER_RTX_SSRC_ATTR))
         count += 1
     return count
 
 
 def _wrap_transport(dtls: RTCDtlsTransport, numbering: _TransportNumbering,
-                    on_feedback: TransportFeedbackCallback) -> None:
+                    on_feedback: TransportFeedbackCallback, pace: Optional[Pace], rtx: set[int]) -> None:
     send_rtp = dtls._send_rtp
     handle_rtcp = dtls._handle_rtcp_data
 
     async def numbered_send_rtp(data: bytes) -> None:
-        if numbering.pending is not None and not is_rtcp(data):
-            numbering.sent(data)
+        pending = numbering.pending
+        if pending is not None and not is_rtcp(data):
+            # Taken before any wait: another sender may number its next packet meanwhile.
+            numbering.pending = None
+            if pending[1] and pace is not None:
+                wait = pace(len(data), time.monotonic())  # a retransmission counts, and goes now
+                if wait > 0 and int.from_bytes(data[8:12], "big") not in rtx:
+                    await asyncio.sleep(wait)
+            numbering.sent(pending, len(data))
         await send_rtp(data)
 
     async def read_feedback(data: bytes) -> None:

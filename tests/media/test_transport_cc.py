@@ -24,6 +24,7 @@ from media.relay import MediaRoom
 from testkit.media import ClientPeer, PacketVideoTrack, encode_vp8, wait_for
 
 TWCC_ID = 5
+VP8_PAYLOAD_TYPE = 97  # aiortc's for VP8
 
 
 def chromium_style_offer(sdp: str) -> str:
@@ -254,6 +255,8 @@ class LibwebrtcLikeReceiver:
         self.unnumbered = 0
         self.extra_delay_s = 0.0
         self.media_ssrc = 0
+        #: (arrival monotonic s, RTP timestamp, bytes) of every video packet
+        self.video: list[tuple[float, int, int]] = []
         transport._handle_rtp_data = self.handle_rtp
         self._task = asyncio.ensure_future(self._report())
 
@@ -266,6 +269,8 @@ class LibwebrtcLikeReceiver:
             self.numbers.append(seq)
             self.media_ssrc = packet.ssrc
             self.recorder.add(seq, int((time.monotonic() + self.extra_delay_s) * 1e6))
+            if packet.payload_type == VP8_PAYLOAD_TYPE:
+                self.video.append((time.monotonic(), packet.timestamp, len(data)))
         await self._handle(data, arrival_time_ms)
 
     async def _report(self) -> None:
@@ -330,6 +335,54 @@ async def test_the_subscribers_transport_feedback_reads_its_queue_and_caps_the_p
         low = forwarded.link_cap_bps or 0
         assert await wait_for(lambda: (forwarded.link_cap_bps or 1e12) > low * 1.05, timeout=15), "the cap never grew back"
         assert estimator.unknown == 0
+    finally:
+        if lab_rx is not None:
+            await lab_rx.close()
+        for closable in (pub, sub, applicant, inspector):
+            await closable.close()
+        await room.close()
+
+
+async def test_a_capped_subscribers_video_is_paced_and_its_audio_is_not() -> None:
+    """A keyframe to a subscriber whose link has a cap leaves at the pacer's budget
+    (media/pacer.py), spread over many milliseconds, instead of in one burst; the send
+    times the queue estimator reads are those after the wait."""
+    room = MediaRoom("twcc-pace")
+    frames = encode_vp8(640, 480, frames=20, bitrate=800_000, detail=0.15)
+    applicant = ClientPeer(video=PacketVideoTrack(frames), receive=False)
+    inspector = ClientPeer()
+    pub = ServerPeer("a", "applicant", room, RTCPeerConnection, publishes=True, source_role=None)
+    sub = ServerPeer("i", "inspector", room, RTCPeerConnection, publishes=False, source_role="applicant")
+    lab_rx = None
+    try:
+        LibwebrtcLikeSender(applicant, drop_every=0)
+        await applicant.accept(await pub.answer(chromium_style_offer(await applicant.offer())))
+        answer = await sub.answer(chromium_style_offer(await inspector.offer()))
+        lab_rx = LibwebrtcLikeReceiver(inspector)
+        await inspector.accept(answer)
+        assert sub.pacer is not None
+        forwarded = sub.forwarded_tracks["video"]
+        assert await wait_for(lambda: len(lab_rx.video) >= 100, timeout=30)
+        assert sub.pacer.paced == 0  # no cap yet: nothing waits
+        keyframe_bytes = len(frames[0])
+        forwarded._cap.bps = 150_000.0  # as if the link's feedback had cut it
+        seen = len(lab_rx.video)
+        assert await wait_for(lambda: sub.pacer is not None and sub.pacer.paced >= 20, timeout=20), "nothing was paced"
+        # the loop's keyframe once more, after the cap: its packets arrive spread out
+        first_after = lab_rx.video[seen][1]
+        assert await wait_for(lambda: len({ts for _, ts, _ in lab_rx.video[seen:]}) >= 45, timeout=20)
+        by_frame: dict[int, list[tuple[float, int]]] = {}
+        for at, ts, size in lab_rx.video[seen:]:
+            if ts != first_after:  # the frame in flight when the cap came may be half sent
+                by_frame.setdefault(ts, []).append((at, size))
+        biggest = max(by_frame.values(), key=lambda packets: sum(size for _, size in packets))
+        size = sum(size for _, size in biggest)
+        assert size > 0.8 * keyframe_bytes, (size, keyframe_bytes)
+        span = biggest[-1][0] - biggest[0][0]
+        rate = forwarded.pacing_bps or 150_000.0
+        # the budget at the most is 2 x max(cap, what is forwarded); allow the burst and timers
+        assert span >= 0.5 * size * 8 / (2 * max(rate, 150_000.0) * 1.5), (span, size, rate)
+        assert span > 0.02, span
     finally:
         if lab_rx is not None:
             await lab_rx.close()
