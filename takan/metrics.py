@@ -2,9 +2,9 @@
 
 Read at scrape time from the services themselves (no counters scattered through the code):
 live rooms and participants, each participant's link as its page reports it (bitrate, loss,
-RTT, fps, freezes), relay frames and keyframe requests of the live tracks, recorder
-segments and backlog, the storage spool, webhook deliveries, judgement and event-append
-times. Built in the composition root because it reads every layer.
+RTT, fps, freezes) and as the server sees it (the cap on its video, audio only), relay
+frames, keyframe requests and paced packets of the live tracks, recorder segments and
+backlog, the storage spool, webhook deliveries, judgement and event-append times. Built in the composition root because it reads every layer.
 """
 
 from __future__ import annotations
@@ -38,6 +38,13 @@ class TakanCollector(Collector):
                 for name, help_ in (("bitrate_kbps", "Received bitrate the page reports"), ("loss_pct", "Packet loss the page reports"),
                                     ("rtt_ms", "Round-trip time the page reports"), ("fps", "Frames per second the page reports"),
                                     ("freezes", "Video freezes the page has counted"))}
+        # The server's own view of each subscriber's link (media/bitrate_cap.py, media/pacer.py).
+        cap = GaugeMetricFamily("takan_participant_link_cap_kbps", "The server's cap on the video this participant's link carries",
+                                labels=["inspection", "participant"])
+        audio_only = GaugeMetricFamily("takan_participant_audio_only", "1 while video to this participant is paused (audio first)",
+                                       labels=["inspection", "participant"])
+        paced = CounterMetricFamily("takan_relay_paced_packets", "Video packets to subscribers that waited for the pacer")
+        paced_total = 0
         frames = CounterMetricFamily("takan_relay_frames", "Encoded frames received by the live tracks", labels=["kind"])
         requests = CounterMetricFamily("takan_relay_keyframe_requests", "Keyframe requests sent to publishers of live tracks")
         segments = CounterMetricFamily("takan_recorder_segments", "Segments recorded by the live rooms' recorders")
@@ -54,6 +61,13 @@ class TakanCollector(Collector):
                         value: Optional[float] = getattr(reported, name)
                         if value is not None:
                             family.add_metric([room.inspection_id, participant.id], value)
+                peer = participant.peer
+                video = peer.forwarded_tracks.get("video") if peer is not None else None
+                if peer is not None and video is not None:
+                    if video.link_cap_bps is not None:
+                        cap.add_metric([room.inspection_id, participant.id], video.link_cap_bps / 1000)
+                    audio_only.add_metric([room.inspection_id, participant.id], 1 if video.video_paused else 0)
+                    paced_total += peer.pacer.paced if peer.pacer is not None else 0
             for up in room.media.tracks():
                 totals[up.kind] = totals.get(up.kind, 0) + up.frames
                 keyframe_requests += up.keyframe_requests
@@ -65,10 +79,14 @@ class TakanCollector(Collector):
         for kind, n in totals.items():
             frames.add_metric([kind], n)
         requests.add_metric([], keyframe_requests)
+        paced.add_metric([], paced_total)
         segments.add_metric([], recorded)
         backlog.add_metric([], waiting)
         yield participants
         yield from link.values()
+        yield cap
+        yield audio_only
+        yield paced
         yield frames
         yield requests
         yield segments

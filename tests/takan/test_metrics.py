@@ -47,6 +47,9 @@ async def test_metrics_move_with_a_session(tmp_path) -> None:
             labels = (("inspection", created["id"]), ("participant", "applicant"))
             assert during[("takan_participant_loss_pct", labels)] == 4.9
             assert during[("takan_relay_frames_total", (("kind", "video"),))] > 0
+            # the server's own view of the subscribers' links: both get video, neither capped here
+            assert during[("takan_participant_audio_only", labels)] == 0
+            assert ("takan_relay_paced_packets_total", ()) in during
             assert during[("takan_event_appends_total", ())] > before[("takan_event_appends_total", ())]
             assert (await inspector.call("end"))["ok"]
             await server.services.decisions.idle()
