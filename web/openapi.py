@@ -250,7 +250,12 @@ SCHEMAS: dict[str, Any] = {
                     "required": ["kid", "alg", "pem"],
                     "properties": {
                         "kid": {"type": "string"}, "alg": {"enum": ["Ed25519", "SM2"]}, "pem": {"type": "string"},
-                        "jwk": {"type": "object", "description": "Ed25519 keys only"}, "created_at": {"type": "string"}, "current": {"type": "boolean"},
+                        "jwk": {
+                            "type": "object",
+                            "description": "The key as a JWK (RFC 7517). Ed25519: kty OKP, crv Ed25519, alg EdDSA. SM2: kty EC, crv SM2, "
+                            "x and y the point's 32-byte coordinates (base64url), alg SM2SM3 (SM2 with SM3 and the default distinguishing ID "
+                            "1234567812345678; no IANA-registered JOSE name exists, see docs/evidence.md)",
+                        }, "created_at": {"type": "string"}, "current": {"type": "boolean"},
                     },
                 },
             }
