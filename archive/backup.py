@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from evidence.manifest import MANIFEST
+from evidence.tsa_token import TsaTrust
 from evidence.verify import Report, verify_inspection
 from storage.keys import InvalidKey, validate_key
 from storage.objects import ObjectNotFound, ObjectStore
@@ -387,7 +388,7 @@ async def inspection_ids(store: ObjectStore) -> list[str]:
 
 
 async def verify_all(
-    store: ObjectStore, progress: Progress | None = None, *, require_sm2: bool = False
+    store: ObjectStore, progress: Progress | None = None, *, require_sm2: bool = False, tsa_trust: TsaTrust | None = None
 ) -> list[tuple[str, Report]]:
     """Verify every sealed inspection in ``store``; a (id, report) pair for each, by id.
 
@@ -399,7 +400,7 @@ async def verify_all(
     for done, inspection_id in enumerate(ids):
         if progress:
             progress(done, len(ids), inspection_id)
-        report = await verify_inspection(store, inspection_id, require_sm2=require_sm2)
+        report = await verify_inspection(store, inspection_id, require_sm2=require_sm2, tsa_trust=tsa_trust)
         if not report.ok:
             logger.warning("inspection %s does not verify: %s", inspection_id, report.first_problem)
         results.append((inspection_id, report))

@@ -34,6 +34,7 @@ from typing import Any
 
 from evidence.manifest import EVENTS, MANIFEST, kind_of, prefix_of
 from evidence.signing import PUBLIC_PREFIX
+from evidence.tsa_token import TsaTrust
 from evidence.verify import verify_inspection
 from privacy.fieldcrypto import (
     FieldCipher,
@@ -245,6 +246,7 @@ async def export_package(
     cipher: FieldCipher | None = None,
     progress: Progress | None = None,
     require_sm2: bool = False,
+    tsa_trust: TsaTrust | None = None,
 ) -> PackageInfo:
     """Write the archive package of ``inspection_id`` to the new file ``out`` (a zip).
 
@@ -253,7 +255,8 @@ async def export_package(
     authority (实施机关), ``retention`` gives the retention period (default:
     :meth:`RetentionPolicy.defaults`), ``cipher`` decrypts encrypted applicant fields so
     that their masked form can be shown; ``progress(done, total, what)`` counts the evidence
-    objects copied, then reports the checks. Raises :class:`ExportError` if the inspection is
+    objects copied, then reports the checks. ``require_sm2`` and ``tsa_trust`` (the TSA CA
+    certificates) apply to the verification first, as in ``takan verify``. Raises :class:`ExportError` if the inspection is
     not sealed or does not verify, :class:`PackageRejected` if a package check fails.
     """
     out = Path(out)
@@ -266,7 +269,7 @@ async def export_package(
         manifest_body = await store.get(prefix + MANIFEST)
     except ObjectNotFound:
         raise ExportError(f"inspection {inspection_id} is not sealed (no {prefix}{MANIFEST}): end or seal the session before exporting") from None
-    report = await verify_inspection(store, inspection_id, require_sm2=require_sm2)
+    report = await verify_inspection(store, inspection_id, require_sm2=require_sm2, tsa_trust=tsa_trust)
     if not report.ok:
         raise ExportError(f"the stored evidence of inspection {inspection_id} does not verify ({report.first_problem}); "
                           "run 'takan verify' and resolve it before archiving")

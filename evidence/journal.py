@@ -28,7 +28,7 @@ from .manifest import EVENT_CHUNKS, EVENTS, SEALS, TIMESTAMP, prefix_of, seal
 from .shipper import Shipper
 from .sm2 import sm3_hex
 from .timestamper import TIMESTAMPS, Timestamper
-from .tsa import token_imprint
+from .tsa_token import token_imprint
 from .signing import SigningKeys
 
 logger = logging.getLogger(__name__)

@@ -47,8 +47,25 @@ def public_pem(public: Ed25519PublicKey) -> str:
 
 def public_jwk(public: Ed25519PublicKey, kid: str) -> dict[str, str]:
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-    return {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"}
+    return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw), "kid": kid, "alg": "EdDSA", "use": "sig"}
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def sm2_public_jwk(pem: bytes, kid: str) -> dict[str, str]:
+    """The JWK of an SM2 public key: ``kty`` EC, ``crv`` SM2, the point's 32-byte X and Y.
+
+    No IANA registry names SM2 for JOSE; ``crv: "SM2"`` is what SM2-aware JOSE code writes
+    (jsrsasign, fibjs, DID documents' SM2 verification keys, the expired
+    draft-dang-webauthn-sm2), and ``alg: "SM2SM3"`` is RFC 9563's name for the SM2
+    signature with SM3 (the default distinguishing ID), see docs/evidence.md.
+    """
+    point = public_point(pem)
+    if len(point) != 65 or point[0] != 0x04:
+        raise ValueError("not an uncompressed SM2 public point")
+    return {"kty": "EC", "crv": "SM2", "x": _b64url(point[1:33]), "y": _b64url(point[33:]), "kid": kid, "alg": "SM2SM3", "use": "sig"}
 
 
 def sm2_key_id(pem: bytes) -> str:
@@ -63,19 +80,23 @@ class PublicKeyInfo:
     current: bool
     alg: str = "Ed25519"
 
-    def as_json(self) -> dict[str, object]:
+    def jwk(self) -> Optional[dict[str, str]]:
+        """The key as a JWK (RFC 7517), or None for an algorithm without one."""
+        if self.alg == "SM2":
+            return sm2_public_jwk(self.pem.encode(), self.kid)
         if self.alg != "Ed25519":
-            return {"kid": self.kid, "alg": self.alg, "pem": self.pem, "created_at": self.created_at, "current": self.current}
+            return None
         public = serialization.load_pem_public_key(self.pem.encode())
         assert isinstance(public, Ed25519PublicKey)
-        return {
-            "kid": self.kid,
-            "alg": "Ed25519",
-            "pem": self.pem,
-            "jwk": public_jwk(public, self.kid),
-            "created_at": self.created_at,
-            "current": self.current,
-        }
+        return public_jwk(public, self.kid)
+
+    def as_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"kid": self.kid, "alg": self.alg, "pem": self.pem}
+        jwk = self.jwk()
+        if jwk is not None:
+            out["jwk"] = jwk
+        out.update(created_at=self.created_at, current=self.current)
+        return out
 
 
 class PublicKeys:

@@ -3,8 +3,10 @@
 Recomputes the signature, the manifest's canonical form, every object's size and
 SHA-256, the hash chain of the event log (the single ``events.jsonl`` of format 1, or the
 chunks ``events/<first seq>.jsonl`` the manifest's ``log.chunks`` lists, in that order),
-the blob events against the objects, and the Merkle root; reports every difference, the
-first one first.
+the blob events against the objects, the Merkle root, and the RFC 3161 token over the
+manifest (:func:`evidence.tsa_token.check_token`: its signature always, the TSA's
+certificate chain when trust anchors are given); reports every difference, the first one
+first.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .canonical import canonical_json
 from .chainlog import GENESIS, entry_hash, is_chunk_name
 from .manifest import EVENT_CHUNKS, EVENTS, FORMATS, MANIFEST, SEALS, SIGNATURE, SM2_SIGNATURE, TIMESTAMP, merkle_root, prefix_of
 from .sm2 import sm3_hex
-from .tsa import token_imprint
+from .tsa_token import TsaTrust, check_token, token_imprint
 from .signing import PublicKeys
 
 #: progress(done_bytes, total_bytes, what)
@@ -48,6 +50,12 @@ class Report:
     sm2_key_id: Optional[str] = None
     manifest_sha256: Optional[str] = None
     timestamp: Optional[str] = None  #: genTime of the token over this manifest, or "pending"
+    #: "trusted" (chains to a configured TSA CA), "untrusted" (sound, but no CA configured),
+    #: "failed" (a problem names why), or None (no token yet)
+    timestamp_trust: Optional[str] = None
+    timestamp_tsa: Optional[str] = None  #: the TSA certificate's subject
+    timestamp_ca: Optional[str] = None  #: the configured CA certificate it chains to
+    timestamp_note: Optional[str] = None  #: why it is untrusted, in words
 
     @property
     def ok(self) -> bool:
@@ -70,13 +78,19 @@ class Report:
             "sm2_key_id": self.sm2_key_id,
             "manifest_sha256": self.manifest_sha256,
             "timestamp": self.timestamp,
+            "timestamp_trust": self.timestamp_trust,
+            "timestamp_tsa": self.timestamp_tsa,
+            "timestamp_ca": self.timestamp_ca,
+            "timestamp_note": self.timestamp_note,
         }
 
 
 async def verify_inspection(
-    store: ObjectStore, inspection_id: str, progress: Optional[Progress] = None, *, require_sm2: bool = False
+    store: ObjectStore, inspection_id: str, progress: Optional[Progress] = None, *, require_sm2: bool = False,
+    tsa_trust: Optional[TsaTrust] = None,
 ) -> Report:
-    """Check everything; ``require_sm2`` makes a manifest without an SM2 signature a problem."""
+    """Check everything; ``require_sm2`` makes a manifest without an SM2 signature a problem;
+    ``tsa_trust`` (the configured TSA CA certificates) decides whether the timestamp is trusted."""
     report = Report(inspection_id)
     prefix = prefix_of(inspection_id)
 
@@ -132,14 +146,13 @@ async def verify_inspection(
     except ObjectNotFound:
         report.timestamp = "pending"
     else:
-        info = token_imprint(token)
-        if not info.granted:
-            problem(TIMESTAMP, f"is not a granted RFC 3161 timestamp response (status {info.status})")
-        elif info.imprint != hashlib.sha256(body).digest():
-            other = info.imprint.hex() if info.imprint is not None else "?"
-            problem(TIMESTAMP, f"is a timestamp over another manifest (sha256 {other[:16]}…), not this one ({report.manifest_sha256[:16]}…)")
+        checked = check_token(token, hashlib.sha256(body).digest(), tsa_trust)
+        report.timestamp_trust, report.timestamp_tsa, report.timestamp_ca = checked.trust, checked.tsa, checked.ca
+        if checked.ok:
+            report.timestamp = checked.gen_time
+            report.timestamp_note = checked.message
         else:
-            report.timestamp = info.gen_time
+            problem(TIMESTAMP, checked.message or "does not verify")
 
     if manifest.get("format") not in FORMATS:
         problem(MANIFEST, f"has format {manifest.get('format')!r}; this verifier reads {', '.join(FORMATS)}")

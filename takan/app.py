@@ -93,7 +93,7 @@ from web.routes import ROUTE_TABLE, RouteTable
 from web.staff_api import StaffApi
 from web.uploads import PhotoUploads
 
-from .config import Config
+from .config import Config, tsa_trust
 from .metrics import TakanCollector, registry
 from .protocol import constants as protocol_constants
 
@@ -293,7 +293,7 @@ def build_app(config: Config) -> web.Application:
         InspectionApi(book, keys, idempotency, signer, sessions, config.base_url,
                       datetime.timedelta(hours=config.link_ttl_hours), config.webhook_allowed_hosts, accounts, text_sender).routes(),
         ApprovalApi(book, decisions, ledger, publicity, evaluations, warning_lists, access, signer).routes(),
-        EvidenceApi(book, keys, store, signing, access, journal).routes(),
+        EvidenceApi(book, keys, store, signing, access, journal, tsa_trust(config)).routes(),
         RecordPdfApi(book, journal, store, sealer, access, config.base_url).routes(),
         PhotoUploads(book, signer, sessions).routes(),
         PlacementApi(sessions, config.base_url).routes(),

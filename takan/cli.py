@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence
 
 from aiohttp import web
 
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config, tsa_trust
 
 logger = logging.getLogger("takan")
 
@@ -30,6 +30,8 @@ def _server_flags(parser: argparse.ArgumentParser) -> None:
     add("--log-level", help="DEBUG, INFO, WARNING or ERROR (TAKAN_LOG_LEVEL)")
     add("--log-format", help="text, or json: one JSON object per line with the inspection id (TAKAN_LOG_FORMAT)")
     add("--tsa-urls", help="RFC 3161 timestamp authorities, comma-separated, tried in order (TAKAN_TSA_URLS)")
+    add("--tsa-ca", dest="tsa_ca_file", metavar="FILE",
+        help="PEM bundle of the CA certificates trusted to vouch for the TSA; timestamps are verified against it (TAKAN_TSA_CA_FILE)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -339,6 +341,7 @@ async def verify(config: Config, args: argparse.Namespace) -> int:
 
     from .app import make_object_store
 
+    trust = tsa_trust(config)
     store = make_object_store(config)
     await store.start()
     failed = 0
@@ -347,7 +350,8 @@ async def verify(config: Config, args: argparse.Namespace) -> int:
             if not args.quiet and not args.json:
                 print(f"verifying inspection {inspection_id}", file=sys.stderr)
             report = await verify_inspection(
-                store, inspection_id, _ProgressBar(not args.quiet and not args.json), require_sm2=config.require_sm2
+                store, inspection_id, _ProgressBar(not args.quiet and not args.json), require_sm2=config.require_sm2,
+                tsa_trust=trust,
             )
             if args.json:
                 print(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
@@ -356,6 +360,7 @@ async def verify(config: Config, args: argparse.Namespace) -> int:
                     f"OK {inspection_id}: {report.objects_checked} objects ({report.bytes_checked / 1e6:.1f} MB), "
                     f"{report.events_checked} events, signature by key {report.key_id}"
                     + (f", SM2 signature by key {report.sm2_key_id}" if report.sm2_key_id else "")
+                    + _timestamp_words(report)
                 )
             else:
                 print(f"FAILED {inspection_id}: first difference: {report.first_problem}")
@@ -365,6 +370,17 @@ async def verify(config: Config, args: argparse.Namespace) -> int:
     finally:
         await store.close()
     return 1 if failed else 0
+
+
+def _timestamp_words(report: Any) -> str:
+    """The trusted timestamp, as the OK line says it (a failed one is among the problems)."""
+    if report.timestamp == "pending":
+        return "; timestamp pending (no token from the TSA yet)"
+    if report.timestamp_trust == "trusted":
+        return f"; timestamp {report.timestamp} verified against the configured TSA CA ({report.timestamp_ca}), signed by {report.timestamp_tsa}"
+    if report.timestamp_trust == "untrusted":
+        return f"; timestamp {report.timestamp} {report.timestamp_note}"
+    return ""
 
 
 async def archive_verb(config: Config, args: argparse.Namespace) -> int:
@@ -389,7 +405,7 @@ async def archive_verb(config: Config, args: argparse.Namespace) -> int:
             restored = await restore(store, Path(args.backup_file), progress, overwrite=args.overwrite)
             print(f"restored {restored.objects} objects ({restored.bytes / 1e6:.1f} MB); verifying every inspection")
             failed = 0
-            for inspection_id, report in await verify_all(store, progress, require_sm2=config.require_sm2):
+            for inspection_id, report in await verify_all(store, progress, require_sm2=config.require_sm2, tsa_trust=tsa_trust(config)):
                 print(f"  {'OK    ' if report.ok else 'FAILED'} {inspection_id}" + ("" if report.ok else f": {report.first_problem}"))
                 failed += 0 if report.ok else 1
             return 1 if failed else 0
@@ -397,7 +413,7 @@ async def archive_verb(config: Config, args: argparse.Namespace) -> int:
         keys.start()
         package = await export_package(
             store, args.inspection, Path(args.out), authority=args.authority, cipher=FieldCipher(keys), progress=progress,
-            require_sm2=config.require_sm2,
+            require_sm2=config.require_sm2, tsa_trust=tsa_trust(config),
         )
         print(f"archive package {package.path}: {package.files} files, {package.bytes / 1e6:.1f} MB, sha256 {package.sha256}; "
               "authenticity, integrity, usability and security checks passed")

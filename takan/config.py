@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
+from evidence.tsa_token import TsaTrust
 from media.ice import IceServer
 
 
@@ -73,6 +74,9 @@ class Config:
     node_url: Optional[str] = None
     tsa_urls: tuple[str, ...] = ()  # RFC 3161 TSAs, tried in order
     tsa_timeout_s: float = 10.0
+    #: PEM bundle of the CA certificates trusted to vouch for TSAs; None: timestamps are
+    #: checked for integrity but reported as not trusted.
+    tsa_ca_file: Optional[Path] = None
     log_level: str = "INFO"
     log_format: str = "text"
     templates_dir: Optional[Path] = None
@@ -234,6 +238,9 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
     tsa, source = pick("tsa_urls")
     if tsa:
         values["tsa_urls"] = tuple(_url(("http", "https"))(u.strip(), source) for u in tsa.split(",") if u.strip())
+    ca_file, source = pick("tsa_ca_file")
+    if ca_file:
+        values["tsa_ca_file"] = _tsa_ca_file(ca_file, "--tsa-ca" if source.startswith("--") else source)
     hosts, _ = pick("webhook_allowed_hosts")
     if hosts:
         values["webhook_allowed_hosts"] = tuple(h.strip().lower() for h in hosts.split(",") if h.strip())
@@ -244,6 +251,20 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str] = os.environ) -
     if s3 is not None:
         values["s3"] = s3
     return Config(**values)
+
+
+def _tsa_ca_file(raw: str, source: str) -> Path:
+    path = Path(raw).expanduser()
+    try:
+        TsaTrust.from_pem_file(path)  # read once here so that a bad bundle stops the start
+    except ValueError as exc:
+        raise ConfigError(f"{source}={raw!r}: {exc}; give a PEM file of the TSA's CA certificate(s)") from None
+    return path
+
+
+def tsa_trust(config: Config) -> Optional[TsaTrust]:
+    """The configured TSA trust anchors (``TAKAN_TSA_CA_FILE``), or None."""
+    return TsaTrust.from_pem_file(config.tsa_ca_file) if config.tsa_ca_file else None
 
 
 def _tls(pick: Callable[[str], tuple[Optional[str], str]]) -> dict[str, Any]:

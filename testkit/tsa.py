@@ -26,7 +26,7 @@ dir = {dir}
 serial = $dir/serial
 crypto_device = builtin
 signer_cert = $dir/tsa.crt
-certs = $dir/tsa.crt
+certs = $dir/certs.pem
 signer_key = $dir/tsa.key
 signer_digest = sha256
 default_policy = 1.2.3.4.1
@@ -40,21 +40,51 @@ ess_cert_id_alg = sha256
 """
 
 
-def make_tsa_ca(directory: Path) -> Path:
-    """A CA (``ca.crt``) and a TSA (``tsa.crt``, ``tsa.key``) in ``directory``; returns it."""
+KEYS = {"ec": ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"), "rsa": ("-newkey", "rsa:2048")}
+
+
+def make_tsa_ca(directory: Path, key: str = "ec", intermediate: bool = False) -> Path:
+    """A CA (``ca.crt``) and a TSA (``tsa.crt``, ``tsa.key``) in ``directory``; returns it.
+
+    ``key`` is ``ec`` (P-256) or ``rsa`` (2048, PKCS#1 v1.5 signatures) for every key made;
+    with ``intermediate`` the root issues ``sub.crt``, which issues the TSA's certificate,
+    and the TSA puts both in its tokens (``certs.pem``), so a verifier must walk the chain.
+    """
     directory.mkdir(parents=True, exist_ok=True)
 
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
 
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-        "-subj", "/CN=Takan Test Root CA", "-days", "2", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "tsa.key", "-out", "tsa.csr", "-subj", "/CN=Takan Test TSA")
+    ca_ext = ("-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("req", "-x509", *KEYS[key], "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=Takan Test Root CA", "-days", "2", *ca_ext)
+    issuer = "ca"
+    if intermediate:
+        run("req", *KEYS[key], "-nodes", "-keyout", "sub.key", "-out", "sub.csr", "-subj", "/CN=Takan Test Issuing CA")
+        (directory / "sub.cnf").write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
+        run("x509", "-req", "-in", "sub.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "sub.crt", "-days", "2", "-extfile", "sub.cnf")
+        issuer = "sub"
+    run("req", *KEYS[key], "-nodes", "-keyout", "tsa.key", "-out", "tsa.csr", "-subj", "/CN=Takan Test TSA")
     (directory / "ext.cnf").write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=critical,timeStamping\n")
-    run("x509", "-req", "-in", "tsa.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "tsa.crt", "-days", "2", "-extfile", "ext.cnf")
+    run("x509", "-req", "-in", "tsa.csr", "-CA", f"{issuer}.crt", "-CAkey", f"{issuer}.key", "-CAcreateserial", "-out", "tsa.crt", "-days", "2", "-extfile", "ext.cnf")
+    chain = [directory / "tsa.crt"] + ([directory / "sub.crt"] if intermediate else [])
+    (directory / "certs.pem").write_bytes(b"".join(p.read_bytes() for p in chain))
     (directory / "serial").write_text("01\n")
     (directory / "tsa.cnf").write_text(CONFIG.format(dir=directory))
     return directory
+
+
+def _reply_command(directory: Path, query: Path, out: Path) -> list[str]:
+    return ["openssl", "ts", "-reply", "-config", str(directory / "tsa.cnf"), "-queryfile", str(query), "-out", str(out)]
+
+
+def stamp(directory: Path, digest: bytes) -> bytes:
+    """The TSA's TimeStampResp over the SHA-256 ``digest``, without a server (certReq set)."""
+    from evidence.tsa import timestamp_query
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "q.tsq").write_bytes(timestamp_query(digest))
+        subprocess.run(_reply_command(directory, Path(tmp) / "q.tsq", Path(tmp) / "r.tsr"), check=True, capture_output=True)
+        return (Path(tmp) / "r.tsr").read_bytes()
 
 
 class TsaServer:
@@ -73,8 +103,8 @@ class TsaServer:
             with tempfile.TemporaryDirectory() as tmp:
                 (Path(tmp) / "q.tsq").write_bytes(query)
                 process = await asyncio.create_subprocess_exec(
-                    "openssl", "ts", "-reply", "-config", str(self.directory / "tsa.cnf"), "-queryfile", str(Path(tmp) / "q.tsq"),
-                    "-out", str(Path(tmp) / "r.tsr"), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                    *_reply_command(self.directory, Path(tmp) / "q.tsq", Path(tmp) / "r.tsr"),
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 )
                 _, err = await process.communicate()
                 if process.returncode != 0:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
-from typing import Any
+from typing import Any, Optional
 
 from aiohttp import web
 
@@ -15,6 +15,7 @@ from evidence.journal import Journal
 from evidence.chainlog import read_log
 from evidence.manifest import EVENTS, MANIFEST, SIGNATURE, SM2_SIGNATURE, TIMESTAMP, prefix_of
 from evidence.signing import SigningKeys
+from evidence.tsa_token import TsaTrust
 from evidence.verify import verify_inspection
 from identity.permissions import Principal
 from storage.keys import InvalidKey, validate_key
@@ -30,8 +31,10 @@ _TYPES = {".webm": "video/webm", ".mkv": "video/x-matroska", ".jsonl": "applicat
 
 class EvidenceApi:
     def __init__(
-        self, book: InspectionBook, keys: ApiKeys, store: ObjectStore, signing: SigningKeys, access: AccessLog, journal: Journal
+        self, book: InspectionBook, keys: ApiKeys, store: ObjectStore, signing: SigningKeys, access: AccessLog, journal: Journal,
+        tsa_trust: Optional[TsaTrust] = None,
     ) -> None:
+        self.tsa_trust = tsa_trust  #: the configured TSA CA certificates (TAKAN_TSA_CA_FILE)
         self.journal = journal
         self.book = book
         self.keys = keys
@@ -117,7 +120,7 @@ class EvidenceApi:
         inspection_id = request.match_info["id"]
         visible_record(self.book, inspection_id, principal)
         async with await self.journal.consistent(inspection_id):
-            report = await verify_inspection(self.store, inspection_id, require_sm2=self.signing.require_sm2)
+            report = await verify_inspection(self.store, inspection_id, require_sm2=self.signing.require_sm2, tsa_trust=self.tsa_trust)
         await self.access.record("evidence.verify", actor_of(principal), {"inspection_id": inspection_id, "ok": report.ok})
         body: dict[str, Any] = report.as_json()
         return web.json_response(body, headers=NO_STORE)

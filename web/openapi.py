@@ -250,7 +250,12 @@ SCHEMAS: dict[str, Any] = {
                     "required": ["kid", "alg", "pem"],
                     "properties": {
                         "kid": {"type": "string"}, "alg": {"enum": ["Ed25519", "SM2"]}, "pem": {"type": "string"},
-                        "jwk": {"type": "object", "description": "Ed25519 keys only"}, "created_at": {"type": "string"}, "current": {"type": "boolean"},
+                        "jwk": {
+                            "type": "object",
+                            "description": "The key as a JWK (RFC 7517). Ed25519: kty OKP, crv Ed25519, alg EdDSA. SM2: kty EC, crv SM2, "
+                            "x and y the point's 32-byte coordinates (base64url), alg SM2SM3 (SM2 with SM3 and the default distinguishing ID "
+                            "1234567812345678; no IANA-registered JOSE name exists, see docs/evidence.md)",
+                        }, "created_at": {"type": "string"}, "current": {"type": "boolean"},
                     },
                 },
             }
@@ -389,7 +394,20 @@ SCHEMAS: dict[str, Any] = {
     "Verification": {
         "type": "object",
         "required": ["ok", "problems"],
-        "properties": {"ok": {"type": "boolean"}, "first_problem": _NULLABLE_STR, "problems": {"type": "array"}},
+        "properties": {
+            "ok": {"type": "boolean"}, "first_problem": _NULLABLE_STR, "problems": {"type": "array"},
+            "timestamp": {**_NULLABLE_STR, "description": "genTime of the RFC 3161 token over this manifest, or 'pending'"},
+            "timestamp_trust": {
+                "enum": ["trusted", "untrusted", "failed", None],
+                "description": "trusted: the token's signature holds and its TSA certificate chains to the configured TSA CA "
+                "(TAKAN_TSA_CA_FILE); untrusted: it covers this manifest and its signature holds, but no TSA CA is configured, "
+                "so nothing says the TSA is a real one (not a failure); failed: a problem on manifest.tsr says why (signature "
+                "invalid, chain not trusted, another manifest); null: no token yet",
+            },
+            "timestamp_tsa": {**_NULLABLE_STR, "description": "subject of the TSA's certificate"},
+            "timestamp_ca": {**_NULLABLE_STR, "description": "subject of the configured CA certificate the TSA chains to"},
+            "timestamp_note": {**_NULLABLE_STR, "description": "why the timestamp is untrusted, in words"},
+        },
     },
 }
 

@@ -1,11 +1,13 @@
-"""RFC 3161 timestamps from a real TSA on loopback (openssl ts -reply), checked by openssl ts -verify."""
+"""RFC 3161 timestamps from a real TSA on loopback (openssl ts -reply), checked by openssl ts -verify and by Takan."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -15,7 +17,8 @@ from evidence.journal import Journal
 from evidence.manifest import prefix_of
 from evidence.signing import SigningKeys
 from evidence.timestamper import Timestamper
-from evidence.tsa import TsaClient, token_imprint
+from evidence.tsa import TsaClient
+from evidence.tsa_token import TsaTrust, token_imprint
 from evidence.verify import verify_inspection
 from storage.local import LocalObjectStore
 from testkit.tsa import TsaServer, make_tsa_ca
@@ -61,6 +64,22 @@ async def test_tsa_down_then_up_never_blocks_and_the_token_verifies(tmp_path, ts
         assert checked.returncode == 0 and "Verification: OK" in checked.stdout, checked.stdout + checked.stderr
         report = await verify_inspection(store, INSPECTION)
         assert report.ok and report.timestamp and report.timestamp.endswith("Z"), report.problems
+        assert report.timestamp_trust == "untrusted" and "no TSA CA is configured" in str(report.timestamp_note)
+        report = await verify_inspection(store, INSPECTION, tsa_trust=TsaTrust.from_pem_file(tsa_dir / "ca.crt"))
+        assert report.ok and report.timestamp_trust == "trusted" and report.timestamp_ca == "CN=Takan Test Root CA", report.problems
+
+        # takan verify says which, and fails a TSA that does not chain to the CA it is given
+        def takan_verify(*flags: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "takan", "verify", "--quiet", "--data-dir", str(tmp_path), *flags, INSPECTION],
+                                  capture_output=True, text=True, timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("TAKAN_")})
+
+        trusted = takan_verify("--tsa-ca", str(tsa_dir / "ca.crt"))
+        assert trusted.returncode == 0 and "verified against the configured TSA CA (CN=Takan Test Root CA)" in trusted.stdout, trusted.stdout + trusted.stderr
+        untrusted = takan_verify()
+        assert untrusted.returncode == 0 and "covers the manifest, but the TSA is not trusted" in untrusted.stdout, untrusted.stdout
+        other = make_tsa_ca(tmp_path / "other-ca")
+        refused = takan_verify("--tsa-ca", str(other / "ca.crt"))
+        assert refused.returncode == 1 and "FAILED" in refused.stdout and "manifest.tsr: the TSA certificate CN=Takan Test TSA does not chain" in refused.stdout, refused.stdout
 
         # a re-seal keeps the old token as evidence covered by the new seal, and stamps anew
         await journal.seal(INSPECTION, {"id": INSPECTION}, {"outcome": "pass"}, "r1", ("verdict", "system", {}))
@@ -72,8 +91,8 @@ async def test_tsa_down_then_up_never_blocks_and_the_token_verifies(tmp_path, ts
 
         # a token over another manifest is named
         shutil.copy(prefix / "timestamps" / f"manifest-{sha[:16]}.tsr", token)
-        report = await verify_inspection(store, INSPECTION)
-        assert not report.ok and report.first_problem.where == "manifest.tsr"
+        report = await verify_inspection(store, INSPECTION, tsa_trust=TsaTrust.from_pem_file(tsa_dir / "ca.crt"))
+        assert not report.ok and report.first_problem.where == "manifest.tsr" and report.timestamp_trust == "failed"
         assert "over another manifest" in report.first_problem.message
     finally:
         await journal.close()
@@ -111,7 +130,7 @@ async def test_live_log_heads_are_timestamped(tmp_path, tsa_dir) -> None:
 
 async def test_manifest_tsr_is_served_and_pending_until_then(tmp_path, tsa_dir) -> None:
     tsa = TsaServer(tsa_dir)
-    async with running_server(tmp_path / "data", tsa_urls=tsa.url) as server, aiohttp.ClientSession() as http:
+    async with running_server(tmp_path / "data", tsa_urls=tsa.url, tsa_ca_file=tsa_dir / "ca.crt") as server, aiohttp.ClientSession() as http:
         created = await create_inspection(server, http)
         inspection_id = created["id"]
         await server.services.sessions.sealer.seal(inspection_id)
@@ -133,5 +152,6 @@ async def test_manifest_tsr_is_served_and_pending_until_then(tmp_path, tsa_dir) 
             async with http.get(base + "/verification", headers=server.headers()) as r:
                 report = await r.json()
             assert report["ok"] and report["timestamp"].endswith("Z"), report
+            assert report["timestamp_trust"] == "trusted" and report["timestamp_tsa"] == "CN=Takan Test TSA", report
         finally:
             await tsa.stop()

@@ -99,6 +99,8 @@ def test_serve_with_self_signed_tls(tmp_path) -> None:
         ([], {"TAKAN_S3_ENDPOINT": "minio:9000"}, "S3 needs TAKAN_S3_ACCESS_KEY"),
         ([], {"TAKAN_ICE_LOOPBACK": "perhaps"}, "is not a boolean"),
         ([], {"TAKAN_LOG_LEVEL": "LOUD"}, "must be DEBUG, INFO, WARNING or ERROR"),
+        (["--tsa-ca", "/nonexistent.pem"], {}, "--tsa-ca='/nonexistent.pem': cannot read"),
+        ([], {"TAKAN_TSA_CA_FILE": "/etc/passwd"}, "TAKAN_TSA_CA_FILE='/etc/passwd': /etc/passwd is not a PEM bundle of certificates"),
     ],
 )
 def test_bad_configuration_is_named(tmp_path, args, env, message) -> None:

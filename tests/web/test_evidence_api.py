@@ -65,6 +65,7 @@ async def test_ended_session_is_sealed_and_served(server, tmp_path) -> None:
         sm2 = next(s for s in manifest["signatures"] if s["alg"] == "SM2")
         sm2_key = next(k for k in keys if k["kid"] == sm2["key_id"])
         assert sm2_key["alg"] == "SM2" and sm2_key["current"]
+        assert (sm2_key["jwk"]["kty"], sm2_key["jwk"]["crv"], sm2_key["jwk"]["kid"]) == ("EC", "SM2", sm2["key_id"])
         async with http.get(base + "/manifest.sm2.sig", headers=server.headers()) as r:
             assert r.status == 200
             (tmp_path / "manifest.sm2.sig").write_bytes(await r.read())

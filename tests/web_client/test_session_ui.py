@@ -484,3 +484,52 @@ async def test_audit_page_key_search_filters_and_unsealed(tmp_path) -> None:
             await until(page, "!document.getElementById('view-login').hidden")
             assert await page.evaluate("() => sessionStorage.getItem('takan.auditKey')") is None
             assert page.js_errors == [], page.js_errors
+
+
+@browser_test
+async def test_audit_page_says_whether_the_timestamp_is_trusted(tmp_path) -> None:
+    """Verified against the configured TSA CA, or covering the manifest from a TSA nobody vouched for, or failed."""
+    from testkit.tsa import TsaServer, make_tsa_ca
+
+    ca = make_tsa_ca(tmp_path / "tsa")
+    tsa = TsaServer(ca)
+    await tsa.start()
+    try:
+        async with running_server(tmp_path / "data", tsa_urls=tsa.url, tsa_ca_file=ca / "ca.crt") as server, aiohttp.ClientSession() as http:
+            created = await create_inspection(server, http, case_no="DZ-2026-000999")
+            await server.services.sessions.sealer.seal(created["id"])
+            stamper = server.services.journal.timestamper
+            assert stamper is not None and await stamper.idle(30), stamper.last_error
+            async with browser() as b:
+                page = await open_page(b, server.base_url + "/audit")
+                await page.fill("#api-key", API_KEY)
+                await page.click("#login-submit")
+                await until(page, "document.querySelectorAll('#list-body tr').length === 1")
+                await page.click(f"#list-body tr[data-id='{created['id']}']")
+                await until(page, "document.getElementById('verify').dataset.state === 'ok'")
+                assert "已按配置的时间戳机构 CA 验证（CN=Takan Test Root CA）" in await text(page, "#verify-detail")
+                await page.click(".topbar .lang-toggle")
+                assert "verified against the configured TSA CA (CN=Takan Test Root CA)" in await text(page, "#verify-detail")
+                await page.click(".topbar .lang-toggle")
+
+                # the same report as a server without a TSA CA gives it, then a failed token
+                async def report_as(route, changes: dict) -> None:
+                    response = await route.fetch()
+                    await route.fulfill(response=response, json={**await response.json(), **changes})
+
+                await page.route("**/verification", lambda route: report_as(route, {"timestamp_trust": "untrusted", "timestamp_ca": None}))
+                await page.click("#back-link")
+                await page.click(f"#list-body tr[data-id='{created['id']}']")
+                await until(page, "document.getElementById('verify').dataset.state === 'ok' && document.getElementById('verify-detail').textContent.includes('未经信任验证')")
+                assert "未配置时间戳机构的 CA 证书" in await text(page, "#verify-detail")
+                await page.unroute("**/verification")
+                failed = {"ok": False, "timestamp": None, "timestamp_trust": "failed", "first_problem": "manifest.tsr: the TSA certificate CN=Takan Test TSA does not chain to a CA",
+                          "problems": [{"where": "manifest.tsr", "message": "the TSA certificate CN=Takan Test TSA does not chain to a CA"}]}
+                await page.route("**/verification", lambda route: report_as(route, failed))
+                await page.click("#back-link")
+                await page.click(f"#list-body tr[data-id='{created['id']}']")
+                await until(page, "document.getElementById('verify').dataset.state === 'bad'")
+                assert (await text(page, "#verify-detail")).startswith("可信时间戳未通过验证 · 第一个问题：manifest.tsr")
+                assert page.js_errors == [], page.js_errors
+    finally:
+        await tsa.stop()

@@ -1,5 +1,6 @@
 // The verification panel: the server's report on the sealed evidence (signature, hashes, log
-// chain), "open" before the end, and the downloads it enables.
+// chain, the trusted timestamp and whether its TSA is trusted), "open" before the end, and the
+// downloads it enables.
 
 import { t } from "../i18n.js";
 import { count } from "../format.js";
@@ -39,7 +40,9 @@ export function renderVerify() {
     const extra = [];
     if (report.sm2_key_id) extra.push(t("ver.sm2", { kid: report.sm2_key_id }));
     if (report.timestamp === "pending") extra.push(t("ver.tsaPending"));
-    else if (report.timestamp) extra.push(t("ver.tsaAt", { at: report.timestamp }));
+    else if (report.timestamp_trust === "trusted") extra.push(t("ver.tsaTrusted", { at: report.timestamp, ca: report.timestamp_ca ?? "—" }));
+    // sound, but nothing configured says the TSA is a real one: said plainly, not as a failure
+    else if (report.timestamp) extra.push(t("ver.tsaUntrusted", { at: report.timestamp }));
     $("verify-detail").textContent = [t("ver.okDetail", {
       kid: report.key_id ?? "—",
       objects: count(report.objects_checked ?? 0),
@@ -48,7 +51,8 @@ export function renderVerify() {
   } else {
     setVerify("bad");
     $("verify-title").textContent = t("ver.bad");
-    $("verify-detail").textContent = t("ver.firstProblem", { problem: report.first_problem ?? "?" });
+    const lead = report.timestamp_trust === "failed" ? [t("ver.tsaFailed")] : [];
+    $("verify-detail").textContent = [...lead, t("ver.firstProblem", { problem: report.first_problem ?? "?" })].join(" · ");
     const list = report.problems ?? [];
     if (list.length > 1) {
       problems.replaceChildren(...list.slice(1, 21).map((p) => {
