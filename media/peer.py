@@ -176,7 +176,7 @@ class ServerPeer:
             return
         for transceiver in self._pc.getTransceivers():
             if transceiver.receiver.track is track:
-                up = UpTrack(transceiver.kind, transceiver.receiver, owner=self.peer_id)
+                up = UpTrack(transceiver.kind, transceiver.receiver, owner=self.peer_id, rtt=self._round_trip)
                 up.start()
                 self._ups.append(up)
                 receiver = transceiver.receiver
@@ -190,6 +190,17 @@ class ServerPeer:
 
                 tap.observe_rtp(receiver, on_packet)
                 return
+
+    def _round_trip(self) -> Optional[float]:
+        """The round trip to this peer, from its receiver reports on what we send it (one
+        transport, so the same path its retransmissions take); None if it subscribes to
+        nothing or has not reported yet."""
+        for kind in ("video", "audio"):
+            forwarded = self._forwarded.get(kind)
+            rtt = forwarded.link_rtt_s() if forwarded is not None else None
+            if rtt is not None:
+                return rtt
+        return None
 
     def _transport_feedback_received(self, feedback: Feedback) -> None:
         assert self.queue_estimator is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from aiortc import RTCPeerConnection
@@ -488,6 +489,7 @@ async def test_missing_packets_are_nacked_again_until_repaired(monkeypatch) -> N
         return True
 
     monkeypatch.setattr(relay, "NACK_RETRY_S", 0.01)
+    monkeypatch.setattr(relay, "NACK_TICK_S", 0.01)
     monkeypatch.setattr(tap, "missing_packets", lambda receiver: set(missing))
     monkeypatch.setattr(tap, "send_nack", send_nack)
     up = relay.UpTrack("video", receiver=None, owner="a")  # type: ignore[arg-type]
@@ -497,6 +499,33 @@ async def test_missing_packets_are_nacked_again_until_repaired(monkeypatch) -> N
     assert sent and sent[0] == [100, 101]
     assert all(seqs == [101] for seqs in sent[1:])
     assert sum(s.count(101) for s in sent) == relay.NACK_RETRIES - 1  # aiortc sent the first
+
+
+async def test_a_missing_packet_is_nacked_again_once_per_round_trip(monkeypatch) -> None:
+    """Not on a fixed period: once 1.2 round trips have passed since its last NACK, so a
+    lost retransmission costs about a round trip more, not up to 300 ms."""
+    from media import relay, tap
+
+    missing = {7}
+    sent: list[float] = []
+
+    async def send_nack(receiver, seqs):
+        sent.append(time.monotonic())
+        return True
+
+    monkeypatch.setattr(relay, "NACK_RETRY_S", 0.01)
+    monkeypatch.setattr(relay, "NACK_TICK_S", 0.005)
+    monkeypatch.setattr(tap, "missing_packets", lambda receiver: set(missing))
+    monkeypatch.setattr(tap, "send_nack", send_nack)
+    up = relay.UpTrack("video", receiver=None, owner="a", rtt=lambda: 0.1)  # type: ignore[arg-type]
+    start = time.monotonic()
+    up._spawn(up._renack())
+    await asyncio.sleep(0.4)
+    await up.close()
+    # aiortc's own NACK at the gap, then one at ~0.12 s, ~0.24 s, ~0.36 s
+    assert 2 <= len(sent) <= 3, [round(t - start, 3) for t in sent]
+    assert sent[0] - start >= 0.12
+    assert all(b - a >= 0.12 - 0.001 for a, b in zip(sent, sent[1:]))
 
 
 async def test_state_reports_can_be_re_pointed() -> None:
