@@ -147,7 +147,7 @@ class ApprovalApi:
                     raise ValueError
             except ValueError:
                 raise ValidationFailed("since must be an RFC 3339 date-time", errors=[{"field": "since", "message": "not a date-time with offset"}]) from None
-        return web.json_response({"items": self.publicity.feed(since)})
+        return web.json_response({"items": await self.publicity.feed(since)})
 
     async def rate(self, request: web.Request) -> web.Response:
         """Clause 10: the applicant rates the service, with the link token of the session."""
