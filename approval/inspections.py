@@ -6,6 +6,9 @@ are still in play (open, or ended and not yet judged) and, bounded, the most rec
 finished ones; any other is read back from the store when asked for. A long-running server's
 memory therefore does not grow with the number of inspections it has seen (issue 13's soak:
 the server's RSS rose by about 8 kB per inspection while the book kept every record).
+Listings and reports range over a :class:`~approval.record_index.RecordIndex` of every
+record's summary, kept with each save and reload; a listing reads from the store only the
+records of the page it returns.
 
 On several nodes (docs/nodes.md) the book is given :class:`SharedRecords`: each change is
 made under a cross-node lock on a copy read afresh from the store (no node overwrites a
@@ -19,6 +22,8 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import heapq
+import itertools
 import json
 import logging
 import secrets
@@ -30,6 +35,7 @@ from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, fie
 from storage.objects import ObjectNotFound, ObjectStore
 
 from errors import BadRequest, Conflict, NotFound, ValidationFailed
+from .record_index import Order, RecordIndex, RecordSummary
 from .requests import NewInspection
 from .templates import Template, Templates
 
@@ -57,7 +63,7 @@ RESIDENT_STATUSES = (*OPEN_STATUSES, "ended")
 #: least recently used out first: the seal, the webhook and the approval core's reads that
 #: follow a judgement find the record without a store read. A few kB each.
 FINISHED_KEPT = 256
-#: Store reads in flight at once when a listing reads records the book does not hold.
+#: Store reads in flight at once when the start or a listing reads records the book does not hold.
 LIST_READS = 32
 #: Why an inspection is over (the record's ``end_reason``, CONTRACT.md "Additions (2026-12)").
 END_REASONS = ("ended", "abandoned", "cancelled")
@@ -209,21 +215,47 @@ class InspectionBook:
         #: finished records, least recently used first, at most ``keep_finished``
         self._finished: OrderedDict[str, Inspection] = OrderedDict()
         self.keep_finished = keep_finished
+        #: a summary of every stored record, for listings and reports
+        self._index = RecordIndex()
+        #: counts the records held or changed, so that a listing's read that raced a change is not kept
+        self._generation = 0
         self._lock = asyncio.Lock()
+        self._started = False
         #: Set when several nodes share the records (takan/app.py); None on one node.
         self.shared: Optional[SharedRecords] = None
 
     async def start(self) -> None:
-        """Hold the records still in play, and the most recent finished ones."""
-        records = await self._read_all(await self._store.list(RECORD_PREFIX))
-        for record in sorted(records, key=_created):  # oldest first: the newest finished stay
+        """Index every stored record; hold those still in play and the most recent finished
+        ones. Reads LIST_READS records at a time and keeps no more than that many others;
+        idempotent."""
+        if self._started:
+            return
+        # the newest finished records, as a min-heap on (created_at, id), kept to keep_finished
+        newest: list[tuple[Order, Inspection]] = []
+        count = 0
+        async for batch in self._batches(await self._store.list(RECORD_PREFIX)):
+            for record in batch:
+                count += 1
+                if record.status in RESIDENT_STATUSES:
+                    self._hold(record)
+                    continue
+                self._index.put(record)
+                if len(newest) < self.keep_finished:
+                    heapq.heappush(newest, (_created(record), record))
+                elif newest and _created(record) > newest[0][0]:
+                    heapq.heapreplace(newest, (_created(record), record))
+        for _, record in sorted(newest, key=lambda item: item[0]):  # oldest first: the newest are used last
             self._hold(record)
-        logger.info("read %d inspection records; holding %d in play and %d finished", len(records), len(self._records),
+        self._started = True
+        logger.info("read %d inspection records; holding %d in play and %d finished", count, len(self._records),
                     len(self._finished))
 
     async def close(self) -> None:
+        """Let go of every record and the index; idempotent (start() reads them again)."""
         self._records.clear()
         self._finished.clear()
+        self._index.clear()
+        self._started = False
 
     @property
     def held(self) -> int:
@@ -231,8 +263,11 @@ class InspectionBook:
         return len(self._records) + len(self._finished)
 
     def _hold(self, record: Inspection) -> Inspection:
-        """Keep ``record`` in memory: for good while it is in play, else among the recent
-        finished ones (dropping the least recently used beyond ``keep_finished``)."""
+        """Keep ``record`` (as stored, or just saved) in memory: for good while it is in play,
+        else among the recent finished ones (dropping the least recently used beyond
+        ``keep_finished``); and its summary in the index."""
+        self._index.put(record)
+        self._generation += 1
         if record.status in RESIDENT_STATUSES:
             self._finished.pop(record.id, None)
             self._records[record.id] = record
@@ -254,14 +289,12 @@ class InspectionBook:
             logger.error("inspection record %s is unreadable (%s); skipped", key, exc)
             return None
 
-    async def _read_all(self, keys: list[str]) -> list[Inspection]:
-        """The records stored at ``keys`` (``.json`` ones), LIST_READS reads at a time."""
+    async def _batches(self, keys: list[str]) -> AsyncIterator[list[Inspection]]:
+        """The records stored at ``keys`` (``.json`` ones), LIST_READS at a time."""
         keys = [key for key in keys if key.endswith(".json")]
-        found: list[Inspection] = []
         for start in range(0, len(keys), LIST_READS):
             batch = await asyncio.gather(*(self._read(key) for key in keys[start : start + LIST_READS]))
-            found.extend(record for record in batch if record is not None)
-        return found
+            yield [record for record in batch if record is not None]
 
     def get(self, inspection_id: str) -> Inspection:
         """A record the book holds (404 otherwise): for callers that just changed or admitted
@@ -282,8 +315,10 @@ class InspectionBook:
         """The stored record, put into the index (the same object is updated, so that
         holders of it see the change); None if the store has none."""
         try:
-            data = await self._store.get(f"{RECORD_PREFIX}{inspection_id}.json")
+            data = await self._store.get(_key(inspection_id))
         except (ObjectNotFound, ValueError):  # ValueError: an id that is no valid key
+            if self.find(inspection_id) is None:
+                self._index.drop(inspection_id)  # gone from the store (disposed of)
             return None
         stored = Inspection.from_json(data, self._cipher)
         record = self.find(stored.id)
@@ -333,16 +368,78 @@ class InspectionBook:
 
     def all(self) -> list[Inspection]:
         """The records in memory, oldest first: every one in play (open, or ended and not yet
-        judged) and the recently used finished ones. Listings use :meth:`records`."""
+        judged) and the recently used finished ones. Listings use :meth:`page`, reports
+        :meth:`summaries`."""
         return sorted([*self._records.values(), *self._finished.values()], key=_created)
 
-    async def records(self) -> list[Inspection]:
-        """Every record, oldest first: those in memory, the others read from the store and not
-        kept (a listing must not fill the memory the book bounds). A full read of the store,
-        as the start is: fine for a county's few thousand a year, not for millions."""
-        held = {record.id: record for record in self.all()}
-        others = [key for key in await self._store.list(RECORD_PREFIX) if key[len(RECORD_PREFIX) : -len(".json")] not in held]
-        return sorted([*held.values(), *await self._read_all(others)], key=_created)
+    def summaries(self) -> list[RecordSummary]:
+        """Every record's summary, oldest first (reports that need no more than it holds)."""
+        return list(self._index)
+
+    async def page(
+        self,
+        matches: Callable[[RecordSummary], bool],
+        limit: int,
+        after: Optional[Order] = None,
+        case_no: Optional[str] = None,
+    ) -> tuple[list[Inspection], bool]:
+        """The first ``limit`` records after ``after`` (in (created_at, id) order) whose
+        summary ``matches``, of case ``case_no`` if given; and whether more match.
+
+        Filters on the index, then reads from the store the page's records the book does not
+        hold (about ``limit`` reads). A read record is checked again (an index entry can be
+        stale when another node's announcement was missed) and refreshes its entry.
+        """
+        candidates = (summary for summary in self._index.after(after, case_no) if matches(summary))
+        found: list[Inspection] = []
+        while len(found) < limit:
+            wanted = list(itertools.islice(candidates, limit - len(found)))
+            if not wanted:
+                return found, False
+            found.extend(r for r in await self._read_page(wanted) if r is not None and matches(RecordSummary.of(r)))
+        return found, next(candidates, None) is not None
+
+    async def _read_page(self, wanted: list[RecordSummary]) -> list[Optional[Inspection]]:
+        """The records of ``wanted``, in order: held ones as they are, the others read from the
+        store, LIST_READS at a time, and held among the recent finished ones (bounded as
+        every finished record is) unless a record changed while they were read, which the
+        read may predate. None for one gone from the store."""
+        records: list[Optional[Inspection]] = [self.find(summary.id) for summary in wanted]
+        missing = [n for n, record in enumerate(records) if record is None]
+        for start in range(0, len(missing), LIST_READS):
+            batch = missing[start : start + LIST_READS]
+            generation = self._generation
+            read = await asyncio.gather(*(self._read(_key(wanted[n].id)) for n in batch))
+            unchanged = self._generation == generation
+            for n, record in zip(batch, read):
+                held = self.find(wanted[n].id)
+                if held is not None:  # held meanwhile: that one is current
+                    records[n] = held
+                elif not unchanged:
+                    records[n] = record  # shown as read, neither held nor indexed
+                elif record is None:
+                    self._index.drop(wanted[n].id)
+                else:
+                    records[n] = self._hold(record)
+        return records
+
+    async def rescan(self) -> int:
+        """Read the stored records the index lacks (saved on another node whose announcement
+        this node missed, or before it listened); returns how many it found."""
+        unindexed = [key for key in await self._store.list(RECORD_PREFIX) if _id_of(key) not in self._index]
+        found = 0
+        async for batch in self._batches(unindexed):
+            for record in batch:
+                if record.id in self._index:  # reloaded meanwhile
+                    continue
+                found += 1
+                if record.status in RESIDENT_STATUSES:
+                    self._hold(record)
+                else:
+                    self._index.put(record)
+        if found:
+            logger.info("indexed %d inspection records saved elsewhere", found)
+        return found
 
     def open_for_case(self, case_no: str) -> Optional[Inspection]:
         return next((r for r in self._records.values() if r.case_no == case_no and r.is_open), None)
@@ -456,14 +553,22 @@ class InspectionBook:
         return record
 
     async def _save(self, record: Inspection) -> None:
-        await self._store.put(f"{RECORD_PREFIX}{record.id}.json", record.to_json(self._cipher), "application/json")
+        await self._store.put(_key(record.id), record.to_json(self._cipher), "application/json")
         if self.shared is not None:
             await self.shared.announce(record.id)
 
 
-def _created(record: Inspection) -> tuple[str, str]:
+def _created(record: Inspection) -> Order:
     """The order of listings and cursors: creation time, then id."""
     return (record.created_at, record.id)
+
+
+def _key(inspection_id: str) -> str:
+    return f"{RECORD_PREFIX}{inspection_id}.json"
+
+
+def _id_of(key: str) -> str:
+    return key[len(RECORD_PREFIX) : -len(".json")]
 
 
 def new_id() -> str:

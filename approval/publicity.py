@@ -14,6 +14,10 @@ natural person's resident ID or passport the number is masked (a credit code, wh
 persons, other organisations and individual businesses have, is published in full). A
 withdrawn entry appears as a tombstone that names the decision and the reason, without the
 counterpart's details, so that the channels take it down instead of republishing it.
+
+Memory holds a :class:`~approval.publicity_index.PublicityIndex` of every record's state and
+dates, and at most CACHED whole records; the feed, the overdue list and the lookups select on
+the index and read the records they return from the store.
 """
 
 from __future__ import annotations
@@ -24,16 +28,18 @@ import datetime
 import json
 from functools import partial
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, get_args
 
 from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, field_context
-from storage.objects import ObjectStore
+from storage.objects import ObjectNotFound, ObjectStore
 
 from errors import Conflict, NotFound, ValidationFailed
 from .inspections import new_id, now_utc, parse_rfc3339, rfc3339
 from .ledger import inspection_view, mask_id
+from .publicity_index import PublicityIndex, PublicitySummary
 from .workdays import CalendarYearUnknown, WorkingCalendar, china_date
 
 __all__ = [
@@ -50,6 +56,10 @@ logger = logging.getLogger(__name__)
 RECORD_PREFIX = "records/publicity/"
 #: 8.4.1: publish within 7 working days of the decision.
 DUE_WORKING_DAYS = 7
+#: Whole records kept in memory after their last use (the one just drafted is published next).
+CACHED = 128
+#: Store reads in flight at once (the start, a feed).
+READS = 32
 PublicityState = Literal["draft", "published", "withdrawn"]
 STATES: tuple[PublicityState, ...] = get_args(PublicityState)
 #: 许可类别 of the national licensing-information data standard, with English aliases.
@@ -178,7 +188,7 @@ class PublicityRecord:
 class Publicity:
     """Creates, publishes and withdraws publicity records; serves the overdue list and feed.
 
-    ``start()`` loads the records from the store; one process writes them at a time. Due
+    ``start()`` indexes the records in the store; one process writes them at a time. Due
     dates are counted on ``calendar`` (by default the ``chinese-calendar`` package alone; the
     app passes the one with the imported years). ``clock`` (aware UTC datetimes) is for tests.
     """
@@ -195,46 +205,48 @@ class Publicity:
         self.calendar = calendar if calendar is not None else WorkingCalendar()
         self._cipher = cipher
         self._clock = clock
-        self._records: dict[str, PublicityRecord] = {}
+        self._index = PublicityIndex()
+        #: whole records, least recently used first, at most CACHED
+        self._cache: OrderedDict[str, PublicityRecord] = OrderedDict()
         self._lock = asyncio.Lock()
         self._last_stamp: Optional[datetime.datetime] = None
         self._started = False
 
     async def start(self) -> None:
-        """Load every publicity record; safe to call twice."""
+        """Index every publicity record (READS at a time, none kept whole); safe to call twice."""
         if self._started:
             return
-        for key in await self._store.list(RECORD_PREFIX):
-            if not key.endswith(".json"):
-                continue
-            try:
-                record = PublicityRecord.from_record(await self._store.get(key), self._cipher)
-            except (ValueError, TypeError) as exc:
-                logger.error("publicity record %s is unreadable (%s); skipped", key, exc)
-                continue
-            self._records[record.id] = record
+        keys = [key for key in await self._store.list(RECORD_PREFIX) if key.endswith(".json")]
+        for start in range(0, len(keys), READS):
+            for record in await asyncio.gather(*(self._read(key) for key in keys[start : start + READS])):
+                if record is not None:
+                    self._index.put(record)
         self._started = True
-        logger.info("loaded %d publicity records", len(self._records))
+        logger.info("indexed %d publicity records", len(self._index))
 
     async def close(self) -> None:
         """Forget the records in memory; safe to call twice."""
-        self._records.clear()
+        self._index.clear()
+        self._cache.clear()
         self._started = False
 
-    def get(self, publicity_id: str) -> PublicityRecord:
+    @property
+    def held(self) -> int:
+        """Whole records in memory (at most CACHED; the memory test checks it)."""
+        return len(self._cache)
+
+    async def get(self, publicity_id: str) -> PublicityRecord:
         """The record with this id (404 if there is none)."""
         self._require_started()
-        record = self._records.get(publicity_id)
+        record = None if self._index.get(publicity_id) is None else await self._load(publicity_id)
         if record is None:
             raise NotFound(f"no publicity record with id {publicity_id!r}")
         return record
 
-    def for_inspection(self, inspection_id: str) -> list[PublicityRecord]:
+    async def for_inspection(self, inspection_id: str) -> list[PublicityRecord]:
         """The inspection's publicity records, oldest first."""
         self._require_started()
-        return sorted(
-            (r for r in self._records.values() if r.inspection_id == inspection_id), key=lambda r: r.created_at
-        )
+        return await self._load_all(sorted(self._index.for_inspection(inspection_id), key=lambda s: s.created_at))
 
     async def create(self, inspection: Any, decision: Mapping[str, Any]) -> PublicityRecord:
         """Fill a draft publicity record for an approved case.
@@ -257,8 +269,8 @@ class Publicity:
                 raise
             fields = _parse(view, decision, china_date(now), self.calendar)
         async with self._lock:
-            for existing in self._records.values():
-                if existing.inspection_id == fields["inspection_id"] and existing.state != "withdrawn":
+            for existing in self._index.for_inspection(fields["inspection_id"]):
+                if existing.state != "withdrawn":
                     raise Conflict(
                         f"inspection {existing.inspection_id} already has publicity record {existing.id} "
                         f"({existing.state}); withdraw it first to publish another decision"
@@ -273,7 +285,7 @@ class Publicity:
         """Publish a draft; publishing a published record again returns it unchanged."""
         self._require_started()
         async with self._lock:
-            record = self.get(publicity_id)
+            record = await self.get(publicity_id)
             if record.state == "published":
                 return record
             if record.state == "withdrawn":
@@ -297,7 +309,7 @@ class Publicity:
         if len(reason) > 1000:
             raise ValidationFailed("the reason is too long; keep it under 1000 characters")
         async with self._lock:
-            record = self.get(publicity_id)
+            record = await self.get(publicity_id)
             if record.state == "withdrawn":
                 raise Conflict(f"publicity {publicity_id} was already withdrawn at {record.withdrawn_at}")
             stamp = self._stamp(self._clock())
@@ -308,13 +320,13 @@ class Publicity:
         logger.info("publicity %s withdrawn", record.id)
         return record
 
-    def overdue(self, today: datetime.date) -> list[PublicityRecord]:
+    async def overdue(self, today: datetime.date) -> list[PublicityRecord]:
         """Drafts whose due date is before ``today`` (a China date), the most overdue first."""
         self._require_started()
-        late = [r for r in self._records.values() if r.state == "draft" and r.due_on < today.isoformat()]
-        return sorted(late, key=lambda r: (r.due_on, r.created_at))
+        late = [s for s in self._index if s.state == "draft" and s.due_on < today.isoformat()]
+        return await self._load_all(sorted(late, key=lambda s: (s.due_on, s.created_at)))
 
-    def feed(self, since: Optional[datetime.datetime] = None) -> list[dict[str, Any]]:
+    async def feed(self, since: Optional[datetime.datetime] = None) -> list[dict[str, Any]]:
         """Public entries changed after ``since`` (all if None), oldest change first.
 
         Only records that were published appear: published ones, and withdrawn ones as
@@ -324,12 +336,7 @@ class Publicity:
         self._require_started()
         if since is not None and (since.tzinfo is None or since.utcoffset() is None):
             raise ValidationFailed("since must be a time with a zone, such as 2024-10-08T00:00:00Z")
-        entries = [
-            r
-            for r in self._records.values()
-            if r.uploaded_at is not None and (since is None or _moment(r.updated_at) > since)
-        ]
-        return [r.public() for r in sorted(entries, key=lambda r: _moment(r.updated_at))]
+        return [record.public() for record in await self._load_all(self._index.public_after(since))]
 
     # ---- internals ----------------------------------------------------------------------
 
@@ -355,13 +362,51 @@ class Publicity:
 
     async def _save(self, record: PublicityRecord) -> None:
         await self._store.put(record.key, record.to_record(self._cipher), "application/json")
-        self._records[record.id] = record
+        self._index.put(record)
+        self._keep(record)
 
+    def _keep(self, record: PublicityRecord) -> PublicityRecord:
+        """Cache ``record`` (records are immutable: a change replaces it), dropping the least
+        recently used beyond CACHED."""
+        self._cache[record.id] = record
+        self._cache.move_to_end(record.id)
+        while len(self._cache) > CACHED:
+            self._cache.popitem(last=False)
+        return record
 
-def _moment(value: str) -> datetime.datetime:
-    moment = parse_rfc3339(value)
-    assert moment is not None
-    return moment
+    async def _read(self, key: str) -> Optional[PublicityRecord]:
+        """The record stored at ``key``; None if it is gone or unreadable."""
+        try:
+            return PublicityRecord.from_record(await self._store.get(key), self._cipher)
+        except ObjectNotFound:
+            logger.error("publicity record %s is indexed but gone from the store; skipped", key)
+            return None
+        except (ValueError, TypeError) as exc:
+            logger.error("publicity record %s is unreadable (%s); skipped", key, exc)
+            return None
+
+    async def _load(self, publicity_id: str) -> Optional[PublicityRecord]:
+        """The whole record: cached, else read from the store (and cached)."""
+        record = self._cache.get(publicity_id)
+        if record is not None:
+            self._cache.move_to_end(publicity_id)
+            return record
+        record = await self._read(f"{RECORD_PREFIX}{publicity_id}.json")
+        current = self._cache.get(publicity_id)
+        if current is not None:  # saved (and cached) while the store was read: the newer one
+            return current
+        summary = self._index.get(publicity_id)
+        if record is None or summary is None or record.updated_at != summary.updated_at:
+            return record  # a read that a save overtook is not kept
+        return self._keep(record)
+
+    async def _load_all(self, summaries: list[PublicitySummary]) -> list[PublicityRecord]:
+        """The whole records of ``summaries``, in order, READS store reads at a time."""
+        records: list[PublicityRecord] = []
+        for start in range(0, len(summaries), READS):
+            batch = await asyncio.gather(*(self._load(s.id) for s in summaries[start : start + READS]))
+            records.extend(record for record in batch if record is not None)
+        return records
 
 
 def _parse(

@@ -5,8 +5,10 @@ With several nodes, :class:`RecordSync` is the book's :class:`~approval.inspecti
 a change is made under a short cross-node lock in live state (so two nodes writing the same
 record do not lose each other's change: the book reads it afresh inside the lock), and each
 save is published on the ``records`` channel; every other node reloads that record from the
-object store. A message missed (Redis restarted) costs nothing worse than a stale index
-entry until the next change, and the book looks an unknown id up in the store anyway.
+object store. On each (re)subscription the book indexes the records saved while it was not
+listening (:meth:`~approval.inspections.InspectionBook.rescan`). A change to a known record
+whose message was missed (Redis restarted) costs nothing worse than a stale index entry until
+the next change, and the book looks an unknown id up in the store anyway.
 """
 
 from __future__ import annotations
@@ -93,6 +95,9 @@ class RecordSync:
                 continue
             self._subscribed.set()
             try:
+                # what was saved before this subscription (since the book's start, or while the
+                # feed was lost) is not announced again: index the records saved meanwhile
+                await self.book.rescan()
                 async for message in stream:
                     await self._handle(message)
             except StorageUnavailable as exc:

@@ -539,7 +539,10 @@ async def retention_report(config: Config, args: argparse.Namespace) -> int:
         keys = FieldKeys(config.data_dir / "field-keys")
         keys.start()
         book = InspectionBook(store, Templates(), FieldCipher(keys))
-        due = policy.due_for_disposal(await book.records(), datetime.date.today())
+        await book.start()
+        # retention needs only each record's id, item, status and dates: its summary
+        due = policy.due_for_disposal([summary.as_json() for summary in book.summaries()], datetime.date.today())
+        await book.close()
         print(f"{len(due)} inspection(s) past their retention period (report only; nothing is deleted)")
         for item in due:
             print(f"  {item.inspection_id}  {item.case_no}  {item.item_code}  closed {item.closed_on}")

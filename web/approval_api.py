@@ -147,7 +147,7 @@ class ApprovalApi:
                     raise ValueError
             except ValueError:
                 raise ValidationFailed("since must be an RFC 3339 date-time", errors=[{"field": "since", "message": "not a date-time with offset"}]) from None
-        return web.json_response({"items": self.publicity.feed(since)})
+        return web.json_response({"items": await self.publicity.feed(since)})
 
     async def rate(self, request: web.Request) -> web.Response:
         """Clause 10: the applicant rates the service, with the link token of the session."""
@@ -170,7 +170,9 @@ class ApprovalApi:
     async def report(self, request: web.Request) -> web.Response:
         start, end = _period(request)
         entries = await self.ledger.query(start, end)
-        return web.json_response(await self.evaluations.report(start, end, await self.book.records(), entries))
+        # the report reads only the fields a record's summary holds (ids, status, times, outcome)
+        population = [summary.as_json() for summary in self.book.summaries()]
+        return web.json_response(await self.evaluations.report(start, end, population, entries))
 
     async def lists(self, request: web.Request) -> web.Response:
         current = {kind: (v.as_json() if (v := self.warning_lists.current(kind)) else None) for kind in KINDS}

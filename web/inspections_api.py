@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import io
 import json
 import logging
 import secrets
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 import qrcode
@@ -17,6 +18,7 @@ from aiohttp import web
 from approval.apikeys import ApiKeys
 from approval.idempotency import IdempotencyKeys
 from approval.inspections import Inspection, InspectionBook, parse_rfc3339
+from approval.record_index import RecordSummary
 from approval.requests import parse_assign, parse_cancel, parse_new_inspection, parse_observer_invite, parse_reschedule
 from errors import Conflict, Forbidden, NotFound, ValidationFailed
 from identity.accounts import Account, Accounts
@@ -314,16 +316,17 @@ class InspectionApi:
                 f"unknown query parameter(s): {', '.join(unknown)}",
                 errors=[{"field": name, "message": "is not a known parameter"} for name in unknown],
             )
-        records = [r for r in await self.book.records() if may_see(principal, r)]
         errors: list[dict[str, str]] = []
-        if "case_no" in query:
-            records = [r for r in records if r.case_no == query["case_no"]]
+        # Each filter is checked on the book's index of record summaries; only the page's
+        # records are read (RecordSummary holds every field filtered on here).
+        tests: list[Callable[[RecordSummary], bool]] = [lambda r: may_see(principal, r)]
+        case_no = query.get("case_no")
         if "status" in query:
             statuses = set(query["status"].split(","))
             bad = statuses - {"scheduled", "live", "ended", "judged", "reviewed", "cancelled", "interrupted", "expired"}
             if bad:
                 errors.append({"field": "status", "message": f"unknown status {', '.join(sorted(bad))}"})
-            records = [r for r in records if r.status in statuses]
+            tests.append(lambda r: r.status in statuses)
         for name in ("from", "to"):
             if name in query:
                 try:
@@ -333,10 +336,7 @@ class InspectionApi:
                 except ValueError:
                     errors.append({"field": name, "message": f"{query[name]!r} is not an RFC 3339 date-time with offset"})
                     continue
-                if name == "from":
-                    records = [r for r in records if (parse_rfc3339(r.created_at) or moment) >= moment]
-                else:
-                    records = [r for r in records if (parse_rfc3339(r.created_at) or moment) < moment]
+                tests.append(functools.partial(_created_from if name == "from" else _created_before, moment))
         limit = PAGE_SIZE_DEFAULT
         if "limit" in query:
             try:
@@ -345,17 +345,14 @@ class InspectionApi:
                     raise ValueError
             except ValueError:
                 errors.append({"field": "limit", "message": f"must be an integer 1-{PAGE_SIZE_MAX}"})
-        start = 0
+        cursor = None
         if "cursor" in query:
             cursor = decode_cursor(query["cursor"])
             if cursor is None:
                 errors.append({"field": "cursor", "message": "is not a cursor this API returned"})
-            else:
-                start = next((i for i, r in enumerate(records) if (r.created_at, r.id) > cursor), len(records))
         if errors:
             raise ValidationFailed("the query is not valid; see errors", errors=errors)
-        page = records[start : start + limit]
-        more = start + limit < len(records)
+        page, more = await self.book.page(lambda r: all(test(r) for test in tests), limit, cursor, case_no)
         return web.json_response(
             {
                 "items": [self.view(r, principal) for r in page],
@@ -376,9 +373,17 @@ class InspectionApi:
         return web.json_response(self.view(self.book.get(record.id), principal))
 
 
-def may_see(principal: Principal, record: Inspection) -> bool:
+def may_see(principal: Principal, record: Inspection | RecordSummary) -> bool:
     """Staff without query_all (inspectors) see only the inspections they run."""
     return principal.has("query_all") or (principal.kind == "staff" and record.inspector_user_id == principal.id)
+
+
+def _created_from(moment: datetime.datetime, record: RecordSummary) -> bool:
+    return (parse_rfc3339(record.created_at) or moment) >= moment
+
+
+def _created_before(moment: datetime.datetime, record: RecordSummary) -> bool:
+    return (parse_rfc3339(record.created_at) or moment) < moment
 
 
 def visible_record(book: InspectionBook, inspection_id: str, principal: Principal) -> Inspection:

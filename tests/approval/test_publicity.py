@@ -14,9 +14,11 @@ from web.problems import http_status
 
 from errors import Conflict, NotFound, ValidationFailed
 from approval.ledger import Ledger
+from approval import publicity as publicity_module
 from approval.publicity import Publicity, PublicityRecord
 from approval.workdays import CalendarYearUnknown, package_years as known_years
 from storage.local import LocalObjectStore
+from testkit.counting import CountingStore
 
 D = datetime.date
 UTC = datetime.timezone.utc
@@ -101,7 +103,7 @@ async def test_create_fills_the_8_4_2_fields(publicity: Publicity, store: LocalO
     )  # fmt: skip
     assert (record.licence_category, record.decision_date, record.due_on) == ("普通", "2024-09-30", "2024-10-15")
     assert PublicityRecord.from_record(await store.get(f"records/publicity/{record.id}.json")) == record
-    assert publicity.get(record.id) == record and publicity.for_inspection(record.inspection_id) == [record]
+    assert await publicity.get(record.id) == record and await publicity.for_inspection(record.inspection_id) == [record]
 
 
 @pytest.mark.parametrize(
@@ -126,7 +128,7 @@ async def test_publish_withdraw_and_the_feed(publicity: Publicity, clock: Clock)
         inspection(2, PERSON), decision(document_no="JY23714020000002", licence_category="approval")
     )
     assert person.licence_category == "核准"
-    assert publicity.feed() == []  # drafts are not public
+    assert await publicity.feed() == []  # drafts are not public
 
     clock.at("2024-10-09T02:00:00+00:00")
     published = await publicity.publish(company.id)
@@ -135,7 +137,7 @@ async def test_publish_withdraw_and_the_feed(publicity: Publicity, clock: Clock)
     assert await publicity.publish(company.id) == published  # idempotent
     await publicity.publish(person.id)  # same clock reading: still a later updated_at
 
-    feed = publicity.feed()
+    feed = await publicity.feed()
     assert [e["id"] for e in feed] == [company.id, person.id]
     assert feed[0] == {
         "id": company.id,
@@ -159,11 +161,11 @@ async def test_publish_withdraw_and_the_feed(publicity: Publicity, clock: Clock)
     assert "contact_phone" not in json.dumps(feed)
 
     cursor = datetime.datetime.fromisoformat(feed[-1]["updated_at"])
-    assert publicity.feed(cursor) == []
+    assert await publicity.feed(cursor) == []
     clock.at("2024-11-01T08:00:00+00:00")
     withdrawn = await publicity.withdraw(company.id, "  德城审批撤字〔2024〕12号：依法撤销  ")
     assert withdrawn.withdraw_reason == "德城审批撤字〔2024〕12号：依法撤销"
-    [tombstone] = publicity.feed(cursor)
+    [tombstone] = await publicity.feed(cursor)
     assert tombstone == {
         "id": company.id,
         "state": "withdrawn",
@@ -173,7 +175,7 @@ async def test_publish_withdraw_and_the_feed(publicity: Publicity, clock: Clock)
         "withdraw_reason": "德城审批撤字〔2024〕12号：依法撤销",
         "updated_at": "2024-11-01T08:00:00.000Z",
     }
-    assert [e["state"] for e in publicity.feed()] == ["published", "withdrawn"]  # by last change
+    assert [e["state"] for e in await publicity.feed()] == ["published", "withdrawn"]  # by last change
 
 
 async def test_state_rules(publicity: Publicity) -> None:
@@ -183,13 +185,13 @@ async def test_state_rules(publicity: Publicity) -> None:
     with pytest.raises(ValidationFailed, match="needs a reason"):
         await publicity.withdraw(record.id, " ")
     withdrawn = await publicity.withdraw(record.id, "申请人撤回申请")  # revoked before it was published
-    assert withdrawn.uploaded_at is None and publicity.feed() == []  # never public, no tombstone
+    assert withdrawn.uploaded_at is None and await publicity.feed() == []  # never public, no tombstone
     with pytest.raises(Conflict, match="already withdrawn"):
         await publicity.withdraw(record.id, "again")
     with pytest.raises(Conflict, match="create a new one"):
         await publicity.publish(record.id)
     again = await publicity.create(inspection(), decision(document_no="JY-2"))
-    assert [r.id for r in publicity.for_inspection(again.inspection_id)] == [record.id, again.id]
+    assert [r.id for r in await publicity.for_inspection(again.inspection_id)] == [record.id, again.id]
     with pytest.raises(NotFound):
         await publicity.publish("nope")
 
@@ -198,13 +200,13 @@ async def test_overdue(publicity: Publicity, clock: Clock) -> None:
     first = await publicity.create(inspection(1), decision(decision_date="2024-09-30"))  # due 10-15
     second = await publicity.create(inspection(2), decision(decision_date="2024-09-27"))  # due 10-12
     third = await publicity.create(inspection(3), decision(decision_date="2024-10-08"))  # due 10-17
-    assert publicity.overdue(D(2024, 10, 12)) == []
-    assert publicity.overdue(D(2024, 10, 13)) == [second]
-    assert [r.id for r in publicity.overdue(D(2024, 10, 18))] == [second.id, first.id, third.id]
+    assert await publicity.overdue(D(2024, 10, 12)) == []
+    assert await publicity.overdue(D(2024, 10, 13)) == [second]
+    assert [r.id for r in await publicity.overdue(D(2024, 10, 18))] == [second.id, first.id, third.id]
     clock.at("2024-10-20T01:00:00+00:00")
     late = await publicity.publish(second.id)
     assert late.on_time is False
-    assert [r.id for r in publicity.overdue(D(2024, 10, 20))] == [first.id, third.id]
+    assert [r.id for r in await publicity.overdue(D(2024, 10, 20))] == [first.id, third.id]
 
 
 async def test_records_survive_a_restart(store: LocalObjectStore, publicity: Publicity, clock: Clock) -> None:
@@ -212,11 +214,11 @@ async def test_records_survive_a_restart(store: LocalObjectStore, publicity: Pub
     again = Publicity(store, clock=clock)
     await again.start()
     await again.start()
-    assert again.get(record.id) == record and again.feed() == publicity.feed()
+    assert await again.get(record.id) == record and await again.feed() == await publicity.feed()
     await again.close()
     await again.close()
     with pytest.raises(RuntimeError, match="await start"):
-        again.feed()
+        await again.feed()
 
 
 async def test_the_ledger_takes_the_record(store: LocalObjectStore, publicity: Publicity) -> None:
@@ -268,4 +270,43 @@ async def test_a_due_date_in_an_unknown_year(publicity: Publicity, clock: Clock)
     assert "takan calendar import" in caught.value.detail
     with pytest.raises(CalendarYearUnknown, match=str(known_years().start - 1)):
         await publicity.create(inspection(), decision(decision_date=f"{known_years().start - 1}-06-01"))
-    assert publicity.for_inspection(inspection()["id"]) == []
+    assert await publicity.for_inspection(inspection()["id"]) == []
+
+
+async def test_memory_stays_bounded_and_the_feed_reads_only_what_it_returns(
+    store: LocalObjectStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(publicity_module, "CACHED", 5)
+    counting = CountingStore(store)
+    publicity = Publicity(counting, clock=clock)  # type: ignore[arg-type]
+    await publicity.start()
+    made = [await publicity.create(inspection(n), decision(document_no=f"JY-{n}")) for n in range(1, 31)]
+    assert publicity.held <= 5
+    published = [await publicity.publish(r.id) for r in made[:20]]
+    withdrawn = await publicity.withdraw(made[3].id, "依法撤销")
+    assert publicity.held <= 5
+    # the feed: every public record, by last change, each read whole
+    feed = await publicity.feed()
+    assert [e["id"] for e in feed] == [r.id for r in published if r.id != withdrawn.id] + [withdrawn.id]
+    assert feed[-1] == withdrawn.public() and feed[0] == published[0].public()
+    # a pull since a cursor reads only what changed after it
+    counting.gets = 0
+    later = await publicity.feed(datetime.datetime.fromisoformat(published[16].updated_at.replace("Z", "+00:00")))
+    assert [e["id"] for e in later] == [published[17].id, published[18].id, published[19].id, withdrawn.id]
+    assert counting.gets <= 4
+    # the drafts still overdue, and the lookups, read from the store
+    assert [r.id for r in await publicity.overdue(D(2024, 10, 16))] == [r.id for r in made[20:]]
+    assert await publicity.get(made[0].id) == published[0]
+    assert await publicity.for_inspection(made[3].inspection_id) == [withdrawn]
+    assert publicity.held <= 5
+    # withdrawn, the inspection may have another; a live one still blocks it
+    with pytest.raises(Conflict):
+        await publicity.create(inspection(1), decision(document_no="JY-again"))
+    assert (await publicity.create(inspection(4), decision(document_no="JY-4b"))).state == "draft"
+    # a restart indexes the same
+    again = Publicity(store, clock=clock)
+    await again.start()
+    assert again.held == 0  # indexed, none kept whole
+    assert await again.feed() == feed and again.held <= 5
+    await again.close()
+    await publicity.close()

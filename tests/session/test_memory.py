@@ -72,8 +72,8 @@ async def test_finished_inspections_leave_memory(tmp_path) -> None:
             ) as response:
                 assert response.status == 201
         await services.decisions.idle()
-        first_id = (await book.records())[0].id
-        assert all(r.status == "judged" for r in await book.records() if r.case_no.startswith("DZ-2026-0"))
+        first_id = book.summaries()[0].id
+        assert all(s.status == "judged" for s in book.summaries() if s.case_no.startswith("DZ-2026-0"))
         # the book holds the 5 scheduled ones and at most KEEP of the 500 finished
         assert book.held <= KEEP + 5, book.held
         assert book.find(first_id) is None

@@ -88,3 +88,28 @@ async def test_changes_made_on_both_nodes_at_once_are_all_kept(books: tuple[Insp
         fresh = await book.reload(record.id)
         assert fresh is not None
         assert sorted(o["link_id"] for o in fresh.observers) == sorted([f"a{n}" for n in range(10)] + [f"b{n}" for n in range(10)])
+
+
+async def test_the_listing_follows_the_other_node(books: tuple[InspectionBook, InspectionBook], live_state: LiveState) -> None:
+    a, b = books
+    everything = lambda _: True  # noqa: E731
+    record = await a.create(parse_new_inspection(inspection_body(case_no="DZ-2026-000777")), "key", TTL)
+    await until(lambda: b.find(record.id) is not None)
+    await a.transition(record.id, "cancelled", cancel_reason="moved")
+    await until(lambda: b.find(record.id) is None or b.get(record.id).status == "cancelled")
+    [listed], _ = await b.page(everything, 10, case_no="DZ-2026-000777")
+    assert listed.status == "cancelled"
+    # saved while a node was not listening (it subscribes after its book started): indexed
+    # when it subscribes
+    c = InspectionBook(a._store, Templates())
+    await c.start()
+    a.shared = None  # announced to nobody
+    unheard = await a.create(parse_new_inspection(inspection_body(case_no="DZ-2026-000778")), "key", TTL)
+    sync = RecordSync(live_state, c, "node-c")
+    await sync.start()
+    try:
+        await until(lambda: c.find(unheard.id) is not None)
+        assert [r.id for r in (await c.page(everything, 10, case_no="DZ-2026-000778"))[0]] == [unheard.id]
+    finally:
+        await sync.close()
+        await c.close()

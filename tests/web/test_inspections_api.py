@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import datetime
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 
+from approval.inspections import FINISHED_KEPT, Inspection, parse_rfc3339
+from storage.local import LocalObjectStore
+from testkit.records import START, store_records
 from testkit.server import create_inspection, inspection_body, running_server
 
 PROBLEM = "application/problem+json"
@@ -181,6 +186,52 @@ async def test_list_filters_and_cursor(server, http) -> None:
     for query in ("status=bogus", "limit=0", "cursor=zzz", "from=yesterday", "nope=1"):
         async with http.get(f"{server.base_url}/api/v1/inspections?{query}", headers=server.headers()) as r:
             await problem(r, 422)
+
+
+def expected_listing(stored: list[Inspection], query: dict[str, str]) -> list[str]:
+    """What the listing returns, by CONTRACT.md: every record that matches, oldest first."""
+    records = [r for r in stored if r.case_no == query.get("case_no", r.case_no)]
+    if "status" in query:
+        records = [r for r in records if r.status in query["status"].split(",")]
+    since = datetime.datetime.fromisoformat(query.get("from", "0001-01-01T00:00:00+00:00"))
+    until = datetime.datetime.fromisoformat(query.get("to", "9999-01-01T00:00:00+00:00"))
+    return [r.id for r in records if since <= (parse_rfc3339(r.created_at) or since) < until]
+
+
+async def test_listing_over_more_records_than_the_book_keeps(tmp_path, http) -> None:
+    """Filters, cursor pages and the end of the list over 600 stored records (most of which
+    the book does not hold), as the listing of every record did."""
+    store = LocalObjectStore(tmp_path / "d" / "objects")
+    await store.start()
+    stored = await store_records(store, 600)
+    await store.close()
+    minute = datetime.timedelta(minutes=1)
+    queries = [
+        {},
+        {"limit": "200"},
+        {"limit": "50"},  # 600 = 12 full pages: the last one has no next_cursor
+        {"status": "judged,cancelled", "limit": "37"},
+        {"status": "scheduled"},
+        {"from": (START + 100 * minute).isoformat(), "to": (START + 420 * minute).astimezone(datetime.timezone(datetime.timedelta(hours=8))).isoformat()},
+        {"status": "reviewed", "from": (START + 333 * minute).isoformat().replace("+00:00", "Z"), "limit": "7"},
+        {"case_no": stored[123].case_no},
+        {"case_no": "DZ-none"},
+    ]
+    async with running_server(tmp_path / "d") as srv:
+        for query in queries:
+            seen, pages, cursor = [], 0, None
+            while pages == 0 or cursor:
+                params = {**query, **({"cursor": cursor} if cursor else {})}
+                async with http.get(f"{srv.base_url}/api/v1/inspections?{urlencode(params)}", headers=srv.headers()) as r:
+                    page = await r.json()
+                    assert r.status == 200, page
+                seen += [item["id"] for item in page["items"]]
+                cursor, pages = page["next_cursor"], pages + 1
+            expected = expected_listing(stored, query)
+            assert seen == expected, query
+            assert pages == max(1, -(-len(expected) // int(query.get("limit", "50")))), query
+        in_play = sum(1 for r in stored if r.status == "scheduled")
+        assert srv.services.book.held <= in_play + FINISHED_KEPT
 
 
 async def test_unknown_routes_are_problems(server, http) -> None:
