@@ -346,6 +346,7 @@ class ForwardedTrack(MediaStreamTrack):
             self.keyframe_requests_paced += 1
             return
         self._last_request = now
+        logger.info("subscriber %s asked for a keyframe", self.name)
         if self._source is not None:
             self._source.request_keyframe()
 

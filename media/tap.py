@@ -277,6 +277,8 @@ class _PassThroughJitterBuffer(JitterBuffer):
             keyframe_behind = self._next_start(keyframe=True)
             timeout = KEYFRAME_HOLE_TIMEOUT_S if self._head_is_keyframe() else HOLE_TIMEOUT_S
             if keyframe_behind is not None or now - self._blocked_since >= timeout:
+                logger.info("video: a lost packet given up after %.2f s (%s)", now - self._blocked_since,
+                            "a keyframe behind it" if keyframe_behind is not None else "timed out; dropping to a keyframe")
                 target = keyframe_behind if keyframe_behind is not None else self._next_start(keyframe=False)
                 self._skip_to(target)
                 self.holes_skipped += 1
