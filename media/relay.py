@@ -39,8 +39,10 @@ KEYFRAME_INTERVAL_S = 0.5
 #: in ten, and a freeze more often than the direct call's.
 NACK_RETRY_S = 0.15
 NACK_TICK_S = 0.025
-NACK_MIN_INTERVAL_S = 0.04
-NACK_RETRIES = 6
+#: Ten NACKs (libwebrtc's kMaxNackRetries) at least 50 ms apart keep asking for half a
+#: second at the least, most of the hole's wait, however short the round trip.
+NACK_MIN_INTERVAL_S = 0.05
+NACK_RETRIES = 10
 #: Frames a stalled subscriber may fall behind before we drop and resync on a keyframe.
 VIDEO_QUEUE_FRAMES = 60
 AUDIO_QUEUE_FRAMES = 100
