@@ -508,6 +508,8 @@ async def test_audit_page_says_whether_the_timestamp_is_trusted(tmp_path) -> Non
                 await page.click(f"#list-body tr[data-id='{created['id']}']")
                 await until(page, "document.getElementById('verify').dataset.state === 'ok'")
                 assert "已按配置的时间戳机构 CA 验证（CN=Takan Test Root CA）" in await text(page, "#verify-detail")
+                # the token's genTime as a local date and time, not ASN.1's 20261203131719Z
+                assert re.search(r"可信时间戳 \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}，", await text(page, "#verify-detail"))
                 await page.click(".topbar .lang-toggle")
                 assert "verified against the configured TSA CA (CN=Takan Test Root CA)" in await text(page, "#verify-detail")
                 await page.click(".topbar .lang-toggle")

@@ -29,6 +29,15 @@ export function dateTime(at) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
+/** Local "YYYY-MM-DD HH:MM:SS" of an ASN.1 GeneralizedTime in UTC ("20261203131719Z", a
+ * timestamp token's genTime, maybe with a fraction); the text itself if it is not one. */
+export function generalizedTime(text) {
+  const m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:[.,]\d+)?Z$/.exec(text ?? "");
+  if (!m) return text ?? "—";
+  const d = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]));
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${timeOfDay(d.getTime())}`;
+}
+
 /** "25 分钟" / "45 s": a whole number of minutes when it is one, else seconds. */
 export function minutes(seconds) {
   const s = Math.max(0, Math.round(seconds));

@@ -3,7 +3,7 @@
 // downloads it enables.
 
 import { t } from "../i18n.js";
-import { count } from "../format.js";
+import { count, generalizedTime } from "../format.js";
 import { PROTOCOL } from "../protocol.js";
 import { errorText } from "./api.js";
 import { $, ui } from "./state.js";
@@ -40,9 +40,9 @@ export function renderVerify() {
     const extra = [];
     if (report.sm2_key_id) extra.push(t("ver.sm2", { kid: report.sm2_key_id }));
     if (report.timestamp === "pending") extra.push(t("ver.tsaPending"));
-    else if (report.timestamp_trust === "trusted") extra.push(t("ver.tsaTrusted", { at: report.timestamp, ca: report.timestamp_ca ?? "—" }));
+    else if (report.timestamp_trust === "trusted") extra.push(t("ver.tsaTrusted", { at: generalizedTime(report.timestamp), ca: report.timestamp_ca ?? "—" }));
     // sound, but nothing configured says the TSA is a real one: said plainly, not as a failure
-    else if (report.timestamp) extra.push(t("ver.tsaUntrusted", { at: report.timestamp }));
+    else if (report.timestamp) extra.push(t("ver.tsaUntrusted", { at: generalizedTime(report.timestamp) }));
     $("verify-detail").textContent = [t("ver.okDetail", {
       kid: report.key_id ?? "—",
       objects: count(report.objects_checked ?? 0),
