@@ -10,9 +10,12 @@ every packet back in RTPFB FMT=15 feedback about every 50 ms.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import re
 import time
+from dataclasses import dataclass
+from typing import AsyncIterator
 
 from aiortc import RTCPeerConnection
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
@@ -287,13 +290,20 @@ class LibwebrtcLikeReceiver:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-async def test_the_subscribers_transport_feedback_reads_its_queue_and_caps_the_publisher() -> None:
-    """The sending half on the subscriber's leg: the server numbers every packet it
-    forwards transport-wide (aiortc's sender never does), reads the inspector's feedback
-    against its send log, and a queue that builds on the inspector's link cuts the
-    publisher's REMB within a fraction of a second; once it drains the cap grows back."""
-    room = MediaRoom("twcc-send")
-    applicant = ClientPeer(video=PacketVideoTrack(encode_vp8(320, 240, frames=20)), receive=False)
+@dataclass
+class RelayedPair:
+    """An applicant publishing through the server to an inspector, both playing libwebrtc."""
+
+    pub: ServerPeer
+    sub: ServerPeer
+    lab_tx: LibwebrtcLikeSender
+    lab_rx: LibwebrtcLikeReceiver
+
+
+@contextlib.asynccontextmanager
+async def relayed_pair(name: str, frames: list[bytes]) -> AsyncIterator[RelayedPair]:
+    room = MediaRoom(name)
+    applicant = ClientPeer(video=PacketVideoTrack(frames), receive=False)
     inspector = ClientPeer()
     pub = ServerPeer("a", "applicant", room, RTCPeerConnection, publishes=True, source_role=None)
     sub = ServerPeer("i", "inspector", room, RTCPeerConnection, publishes=False, source_role="applicant")
@@ -303,9 +313,25 @@ async def test_the_subscribers_transport_feedback_reads_its_queue_and_caps_the_p
         await applicant.accept(await pub.answer(chromium_style_offer(await applicant.offer())))
         answer = await sub.answer(chromium_style_offer(await inspector.offer()))
         assert f"a=extmap:{TWCC_ID} {twcc.URI}" in answer
-        assert sub.queue_estimator is not None
         lab_rx = LibwebrtcLikeReceiver(inspector)
         await inspector.accept(answer)
+        yield RelayedPair(pub, sub, lab_tx, lab_rx)
+    finally:
+        if lab_rx is not None:
+            await lab_rx.close()
+        for closable in (pub, sub, applicant, inspector):
+            await closable.close()
+        await room.close()
+
+
+async def test_the_subscribers_transport_feedback_reads_its_queue_and_caps_the_publisher() -> None:
+    """The sending half on the subscriber's leg: the server numbers every packet it
+    forwards transport-wide (aiortc's sender never does), reads the inspector's feedback
+    against its send log, and a queue that builds on the inspector's link cuts the
+    publisher's REMB within a fraction of a second; once it drains the cap grows back."""
+    async with relayed_pair("twcc-send", encode_vp8(320, 240, frames=20)) as pair:
+        sub, lab_tx, lab_rx = pair.sub, pair.lab_tx, pair.lab_rx
+        assert sub.queue_estimator is not None
         estimator = sub.queue_estimator
         forwarded = sub.forwarded_tracks["video"]
         assert await wait_for(lambda: len(lab_rx.numbers) >= 60 and estimator.feedbacks >= 10, timeout=30)
@@ -335,31 +361,15 @@ async def test_the_subscribers_transport_feedback_reads_its_queue_and_caps_the_p
         low = forwarded.link_cap_bps or 0
         assert await wait_for(lambda: (forwarded.link_cap_bps or 1e12) > low * 1.05, timeout=15), "the cap never grew back"
         assert estimator.unknown == 0
-    finally:
-        if lab_rx is not None:
-            await lab_rx.close()
-        for closable in (pub, sub, applicant, inspector):
-            await closable.close()
-        await room.close()
 
 
-async def test_a_capped_subscribers_video_is_paced_and_its_audio_is_not() -> None:
+async def test_a_capped_subscribers_video_is_paced() -> None:
     """A keyframe to a subscriber whose link has a cap leaves at the pacer's budget
     (media/pacer.py), spread over many milliseconds, instead of in one burst; the send
     times the queue estimator reads are those after the wait."""
-    room = MediaRoom("twcc-pace")
     frames = encode_vp8(640, 480, frames=20, bitrate=800_000, detail=0.15)
-    applicant = ClientPeer(video=PacketVideoTrack(frames), receive=False)
-    inspector = ClientPeer()
-    pub = ServerPeer("a", "applicant", room, RTCPeerConnection, publishes=True, source_role=None)
-    sub = ServerPeer("i", "inspector", room, RTCPeerConnection, publishes=False, source_role="applicant")
-    lab_rx = None
-    try:
-        LibwebrtcLikeSender(applicant, drop_every=0)
-        await applicant.accept(await pub.answer(chromium_style_offer(await applicant.offer())))
-        answer = await sub.answer(chromium_style_offer(await inspector.offer()))
-        lab_rx = LibwebrtcLikeReceiver(inspector)
-        await inspector.accept(answer)
+    async with relayed_pair("twcc-pace", frames) as pair:
+        sub, lab_rx = pair.sub, pair.lab_rx
         assert sub.pacer is not None
         forwarded = sub.forwarded_tracks["video"]
         assert await wait_for(lambda: len(lab_rx.video) >= 100, timeout=30)
@@ -383,9 +393,3 @@ async def test_a_capped_subscribers_video_is_paced_and_its_audio_is_not() -> Non
         # the budget at the most is 2 x max(cap, what is forwarded); allow the burst and timers
         assert span >= 0.5 * size * 8 / (2 * max(rate, 150_000.0) * 1.5), (span, size, rate)
         assert span > 0.02, span
-    finally:
-        if lab_rx is not None:
-            await lab_rx.close()
-        for closable in (pub, sub, applicant, inspector):
-            await closable.close()
-        await room.close()
