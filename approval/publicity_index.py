@@ -8,15 +8,33 @@ import datetime
 from bisect import bisect_right, insort
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import Iterator, Optional, Protocol
 
 from .inspections import parse_rfc3339
 
-if TYPE_CHECKING:
-    from .publicity import PublicityRecord
 
 _FEED_ORDER = attrgetter("updated", "id")
 _UPDATED = attrgetter("updated")
+
+
+class Summarised(Protocol):
+    """What a summary is made from: an :class:`approval.publicity.PublicityRecord` (named by
+    its fields, not imported: publicity imports this module)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def inspection_id(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def due_on(self) -> str: ...
+    @property
+    def created_at(self) -> str: ...
+    @property
+    def updated_at(self) -> str: ...
+    @property
+    def uploaded_at(self) -> Optional[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +52,7 @@ class PublicitySummary:
     updated: datetime.datetime
 
     @classmethod
-    def of(cls, record: PublicityRecord) -> PublicitySummary:
+    def of(cls, record: Summarised) -> PublicitySummary:
         updated = parse_rfc3339(record.updated_at)
         assert updated is not None
         return cls(
@@ -72,7 +90,7 @@ class PublicityIndex:
     def get(self, publicity_id: str) -> Optional[PublicitySummary]:
         return self._by_id.get(publicity_id)
 
-    def put(self, record: PublicityRecord) -> None:
+    def put(self, record: Summarised) -> None:
         """Add the record's summary, or replace the one it had (its inspection never changes)."""
         summary = PublicitySummary.of(record)
         old = self._by_id.get(summary.id)

@@ -13,14 +13,27 @@ import sys
 from bisect import bisect_right, insort
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Iterator, Optional
-
-if TYPE_CHECKING:
-    from .inspections import Inspection
+from typing import Any, Iterator, Optional, Protocol
 
 #: The order of listings and cursors: creation time, then id.
 Order = tuple[str, str]
 _ORDER = attrgetter("order")
+
+
+class Summarised(Protocol):
+    """What a summary is made from: an :class:`approval.inspections.Inspection` (named by its
+    fields, not imported: the book imports this module)."""
+
+    id: str
+    case_no: str
+    item_code: str
+    status: str
+    created_at: str
+    scheduled_at: Optional[str]
+    started_at: Optional[str]
+    ended_at: Optional[str]
+    inspector_user_id: Optional[str]
+    verdict: Optional[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +53,7 @@ class RecordSummary:
     outcome: Optional[str]
 
     @classmethod
-    def of(cls, record: Inspection) -> RecordSummary:
+    def of(cls, record: Summarised) -> RecordSummary:
         # Few distinct values, repeated over every record: one string each.
         return cls(
             id=record.id,
@@ -94,7 +107,7 @@ class RecordIndex:
     def __contains__(self, record_id: object) -> bool:
         return record_id in self._by_id
 
-    def put(self, record: Inspection) -> None:
+    def put(self, record: Summarised) -> None:
         """Add the record's summary, or replace the one it had."""
         summary = RecordSummary.of(record)
         old = self._by_id.get(summary.id)
