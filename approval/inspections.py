@@ -27,6 +27,7 @@ import itertools
 import json
 import logging
 import secrets
+import sys
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, AsyncContextManager, AsyncIterator, Callable, Optional, Protocol
@@ -239,7 +240,7 @@ class InspectionBook:
                 if record.status in RESIDENT_STATUSES:
                     self._hold(record)
                     continue
-                self._index.put(record)
+                self._index.put(_summary(record))
                 if len(newest) < self.keep_finished:
                     heapq.heappush(newest, (_created(record), record))
                 elif newest and _created(record) > newest[0][0]:
@@ -266,7 +267,7 @@ class InspectionBook:
         """Keep ``record`` (as stored, or just saved) in memory: for good while it is in play,
         else among the recent finished ones (dropping the least recently used beyond
         ``keep_finished``); and its summary in the index."""
-        self._index.put(record)
+        self._index.put(_summary(record))
         self._generation += 1
         if record.status in RESIDENT_STATUSES:
             self._finished.pop(record.id, None)
@@ -396,7 +397,7 @@ class InspectionBook:
             wanted = list(itertools.islice(candidates, limit - len(found)))
             if not wanted:
                 return found, False
-            found.extend(r for r in await self._read_page(wanted) if r is not None and matches(RecordSummary.of(r)))
+            found.extend(r for r in await self._read_page(wanted) if r is not None and matches(_summary(r)))
         return found, next(candidates, None) is not None
 
     async def _read_page(self, wanted: list[RecordSummary]) -> list[Optional[Inspection]]:
@@ -436,7 +437,7 @@ class InspectionBook:
                 if record.status in RESIDENT_STATUSES:
                     self._hold(record)
                 else:
-                    self._index.put(record)
+                    self._index.put(_summary(record))
         if found:
             logger.info("indexed %d inspection records saved elsewhere", found)
         return found
@@ -561,6 +562,25 @@ class InspectionBook:
 def _created(record: Inspection) -> Order:
     """The order of listings and cursors: creation time, then id."""
     return (record.created_at, record.id)
+
+
+def _summary(record: Inspection) -> RecordSummary:
+    """What the index holds of ``record``; the few distinct values repeated over every record
+    (item codes, statuses, inspectors, outcomes) interned, one string each."""
+    verdict = record.verdict
+    outcome = verdict.get("outcome") if isinstance(verdict, dict) else None
+    return RecordSummary(
+        id=record.id,
+        case_no=record.case_no,
+        item_code=sys.intern(record.item_code),
+        status=sys.intern(record.status),
+        created_at=record.created_at,
+        scheduled_at=record.scheduled_at,
+        started_at=record.started_at,
+        ended_at=record.ended_at,
+        inspector_user_id=None if record.inspector_user_id is None else sys.intern(record.inspector_user_id),
+        outcome=sys.intern(outcome) if isinstance(outcome, str) else None,
+    )
 
 
 def _key(inspection_id: str) -> str:

@@ -220,7 +220,7 @@ class Publicity:
         for start in range(0, len(keys), READS):
             for record in await asyncio.gather(*(self._read(key) for key in keys[start : start + READS])):
                 if record is not None:
-                    self._index.put(record)
+                    self._index.put(_summary(record))
         self._started = True
         logger.info("indexed %d publicity records", len(self._index))
 
@@ -362,7 +362,7 @@ class Publicity:
 
     async def _save(self, record: PublicityRecord) -> None:
         await self._store.put(record.key, record.to_record(self._cipher), "application/json")
-        self._index.put(record)
+        self._index.put(_summary(record))
         self._keep(record)
 
     def _keep(self, record: PublicityRecord) -> PublicityRecord:
@@ -498,3 +498,19 @@ def _date(value: Any, bad: Callable[[str, str], None]) -> Optional[datetime.date
             pass
     bad(field, f"must be a date like 2024-10-08, got {value!r}")
     return None
+
+
+def _summary(record: PublicityRecord) -> PublicitySummary:
+    """What the index holds of ``record``."""
+    updated = parse_rfc3339(record.updated_at)
+    assert updated is not None
+    return PublicitySummary(
+        id=record.id,
+        inspection_id=record.inspection_id,
+        state=record.state,
+        due_on=record.due_on,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        uploaded_at=record.uploaded_at,
+        updated=updated,
+    )

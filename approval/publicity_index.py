@@ -8,33 +8,11 @@ import datetime
 from bisect import bisect_right, insort
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Iterator, Optional, Protocol
-
-from .inspections import parse_rfc3339
+from typing import Iterator, Optional
 
 
 _FEED_ORDER = attrgetter("updated", "id")
 _UPDATED = attrgetter("updated")
-
-
-class Summarised(Protocol):
-    """What a summary is made from: an :class:`approval.publicity.PublicityRecord` (named by
-    its fields, not imported: publicity imports this module)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def inspection_id(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def due_on(self) -> str: ...
-    @property
-    def created_at(self) -> str: ...
-    @property
-    def updated_at(self) -> str: ...
-    @property
-    def uploaded_at(self) -> Optional[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,21 +28,6 @@ class PublicitySummary:
     uploaded_at: Optional[str]
     #: ``updated_at`` as a time: the feed's order and cursor
     updated: datetime.datetime
-
-    @classmethod
-    def of(cls, record: Summarised) -> PublicitySummary:
-        updated = parse_rfc3339(record.updated_at)
-        assert updated is not None
-        return cls(
-            id=record.id,
-            inspection_id=record.inspection_id,
-            state=record.state,
-            due_on=record.due_on,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            uploaded_at=record.uploaded_at,
-            updated=updated,
-        )
 
     @property
     def public(self) -> bool:
@@ -90,9 +53,8 @@ class PublicityIndex:
     def get(self, publicity_id: str) -> Optional[PublicitySummary]:
         return self._by_id.get(publicity_id)
 
-    def put(self, record: Summarised) -> None:
-        """Add the record's summary, or replace the one it had (its inspection never changes)."""
-        summary = PublicitySummary.of(record)
+    def put(self, summary: PublicitySummary) -> None:
+        """Add a record's summary, or replace the one it had (its inspection never changes)."""
         old = self._by_id.get(summary.id)
         if old is None:
             self._by_inspection.setdefault(summary.inspection_id, []).append(summary.id)

@@ -9,31 +9,14 @@ and reads from the store only the records of the page it returns.
 
 from __future__ import annotations
 
-import sys
 from bisect import bisect_right, insort
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Iterator, Optional, Protocol
+from typing import Any, Iterator, Optional
 
 #: The order of listings and cursors: creation time, then id.
 Order = tuple[str, str]
 _ORDER = attrgetter("order")
-
-
-class Summarised(Protocol):
-    """What a summary is made from: an :class:`approval.inspections.Inspection` (named by its
-    fields, not imported: the book imports this module)."""
-
-    id: str
-    case_no: str
-    item_code: str
-    status: str
-    created_at: str
-    scheduled_at: Optional[str]
-    started_at: Optional[str]
-    ended_at: Optional[str]
-    inspector_user_id: Optional[str]
-    verdict: Optional[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,22 +34,6 @@ class RecordSummary:
     inspector_user_id: Optional[str]
     #: the verdict's outcome (pass, fail, manual_review), None before the rules judged it
     outcome: Optional[str]
-
-    @classmethod
-    def of(cls, record: Summarised) -> RecordSummary:
-        # Few distinct values, repeated over every record: one string each.
-        return cls(
-            id=record.id,
-            case_no=record.case_no,
-            item_code=sys.intern(record.item_code),
-            status=sys.intern(record.status),
-            created_at=record.created_at,
-            scheduled_at=record.scheduled_at,
-            started_at=record.started_at,
-            ended_at=record.ended_at,
-            inspector_user_id=None if record.inspector_user_id is None else sys.intern(record.inspector_user_id),
-            outcome=_outcome(record.verdict),
-        )
 
     @property
     def order(self) -> Order:
@@ -89,11 +56,6 @@ class RecordSummary:
         }
 
 
-def _outcome(verdict: Optional[dict[str, Any]]) -> Optional[str]:
-    outcome = verdict.get("outcome") if isinstance(verdict, dict) else None
-    return sys.intern(outcome) if isinstance(outcome, str) else None
-
-
 class RecordIndex:
     """Every record's summary, by id, in listing order, and by case number."""
 
@@ -107,9 +69,8 @@ class RecordIndex:
     def __contains__(self, record_id: object) -> bool:
         return record_id in self._by_id
 
-    def put(self, record: Summarised) -> None:
-        """Add the record's summary, or replace the one it had."""
-        summary = RecordSummary.of(record)
+    def put(self, summary: RecordSummary) -> None:
+        """Add a record's summary, or replace the one it had."""
         old = self._by_id.get(summary.id)
         if old is not None and old.order == summary.order and old.case_no == summary.case_no:
             self._ordered[self._position(self._ordered, old)] = summary
