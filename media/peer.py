@@ -193,15 +193,11 @@ class ServerPeer:
                 return
 
     def _round_trip(self) -> Optional[float]:
-        """The round trip to this peer, from its receiver reports on what we send it (one
-        transport, so the same path its retransmissions take); None if it subscribes to
-        nothing or has not reported yet."""
-        for kind in ("video", "audio"):
-            forwarded = self._forwarded.get(kind)
-            rtt = forwarded.link_rtt_s() if forwarded is not None else None
-            if rtt is not None:
-                return rtt
-        return None
+        """The round trip to this peer, from its receiver reports on the video we send it
+        (one transport, so the same path its retransmissions take; only video's cap reads
+        reports); None if it subscribes to no video or has not reported yet."""
+        video = self._forwarded.get("video")
+        return video.link_rtt_s() if video is not None else None
 
     def _transport_feedback_received(self, feedback: Feedback) -> None:
         assert self.queue_estimator is not None

@@ -208,7 +208,7 @@ class ForwardedTrack(MediaStreamTrack):
         self.link_bps: Optional[int] = None
         self.link_loss: Optional[float] = None
         self._bytes: collections.deque[tuple[float, int]] = collections.deque()  # (time, size) of frames sent, last 2 s
-        self._bytes_total = 0
+        self._bytes_total = 0  # their sizes summed
         self._weak_since: Optional[float] = None
         self._paused_until: Optional[float] = None
         self._retry_s = VIDEO_RETRY_S
@@ -246,9 +246,13 @@ class ForwardedTrack(MediaStreamTrack):
         return self._cap.rtt_s
 
     def forwarded_bps(self, now: Optional[float] = None) -> float:
-        now = time.monotonic() if now is None else now
-        recent = [size for at, size in self._bytes if now - at <= 2.0]
-        return sum(recent) * 8 / 2.0
+        self._expire_sent(time.monotonic() if now is None else now)
+        return self._bytes_total * 8 / 2.0
+
+    def _expire_sent(self, now: float) -> None:
+        """Forget the frames sent more than 2 s before ``now`` (their bytes leave the total)."""
+        while self._bytes and now - self._bytes[0][0] > 2.0:
+            self._bytes_total -= self._bytes.popleft()[1]  # per frame: a list's pop(0) shifts the whole window
 
     def link_report(self, remb_bps: Optional[int], fraction_lost: Optional[float],
                     counts: Optional[ReceiverReport] = None, now: Optional[float] = None) -> None:
@@ -369,9 +373,9 @@ class ForwardedTrack(MediaStreamTrack):
         now = time.monotonic()
         self._bytes.append((now, out.size))
         self._bytes_total += out.size
-        while self._bytes and now - self._bytes[0][0] > 2.0:
-            self._bytes_total -= self._bytes.popleft()[1]  # per frame: a list's pop(0) shifts the whole window
-        self._set_pacing()
+        self._expire_sent(now)
+        if self.kind == "video":
+            self._set_pacing()
         return out
 
     def _set_pacing(self) -> None:
