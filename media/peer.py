@@ -166,7 +166,6 @@ class ServerPeer:
         if forwarded is not None:
             assert self._source_role is not None
             self._forwarded[kind] = forwarded
-            tap.unsynchronised(transceiver.sender)
             tap.on_keyframe_request(transceiver.sender, forwarded.request_keyframe)
             tap.on_subscriber_feedback(transceiver.sender, forwarded.link_report)
             tap.paced_retransmission(transceiver.sender, forwarded.link_rtt_s, lambda: forwarded.link_cap_bps)

@@ -45,7 +45,6 @@ import socket
 import struct
 import threading
 import time
-import uuid
 from typing import Any, Callable, Optional
 
 import aioice
@@ -86,7 +85,6 @@ _SENDER_LSR_ATTR = "_RTCRtpSender__lsr"
 _SENDER_LSR_TIME_ATTR = "_RTCRtpSender__lsr_time"
 _SENDER_MAP_ATTR = "_RTCRtpSender__rtp_header_extensions_map"
 _SENDER_RTX_SSRC_ATTR = "_rtx_ssrc"
-_SENDER_STREAM_ID_ATTR = "_stream_id"
 
 FrameCallback = Callable[["av.Packet[Any]"], None]
 
@@ -101,7 +99,7 @@ def check_aiortc_seams() -> None:
     for attr in (_QUEUE_ATTR, _RTX_ATTR, _JITTER_ATTR, _RTCP_SSRC_ATTR, _TIMESTAMPS_ATTR, _NACK_ATTR):
         if attr not in RTCRtpReceiver.__init__.__code__.co_names:
             missing.append(attr)
-    for attr in (_SENDER_LSR_ATTR, _SENDER_LSR_TIME_ATTR, _SENDER_MAP_ATTR, _SENDER_RTX_SSRC_ATTR, _SENDER_STREAM_ID_ATTR):
+    for attr in (_SENDER_LSR_ATTR, _SENDER_LSR_TIME_ATTR, _SENDER_MAP_ATTR, _SENDER_RTX_SSRC_ATTR):
         if attr not in RTCRtpSender.__init__.__code__.co_names:
             missing.append(attr)
     for cls, name in (
@@ -468,24 +466,6 @@ async def send_nack(receiver: RTCRtpReceiver, sequence_numbers: list[int]) -> bo
         return False
     await receiver._send_rtcp_nack(ssrc, sorted(sequence_numbers))
     return True
-
-
-def unsynchronised(sender: RTCRtpSender) -> None:
-    """Give the sender a media stream id of its own (SDP ``a=msid``), so that the receiving
-    browser does not lip-sync its track with the other kind's.
-
-    Chromium synchronises the audio and video of one stream id from the senders' reports
-    (SR), which map RTP time to wall time. aiortc's map each packet's RTP time to the moment
-    the server sent it, and a relay sends video frames late by whatever they waited for
-    (a retransmission, the pacer): measured in the lab (bench/field_media.py, Chromium's
-    log), the inspector's "sync min delay" on the forwarded video grew from 22 to 750 ms
-    within 40 s, even on a clean link, where the direct call's stayed at 15-46 ms. The relay
-    forwards audio and video as they arrive, so unsynchronised they play within their jitter
-    buffers' difference of each other. Call before the offer is answered.
-    """
-    if not hasattr(sender, _SENDER_STREAM_ID_ATTR):
-        raise SeamMissing(f"RTCRtpSender has no {_SENDER_STREAM_ID_ATTR}")
-    setattr(sender, _SENDER_STREAM_ID_ATTR, str(uuid.uuid4()))
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:

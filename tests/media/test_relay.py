@@ -716,21 +716,3 @@ async def test_retransmissions_once_per_round_trip_and_within_the_cap(monkeypatc
     for seq in range(200, 230):
         await sender._retransmit(seq)
     assert len(sent) == 15
-
-
-async def test_forwarded_audio_and_video_are_not_lip_synced() -> None:
-    """Each forwarded track has a media stream id of its own in the server's answer, so the
-    browser does not lip-sync them on the server's sender reports (media.tap.unsynchronised)."""
-    import re
-
-    room = MediaRoom("msid")
-    inspector = ClientPeer()
-    sub = ServerPeer("i", "inspector", room, RTCPeerConnection, publishes=False, source_role="applicant")
-    try:
-        answer = await sub.answer(await inspector.offer())
-        streams = re.findall(r"^a=msid:(\S+) \S+", answer, flags=re.M)
-        assert len(streams) == 2 and streams[0] != streams[1], streams
-    finally:
-        await sub.close()
-        await inspector.close()
-        await room.close()
