@@ -31,7 +31,9 @@ Conditions, in order, per system (after a warm-up on the clean link):
 
 For each, the inspector's received video (``inbound-rtp``, sampled every 100 ms, summed
 over peer-connection rebuilds): frames per second, Chromium's freeze count and freeze
-seconds, frame height (median, min-max), and for outage / address change the seconds from
+seconds, frame height (median, min-max), the mean time a frame waited in the receiver's
+jitter buffer (``jitterBufferDelay / jitterBufferEmittedCount`` over the phase: the
+playout delay Chromium chose, lip-sync hold included), and for outage / address change the seconds from
 the end of the disruption to the first freshly decoded frame. The applicant side's sent
 resolution, fps, quality limitation and target bitrate are recorded too.
 """
@@ -80,7 +82,8 @@ INBOUND = """async (which) => {
     if (s.type === "inbound-rtp" && (s.kind ?? s.mediaType) === "video") {
       out = { pc: pc.__benchId, frames: s.framesDecoded ?? 0, height: s.frameHeight ?? 0,
               freezes: s.freezeCount ?? 0, freezeS: s.totalFreezesDuration ?? 0,
-              nacks: s.nackCount ?? 0, plis: s.pliCount ?? 0, lost: s.packetsLost ?? 0 };
+              nacks: s.nackCount ?? 0, plis: s.pliCount ?? 0, lost: s.packetsLost ?? 0,
+              jbDelay: s.jitterBufferDelay ?? 0, jbEmitted: s.jitterBufferEmittedCount ?? 0 };
     }
     if (s.type === "inbound-rtp" && (s.kind ?? s.mediaType) === "audio") audio += s.packetsReceived ?? 0;
   });
@@ -157,6 +160,8 @@ class Sample:
     nacks: int
     plis: int
     audio: int = 0  # audio packets received
+    jb_delay: float = 0.0  # jitterBufferDelay: seconds frames spent in the jitter buffer, summed
+    jb_emitted: int = 0  # jitterBufferEmittedCount: frames that left it
 
 
 @dataclass
@@ -171,7 +176,7 @@ class Meter:
     _last: dict[str, float] = field(default_factory=dict)
 
     async def run(self) -> None:
-        keys = ("frames", "freezes", "freezeS", "nacks", "plis", "audio")
+        keys = ("frames", "freezes", "freezeS", "nacks", "plis", "audio", "jbDelay", "jbEmitted")
         while True:
             try:
                 raw = await self.page.evaluate(INBOUND, self.which)
@@ -182,14 +187,16 @@ class Meter:
                 if raw["pc"] != self._pc:
                     self._pc = raw["pc"]
                     self._base = {k: self._last.get(k, 0.0) for k in keys}
-                values = {k: self._base.get(k, 0.0) + float(raw[k]) for k in keys}
+                values = {k: self._base.get(k, 0.0) + float(raw.get(k, 0)) for k in keys}
                 self._last = values
                 self.samples.append(Sample(now, int(values["frames"]), int(raw["height"]), int(values["freezes"]),
-                                           values["freezeS"], int(values["nacks"]), int(values["plis"]), int(values["audio"])))
+                                           values["freezeS"], int(values["nacks"]), int(values["plis"]), int(values["audio"]),
+                                           values["jbDelay"], int(values["jbEmitted"])))
             elif self._last:
                 s = self.samples[-1] if self.samples else None
                 if s is not None:
-                    self.samples.append(Sample(now, s.frames, 0, s.freezes, s.freeze_s, s.nacks, s.plis, s.audio))
+                    self.samples.append(Sample(now, s.frames, 0, s.freezes, s.freeze_s, s.nacks, s.plis, s.audio,
+                                               s.jb_delay, s.jb_emitted))
             await asyncio.sleep(0.1)
 
     def window(self, t0: float, t1: float) -> list[Sample]:
@@ -213,6 +220,10 @@ class Meter:
             "nacks": b.nacks - a.nacks,
             "plis": b.plis - a.plis,
             "audio_gap_s": self.audio_gap(t0, t1),
+            # what a frame waited in the receiver's jitter buffer, on average: the playout
+            # delay the receiver chose (its jitter estimate, plus any lip-sync hold)
+            "video_delay_ms": (round(1000 * (b.jb_delay - a.jb_delay) / (b.jb_emitted - a.jb_emitted))
+                               if b.jb_emitted > a.jb_emitted else None),
         }
 
     def audio_gap(self, t0: float, t1: float) -> float:
@@ -402,8 +413,8 @@ async def run_conditions(lab: NetLab, meter: Meter, applicant: Any, which: str, 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     lines = [
-        "| condition | system | fps | freezes | freeze s | height p50 (min-max) | fresh video s | longest audio gap s | sender: height, fps, limit, target kb/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| condition | system | fps | freezes | freeze s | height p50 (min-max) | fresh video s | longest audio gap s | jitter buffer ms | sender: height, fps, limit, target kb/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for condition in ("clean", "lossy", "outage", "address"):
         for system, res in results.items():
@@ -417,7 +428,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             lines.append(
                 f"| {condition} | {system} | {r['fps']} | {r['freezes']} | {r['freeze_s']} | "
                 f"{r['height_p50']} ({r['height_min']}-{r['height_max']}) | "
-                f"{'-' if condition in ('clean', 'lossy') else ('none' if fresh is None else fresh)} | {r.get('audio_gap_s', '-')} | {sender} |"
+                f"{'-' if condition in ('clean', 'lossy') else ('none' if fresh is None else fresh)} | {r.get('audio_gap_s', '-')} | "
+                f"{r.get('video_delay_ms') if r.get('video_delay_ms') is not None else '-'} | {sender} |"
             )
     return "\n".join(lines)
 
