@@ -177,3 +177,16 @@ def test_with_transport_feedback_the_reports_round_trip_stands_down() -> None:
     # its loss rule still stands: 30 % lost cuts
     cap.report(40, 1330, 340_000, 8.0)
     assert cap.bps is not None and cut is not None and cap.bps < cut
+
+
+def test_a_link_narrower_than_audio_and_a_hundred_kilobits_caps_the_video_under_it() -> None:
+    """150 kbit/s with about 57 kb/s of audio on it (Opus and its headers): the video must go
+    under 100 kb/s, where the old floor held it and the link stayed overfull (1.6-2.9 fps in
+    the field bench, the direct call 9)."""
+    cap = LinkCap()
+    now, sending = 0.0, 300_000.0
+    for _ in range(20):  # the queue stands full; the link delivers 85 kb/s of video whatever is sent
+        now += bitrate_cap.FULL_CUT_S
+        feed(cap, sample(0.3, slope=0.0, through=85_000), sending, now)
+        sending = cap.bps or sending
+    assert cap.bps is not None and cap.bps < 100_000 and cap.bps >= bitrate_cap.FLOOR_BPS
