@@ -393,6 +393,36 @@ def test_a_subscribers_keyframe_requests_are_paced(monkeypatch) -> None:
     assert source.requests - before == 2
 
 
+async def test_at_the_floor_a_link_that_loses_more_than_nack_repairs_goes_audio_only(monkeypatch) -> None:
+    """An 80 kbit/s downlink: the floor's video beside the audio overfills it, most of what is
+    sent still gets through, but every frame loses a packet. Random loss NACK repairs
+    (under FLOOR_LINK_LOSS) keeps video; loss over it goes audio only after LINK_WEAK_S."""
+    from media import bitrate_cap, relay
+    from media.queue_estimator import QueueSample
+
+    async def run(loss: float) -> relay.ForwardedTrack:
+        clock = [10.0]
+        monkeypatch.setattr(relay.time, "monotonic", lambda: clock[0])
+        track = relay.ForwardedTrack("video", "i<-a")
+        track.attach(_Source())
+        track.write(_frame(250, key=True))
+        for step in range(200):  # 20 s, a frame and a feedback every 100 ms
+            track.write(_frame(500))  # 40 kb/s: the floor
+            while not track._queue.empty():
+                await track.recv()
+            sending = track.forwarded_bps()
+            track.link_queue(QueueSample(0.3, 0.0, 0.8 * sending, loss), now=clock[0])
+            if track.video_paused:
+                break
+            clock[0] += 0.1
+        return track
+
+    random_loss = await run(0.05)
+    assert random_loss.link_cap_bps == bitrate_cap.FLOOR_BPS and not random_loss.video_paused
+    lossy = await run(relay.FLOOR_LINK_LOSS + 0.05)
+    assert lossy.video_paused and lossy.pauses == 1
+
+
 async def test_a_link_that_cannot_carry_video_gets_audio_only_then_a_retry(monkeypatch) -> None:
     from media import relay
 
