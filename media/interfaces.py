@@ -20,6 +20,10 @@ class Source(Protocol):
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe (rate limited by the source)."""
 
+    def capture_ntp(self, pts: int) -> Optional[int]:
+        """The publisher's NTP time (64-bit) of the capture of the frame with ``pts``, from
+        its sender reports (None: not known)."""
+
 
 class Sink(Protocol):
     """A consumer of encoded frames. ``write`` must not block."""

@@ -169,6 +169,7 @@ class ServerPeer:
             tap.on_keyframe_request(transceiver.sender, forwarded.request_keyframe)
             tap.on_subscriber_feedback(transceiver.sender, forwarded.link_report)
             tap.paced_retransmission(transceiver.sender, forwarded.link_rtt_s, lambda: forwarded.link_cap_bps)
+            tap.report_capture_time(transceiver.sender, forwarded.last_capture)
             self._room.add_sink((self._source_role, kind), forwarded)
 
     def _track_received(self, track: object) -> None:

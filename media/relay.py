@@ -22,6 +22,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from . import tap
 from .bitrate_cap import LinkCap, ReceiverReport
+from .capture_clock import CaptureClock
 from .interfaces import Sink, Slot, Source
 from .queue_estimator import QueueSample
 
@@ -96,10 +97,12 @@ class UpTrack:
         self.last_keyframe_at: Optional[float] = None
         self.keyframe_requests = 0
         self.renacked = 0
+        self._capture = CaptureClock(kind)
 
     def start(self) -> None:
         """Take the receiver's encoded frames (before the receiver starts)."""
         tap.tap_receiver(self._receiver, self.deliver)
+        tap.on_sender_report(self._receiver, self._capture.report)
         if self.kind == "video":
             self._spawn(self._renack())
 
@@ -163,6 +166,11 @@ class UpTrack:
         caps = [cap for sink in self._sinks if (cap := getattr(sink, "link_cap_bps", None)) is not None]
         return int(min(caps)) if caps else None
 
+    def capture_ntp(self, pts: int) -> Optional[int]:
+        """The publisher's NTP time (64-bit) of the capture of the frame with ``pts``
+        (None before its first sender report)."""
+        return self._capture.ntp_at(pts)
+
     def request_keyframe(self) -> None:
         """Send a PLI to the publisher, at most once per KEYFRAME_INTERVAL_S."""
         if self.kind != "video" or self._closed:
@@ -221,6 +229,7 @@ class ForwardedTrack(MediaStreamTrack):
         self._cap = LinkCap()
         #: What the subscriber's pacer budgets on (media/pacer.py), set per frame in recv().
         self.pacing_bps: Optional[float] = None
+        self._last_frame: Optional[tuple[int, int, Source]] = None  # (pts sent, pts of the source, source)
 
     def attach(self, source: Optional[Source]) -> None:
         self._source = source
@@ -377,6 +386,8 @@ class ForwardedTrack(MediaStreamTrack):
         out.time_base = packet.time_base
         out.is_keyframe = packet.is_keyframe
         self._last_out = out.pts
+        if self._source is not None:
+            self._last_frame = (out.pts, int(packet.pts or 0), self._source)
         self.forwarded += 1
         now = time.monotonic()
         self._bytes.append((now, out.size))
@@ -385,6 +396,15 @@ class ForwardedTrack(MediaStreamTrack):
         if self.kind == "video":
             self._set_pacing()
         return out
+
+    def last_capture(self) -> Optional[tuple[int, int]]:
+        """(pts, NTP time): the last frame handed to the sender and its publisher's capture
+        time, for the sender reports (media/capture_clock.py); None while not known."""
+        if self._last_frame is None:
+            return None
+        out, pts, source = self._last_frame
+        ntp = source.capture_ntp(pts)
+        return None if ntp is None else (out, ntp)
 
     def _set_pacing(self) -> None:
         """The pacer's rate: the link's cap, but not under what this track forwards (else

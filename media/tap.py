@@ -53,6 +53,7 @@ from aiortc import RTCIceTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSen
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParameters
+from aiortc.rtcrtpreceiver import TimestampMapper
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -85,6 +86,7 @@ _SENDER_LSR_ATTR = "_RTCRtpSender__lsr"
 _SENDER_LSR_TIME_ATTR = "_RTCRtpSender__lsr_time"
 _SENDER_MAP_ATTR = "_RTCRtpSender__rtp_header_extensions_map"
 _SENDER_RTX_SSRC_ATTR = "_rtx_ssrc"
+_SENDER_RTP_TIMESTAMP_ATTR = "_RTCRtpSender__rtp_timestamp"
 
 FrameCallback = Callable[["av.Packet[Any]"], None]
 
@@ -99,7 +101,8 @@ def check_aiortc_seams() -> None:
     for attr in (_QUEUE_ATTR, _RTX_ATTR, _JITTER_ATTR, _RTCP_SSRC_ATTR, _TIMESTAMPS_ATTR, _NACK_ATTR):
         if attr not in RTCRtpReceiver.__init__.__code__.co_names:
             missing.append(attr)
-    for attr in (_SENDER_LSR_ATTR, _SENDER_LSR_TIME_ATTR, _SENDER_MAP_ATTR, _SENDER_RTX_SSRC_ATTR):
+    for attr in (_SENDER_LSR_ATTR, _SENDER_LSR_TIME_ATTR, _SENDER_MAP_ATTR, _SENDER_RTX_SSRC_ATTR,
+                 _SENDER_RTP_TIMESTAMP_ATTR):
         if attr not in RTCRtpSender.__init__.__code__.co_names:
             missing.append(attr)
     for cls, name in (
@@ -111,6 +114,8 @@ def check_aiortc_seams() -> None:
         (RTCRtpSender, "_next_encoded_frame"),
         (RTCRtpSender, "_handle_rtcp_packet"),
         (RTCRtpSender, "_retransmit"),
+        (RTCRtpSender, "_send_rtcp"),
+        (RTCRtpReceiver, "_handle_rtcp_packet"),
         (RTCDtlsTransport, "_send_rtp"),
         (RTCDtlsTransport, "_handle_rtcp_data"),
         (HeaderExtensionsMap, "configure"),
@@ -121,6 +126,9 @@ def check_aiortc_seams() -> None:
     for name in ("data_received", "recvfrom"):
         if not callable(getattr(aioice.Connection, name, None)):
             missing.append(f"aioice.Connection.{name}")
+    for attr in ("_origin", "_last"):  # frame_pts() reads the receiver's mapper
+        if attr not in TimestampMapper.__init__.__code__.co_names:
+            missing.append(f"TimestampMapper.{attr}")
     if "_connection" not in RTCIceTransport.__init__.__code__.co_names:
         missing.append("RTCIceTransport._connection")
     for attr in ("_headerExtensions", "_codecs"):
@@ -936,3 +944,88 @@ def kernel_stamped(receiver: RTCRtpReceiver) -> int:
     """How many datagrams of the receiver's transport got a kernel arrival timestamp."""
     clock = _installed_clock(receiver.transport)
     return int(clock.kernel_stamps) if clock is not None else 0
+
+
+# ---- sender reports in the publisher's clock (media/capture_clock.py) -----------------------
+
+_SENDER_SSRC_ATTR = "_ssrc"
+_RTP_MASK = 0xFFFFFFFF
+#: ``(pts, ntp)``: the pts of the last frame a forwarded track handed its sender and the
+#: publisher's NTP time of its capture (None: not known yet).
+CaptureReference = Callable[[], Optional[tuple[int, int]]]
+
+
+def on_sender_report(receiver: RTCRtpReceiver, callback: Callable[[int, int], None]) -> None:
+    """Call ``callback(ntp, pts)`` for each sender report of the publisher's media stream on
+    ``receiver``: its NTP timestamp (64-bit) and its RTP time as the pts the tap gives
+    frames (:func:`frame_pts`). Retransmission streams' reports are skipped; so is one
+    before the first frame (no pts yet)."""
+    original = receiver._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket) and not is_rtx_ssrc(receiver, packet.ssrc):
+            pts = frame_pts(receiver, packet.sender_info.rtp_timestamp)
+            if pts is not None:
+                try:
+                    callback(packet.sender_info.ntp_timestamp, pts)
+                except Exception:
+                    logger.exception("sender report callback failed")
+        await original(packet)
+
+    receiver._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+def frame_pts(receiver: RTCRtpReceiver, rtp_timestamp: int) -> Optional[int]:
+    """The pts the tap gives a frame of RTP time ``rtp_timestamp`` (aiortc's TimestampMapper
+    counts from the first frame and unwraps): read, not advanced; None before a first frame."""
+    mapper = getattr(receiver, _TIMESTAMPS_ATTR, None)
+    origin, last = getattr(mapper, "_origin", None), getattr(mapper, "_last", None)
+    if origin is None or last is None:
+        return None
+    delta = (rtp_timestamp - last) & _RTP_MASK
+    if delta >= 1 << 31:
+        delta -= 1 << 32
+    return int(last - origin + delta)
+
+
+def report_capture_time(sender: RTCRtpSender, reference: CaptureReference) -> None:
+    """Make ``sender``'s reports pair RTP time with the publisher's capture time.
+
+    aiortc's sender report pairs the last packet's RTP time with the moment we sent it.
+    Here it pairs the last frame's RTP time with ``reference()``'s NTP time instead; while
+    that is not known (the publisher's first report is up to seconds away: Chromium reports
+    audio every 5 s), the report is left out, so that a subscriber never sees pairs from two
+    clocks. The RTP time is the sender's: its random origin is learnt from the first packet
+    it sends of each frame (``_next_encoded_frame`` returns a frame's pts; the last packet's
+    RTP time, read when the next frame is asked for, is that pts plus the origin)."""
+    next_frame = sender._next_encoded_frame
+    send_rtcp = sender._send_rtcp
+    state: dict[str, Optional[int]] = {"pts": None, "origin": None}
+
+    async def next_encoded_frame(codec: Any) -> Any:
+        pts = state["pts"]
+        if pts is not None:  # that frame's packets have all been sent by now
+            state["origin"] = (getattr(sender, _SENDER_RTP_TIMESTAMP_ATTR) - pts) & _RTP_MASK
+        frame = await next_frame(codec)
+        state["pts"] = frame.timestamp if frame is not None else None
+        return frame
+
+    async def send_reports(packets: list[Any]) -> None:
+        kept = []
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket) and packet.ssrc == getattr(sender, _SENDER_SSRC_ATTR):
+                known = reference()
+                origin = state["origin"]
+                if known is None or origin is None:
+                    continue
+                pts, ntp = known
+                packet.sender_info.ntp_timestamp = ntp
+                packet.sender_info.rtp_timestamp = (origin + pts) & _RTP_MASK
+                # what the subscriber's report will echo as LSR (its round trip: on_subscriber_feedback)
+                setattr(sender, _SENDER_LSR_ATTR, (ntp >> 16) & _RTP_MASK)
+            kept.append(packet)
+        if kept:
+            await send_rtcp(kept)
+
+    sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
+    sender._send_rtcp = send_reports  # type: ignore[method-assign]

@@ -99,6 +99,9 @@ class FakeSource:
     def request_keyframe(self) -> None:
         self.keyframe_requests += 1
 
+    def capture_ntp(self, pts: int) -> Optional[int]:
+        return None
+
 
 class Collected:
     """An ``on_segment`` callback that keeps what it is given."""
