@@ -29,6 +29,13 @@ that numbers every packet it serializes (aiortc's sender never sets a transport-
 sequence number), and ``RTCDtlsTransport._handle_rtcp_data``, where the subscriber's
 transport feedback is read whole (aiortc parses RTPFB FMT=15 as if it were a NACK).
 
+Sender reports in the publisher's clock (``media/capture_clock.py``) need four more:
+``RTCRtpReceiver._handle_rtcp_packet`` (the publisher's reports), the receiver's
+``TimestampMapper`` (``_origin``, ``_last``: a report's RTP time as the pts of our frames),
+and on the subscriber's leg the sender's ``_send_rtcp`` (where its report's NTP/RTP pair is
+rewritten) and ``__rtp_timestamp`` (the last packet's RTP time, from which the sender's
+random timestamp origin is learnt, by wrapping ``_next_encoded_frame``).
+
 These names are private. aiortc is pinned in pyproject.toml and ``check_aiortc_seams``
 fails loudly at start-up (and in tests) if an upgrade moves them.
 """
