@@ -1017,6 +1017,8 @@ def report_capture_time(sender: RTCRtpSender, reference: CaptureReference) -> No
         state["pts"] = frame.timestamp if frame is not None else None
         return frame
 
+    sent: list[Optional[float]] = [None, None]  # LSR and wall time of the last report sent
+
     async def send_reports(packets: list[Any]) -> None:
         kept = []
         for packet in packets:
@@ -1024,12 +1026,17 @@ def report_capture_time(sender: RTCRtpSender, reference: CaptureReference) -> No
                 known = reference()
                 origin = state["origin"]
                 if known is None or origin is None:
+                    # aiortc noted this report as the latest sent: the subscriber's reports
+                    # still name the one before, whose round trip then still counts
+                    setattr(sender, _SENDER_LSR_ATTR, sent[0])
+                    setattr(sender, _SENDER_LSR_TIME_ATTR, sent[1])
                     continue
                 pts, ntp = known
                 packet.sender_info.ntp_timestamp = ntp
                 packet.sender_info.rtp_timestamp = (origin + pts) & _RTP_MASK
                 # what the subscriber's report will echo as LSR (its round trip: on_subscriber_feedback)
                 setattr(sender, _SENDER_LSR_ATTR, (ntp >> 16) & _RTP_MASK)
+                sent[:] = [getattr(sender, _SENDER_LSR_ATTR), getattr(sender, _SENDER_LSR_TIME_ATTR)]
             kept.append(packet)
         if kept:
             await send_rtcp(kept)
