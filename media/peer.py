@@ -168,7 +168,7 @@ class ServerPeer:
             self._forwarded[kind] = forwarded
             tap.on_keyframe_request(transceiver.sender, forwarded.request_keyframe)
             tap.on_subscriber_feedback(transceiver.sender, forwarded.link_report)
-            tap.paced_retransmission(transceiver.sender, forwarded.link_rtt_s, lambda: forwarded.link_cap_bps)
+            tap.paced_retransmission(transceiver.sender, forwarded.link_rtt_s, forwarded.retransmission_cap_bps)
             tap.report_capture_time(transceiver.sender, forwarded.last_capture)
             self._room.add_sink((self._source_role, kind), forwarded)
 

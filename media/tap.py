@@ -916,8 +916,8 @@ def paced_retransmission(sender: RTCRtpSender, rtt: Callable[[], Optional[float]
     every NACK, so one lost packet became several copies. On an overfull link most losses
     are the queue's own drops, and resending them all keeps it overfull (measured: 130-185
     kb/s of retransmissions on a 400 kbit/s link for seconds after its onset). ``rtt()`` is
-    the round trip the subscriber's reports measure, ``cap_bps()`` its link's cap (None:
-    unknown, uncapped).
+    the round trip the subscriber's reports measure, ``cap_bps()`` the cap to budget on
+    (None: no budget; unknown or uncapped, or a link the caller reads as having room).
     """
     original = sender._retransmit
     last: dict[int, float] = {}

@@ -752,3 +752,19 @@ async def test_retransmissions_once_per_round_trip_and_within_the_cap(monkeypatc
     for seq in range(200, 230):
         await sender._retransmit(seq)
     assert len(sent) == 15
+
+
+def test_retransmissions_are_budgeted_only_while_the_subscribers_queue_stands() -> None:
+    """Random loss on a link with room: every NACK answered; an overfull link: the cap's budget."""
+    from media import relay
+    from media.queue_estimator import QueueSample
+
+    track = relay.ForwardedTrack("video", "i<-a")
+    assert track.retransmission_cap_bps() is None  # nothing known: uncapped
+    track._bytes.append((0.0, 50_000))
+    track._bytes_total = 50_000
+    track.link_queue(QueueSample(0.3, 0.5, 150_000, 0.02), now=1.0)  # a rising queue cuts the cap
+    cap = track.link_cap_bps
+    assert cap is not None and track.retransmission_cap_bps() == cap
+    track.link_queue(QueueSample(0.0, 0.0, 150_000, 0.15), now=1.1)  # the queue drained, 15 % random loss
+    assert track.link_cap_bps is not None and track.retransmission_cap_bps() is None
