@@ -612,6 +612,7 @@ def test_loss_based_cap_cuts_holds_and_grows() -> None:
     for _ in range(100):  # a link that keeps losing ends at the floor
         link.report(100, 90, 1e6)
     assert link.cap.bps == FLOOR_BPS and link.cap.at_floor
+
     for _ in range(300):  # a clean one grows past RELEASE_BPS and is dropped
         if link.report(100, 0, link.cap.bps or RELEASE_BPS) is None:
             break
@@ -768,3 +769,20 @@ def test_retransmissions_are_budgeted_only_while_the_subscribers_queue_stands() 
     assert cap is not None and track.retransmission_cap_bps() == cap
     track.link_queue(QueueSample(0.0, 0.0, 150_000, 0.15), now=1.1)  # the queue drained, 15 % random loss
     assert track.link_cap_bps is not None and track.retransmission_cap_bps() is None
+
+
+def test_moderate_loss_alone_cuts_no_further_than_the_loss_floor() -> None:
+    """15 % random loss, no queue: the cap comes down, but not under LOSS_FLOOR_BPS (NACK
+    repairs such loss; it says nothing about the link's capacity)."""
+    from media.bitrate_cap import LOSS_FLOOR_BPS, LinkCap
+
+    cap, t, seq, lost = LinkCap(), 0.0, 1000, 0
+    for _ in range(200):
+        t, seq, lost = t + 1.0, seq + 100, lost + 15
+        cap.report(lost, seq, 1e6, now=t)
+    assert cap.bps == LOSS_FLOOR_BPS and not cap.at_floor
+    cap.bps = 60_000  # the queue took it lower: loss alone does not lift it back
+    for _ in range(5):
+        t, seq, lost = t + 1.0, seq + 100, lost + 15
+        cap.report(lost, seq, 60_000, now=t)
+    assert cap.bps == 60_000
