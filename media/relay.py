@@ -67,14 +67,6 @@ SUBSCRIBER_KEYFRAME_INTERVAL_S = 1.0
 #: only once the cap is at its floor, or the publisher does not follow it.
 LINK_SHARE = 0.5
 LINK_LOSS = 0.05
-#: At the cap's floor, losing this share (more than NACK repairs in time) with the link's
-#: queue standing over FLOOR_LINK_QUEUE_S (the link is overfull even at the floor, as the
-#: transport feedback reads it) is weak too, however much of what is sent gets through: an
-#: inspector on an 80 kbit/s downlink, the floor's video beside about 57 kb/s of audio, got
-#: 0.7 fps while the link delivered over half of the video, and waited 17 s for audio only.
-#: Random loss alone, with no queue, keeps video (the direct call keeps it too).
-FLOOR_LINK_LOSS = 0.10
-FLOOR_LINK_QUEUE_S = 0.1
 LINK_WEAK_S = 3.0
 #: Retransmissions to a subscriber are budgeted on its link's cap (media/tap.py
 #: paced_retransmission) only while the link's queue stands over this: then its losses are
@@ -315,16 +307,12 @@ class ForwardedTrack(MediaStreamTrack):
             self._judge_link(int(sample.through_bps), now)
 
     def _judge_link(self, estimate_bps: int, now: float) -> None:
-        """Audio first: pause video while the link's estimate stays far under what is sent
-        or, with the cap at its floor, the link is overfull and loses more than NACK repairs."""
+        """Audio first: pause video while the link's estimate stays far under what is sent."""
         self.link_bps = estimate_bps
         if self._paused_until is not None:
             return  # paused: the estimate of an audio-only link says nothing; write() retries
         sending = self.forwarded_bps(now)
-        loss = self.link_loss or 0.0
-        overfull = self._cap.at_floor and loss >= FLOOR_LINK_LOSS and (self._cap.queue_s or 0.0) > FLOOR_LINK_QUEUE_S
-        starved = estimate_bps < LINK_SHARE * sending or overfull
-        weak = sending > 0 and starved and loss >= LINK_LOSS
+        weak = sending > 0 and estimate_bps < LINK_SHARE * sending and (self.link_loss or 0.0) >= LINK_LOSS
         cap = self._cap.bps
         # A cap the publisher follows gets its chance first; pausing is for a link that
         # loses even at the floor, or a publisher that ignores the cap.

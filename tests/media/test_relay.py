@@ -393,42 +393,6 @@ def test_a_subscribers_keyframe_requests_are_paced(monkeypatch) -> None:
     assert source.requests - before == 2
 
 
-async def test_at_the_floor_a_link_that_loses_more_than_nack_repairs_goes_audio_only(monkeypatch) -> None:
-    """An 80 kbit/s downlink: the floor's video beside the audio overfills it, most of what is
-    sent still gets through, but every frame loses a packet. Random loss NACK repairs
-    (under FLOOR_LINK_LOSS) keeps video, and so does more loss on a link whose queue is
-    empty; loss over it with the queue standing goes audio only after LINK_WEAK_S."""
-    from media import bitrate_cap, relay
-    from media.queue_estimator import QueueSample
-
-    async def run(loss: float, queue_after_floor: float = 0.3) -> relay.ForwardedTrack:
-        clock = [10.0]
-        monkeypatch.setattr(relay.time, "monotonic", lambda: clock[0])
-        track = relay.ForwardedTrack("video", "i<-a")
-        track.attach(_Source())
-        track.write(_frame(250, key=True))
-        for step in range(200):  # 20 s, a frame and a feedback every 100 ms
-            track.write(_frame(500))  # 40 kb/s: the floor
-            while not track._queue.empty():
-                await track.recv()
-            sending = track.forwarded_bps()
-            at_floor = track.link_cap_bps == bitrate_cap.FLOOR_BPS
-            # the standing queue takes the cap to its floor, then stands on (or drains)
-            queue = queue_after_floor if at_floor else 0.3
-            track.link_queue(QueueSample(queue, 0.0, 0.8 * sending, loss if at_floor else 0.05), now=clock[0])
-            if track.video_paused:
-                break
-            clock[0] += 0.1
-        return track
-
-    random_loss = await run(0.05)
-    assert random_loss.link_cap_bps == bitrate_cap.FLOOR_BPS and not random_loss.video_paused
-    no_queue = await run(relay.FLOOR_LINK_LOSS + 0.05, queue_after_floor=0.0)  # random loss on a link with room
-    assert no_queue.link_cap_bps is not None and not no_queue.video_paused
-    overfull = await run(relay.FLOOR_LINK_LOSS + 0.05)
-    assert overfull.video_paused and overfull.pauses == 1
-
-
 async def test_a_link_that_cannot_carry_video_gets_audio_only_then_a_retry(monkeypatch) -> None:
     from media import relay
 
