@@ -66,8 +66,8 @@ GROWTH_BOUND = 1.5
 #: of what was sent to count as weak.
 FLOOR_BPS = 40_000
 #: Loss alone (receiver reports, no queue in sight) cuts no further than this: random loss on
-#: a mobile link says nothing about its capacity, and with the floor above the inspector's
-#: video at 250 kbit/s with 10 % loss got 10.6 fps against the direct call's 13.6 (the cap
+#: a mobile link says nothing about its capacity, and with FLOOR_BPS the only floor the
+#: inspector's video at 250 kbit/s with 10 % loss got 10.6 fps against the direct call's 13.6 (the cap
 #: ratcheted down to 53 kb/s; 15.5 against 13.3 with the old 100 kb/s floor). A queue (the
 #: link is full) cuts to FLOOR_BPS, and so does loss over HEAVY_LOSS, which no NACK repairs.
 LOSS_FLOOR_BPS = 100_000
