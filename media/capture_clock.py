@@ -19,16 +19,15 @@ from __future__ import annotations
 
 from typing import Optional
 
-#: RTP clock rates of the relayed codecs (VP8, Opus).
-CLOCK_RATES = {"video": 90_000, "audio": 48_000}
 _NTP_MASK = (1 << 64) - 1
 
 
 class CaptureClock:
     """The publisher's RTP-to-NTP mapping for one track, from its latest sender report."""
 
-    def __init__(self, kind: str) -> None:
-        self.rate = CLOCK_RATES[kind]
+    def __init__(self, rate: int) -> None:
+        """``rate``: the track's RTP clock rate (Hz), the unit of its pts."""
+        self.rate = rate
         self._ntp: Optional[int] = None  # 64-bit NTP timestamp of the report
         self._pts: Optional[int] = None  # its RTP time as the tap's pts
         self.reports = 0

@@ -99,7 +99,7 @@ class UpTrack:
         self.last_keyframe_at: Optional[float] = None
         self.keyframe_requests = 0
         self.renacked = 0
-        self._capture = CaptureClock(kind)
+        self._capture = CaptureClock((tap.VIDEO_TIME_BASE if kind == "video" else tap.AUDIO_TIME_BASE).denominator)
 
     def start(self) -> None:
         """Take the receiver's encoded frames (before the receiver starts)."""

@@ -20,7 +20,7 @@ BEHIND_S = 1000
 
 
 def test_the_capture_clock_maps_pts_through_the_latest_report() -> None:
-    clock = CaptureClock("video")
+    clock = CaptureClock(90_000)
     assert clock.ntp_at(0) is None
     clock.report(100 << 32, 9000)  # pts 9000 (0.1 s) was captured at NTP 100 s
     assert clock.ntp_at(9000) == 100 << 32
