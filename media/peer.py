@@ -104,6 +104,7 @@ class ServerPeer:
         if self._pc is not None or self._closed:
             raise RuntimeError("a ServerPeer answers one offer; make a new one to renegotiate")
         sdp = check_offer(offer_sdp)
+        tap.use_fast_clock()
         pc = self._pc_factory()
         self._pc = pc
         pc.on("connectionstatechange", self._state_changed)

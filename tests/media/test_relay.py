@@ -55,6 +55,27 @@ def test_seams_present() -> None:
     check_aiortc_seams()
 
 
+def test_the_fast_clock_reads_what_aiortcs_clock_reads() -> None:
+    import aiortc.clock
+    import aiortc.rtcdtlstransport
+    import aiortc.rtcrtpsender
+
+    from media import tap
+
+    for _ in range(1000):
+        before = aiortc.clock.current_ntp_time()
+        ntp, ms = tap._current_ntp_time(), tap._current_ms()
+        after = aiortc.clock.current_ntp_time()
+        assert before - (1 << 32) // 1_000_000 <= ntp <= after + (1 << 32) // 1_000_000  # within 1 us
+        assert (before * 1000 >> 32) - 1 <= ms <= (after * 1000 >> 32) + 1
+    tap.use_fast_clock()
+    tap.use_fast_clock()  # idempotent
+    assert aiortc.rtcrtpsender.clock.current_ntp_time is tap._current_ntp_time
+    assert aiortc.rtcdtlstransport.clock.current_ms is tap._current_ms
+    assert aiortc.rtcrtpsender.clock.datetime_from_ntp is aiortc.clock.datetime_from_ntp
+    check_aiortc_seams()
+
+
 async def test_frames_are_forwarded_without_decoding_or_encoding(vp8_frames, monkeypatch) -> None:
     codec_calls = CodecCalls(monkeypatch)
     room = MediaRoom("r1")

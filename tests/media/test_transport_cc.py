@@ -136,6 +136,8 @@ async def test_transport_cc_negotiated_and_every_packet_reported() -> None:
         assert lab.remb == 0
         # arrivals were stamped by the kernel (SO_TIMESTAMPNS), not by our event loop
         assert tap.kernel_stamped(server._pc.getTransceivers()[0].receiver) >= len(reported)  # type: ignore[union-attr]
+        # and handed to SRTP on the socket callback, not through aioice's queue
+        assert tap.directly_handled(server._pc.getTransceivers()[0].receiver) >= 0.9 * len(reported)  # type: ignore[union-attr]
     finally:
         await server.close()
         await client.close()
