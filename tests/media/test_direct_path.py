@@ -1,8 +1,9 @@
 """The direct SRTP path of media/tap.py's socket reader keeps aiortc's order of handling.
 
-A unit test of the ordering rules with stand-ins for aioice's connection and aiortc's DTLS
-transport (the real path is exercised by tests/media/test_transport_cc.py, where every
-packet of a real aiortc peer is reported in transport feedback after going this way).
+Unit tests with stand-ins for aioice's connection and aiortc's DTLS transport; the real path
+runs in tests/media/test_transport_cc.py, where every packet of a real aiortc peer is
+reported in transport feedback after going this way, and in every real-peer test of
+tests/media.
 """
 
 from __future__ import annotations
