@@ -807,6 +807,8 @@ async def send_rtcp(receiver: RTCRtpReceiver, data: bytes) -> None:
 
 
 RECEIVE_BUFFER_BYTES = 2 * 1024 * 1024
+#: SRTP datagrams held behind a directly handled one that waits, at most (then the oldest go).
+HELD_DATAGRAMS = 512
 _SO_TIMESTAMPNS = 35  # Linux: SOL_SOCKET option, and the SCM_TIMESTAMPNS control message type
 _TIMESPEC = struct.Struct("qq")
 
@@ -844,6 +846,7 @@ class _ArrivalClock:
         self._waiting = False
         self._held: collections.deque[tuple[bytes, Optional[float]]] = collections.deque()
         self.direct = 0  # datagrams handled on the socket callback
+        self.failures = 0  # of them, handlers that raised
         received = connection.data_received
         recvfrom = connection.recvfrom
 
@@ -869,6 +872,8 @@ class _ArrivalClock:
         if dtls is None or getattr(dtls, "_rx_srtp", None) is None or dtls._state is not _DTLS_CONNECTED:
             return False
         if self._waiting:
+            if len(self._held) >= HELD_DATAGRAMS:
+                self._held.popleft()  # a handler that never resumes: bounded, like a socket buffer
             self._held.append((data, stamp))
             return True
         if self._task_busy or not self._connection._queue.empty():
@@ -902,7 +907,11 @@ class _ArrivalClock:
         except (ConnectionError, asyncio.CancelledError):
             return True  # the transport is closing: the DTLS task would stop here too
         except Exception:
-            logger.exception("handling an SRTP datagram failed")
+            # aiortc's DTLS task would end here and the peer connection with it; one
+            # participant's bad packet must not, and must not flood the log either.
+            self.failures += 1
+            if self.failures == 1 or self.failures % 1000 == 0:
+                logger.exception("handling an SRTP datagram failed (%d so far on this connection)", self.failures)
             return True
         if waiting is None:  # a bare yield (asyncio.sleep(0))
             asyncio.get_running_loop().call_soon(self._resume, coro)

@@ -96,3 +96,28 @@ async def test_datagrams_take_the_queue_while_the_dtls_task_is_busy_or_behind() 
     dtls._rx_srtp, dtls._state = _Srtp(), tap.DtlsState.CLOSED
     assert not clock._take_direct(_rtp(5), None)
     assert dtls.handled == [_rtp(3)]
+
+
+async def test_a_failing_handler_is_logged_and_the_next_datagram_still_handled(caplog) -> None:
+    dtls, connection = _Dtls(), _Connection()
+
+    async def broken(data: bytes, arrival_time_ms: int) -> None:
+        raise RuntimeError("boom")
+
+    dtls._handle_rtp_data = broken  # type: ignore[method-assign]
+    clock = tap._ArrivalClock(connection, dtls)  # type: ignore[arg-type]
+    for n in range(3):
+        assert clock._take_direct(_rtp(n), None)
+    assert clock.failures == 3 and clock.direct == 3
+    assert sum("handling an SRTP datagram failed" in r.getMessage() for r in caplog.records) == 1
+    assert clock._take_direct(_rtcp(), None) and dtls.handled == [_rtcp()]
+
+
+async def test_datagrams_held_behind_a_handler_that_never_resumes_are_bounded(monkeypatch) -> None:
+    monkeypatch.setattr(tap, "HELD_DATAGRAMS", 3)
+    dtls, connection = _Dtls(), _Connection()
+    clock = tap._ArrivalClock(connection, dtls)  # type: ignore[arg-type]
+    assert clock._take_direct(_rtp(0, b"wait"), None)
+    for n in range(1, 10):
+        assert clock._take_direct(_rtp(n), None)
+    assert [data for data, _ in clock._held] == [_rtp(7), _rtp(8), _rtp(9)]  # the newest kept
