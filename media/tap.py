@@ -441,7 +441,7 @@ class _PassThroughJitterBuffer(JitterBuffer):
             return False
         hole = self._known_hole()
         seen_hole = hole is not None
-        for count in range(hole + 1 if hole is not None else 0, self._scan_length()):
+        for count in range(hole[0] + 1 if hole is not None else 0, self._scan_length()):
             packet = self._packets[(self._origin + count) % self._capacity]
             if packet is None:
                 seen_hole = True
@@ -449,11 +449,12 @@ class _PassThroughJitterBuffer(JitterBuffer):
                 return True
         return False
 
-    def _known_hole(self) -> Optional[int]:
-        """Offset of the first missing packet from the head, if the last walk found it."""
+    def _known_hole(self) -> Optional[tuple[int, Optional[int]]]:
+        """Where the last walk from the current head stopped, if it still holds: the first
+        missing packet's offset, and the timestamp of the frame at the head."""
         walk = self._walk
         if walk is not None and walk[0] == self._origin and walk[1] == self._generation:
-            return walk[2]
+            return walk[2], walk[3]
         return None
 
     def _next_start(self, keyframe: bool) -> Optional[int]:
@@ -491,10 +492,7 @@ class _PassThroughJitterBuffer(JitterBuffer):
             if packet is None:
                 return None
             return self._take(1, packet.timestamp)
-        start, timestamp = 0, None
-        walk = self._walk
-        if walk is not None and walk[0] == origin and walk[1] == self._generation:
-            start, timestamp = walk[2], walk[3]
+        start, timestamp = self._known_hole() or (0, None)
         for count in range(start, self._capacity):
             packet = slots[(origin + count) & mask]
             if packet is None:
@@ -869,7 +867,7 @@ class _ArrivalClock:
     def _take_direct(self, data: bytes, stamp: Optional[float]) -> bool:
         """Handle ``data`` (an SRTP/SRTCP datagram) here if that keeps the order; else False."""
         dtls = self._dtls
-        if dtls is None or getattr(dtls, "_rx_srtp", None) is None or dtls._state is not _DTLS_CONNECTED:
+        if dtls is None or dtls._rx_srtp is None or dtls._state is not _DTLS_CONNECTED:
             return False
         if self._waiting:
             if len(self._held) >= HELD_DATAGRAMS:
@@ -925,7 +923,8 @@ class _ArrivalClock:
             return
         self._waiting = False
         dtls = self._dtls
-        while self._held and not self._waiting and dtls is not None:
+        assert dtls is not None  # only a directly handled datagram waits
+        while self._held and not self._waiting:
             data, stamp = self._held.popleft()
             self._handle(dtls, data, stamp)
 
