@@ -199,6 +199,18 @@ class Meter:
                                                s.jb_delay, s.jb_emitted))
             await asyncio.sleep(0.1)
 
+    def dump(self, name: str) -> None:
+        """With ``TAKAN_BENCH_TRACE=DIR``: every sample as a JSON line in DIR/NAME.jsonl, its
+        time as wall-clock seconds (to lay freezes beside the server's log)."""
+        folder = os.environ.get("TAKAN_BENCH_TRACE")
+        if not folder:
+            return
+        offset = time.time() - time.monotonic()
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with open(Path(folder) / f"{name}.jsonl", "w") as out:
+            for s in self.samples:
+                out.write(json.dumps({**s.__dict__, "t": round(s.t + offset, 3)}) + "\n")
+
     def window(self, t0: float, t1: float) -> list[Sample]:
         return [s for s in self.samples if t0 <= s.t <= t1]
 
@@ -357,16 +369,20 @@ class Plan:
     shaped: str = "applicant"
     loss_percent: float = LOSS_PERCENT
     outage_s: float = OUTAGE_S
+    #: The lossy condition's length (None: 20 s with --quick, else 30): a longer one counts
+    #: freezes over more of them (one window's count is a handful, and varies run to run).
+    lossy_s: Optional[float] = None
 
     def describe(self) -> str:
         links = [f"{name} {shape.rate_kbit} kbit/s" for name, shape in (("uplink", self.uplink), ("downlink", self.downlink)) if shape]
         return (f"{self.shaped} shaped; lossy = {self.shaped} {' + '.join(links) or 'unshaped'} + {self.loss_percent:g} % UDP loss "
-                f"both ways; outage {self.outage_s:g} s")
+                f"both ways; outage {self.outage_s:g} s" + (f"; lossy for {self.lossy_s:g} s" if self.lossy_s else ""))
 
 
 async def run_conditions(lab: NetLab, meter: Meter, applicant: Any, which: str, plan: Plan) -> dict[str, Any]:
     conditions = plan.conditions
-    clean_s, lossy_s, after_s = (10, 20, 15) if plan.quick else (20, 30, 25)
+    clean_s, lossy_s, after_s = (10, 20.0, 15) if plan.quick else (20, 30.0, 25)
+    lossy_s = plan.lossy_s or lossy_s
     results: dict[str, Any] = {}
 
     async def sender() -> Any:
@@ -454,6 +470,7 @@ async def main() -> None:
                              f"not shaped for the applicant, {LOSSY.rate_kbit} for the inspector)")
     parser.add_argument("--loss", type=float, default=LOSS_PERCENT, help="the lossy condition's random UDP loss, %% both ways")
     parser.add_argument("--outage-s", type=float, default=OUTAGE_S, help="the outage's length")
+    parser.add_argument("--lossy-s", type=float, help="the lossy condition's length (default 20 s with --quick, else 30)")
     args = parser.parse_args()
     applicant_side = args.shaped == "applicant"
     up_kbit = args.uplink_kbit if args.uplink_kbit is not None else (LOSSY.rate_kbit if applicant_side else 0)
@@ -465,7 +482,7 @@ async def main() -> None:
     plan = Plan(
         args.quick, tuple(c for c in args.conditions.split(",") if c in CONDITIONS),
         uplink=cap(up_kbit), downlink=cap(down_kbit), shaped=args.shaped,
-        loss_percent=args.loss, outage_s=args.outage_s,
+        loss_percent=args.loss, outage_s=args.outage_s, lossy_s=args.lossy_s,
     )
 
     from playwright.async_api import async_playwright
@@ -537,6 +554,7 @@ async def _takan_session(lab: NetLab, base: str, applicant_browser: Any, inspect
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        meter.dump("takan")
         (tmp / "takan-console.log").write_text("\n".join(logs))
         await inspector_ctx.close()
         await applicant_ctx.close()
@@ -574,6 +592,7 @@ async def _p2p_session(lab: NetLab, origin: str, applicant_browser: Any, inspect
         for t in (task, relay):
             t.cancel()
         await asyncio.gather(task, relay, return_exceptions=True)
+        meter.dump("p2p")
         await inspector_ctx.close()
         await applicant_ctx.close()
 
