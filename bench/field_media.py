@@ -399,9 +399,11 @@ async def run_conditions(lab: NetLab, meter: Meter, applicant: Any, which: str, 
     if "lossy" in conditions:
         lab.shape(uplink=plan.uplink, downlink=plan.downlink)
         lab.loss(plan.loss_percent)
-        t0 = time.monotonic()
+        t0, shaped_at = time.monotonic(), time.time()
         await asyncio.sleep(lossy_s)
-        results["lossy"] = {**meter.summary(t0, time.monotonic()), "sender": await sender()}
+        # shaped_at (wall clock) lays the condition beside the server's log (audio first, caps)
+        results["lossy"] = {**meter.summary(t0, time.monotonic()), "sender": await sender(),
+                            "shaped_at": round(shaped_at, 3)}
         lab.clear()
         await asyncio.sleep(10)  # back to clean before the outage
 

@@ -17,8 +17,11 @@ sender's estimator. From our send times and its arrival times come:
 * its *trend*: the slope of those delays against send time over :data:`TREND_S`
   (libwebrtc's trendline estimator reads the same slope: above zero, the link is overfull
   now; below, it drains);
-* what the link *delivered* of the video over :data:`THROUGH_S`, by arrival time: when the
-  queue fills, that is what the link carries;
+* what the link *delivered* of the video over the last :data:`THROUGH_S` of arrivals (of
+  any packet, audio too): when the queue fills, that is what the link carries. The window
+  is fixed, so a link that delivers a video packet or none in it (an 80 kbit/s link that
+  the audio all but fills) reads as the trickle it is; measured between the first and last
+  video packet delivered, it read as unknown for 13 s, and audio first waited that long;
 * the share of video packets reported *lost*.
 
 Nothing here knows aiortc: ``media/tap.py`` numbers the packets we send and hands the
@@ -116,6 +119,8 @@ class QueueEstimator:
         self._base = WindowedMin(BASE_WINDOW_S)  # the smallest delay: the link with no queue
         self._trend: collections.deque[tuple[float, float]] = collections.deque()  # (send time, head delay)
         self._delivered: collections.deque[tuple[float, int]] = collections.deque()  # (arrival, size), video
+        self._first_arrival: Optional[float] = None  # of any packet, since the last restart
+        self._newest_arrival: Optional[float] = None
         self._outcomes: collections.deque[tuple[float, bool]] = collections.deque()  # (send time, received), video
         self.feedbacks = 0
         self.unknown = 0  # reported sequence numbers we have no record of
@@ -151,6 +156,10 @@ class QueueEstimator:
             base = self._base.value
             if base is not None and abs(delay - base) > DISCONTINUITY_S:
                 self._restart()
+            if self._first_arrival is None:
+                self._first_arrival = arrival
+            if self._newest_arrival is None or arrival > self._newest_arrival:
+                self._newest_arrival = arrival
             self._base.add(record.at, delay)
             delays.append(delay)
             if record.head:
@@ -183,16 +192,16 @@ class QueueEstimator:
         self._base.clear()
         self._trend.clear()
         self._delivered.clear()
+        self._first_arrival = self._newest_arrival = None
 
     def _expire(self, latest_sent: float) -> None:
         while self._trend and latest_sent - self._trend[0][0] > TREND_S:
             self._trend.popleft()
         while self._outcomes and latest_sent - self._outcomes[0][0] > LOSS_S:
             self._outcomes.popleft()
-        if self._delivered:
-            newest = self._delivered[-1][0]
-            while newest - self._delivered[0][0] > THROUGH_S:
-                self._delivered.popleft()
+        newest = self._newest_arrival
+        while self._delivered and newest is not None and newest - self._delivered[0][0] > THROUGH_S:
+            self._delivered.popleft()
 
     def _slope(self) -> float:
         """Least-squares slope of head delay over send time (0 with too few points)."""
@@ -208,11 +217,12 @@ class QueueEstimator:
         return sum((t - mean_t) * (d - mean_d) for t, d in points) / var
 
     def _through(self) -> Optional[float]:
-        delivered = self._delivered
-        if len(delivered) < 2 or delivered[-1][0] - delivered[0][0] < THROUGH_S / 2:
+        """The video delivered over the THROUGH_S of arrivals up to the newest (None until
+        feedback has covered that long)."""
+        first, newest = self._first_arrival, self._newest_arrival
+        if first is None or newest is None or newest - first < THROUGH_S:
             return None
-        # the first packet's bytes arrived before the span began
-        return (sum(size for _, size in delivered) - delivered[0][1]) * 8 / (delivered[-1][0] - delivered[0][0])
+        return sum(size for _, size in self._delivered) * 8 / THROUGH_S
 
     def _loss(self) -> Optional[float]:
         if not self._outcomes:

@@ -66,6 +66,12 @@ SUBSCRIBER_KEYFRAME_INTERVAL_S = 1.0
 #: cap (media/bitrate_cap.py, from its loss and round trip) asks the publisher to send less: a link is weak
 #: only once the cap is at its floor, or the publisher does not follow it.
 LINK_SHARE = 0.5
+#: With the cap at its floor the share is this: a link that delivers less than three
+#: quarters of the floor's video while losing cannot carry video at all. At 80 kbit/s the
+#: audio takes most of the link and the video delivered hovered about half of what was sent
+#: (10-20 of 30-40 kb/s), in and out of LINK_SHARE, and audio first took 16 s to hold;
+#: a 150 kbit/s link delivers some 0.9 of the floor's video.
+LINK_SHARE_AT_FLOOR = 0.75
 LINK_LOSS = 0.05
 LINK_WEAK_S = 3.0
 #: Retransmissions to a subscriber are budgeted on its link's cap (media/tap.py
@@ -225,6 +231,7 @@ class ForwardedTrack(MediaStreamTrack):
         self._bytes: collections.deque[tuple[float, int]] = collections.deque()  # (time, size) of frames sent, last 2 s
         self._bytes_total = 0  # their sizes summed
         self._weak_since: Optional[float] = None
+        self._good_since: Optional[float] = None  # not weak since (the back-off shrinks)
         self._paused_until: Optional[float] = None
         self._retry_s = VIDEO_RETRY_S
         self.pauses = 0
@@ -312,7 +319,8 @@ class ForwardedTrack(MediaStreamTrack):
         if self._paused_until is not None:
             return  # paused: the estimate of an audio-only link says nothing; write() retries
         sending = self.forwarded_bps(now)
-        weak = sending > 0 and estimate_bps < LINK_SHARE * sending and (self.link_loss or 0.0) >= LINK_LOSS
+        share = LINK_SHARE_AT_FLOOR if self._cap.at_floor else LINK_SHARE
+        weak = sending > 0 and estimate_bps < share * sending and (self.link_loss or 0.0) >= LINK_LOSS
         cap = self._cap.bps
         # A cap the publisher follows gets its chance first; pausing is for a link that
         # loses even at the floor, or a publisher that ignores the cap.
@@ -320,8 +328,16 @@ class ForwardedTrack(MediaStreamTrack):
         weak = weak and cap is not None and (self._cap.at_floor or sending > 1.5 * cap)
         if not weak:
             self._weak_since = None
-            self._retry_s = max(VIDEO_RETRY_S, self._retry_s / 2)
+            # The back-off shrinks once video has held for VIDEO_RETRY_S: a retry's first
+            # reports (its keyframe still on the way) often read as not weak, and halving
+            # on them kept an 80 kbit/s link retrying every 8 s, frozen 6 s of every 14.
+            if self._good_since is None:
+                self._good_since = now
+            elif now - self._good_since >= VIDEO_RETRY_S:
+                self._retry_s = max(VIDEO_RETRY_S, self._retry_s / 2)
+                self._good_since = now
             return
+        self._good_since = None
         if self._weak_since is None:
             self._weak_since = now
         elif now - self._weak_since >= LINK_WEAK_S:

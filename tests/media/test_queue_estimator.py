@@ -92,6 +92,37 @@ def test_an_overfull_link_reads_a_rising_queue() -> None:
     assert last.through_bps is not None and 250_000 < last.through_bps < 350_000  # the link's rate
 
 
+def test_a_link_the_audio_all_but_fills_reads_the_video_it_delivers_not_unknown() -> None:
+    """80 kbit/s with 64 kb/s of audio on it, 40 kb/s of video sent and two video packets in
+    three dropped (a tbf's full queue): the audio's packets keep coming, the video's arrive
+    one or none per half second. What was delivered is that trickle, read over a fixed half
+    second of arrivals; measured between the first and last video packet in the window, it
+    read as unknown (None), and audio first waited 16 s for it in the field bench."""
+    link = Link(QueueEstimator(), rate_bps=80_000)
+    t, next_report, next_video, videos = 0.0, 0.05, 0.0, 0
+    while t < 6.0:
+        link.send(t, 160, video=False)  # Opus, 20 ms
+        if t >= next_video:  # 40 kb/s of video: a 1000-byte packet every 200 ms
+            if videos % 3:
+                link.lose.add(link.seq & 0xFFFF)
+            videos += 1
+            link.send(t, 1000)
+            next_video += 0.2
+        t += 0.02
+        while next_report <= t:
+            link.report()
+            next_report += 0.05
+    late = link.samples[-40:]
+    assert len(late) == 40 and all(s.through_bps is not None and s.through_bps <= 32_000 for s in late)
+    assert sum(s.through_bps or 0 for s in late) / len(late) < 20_000  # about 13 kb/s
+
+
+def test_through_is_unknown_until_feedback_covers_its_window() -> None:
+    link = Link(QueueEstimator(), rate_bps=1_000_000)
+    drive(link, 0.3, bps=300_000)
+    assert link.samples and all(s.through_bps is None for s in link.samples)
+
+
 def test_loss_is_the_share_of_video_packets_reported_lost() -> None:
     link = Link(QueueEstimator(), rate_bps=2_000_000)
     link.lose = {seq for seq in range(0, 2000) if seq % 10 == 3}

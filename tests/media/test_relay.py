@@ -511,6 +511,58 @@ async def test_with_transport_feedback_a_link_that_cannot_carry_video_gets_audio
     assert track.link_bps is not None and track.link_bps <= 100_000
 
 
+@pytest.mark.parametrize("delivered_share, paused", [(0.6, True), (0.9, False)])
+async def test_at_the_floor_a_link_that_delivers_little_of_its_video_gets_audio_only(monkeypatch, delivered_share, paused) -> None:
+    """The publisher follows the cap down to its floor (40 kb/s) and the link still
+    loses: one that delivers 60 % of that video cannot carry video (an 80 kbit/s link,
+    the audio taking most of it: 10-20 of 30-40 kb/s in the field bench), one that
+    delivers 90 % of it can (150 kbit/s), however long its queue stands."""
+    from media import bitrate_cap, relay
+    from media.queue_estimator import QueueSample
+
+    clock = [10.0]
+    monkeypatch.setattr(relay.time, "monotonic", lambda: clock[0])
+    track = relay.ForwardedTrack("video", "i<-a")
+    track.attach(_Source())
+    track.write(_frame(5000, key=True))
+    while not track._queue.empty():
+        await track.recv()
+
+    async def one_second() -> None:  # what the cap allows, feedback every 100 ms
+        cap = track.link_cap_bps or 400_000
+        for step in range(20):
+            track.write(_frame(int(cap / 8 / 20)))
+            while not track._queue.empty():
+                await track.recv()
+            clock[0] += 0.05
+            if step % 2:
+                sent = track.forwarded_bps()
+                track.link_queue(QueueSample(0.3, 0.0, delivered_share * min(sent, 0.6 * 400_000), 0.2))
+
+    for _ in range(3):
+        await one_second()  # the standing queue cuts the cap to its floor, and clock moves on
+    assert track.link_cap_bps == bitrate_cap.FLOOR_BPS and not track.video_paused
+    for _ in range(8):
+        await one_second()
+        if track.video_paused:
+            break
+    assert track.video_paused is paused
+    if not paused:
+        return
+    # A retry on a link no better: its first reading says "not weak" (the keyframe is still
+    # on the way), and the next pause is still twice as long.
+    clock[0] = track._paused_until + 0.1
+    track.write(_frame(1000, key=True))
+    assert not track.video_paused
+    track.link_queue(QueueSample(0.0, 0.0, 40_000, 0.0))
+    for _ in range(8):
+        await one_second()
+        if track.video_paused:
+            break
+    # paused within the last second for 2 x VIDEO_RETRY_S (it was VIDEO_RETRY_S again)
+    assert track.video_paused and 2 * relay.VIDEO_RETRY_S - 1 <= track._paused_until - clock[0] <= 2 * relay.VIDEO_RETRY_S
+
+
 async def test_missing_packets_are_nacked_again_until_repaired(monkeypatch) -> None:
     from media import relay, tap
 
