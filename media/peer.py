@@ -15,6 +15,7 @@ from aiortc.rtp import RtpPacket
 from . import tap
 from .bitrate_cap import RembSender
 from .closing import CloseOnce
+from .ice import count_late_consent_answers
 from .pacer import Pacer
 from .relay import ForwardedTrack, MediaRoom, UpTrack
 from .sdp import BadSdp, check_offer
@@ -105,6 +106,7 @@ class ServerPeer:
             raise RuntimeError("a ServerPeer answers one offer; make a new one to renegotiate")
         sdp = check_offer(offer_sdp)
         tap.use_fast_clock()
+        count_late_consent_answers()
         pc = self._pc_factory()
         self._pc = pc
         pc.on("connectionstatechange", self._state_changed)
