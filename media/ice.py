@@ -58,8 +58,8 @@ OUTAGE_TOLERANCE_S = 20.0
 #: Consent (RFC 7675) expires once no check has been answered for this long: the RFC's
 #: 30 s, as Chromium has it.
 CONSENT_EXPIRY_S = 30.0
-#: Each consent check is retransmitted this often (0.5, 1 then 2 s apart, aioice's RTO
-#: doubling), so an answer that comes within 3.5 s counts.
+#: Each consent check is retransmitted this many times (0.5 and 1.5 s after it is sent,
+#: aioice's RTO doubling; it times out at 3.5 s), so an answer that comes within 3.5 s counts.
 CONSENT_RETRANSMISSIONS = 2
 
 
