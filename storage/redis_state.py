@@ -356,7 +356,9 @@ class RedisLiveState:
             with self._translate():
                 await pubsub.subscribe(f"{self._prefix}channel:{check_name('channel', channel)}")
         except BaseException:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            # called through Any: redis-py 8.1 leaves aclose untyped, 8.2 types it
+            close: Any = pubsub.aclose
+            await close()
             raise
         return self._messages(pubsub)
 
