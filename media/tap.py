@@ -329,6 +329,13 @@ class _PassThroughJitterBuffer(JitterBuffer):
     keyframe starts behind it: the buffer moves to the next frame start, drops inter
     frames until a keyframe (they reference what was lost; forwarded, they would smear the
     subscribers' pictures) and asks for one (the PLI flag of ``add``).
+
+    A video frame never goes back in time: a packet of a frame no newer than the last one
+    released is dropped. After a hole is given up with nothing usable behind it the buffer
+    starts afresh on whatever comes next, and aiortc's restarts on a packet 100 or more
+    behind its head; a retransmission answered seconds late (a phone's uplink clearing
+    after 40 s at 80 kbit/s) then became the head, and an old frame went to the subscribers
+    and the recorder (its RTP clock stepped back 10 s) after newer ones.
     """
 
     def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
@@ -350,6 +357,9 @@ class _PassThroughJitterBuffer(JitterBuffer):
         #: of a 720p frame was ~4 % of a loaded server's time.
         self._walk: Optional[tuple[int, int, int, Optional[int]]] = None
         self._generation = 0
+        #: RTP timestamp of the last video frame released (see the class docstring).
+        self._released: Optional[int] = None
+        self.stale_dropped = 0
 
     def remove(self, count: int) -> None:
         self._generation += 1
@@ -360,6 +370,10 @@ class _PassThroughJitterBuffer(JitterBuffer):
         return super().smart_remove(count)
 
     def add(self, packet: Any) -> tuple[bool, Optional[JitterFrame]]:
+        released = self._released
+        if released is not None and (released - packet.timestamp) & 0xFFFFFFFF < 0x80000000:
+            self.stale_dropped += 1  # of a frame released already, or older than one (video only)
+            return False, None
         if self._is_video and self._await_start:
             # Emptied after a hole: start again on a frame start, never mid-frame.
             if not vp8_frame_start(packet.payload)[0]:
@@ -512,6 +526,8 @@ class _PassThroughJitterBuffer(JitterBuffer):
         origin, slots, mask = self._origin, self._packets, self._capacity - 1
         data = b"".join(slots[(origin + i) & mask]._data for i in range(count))  # type: ignore[union-attr]
         self.remove(count)
+        if self._is_video:
+            self._released = timestamp
         return JitterFrame(data=data, timestamp=timestamp)
 
 
@@ -535,11 +551,12 @@ def tap_receiver(receiver: RTCRtpReceiver, on_frame: FrameCallback) -> None:
 
 
 def jitter_stats(receiver: RTCRtpReceiver) -> dict[str, int]:
-    """Holes given up and inter frames dropped by the tapped receiver's buffer."""
+    """Holes given up, inter frames dropped and stale packets dropped by the tapped receiver's buffer."""
     buffer = getattr(receiver, _JITTER_ATTR, None)
     if isinstance(buffer, _PassThroughJitterBuffer):
-        return {"holes_skipped": buffer.holes_skipped, "frames_dropped": buffer.frames_dropped}
-    return {"holes_skipped": 0, "frames_dropped": 0}
+        return {"holes_skipped": buffer.holes_skipped, "frames_dropped": buffer.frames_dropped,
+                "stale_dropped": buffer.stale_dropped}
+    return {"holes_skipped": 0, "frames_dropped": 0, "stale_dropped": 0}
 
 
 def tapped_frames(receiver: RTCRtpReceiver) -> int:

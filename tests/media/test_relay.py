@@ -281,6 +281,36 @@ def test_a_lost_packet_is_given_up_and_inter_frames_wait_for_a_keyframe(monkeypa
     assert frame is not None  # inter frames flow again after the keyframe
 
 
+def test_a_late_retransmission_never_takes_the_stream_back_in_time(monkeypatch) -> None:
+    """A keyframe answered seconds late arrives after newer frames: whether the buffer
+    started afresh after a hole (nothing behind it) or its head is 100 or more packets
+    ahead (aiortc restarts there), the old frame is dropped, not released after newer ones."""
+    from media import tap
+
+    clock = [100.0]
+    monkeypatch.setattr(tap.time, "monotonic", lambda: clock[0])
+    jb = tap._PassThroughJitterBuffer(capacity=128, is_video=True)
+    assert jb.add(_vp8_packet(10, 90_000, True, key=True, marker=True))[1] is not None
+    jb.add(_vp8_packet(11, 93_000, True))  # 12 lost for good, nothing usable behind it
+    assert jb.add(_vp8_packet(13, 93_000, False)) == (False, None)
+    clock[0] += tap.HOLE_TIMEOUT_S + 0.01
+    pli, frame = jb.add(_vp8_packet(14, 93_000, False, marker=True))
+    assert pli and frame is None and jb.holes_skipped == 1
+    # the buffer starts afresh; the retransmitted keyframe of 10 s ago (seq 2) comes first
+    assert jb.add(_vp8_packet(2, 0, True, key=True, marker=True)) == (False, None)
+    _, frame = jb.add(_vp8_packet(15, 96_000, True, key=True, marker=True))
+    assert frame is not None and frame.timestamp == 96_000
+    # 150 packets on, a retransmission of a frame older than the head by 150
+    for seq in range(16, 166):
+        _, frame = jb.add(_vp8_packet(seq, 96_000 + 3000 * (seq - 15), True, marker=True))
+        assert frame is not None
+    assert jb.add(_vp8_packet(14, 93_000, True, key=True, marker=True)) == (False, None)
+    assert jb.add(_vp8_packet(15, 96_000, True, key=True, marker=True)) == (False, None)  # a duplicate, released already
+    assert jb.stale_dropped == 3
+    _, frame = jb.add(_vp8_packet(166, 96_000 + 3000 * 151, True, marker=True))
+    assert frame is not None  # the stream goes on
+
+
 def test_a_keyframe_with_a_hole_waits_longer_for_its_retransmission(monkeypatch) -> None:
     from media import tap
 
