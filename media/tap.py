@@ -286,6 +286,9 @@ HOLE_TIMEOUT_S = 1.0
 #: the same loss (bench/field_media.py run I, 10 % loss: fresh video 5 s after an outage
 #: while keyframes were given up and asked for again), so its retransmissions get longer.
 KEYFRAME_HOLE_TIMEOUT_S = 2.5
+#: This many video packets in a row older than the last frame released are a sender whose
+#: RTP clock restarted, not late retransmissions: the buffer follows it.
+STALE_RESTART_PACKETS = 64
 
 
 def vp8_frame_start(payload: bytes) -> tuple[bool, bool]:
@@ -335,7 +338,9 @@ class _PassThroughJitterBuffer(JitterBuffer):
     starts afresh on whatever comes next, and aiortc's restarts on a packet 100 or more
     behind its head; a retransmission answered seconds late (a phone's uplink clearing
     after 40 s at 80 kbit/s) then became the head, and an old frame went to the subscribers
-    and the recorder (its RTP clock stepped back 10 s) after newer ones.
+    and the recorder (its RTP clock stepped back 10 s) after newer ones. A new SSRC, or
+    STALE_RESTART_PACKETS stale packets in a row (a sender whose clock did restart), starts
+    the timeline afresh.
     """
 
     def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
@@ -359,6 +364,8 @@ class _PassThroughJitterBuffer(JitterBuffer):
         self._generation = 0
         #: RTP timestamp of the last video frame released (see the class docstring).
         self._released: Optional[int] = None
+        self._ssrc: Optional[int] = None
+        self._stale_run = 0
         self.stale_dropped = 0
 
     def remove(self, count: int) -> None:
@@ -370,10 +377,24 @@ class _PassThroughJitterBuffer(JitterBuffer):
         return super().smart_remove(count)
 
     def add(self, packet: Any) -> tuple[bool, Optional[JitterFrame]]:
+        if packet.ssrc != self._ssrc:
+            self._ssrc, self._released = packet.ssrc, None
         released = self._released
         if released is not None and (released - packet.timestamp) & 0xFFFFFFFF < 0x80000000:
-            self.stale_dropped += 1  # of a frame released already, or older than one (video only)
-            return False, None
+            # of a frame released already, or older than one (video only)
+            self._stale_run += 1
+            if self._stale_run < STALE_RESTART_PACKETS:
+                self.stale_dropped += 1
+                return False, None
+            logger.info("video: %d packets in a row older than the last frame; the sender's clock restarted", self._stale_run)
+            self._released = None
+            self._stale_run = 0
+            if self._origin is not None:
+                self._skip_to(None)  # start afresh on a keyframe of the new timeline
+            self._await_start = self._await_keyframe = True
+            pli, frame = self.add(packet)
+            return True, frame
+        self._stale_run = 0
         if self._is_video and self._await_start:
             # Emptied after a hole: start again on a frame start, never mid-frame.
             if not vp8_frame_start(packet.payload)[0]:

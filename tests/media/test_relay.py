@@ -311,6 +311,36 @@ def test_a_late_retransmission_never_takes_the_stream_back_in_time(monkeypatch) 
     assert frame is not None  # the stream goes on
 
 
+def test_a_sender_whose_clock_restarts_is_followed() -> None:
+    """Late retransmissions come a few at a time; a stream of packets older than the last
+    frame is a sender whose RTP clock restarted, and so is a new SSRC."""
+    from media import tap
+
+    jb = tap._PassThroughJitterBuffer(capacity=128, is_video=True)
+    assert jb.add(_vp8_packet(10, 900_000, True, key=True, marker=True))[1] is not None
+    released = []
+    plis = 0
+    for seq in range(11, 11 + tap.STALE_RESTART_PACKETS + 5):
+        pli, frame = jb.add(_vp8_packet(seq, 3000 * (seq - 11), True, key=(seq % 4 == 0), marker=True))
+        plis += pli
+        if frame is not None:
+            released.append(frame.timestamp)
+    assert jb.stale_dropped == tap.STALE_RESTART_PACKETS - 1
+    assert plis == 1  # asked for a keyframe of the new timeline, then followed it from one
+    assert released and released == sorted(released) and released[-1] == 3000 * (tap.STALE_RESTART_PACKETS + 4)
+    # a restart while the buffer is empty (a hole given up with nothing behind it)
+    empty = tap._PassThroughJitterBuffer(capacity=128, is_video=True)
+    assert empty.add(_vp8_packet(10, 900_000, True, key=True, marker=True))[1] is not None
+    empty._skip_to(None)
+    for seq in range(11, 11 + tap.STALE_RESTART_PACKETS):
+        empty.add(_vp8_packet(seq, 3000 * (seq - 11), True, key=True, marker=True))
+    assert empty.stale_dropped == tap.STALE_RESTART_PACKETS - 1
+    # another SSRC starts its own timeline at once
+    packet = _vp8_packet(500, 0, True, key=True, marker=True)
+    packet.ssrc = 4242
+    assert jb.add(packet)[1] is not None
+
+
 def test_a_keyframe_with_a_hole_waits_longer_for_its_retransmission(monkeypatch) -> None:
     from media import tap
 
