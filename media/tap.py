@@ -392,8 +392,7 @@ class _PassThroughJitterBuffer(JitterBuffer):
             if self._origin is not None:
                 self._skip_to(None)  # start afresh on a keyframe of the new timeline
             self._await_start = self._await_keyframe = True
-            pli, frame = self.add(packet)
-            return True, frame
+            return True, self.add(packet)[1]  # asks for that keyframe
         self._stale_run = 0
         if self._is_video and self._await_start:
             # Emptied after a hole: start again on a frame start, never mid-frame.
