@@ -160,7 +160,8 @@ class WebhookSender:
                 logger.exception("webhook sender: cannot pick the due deliveries")
                 timeout = self._base_delay_s
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: see session/background.py
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

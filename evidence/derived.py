@@ -87,7 +87,8 @@ class DerivedWork:
                 if left <= 0:
                     return False
                 try:
-                    await asyncio.wait_for(self._changed.wait(), left)
+                    async with asyncio.timeout(left):  # not wait_for: see session/background.py
+                        await self._changed.wait()
                 except asyncio.TimeoutError:
                     return False
             self._pending.pop(inspection_id, None)  # Counter keeps zero entries otherwise

@@ -59,7 +59,8 @@ class Shipper:
     async def _run(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+                async with asyncio.timeout(self.interval_s):  # not wait_for: see session/background.py
+                    await self._wake.wait()
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()

@@ -109,7 +109,8 @@ class Timestamper:
             delay = min(delay * 2, self.max_retry_s) if failed else self.retry_s
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), min(wait, self.head_interval_s))
+                async with asyncio.timeout(min(wait, self.head_interval_s)):  # not wait_for: see session/background.py
+                    await self._wake.wait()
             except asyncio.TimeoutError:
                 pass
 

@@ -188,10 +188,9 @@ class Placement:
             sent = time.monotonic()
             try:
                 # bounded: a hung beat must not hold up the next (the watchdog fences meanwhile)
-                previous = await asyncio.wait_for(
-                    self.live.swap_value(self._key(self.node_id), {"url": self.url, "boot": self._boot}, self.ttl_s),
-                    self.fence_after_s,
-                )
+                async with asyncio.timeout(self.fence_after_s):  # not wait_for: see session/background.py
+                    previous = await self.live.swap_value(self._key(self.node_id), {"url": self.url, "boot": self._boot},
+                                                          self.ttl_s)
             except (StorageUnavailable, asyncio.TimeoutError) as exc:
                 logger.warning("node %s: heartbeat failed: %s", self.node_id, str(exc) or "timed out")
                 continue

@@ -321,7 +321,8 @@ class SpoolingStore:
         self._require_started()
         self._wake.set()  # skip the current backoff: the caller is waiting
         try:
-            await asyncio.wait_for(self._drained.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see session/background.py
+                await self._drained.wait()
         except TimeoutError:
             return False
         return True
@@ -331,7 +332,8 @@ class SpoolingStore:
         while True:
             await self._pending.wait()
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: see session/background.py
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
