@@ -74,9 +74,10 @@ def check_consent_tolerance() -> None:
             f"the server's ICE gives up on a silent connection after {consent_tolerance_s():.0f} s, less than "
             f"the {OUTAGE_TOLERANCE_S:.0f} s outage Takan rides out; raise CONSENT_EXPIRY_S in media/ice.py"
         )
-    missing = [name for name in ("query_consent", "build_request", "close")
+    missing = [f"Connection.{name}" for name in ("query_consent", "build_request", "close")
                if not callable(getattr(aioice.ice.Connection, name, None))]
-    missing += [name for name in ("CONSENT_INTERVAL",) if not hasattr(aioice.ice, name)]
+    if not hasattr(aioice.ice, "CONSENT_INTERVAL"):
+        missing.append("CONSENT_INTERVAL")
     if missing:
         raise RuntimeError(f"aioice lacks {', '.join(missing)}: port media/ice.py's consent checks to it")
 

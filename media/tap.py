@@ -377,7 +377,7 @@ class _PassThroughJitterBuffer(JitterBuffer):
         return super().smart_remove(count)
 
     def add(self, packet: Any) -> tuple[bool, Optional[JitterFrame]]:
-        if packet.ssrc != self._ssrc:
+        if self._is_video and packet.ssrc != self._ssrc:  # audio never sets _released
             self._ssrc, self._released = packet.ssrc, None
         released = self._released
         if released is not None and (released - packet.timestamp) & 0xFFFFFFFF < 0x80000000:
@@ -568,15 +568,6 @@ def tap_receiver(receiver: RTCRtpReceiver, on_frame: FrameCallback) -> None:
     setattr(receiver, _JITTER_ATTR, buffer)
     frame_tap.buffer = buffer
     frame_tap.timestamps = getattr(receiver, _TIMESTAMPS_ATTR)
-
-
-def jitter_stats(receiver: RTCRtpReceiver) -> dict[str, int]:
-    """Holes given up, inter frames dropped and stale packets dropped by the tapped receiver's buffer."""
-    buffer = getattr(receiver, _JITTER_ATTR, None)
-    if isinstance(buffer, _PassThroughJitterBuffer):
-        return {"holes_skipped": buffer.holes_skipped, "frames_dropped": buffer.frames_dropped,
-                "stale_dropped": buffer.stale_dropped}
-    return {"holes_skipped": 0, "frames_dropped": 0, "stale_dropped": 0}
 
 
 def tapped_frames(receiver: RTCRtpReceiver) -> int:
