@@ -8,7 +8,9 @@ memory therefore does not grow with the number of inspections it has seen (issue
 the server's RSS rose by about 8 kB per inspection while the book kept every record).
 Listings and reports range over a :class:`~approval.record_index.RecordIndex` of every
 record's summary, kept with each save and reload; a listing reads from the store only the
-records of the page it returns.
+records of the page it returns. The index is kept in the store too
+(:mod:`approval.index_copy`), so that a start reads only the records changed since the copy
+was written instead of every record.
 
 On several nodes (docs/nodes.md) the book is given :class:`SharedRecords`: each change is
 made under a cross-node lock on a copy read afresh from the store (no node overwrites a
@@ -27,7 +29,6 @@ import itertools
 import json
 import logging
 import secrets
-import sys
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, AsyncContextManager, AsyncIterator, Callable, Optional, Protocol
@@ -36,6 +37,7 @@ from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, fie
 from storage.objects import ObjectNotFound, ObjectStore
 
 from errors import BadRequest, Conflict, NotFound, ValidationFailed
+from .index_copy import IndexCopy, Row, version_number
 from .record_index import Order, RecordIndex, RecordSummary
 from .requests import NewInspection
 from .templates import Template, Templates
@@ -66,6 +68,20 @@ RESIDENT_STATUSES = (*OPEN_STATUSES, "ended")
 FINISHED_KEPT = 256
 #: Store reads in flight at once when the start or a listing reads records the book does not hold.
 LIST_READS = 32
+#: Where the index's stored copy is kept (approval/index_copy.py): outside RECORD_PREFIX, which
+#: holds records only.
+INDEX_COPY_KEY = "indexes/inspections.json.gz"
+#: The copy is written again once this many records, or a sixteenth of all if that is more,
+#: differ from it (and at close when any does): a start reads at most about that many, and
+#: on a bucket with object lock each copy is kept for the retention period, so it is not
+#: rewritten for every change (a copy costs about 50 B a record, gzipped).
+COPY_AFTER_CHANGES = 1024
+#: How often the book looks whether to write its copy and, with several nodes, lists the
+#: records to catch a change whose announcement it missed (one listing, no reads but of
+#: the changed records).
+UPKEEP_S = 300.0
+#: How long close() waits for the copy to be stored.
+COPY_CLOSE_TIMEOUT_S = 30.0
 #: Why an inspection is over (the record's ``end_reason``, CONTRACT.md "Additions (2026-12)").
 END_REASONS = ("ended", "abandoned", "cancelled")
 
@@ -224,19 +240,38 @@ class InspectionBook:
         self._started = False
         #: Set when several nodes share the records (takan/app.py); None on one node.
         self.shared: Optional[SharedRecords] = None
+        self._copy = IndexCopy(store, INDEX_COPY_KEY, RECORD_PREFIX)
+        #: the version number of each stored record its index summary was read or saved with
+        self._versions: dict[str, int] = {}
+        #: how many records may differ from the stored copy (saved, reloaded, gone since)
+        self._differ = 0
+        self.upkeep_s = UPKEEP_S
+        self._upkeep: Optional[asyncio.Task[None]] = None
 
     async def start(self) -> None:
-        """Index every stored record; hold those still in play and the most recent finished
-        ones. Reads LIST_READS records at a time and keeps no more than that many others;
-        idempotent."""
+        """Index every stored record, from the index's stored copy where a record is unchanged
+        since; hold those still in play and the most recent finished ones read. Reads the
+        others LIST_READS at a time and keeps no more than that many; idempotent."""
         if self._started:
             return
-        # the newest finished records, as a min-heap on (created_at, id), kept to keep_finished
+        listed = await self._listed()
+        copy = await self._copy.load()
+        unread: list[str] = []
+        for record_id in sorted(listed):  # about creation order: the index appends
+            version, entry = listed[record_id], copy.get(record_id)
+            summary = self._copied(record_id, version, entry)
+            if summary is not None and version is not None and summary.status not in RESIDENT_STATUSES:
+                self._index.put(summary)
+                self._versions[record_id] = version
+            else:
+                unread.append(record_id)  # in play (held whole), or new, changed or not in the copy
+                self._differ += summary is None
+        self._differ += sum(1 for record_id in copy if record_id not in listed)  # gone since
+        # the newest finished records read, as a min-heap on (created_at, id), kept to keep_finished
         newest: list[tuple[Order, Inspection]] = []
-        count = 0
-        async for batch in self._batches(await self._store.list(RECORD_PREFIX)):
+        async for batch in self._batches([_key(record_id) for record_id in unread]):
             for record in batch:
-                count += 1
+                self._note_version(record.id, listed.get(record.id))
                 if record.status in RESIDENT_STATUSES:
                     self._hold(record)
                     continue
@@ -248,15 +283,95 @@ class InspectionBook:
         for _, record in sorted(newest, key=lambda item: item[0]):  # oldest first: the newest are used last
             self._hold(record)
         self._started = True
-        logger.info("read %d inspection records; holding %d in play and %d finished", count, len(self._records),
+        logger.info("indexed %d inspection records, %d of them read (%d from the index copy); holding %d in play and "
+                    "%d finished", len(self._index), len(unread), len(self._index) - len(unread), len(self._records),
                     len(self._finished))
+        if self._differ >= self._copy_after():
+            await self._write_copy_logged()
+        self._upkeep = asyncio.create_task(self._keep_up(), name="inspection-index-upkeep")
+
+    def _copied(self, record_id: str, version: Optional[int], entry: Optional[tuple[int, list[Any]]]) -> Optional[RecordSummary]:
+        """The copy's summary of the stored record, if its version is the listed one."""
+        if version is None or entry is None or entry[0] != version:
+            return None
+        try:
+            summary = RecordSummary.from_row(entry[1])
+        except ValueError as exc:
+            logger.warning("inspection %s: the index copy's row is unusable (%s); reading the record", record_id, exc)
+            return None
+        return summary if summary.id == record_id else None
 
     async def close(self) -> None:
-        """Let go of every record and the index; idempotent (start() reads them again)."""
+        """Store the index's copy if it changed; let go of every record and the index;
+        idempotent (start() reads them again)."""
+        upkeep, self._upkeep = self._upkeep, None
+        if upkeep is not None:
+            upkeep.cancel()
+            await asyncio.gather(upkeep, return_exceptions=True)
+        if self._started and self._differ:
+            try:
+                async with asyncio.timeout(COPY_CLOSE_TIMEOUT_S):
+                    await self._write_copy_logged()
+            except TimeoutError:
+                logger.warning("the inspection index copy was not stored within %.0f s; the next start reads the "
+                               "records changed since the last one", COPY_CLOSE_TIMEOUT_S)
         self._records.clear()
         self._finished.clear()
         self._index.clear()
+        self._versions.clear()
+        self._differ = 0
         self._started = False
+
+    async def _keep_up(self) -> None:
+        """Every UPKEEP_S: with several nodes, catch up with the store; write the copy once
+        enough differs from it."""
+        while True:
+            await asyncio.sleep(self.upkeep_s)
+            try:
+                if self.shared is not None:
+                    await self.refresh()
+                if self._differ >= self._copy_after():
+                    await self._write_copy()
+            except Exception as exc:  # the store is down, say: the next round tries again
+                logger.warning("inspection index upkeep failed (%s); retrying in %.0f s", exc, self.upkeep_s)
+
+    def _copy_after(self) -> int:
+        return max(COPY_AFTER_CHANGES, len(self._index) // 16)
+
+    async def _write_copy_logged(self) -> None:
+        try:
+            await self._write_copy()
+        except Exception as exc:
+            logger.warning("the inspection index copy was not stored (%s); the next start reads the records "
+                           "changed since the last one", exc)
+
+    async def _write_copy(self) -> None:
+        """Store the summaries whose record version is known (the others are read at the next start)."""
+        rows: list[Row] = []
+        for summary in self._index:
+            version = self._versions.get(summary.id)
+            if version is not None:
+                rows.append((summary.id, version, summary.row()))
+        differ, self._differ = self._differ, 0
+        try:
+            size = await self._copy.save(rows)
+        except BaseException:
+            self._differ += differ
+            raise
+        logger.info("stored the inspection index copy: %d of %d records, %d kB", len(rows), len(self._index), size // 1024)
+
+    async def _listed(self) -> dict[str, Optional[int]]:
+        """Every stored record's id with its version number (None: not known yet)."""
+        versions = await self._store.versions(RECORD_PREFIX)
+        return {_id_of(key): version_number(tag) for key, tag in versions.items() if key.endswith(".json")}
+
+    def _note_version(self, record_id: str, version: Optional[int]) -> None:
+        """The stored record's version is ``version`` (None: not known), and the index's
+        summary of it is the one read or saved with it."""
+        if version is None:
+            self._versions.pop(record_id, None)
+        else:
+            self._versions[record_id] = version
 
     @property
     def held(self) -> int:
@@ -322,6 +437,9 @@ class InspectionBook:
                 self._index.drop(inspection_id)  # gone from the store (disposed of)
             return None
         stored = Inspection.from_json(data, self._cipher)
+        if self.shared is not None:  # perhaps changed on another node: which version is not known
+            self._note_version(stored.id, None)
+            self._differ += 1
         record = self.find(stored.id)
         if record is None:
             record = stored
@@ -424,23 +542,40 @@ class InspectionBook:
                     records[n] = self._hold(record)
         return records
 
-    async def rescan(self) -> int:
-        """Read the stored records the index lacks (saved on another node whose announcement
-        this node missed, or before it listened); returns how many it found."""
-        unindexed = [key for key in await self._store.list(RECORD_PREFIX) if _id_of(key) not in self._index]
-        found = 0
-        async for batch in self._batches(unindexed):
-            for record in batch:
-                if record.id in self._index:  # reloaded meanwhile
-                    continue
-                found += 1
-                if record.status in RESIDENT_STATUSES:
-                    self._hold(record)
-                else:
-                    self._index.put(_summary(record))
-        if found:
-            logger.info("indexed %d inspection records saved elsewhere", found)
-        return found
+    async def refresh(self) -> int:
+        """Bring the index up to the store: read the records saved or changed elsewhere since
+        this node last knew them (on another node whose announcement this node missed, or
+        before it listened), and forget those gone from the store; returns how many it read."""
+        listed = await self._listed()
+        stale = sorted(record_id for record_id, version in listed.items() if version is None or self._versions.get(record_id) != version)
+        read = 0
+        for start in range(0, len(stale), LIST_READS):
+            ids = stale[start : start + LIST_READS]
+            async with self._lock:  # no change of this node's in between: what is read is current
+                records = await asyncio.gather(*(self._read(_key(record_id)) for record_id in ids))
+                for record_id, record in zip(ids, records):
+                    if record is None or record.id != record_id:
+                        continue
+                    read += 1
+                    self._note_version(record_id, listed[record_id])
+                    held = self.find(record_id)
+                    if held is not None:
+                        for item in dataclasses.fields(Inspection):
+                            setattr(held, item.name, getattr(record, item.name))
+                        self._hold(held)
+                    elif record.status in RESIDENT_STATUSES:
+                        self._hold(record)
+                    else:
+                        self._index.put(_summary(record))
+        # seen stored before and now gone: disposed of (one saved after the listing was not seen before)
+        gone = [record_id for record_id in self._versions if record_id not in listed and self.find(record_id) is None]
+        for record_id in gone:
+            self._versions.pop(record_id)
+            self._index.drop(record_id)
+        self._differ += read + len(gone)
+        if read or gone:
+            logger.info("inspection index caught up with the store: %d records read, %d gone", read, len(gone))
+        return read
 
     def open_for_case(self, case_no: str) -> Optional[Inspection]:
         return next((r for r in self._records.values() if r.case_no == case_no and r.is_open), None)
@@ -554,7 +689,9 @@ class InspectionBook:
         return record
 
     async def _save(self, record: Inspection) -> None:
-        await self._store.put(_key(record.id), record.to_json(self._cipher), "application/json")
+        info = await self._store.put(_key(record.id), record.to_json(self._cipher), "application/json")
+        self._note_version(record.id, version_number(info.version))
+        self._differ += 1
         if self.shared is not None:
             await self.shared.announce(record.id)
 
@@ -565,21 +702,12 @@ def _created(record: Inspection) -> Order:
 
 
 def _summary(record: Inspection) -> RecordSummary:
-    """What the index holds of ``record``; the few distinct values repeated over every record
-    (item codes, statuses, inspectors, outcomes) interned, one string each."""
+    """What the index holds of ``record``."""
     verdict = record.verdict
     outcome = verdict.get("outcome") if isinstance(verdict, dict) else None
-    return RecordSummary(
-        id=record.id,
-        case_no=record.case_no,
-        item_code=sys.intern(record.item_code),
-        status=sys.intern(record.status),
-        created_at=record.created_at,
-        scheduled_at=record.scheduled_at,
-        started_at=record.started_at,
-        ended_at=record.ended_at,
-        inspector_user_id=None if record.inspector_user_id is None else sys.intern(record.inspector_user_id),
-        outcome=sys.intern(outcome) if isinstance(outcome, str) else None,
+    return RecordSummary.of(
+        record.id, record.case_no, record.item_code, record.status, record.created_at, record.scheduled_at,
+        record.started_at, record.ended_at, record.inspector_user_id, outcome if isinstance(outcome, str) else None,
     )
 
 

@@ -9,10 +9,11 @@ and reads from the store only the records of the page it returns.
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_right, insort
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from operator import attrgetter
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 #: The order of listings and cursors: creation time, then id.
 Order = tuple[str, str]
@@ -35,6 +36,42 @@ class RecordSummary:
     #: the verdict's outcome (pass, fail, manual_review), None before the rules judged it
     outcome: Optional[str]
 
+    @classmethod
+    def of(
+        cls,
+        id: str,
+        case_no: str,
+        item_code: str,
+        status: str,
+        created_at: str,
+        scheduled_at: Optional[str],
+        started_at: Optional[str],
+        ended_at: Optional[str],
+        inspector_user_id: Optional[str],
+        outcome: Optional[str],
+    ) -> RecordSummary:
+        """A summary with the few distinct values repeated over every record (item codes,
+        statuses, inspectors, outcomes) interned, one string each."""
+        return cls(
+            id, case_no, sys.intern(item_code), sys.intern(status), created_at, scheduled_at, started_at, ended_at,
+            None if inspector_user_id is None else sys.intern(inspector_user_id),
+            None if outcome is None else sys.intern(outcome),
+        )
+
+    def row(self) -> list[Optional[str]]:
+        """The fields in order, as the index's stored copy keeps them (approval/index_copy.py)."""
+        return [getattr(self, name) for name in _FIELDS]
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> RecordSummary:
+        """The summary :meth:`row` gave; ValueError if ``row`` is not one."""
+        if not isinstance(row, (list, tuple)) or len(row) != len(_FIELDS):
+            raise ValueError(f"a record summary row has {len(_FIELDS)} fields")
+        for name, value in zip(_FIELDS, row):
+            if not (isinstance(value, str) or (value is None and name in _OPTIONAL)):
+                raise ValueError(f"a record summary's {name} must be a string, not {value!r}")
+        return cls.of(*row)
+
     @property
     def order(self) -> Order:
         return (self.created_at, self.id)
@@ -54,6 +91,10 @@ class RecordSummary:
             "inspector_user_id": self.inspector_user_id,
             "verdict": None if self.outcome is None else {"outcome": self.outcome},
         }
+
+
+_FIELDS = tuple(item.name for item in fields(RecordSummary))
+_OPTIONAL = frozenset({"scheduled_at", "started_at", "ended_at", "inspector_user_id", "outcome"})
 
 
 class RecordIndex:
@@ -93,6 +134,9 @@ class RecordIndex:
         del case[self._position(case, old)]
         if not case:
             del self._by_case[old.case_no]
+
+    def __len__(self) -> int:
+        return len(self._by_id)
 
     def clear(self) -> None:
         self._by_id.clear()

@@ -101,6 +101,9 @@ class _MemoryStore:
     async def list(self, prefix: str) -> builtins.list[str]:
         return sorted(k for k in self._objects if k.startswith(prefix))
 
+    async def versions(self, prefix: str) -> dict[str, Optional[str]]:
+        return {k: ObjectInfo.of(k, v).sha256 for k, v in self._objects.items() if k.startswith(prefix)}
+
     async def delete(self, key: str) -> None:
         self._objects.pop(key, None)
 

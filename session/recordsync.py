@@ -5,10 +5,12 @@ With several nodes, :class:`RecordSync` is the book's :class:`~approval.inspecti
 a change is made under a short cross-node lock in live state (so two nodes writing the same
 record do not lose each other's change: the book reads it afresh inside the lock), and each
 save is published on the ``records`` channel; every other node reloads that record from the
-object store. On each (re)subscription the book indexes the records saved while it was not
-listening (:meth:`~approval.inspections.InspectionBook.rescan`). A change to a known record
-whose message was missed (Redis restarted) costs nothing worse than a stale index entry until
-the next change, and the book looks an unknown id up in the store anyway.
+object store. On each (re)subscription the book catches up with the records saved or changed
+while it was not listening (:meth:`~approval.inspections.InspectionBook.refresh`: one listing
+of the records' versions, and reads of the changed ones only). A message missed while
+subscribed (Redis restarted) leaves an index entry stale until the book's next refresh
+(every few minutes, ``approval.inspections.UPKEEP_S``) or the record's next change, and
+the book looks an unknown id up in the store anyway.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ class RecordSync:
             try:
                 # what was saved before this subscription (since the book's start, or while the
                 # feed was lost) is not announced again: index the records saved meanwhile
-                await self.book.rescan()
+                await self.book.refresh()
                 async for message in stream:
                     await self._handle(message)
             except StorageUnavailable as exc:

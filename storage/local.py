@@ -66,6 +66,12 @@ def write_atomically(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def _version(stat: os.stat_result) -> str:
+    """A file's version tag: every put renames a new file (a new inode) into place, and the
+    mtime and size tell a reused inode apart."""
+    return f"{stat.st_ino}-{stat.st_mtime_ns}-{stat.st_size}"
+
+
 class LocalObjectStore:
     """Objects as files under ``root`` (key ``a/b/c`` is the file ``root/a/b/c``).
 
@@ -125,7 +131,8 @@ class LocalObjectStore:
                         "the local store cannot hold both 'a' and 'a/...'"
                     )
                 write_atomically(path, data)
-                return ObjectInfo.of(key, data)
+                info = ObjectInfo.of(key, data)
+                return ObjectInfo(info.key, info.size, info.sha256, _version(os.stat(path)))
             except (FileExistsError, NotADirectoryError):
                 raise InvalidKey(
                     f"object key {key!r} runs through an existing object; "
@@ -170,10 +177,30 @@ class LocalObjectStore:
         return await asyncio.to_thread(self._list_blocking, prefix)
 
     def _list_blocking(self, prefix: str) -> builtins.list[str]:
+        return sorted(path for path, _ in self._walk(prefix))
+
+    async def versions(self, prefix: str) -> dict[str, str | None]:
+        """The keys starting with ``prefix``, each tagged with its file's inode, mtime and size."""
+        validate_prefix(prefix)
+        if not self._started:
+            raise RuntimeError("LocalObjectStore is not started: await store.start() first")
+        return await asyncio.to_thread(self._versions_blocking, prefix)
+
+    def _versions_blocking(self, prefix: str) -> dict[str, str | None]:
+        found: dict[str, str | None] = {}
+        for key, path in self._walk(prefix):
+            try:
+                found[key] = _version(os.stat(path))
+            except FileNotFoundError:
+                continue  # deleted while listed
+        return found
+
+    def _walk(self, prefix: str) -> builtins.list[tuple[str, str]]:
+        """(key, file path) of every object whose key starts with ``prefix``, unsorted."""
         # Walk only the deepest directory the prefix fully names.
         base_parts = prefix.split("/")[:-1]
         base = self._root.joinpath(*base_parts)
-        keys: list[str] = []
+        found: list[tuple[str, str]] = []
         for dirpath, dirnames, filenames in os.walk(base):
             rel = Path(dirpath).relative_to(self._root).as_posix()
             rel_prefix = "" if rel == "." else rel + "/"
@@ -183,9 +210,8 @@ class LocalObjectStore:
                     continue
                 key = rel_prefix + name
                 if key.startswith(prefix):
-                    keys.append(key)
-        keys.sort()
-        return keys
+                    found.append((key, os.path.join(dirpath, name)))
+        return found
 
     async def delete(self, key: str) -> None:
         """Remove the object and any parent directories it leaves empty."""

@@ -8,8 +8,8 @@ wraps either and keeps accepting writes through an outage.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Optional, Protocol
 
 __all__ = [
     "ObjectInfo",
@@ -22,11 +22,14 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
-    """What a store knows about one stored object: its key, size in bytes and SHA-256 (hex)."""
+    """What a store knows about one stored object: its key, size in bytes and SHA-256 (hex),
+    and, from ``put``, the version tag :meth:`ObjectStore.versions` will list for it (None
+    where the store cannot say yet: a spooled write)."""
 
     key: str
     size: int
     sha256: str
+    version: Optional[str] = field(default=None, compare=False)
 
     @classmethod
     def of(cls, key: str, data: bytes) -> ObjectInfo:
@@ -92,6 +95,13 @@ class ObjectStore(Protocol):
 
     async def list(self, prefix: str) -> list[str]:
         """Return the keys starting with ``prefix`` (plain string prefix), sorted."""
+        ...
+
+    async def versions(self, prefix: str) -> dict[str, Optional[str]]:
+        """The keys starting with ``prefix``, each with a version tag that changes whenever
+        the object is replaced (S3: its ETag; a local file: inode, mtime and size), in one
+        listing and no reads. None for a key whose stored version is not known yet (a write
+        still spooled): a caller must treat it as changed."""
         ...
 
     async def delete(self, key: str) -> None:

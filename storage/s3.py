@@ -35,6 +35,11 @@ _UNAVAILABLE_CODES = frozenset(
 _SHA256_META = "x-amz-meta-sha256"
 
 
+def _etag(etag: str | None) -> str | None:
+    """An ETag as a version tag: a PUT's answer quotes it, a listing may not."""
+    return (etag.strip('"') or None) if etag else None
+
+
 class S3ObjectStore:
     """Objects in one bucket of a MinIO/S3 service at ``endpoint`` (``host:port``).
 
@@ -214,7 +219,7 @@ class S3ObjectStore:
             digest = base64.b64encode(bytes.fromhex(info.sha256)).decode("ascii")
             headers["x-amz-checksum-sha256"] = digest
             headers["x-amz-sdk-checksum-algorithm"] = "SHA256"
-        client.put_object(
+        result = client.put_object(
             self._bucket,
             info.key,
             io.BytesIO(data),
@@ -226,7 +231,7 @@ class S3ObjectStore:
             # single PUT keeps the checksum header valid (multipart would need per-part ones).
             part_size=max(MIN_PART_SIZE, len(data)),
         )
-        return info
+        return ObjectInfo(info.key, info.size, info.sha256, _etag(result.etag))
 
     async def get(self, key: str) -> bytes:
         """Download the object stored under ``key``."""
@@ -279,6 +284,16 @@ class S3ObjectStore:
         client = self._require_client()
         objects = client.list_objects(self._bucket, prefix=prefix or None, recursive=True)
         return sorted(obj.object_name for obj in objects if obj.object_name)
+
+    async def versions(self, prefix: str) -> dict[str, str | None]:
+        """The keys in the bucket starting with ``prefix``, each with its ETag, from the listing."""
+        validate_prefix(prefix)
+        return await self._call(self._versions_blocking, prefix)
+
+    def _versions_blocking(self, prefix: str) -> dict[str, str | None]:
+        client = self._require_client()
+        objects = client.list_objects(self._bucket, prefix=prefix or None, recursive=True)
+        return {obj.object_name: _etag(obj.etag) for obj in objects if obj.object_name}
 
     async def delete(self, key: str) -> None:
         """Remove the object (on a locked bucket this adds a delete marker)."""

@@ -290,6 +290,21 @@ class SpoolingStore:
                 keys.discard(entry.key)
         return sorted(keys)
 
+    async def versions(self, prefix: str) -> dict[str, str | None]:
+        """``inner``'s versions under ``prefix``, with the spooled writes over them (a spooled
+        put's version is not known until it is drained: None)."""
+        validate_prefix(prefix)
+        self._require_started()
+        spooled = [entry for key, entry in self._latest.items() if key.startswith(prefix)]  # first: see list()
+        await self._ensure_inner()
+        found = await self._inner.versions(prefix)
+        for entry in spooled:
+            if entry.op == "put":
+                found[entry.key] = None
+            else:
+                found.pop(entry.key, None)
+        return found
+
     async def delete(self, key: str) -> None:
         """Delete ``key`` in ``inner``, or spool the delete behind earlier spooled writes."""
         validate_key(key)

@@ -147,3 +147,19 @@ async def test_start_and_close_are_idempotent(object_store: ObjectStore) -> None
     await object_store.put("a", b"1")
     await object_store.close()
     await object_store.close()
+
+
+async def test_versions_change_with_each_put_and_match_what_put_said(object_store: ObjectStore) -> None:
+    first = await object_store.put("records/a/1.json", b'{"n": 1}', "application/json")
+    await object_store.put("records/a/2.json", b'{"n": 2}', "application/json")
+    await object_store.put("records/b/1.json", b"elsewhere")
+    versions = await object_store.versions("records/a/")
+    assert sorted(versions) == ["records/a/1.json", "records/a/2.json"]
+    assert first.version is not None and versions["records/a/1.json"] == first.version
+    # a replacement (same size, other bytes) is a new version; the other object keeps its own
+    second = await object_store.put("records/a/1.json", b'{"n": 3}', "application/json")
+    again = await object_store.versions("records/a/")
+    assert again["records/a/1.json"] == second.version != first.version
+    assert again["records/a/2.json"] == versions["records/a/2.json"]
+    await object_store.delete("records/a/2.json")
+    assert list(await object_store.versions("records/a/")) == ["records/a/1.json"]
