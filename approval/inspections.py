@@ -31,13 +31,13 @@ import logging
 import secrets
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any, AsyncContextManager, AsyncIterator, Callable, Optional, Protocol
+from typing import Any, AsyncContextManager, AsyncIterator, Callable, Iterator, Optional, Protocol
 
 from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, field_context
 from storage.objects import ObjectNotFound, ObjectStore
 
 from errors import BadRequest, Conflict, NotFound, ValidationFailed
-from .index_copy import IndexCopy, Row, version_number
+from .index_copy import IndexCopy, summary_of
 from .record_index import Order, RecordIndex, RecordSummary
 from .requests import NewInspection
 from .templates import Template, Templates
@@ -71,17 +71,6 @@ LIST_READS = 32
 #: Where the index's stored copy is kept (approval/index_copy.py): outside RECORD_PREFIX, which
 #: holds records only.
 INDEX_COPY_KEY = "indexes/inspections.json.gz"
-#: The copy is written again once this many records, or a sixteenth of all if that is more,
-#: differ from it (and at close when any does): a start reads at most about that many, and
-#: on a bucket with object lock each copy is kept for the retention period, so it is not
-#: rewritten for every change (a copy costs about 50 B a record, gzipped).
-COPY_AFTER_CHANGES = 1024
-#: How often the book looks whether to write its copy and, with several nodes, lists the
-#: records to catch a change whose announcement it missed (one listing, no reads but of
-#: the changed records).
-UPKEEP_S = 300.0
-#: How long close() waits for the copy to be stored.
-COPY_CLOSE_TIMEOUT_S = 30.0
 #: Why an inspection is over (the record's ``end_reason``, CONTRACT.md "Additions (2026-12)").
 END_REASONS = ("ended", "abandoned", "cancelled")
 
@@ -240,13 +229,8 @@ class InspectionBook:
         self._started = False
         #: Set when several nodes share the records (takan/app.py); None on one node.
         self.shared: Optional[SharedRecords] = None
-        self._copy = IndexCopy(store, INDEX_COPY_KEY, RECORD_PREFIX)
-        #: the version number of each stored record its index summary was read or saved with
-        self._versions: dict[str, int] = {}
-        #: how many records may differ from the stored copy (saved, reloaded, gone since)
-        self._differ = 0
-        self.upkeep_s = UPKEEP_S
-        self._upkeep: Optional[asyncio.Task[None]] = None
+        #: the index's stored copy, and the version of each record its summary came with
+        self.index_copy = IndexCopy(store, INDEX_COPY_KEY, RECORD_PREFIX)
 
     async def start(self) -> None:
         """Index every stored record, from the index's stored copy where a record is unchanged
@@ -254,24 +238,24 @@ class InspectionBook:
         others LIST_READS at a time and keeps no more than that many; idempotent."""
         if self._started:
             return
-        listed = await self._listed()
-        copy = await self._copy.load()
+        copy = self.index_copy
+        listed = await copy.listed()
+        rows = await copy.load()
         unread: list[str] = []
         for record_id in sorted(listed):  # about creation order: the index appends
-            version, entry = listed[record_id], copy.get(record_id)
-            summary = self._copied(record_id, version, entry)
-            if summary is not None and version is not None and summary.status not in RESIDENT_STATUSES:
+            summary = summary_of(record_id, copy.matching(listed[record_id], rows.get(record_id)), RecordSummary.from_row)
+            if summary is not None and summary.status not in RESIDENT_STATUSES:
                 self._index.put(summary)
-                self._versions[record_id] = version
+                copy.note(record_id, listed[record_id])
             else:
                 unread.append(record_id)  # in play (held whole), or new, changed or not in the copy
-                self._differ += summary is None
-        self._differ += sum(1 for record_id in copy if record_id not in listed)  # gone since
+                copy.differ += summary is None
+        copy.differ += sum(1 for record_id in rows if record_id not in listed)  # gone since
         # the newest finished records read, as a min-heap on (created_at, id), kept to keep_finished
         newest: list[tuple[Order, Inspection]] = []
         async for batch in self._batches([_key(record_id) for record_id in unread]):
             for record in batch:
-                self._note_version(record.id, listed.get(record.id))
+                copy.note(record.id, listed.get(record.id))
                 if record.status in RESIDENT_STATUSES:
                     self._hold(record)
                     continue
@@ -286,92 +270,26 @@ class InspectionBook:
         logger.info("indexed %d inspection records, %d of them read (%d from the index copy); holding %d in play and "
                     "%d finished", len(self._index), len(unread), len(self._index) - len(unread), len(self._records),
                     len(self._finished))
-        if self._differ >= self._copy_after():
-            await self._write_copy_logged()
-        self._upkeep = asyncio.create_task(self._keep_up(), name="inspection-index-upkeep")
+        await copy.write_if_due(self._rows)
+        copy.keep(self._rows, self._catch_up)
 
-    def _copied(self, record_id: str, version: Optional[int], entry: Optional[tuple[int, list[Any]]]) -> Optional[RecordSummary]:
-        """The copy's summary of the stored record, if its version is the listed one."""
-        if version is None or entry is None or entry[0] != version:
-            return None
-        try:
-            summary = RecordSummary.from_row(entry[1])
-        except ValueError as exc:
-            logger.warning("inspection %s: the index copy's row is unusable (%s); reading the record", record_id, exc)
-            return None
-        return summary if summary.id == record_id else None
+    def _rows(self) -> Iterator[tuple[str, list[Any]]]:
+        return ((summary.id, summary.row()) for summary in self._index)
+
+    async def _catch_up(self) -> None:
+        """With several nodes, what the upkeep does first: see :meth:`refresh`."""
+        if self.shared is not None:
+            await self.refresh()
 
     async def close(self) -> None:
         """Store the index's copy if it changed; let go of every record and the index;
         idempotent (start() reads them again)."""
-        upkeep, self._upkeep = self._upkeep, None
-        if upkeep is not None:
-            upkeep.cancel()
-            await asyncio.gather(upkeep, return_exceptions=True)
-        if self._started and self._differ:
-            try:
-                async with asyncio.timeout(COPY_CLOSE_TIMEOUT_S):
-                    await self._write_copy_logged()
-            except TimeoutError:
-                logger.warning("the inspection index copy was not stored within %.0f s; the next start reads the "
-                               "records changed since the last one", COPY_CLOSE_TIMEOUT_S)
+        if self._started:
+            await self.index_copy.close(self._rows)
         self._records.clear()
         self._finished.clear()
         self._index.clear()
-        self._versions.clear()
-        self._differ = 0
         self._started = False
-
-    async def _keep_up(self) -> None:
-        """Every UPKEEP_S: with several nodes, catch up with the store; write the copy once
-        enough differs from it."""
-        while True:
-            await asyncio.sleep(self.upkeep_s)
-            try:
-                if self.shared is not None:
-                    await self.refresh()
-                if self._differ >= self._copy_after():
-                    await self._write_copy()
-            except Exception as exc:  # the store is down, say: the next round tries again
-                logger.warning("inspection index upkeep failed (%s); retrying in %.0f s", exc, self.upkeep_s)
-
-    def _copy_after(self) -> int:
-        return max(COPY_AFTER_CHANGES, len(self._index) // 16)
-
-    async def _write_copy_logged(self) -> None:
-        try:
-            await self._write_copy()
-        except Exception as exc:
-            logger.warning("the inspection index copy was not stored (%s); the next start reads the records "
-                           "changed since the last one", exc)
-
-    async def _write_copy(self) -> None:
-        """Store the summaries whose record version is known (the others are read at the next start)."""
-        rows: list[Row] = []
-        for summary in self._index:
-            version = self._versions.get(summary.id)
-            if version is not None:
-                rows.append((summary.id, version, summary.row()))
-        differ, self._differ = self._differ, 0
-        try:
-            size = await self._copy.save(rows)
-        except BaseException:
-            self._differ += differ
-            raise
-        logger.info("stored the inspection index copy: %d of %d records, %d kB", len(rows), len(self._index), size // 1024)
-
-    async def _listed(self) -> dict[str, Optional[int]]:
-        """Every stored record's id with its version number (None: not known yet)."""
-        versions = await self._store.versions(RECORD_PREFIX)
-        return {_id_of(key): version_number(tag) for key, tag in versions.items() if key.endswith(".json")}
-
-    def _note_version(self, record_id: str, version: Optional[int]) -> None:
-        """The stored record's version is ``version`` (None: not known), and the index's
-        summary of it is the one read or saved with it."""
-        if version is None:
-            self._versions.pop(record_id, None)
-        else:
-            self._versions[record_id] = version
 
     @property
     def held(self) -> int:
@@ -438,8 +356,8 @@ class InspectionBook:
             return None
         stored = Inspection.from_json(data, self._cipher)
         if self.shared is not None:  # perhaps changed on another node: which version is not known
-            self._note_version(stored.id, None)
-            self._differ += 1
+            self.index_copy.note(stored.id, None)
+            self.index_copy.differ += 1
         record = self.find(stored.id)
         if record is None:
             record = stored
@@ -546,8 +464,9 @@ class InspectionBook:
         """Bring the index up to the store: read the records saved or changed elsewhere since
         this node last knew them (on another node whose announcement this node missed, or
         before it listened), and forget those gone from the store; returns how many it read."""
-        listed = await self._listed()
-        stale = sorted(record_id for record_id, version in listed.items() if version is None or self._versions.get(record_id) != version)
+        copy = self.index_copy
+        listed = await copy.listed()
+        stale = sorted(record_id for record_id, version in listed.items() if version is None or copy.versions.get(record_id) != version)
         read = 0
         for start in range(0, len(stale), LIST_READS):
             ids = stale[start : start + LIST_READS]
@@ -557,7 +476,7 @@ class InspectionBook:
                     if record is None or record.id != record_id:
                         continue
                     read += 1
-                    self._note_version(record_id, listed[record_id])
+                    copy.note(record_id, listed[record_id])
                     held = self.find(record_id)
                     if held is not None:
                         for item in dataclasses.fields(Inspection):
@@ -568,11 +487,11 @@ class InspectionBook:
                     else:
                         self._index.put(_summary(record))
         # seen stored before and now gone: disposed of (one saved after the listing was not seen before)
-        gone = [record_id for record_id in self._versions if record_id not in listed and self.find(record_id) is None]
+        gone = [record_id for record_id in copy.versions if record_id not in listed and self.find(record_id) is None]
         for record_id in gone:
-            self._versions.pop(record_id)
+            copy.note(record_id, None)
             self._index.drop(record_id)
-        self._differ += read + len(gone)
+        copy.differ += read + len(gone)
         if read or gone:
             logger.info("inspection index caught up with the store: %d records read, %d gone", read, len(gone))
         return read
@@ -690,8 +609,7 @@ class InspectionBook:
 
     async def _save(self, record: Inspection) -> None:
         info = await self._store.put(_key(record.id), record.to_json(self._cipher), "application/json")
-        self._note_version(record.id, version_number(info.version))
-        self._differ += 1
+        self.index_copy.saved(record.id, info.version)
         if self.shared is not None:
             await self.shared.announce(record.id)
 

@@ -17,7 +17,8 @@ counterpart's details, so that the channels take it down instead of republishing
 
 Memory holds a :class:`~approval.publicity_index.PublicityIndex` of every record's state and
 dates, and at most CACHED whole records; the feed, the overdue list and the lookups select on
-the index and read the records they return from the store.
+the index and read the records they return from the store. The index is kept in the store too
+(:mod:`approval.index_copy`): a start reads only the records changed since the copy.
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, get_args
+from typing import Any, Iterator, Literal, Optional, get_args
 
 from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, field_context
 from storage.objects import ObjectNotFound, ObjectStore
 
 from errors import Conflict, NotFound, ValidationFailed
+from .index_copy import IndexCopy, summary_of
 from .inspections import new_id, now_utc, parse_rfc3339, rfc3339
 from .ledger import inspection_view, mask_id
 from .publicity_index import PublicityIndex, PublicitySummary
@@ -54,6 +56,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 RECORD_PREFIX = "records/publicity/"
+#: Where the index's stored copy is kept (outside RECORD_PREFIX, which holds records only).
+INDEX_COPY_KEY = "indexes/publicity.json.gz"
 #: 8.4.1: publish within 7 working days of the decision.
 DUE_WORKING_DAYS = 7
 #: Whole records kept in memory after their last use (the one just drafted is published next).
@@ -211,21 +215,43 @@ class Publicity:
         self._lock = asyncio.Lock()
         self._last_stamp: Optional[datetime.datetime] = None
         self._started = False
+        #: the index's stored copy, and the version of each record its summary came with
+        self.index_copy = IndexCopy(store, INDEX_COPY_KEY, RECORD_PREFIX)
 
     async def start(self) -> None:
-        """Index every publicity record (READS at a time, none kept whole); safe to call twice."""
+        """Index every publicity record, from the index's stored copy where a record is
+        unchanged since (READS reads at a time, none kept whole); safe to call twice."""
         if self._started:
             return
-        keys = [key for key in await self._store.list(RECORD_PREFIX) if key.endswith(".json")]
-        for start in range(0, len(keys), READS):
-            for record in await asyncio.gather(*(self._read(key) for key in keys[start : start + READS])):
+        copy = self.index_copy
+        listed = await copy.listed()
+        rows = await copy.load()
+        unread: list[str] = []
+        for publicity_id in sorted(listed):
+            summary = summary_of(publicity_id, copy.matching(listed[publicity_id], rows.get(publicity_id)), PublicitySummary.from_row)
+            if summary is None:
+                unread.append(f"{RECORD_PREFIX}{publicity_id}.json")
+            else:
+                self._index.put(summary)
+                copy.note(publicity_id, listed[publicity_id])
+        copy.differ += len(unread) + sum(1 for publicity_id in rows if publicity_id not in listed)
+        for start in range(0, len(unread), READS):
+            for record in await asyncio.gather(*(self._read(key) for key in unread[start : start + READS])):
                 if record is not None:
                     self._index.put(_summary(record))
+                    copy.note(record.id, listed.get(record.id))
         self._started = True
-        logger.info("indexed %d publicity records", len(self._index))
+        logger.info("indexed %d publicity records, %d of them read", len(self._index), len(unread))
+        await copy.write_if_due(self._rows)
+        copy.keep(self._rows)  # one process writes publicity: nothing to catch up with
+
+    def _rows(self) -> Iterator[tuple[str, list[Any]]]:
+        return ((summary.id, summary.row()) for summary in self._index)
 
     async def close(self) -> None:
-        """Forget the records in memory; safe to call twice."""
+        """Store the index's copy if it changed; forget the records in memory; safe to call twice."""
+        if self._started:
+            await self.index_copy.close(self._rows)
         self._index.clear()
         self._cache.clear()
         self._started = False
@@ -361,8 +387,9 @@ class Publicity:
         return rfc3339(moment) or ""
 
     async def _save(self, record: PublicityRecord) -> None:
-        await self._store.put(record.key, record.to_record(self._cipher), "application/json")
+        info = await self._store.put(record.key, record.to_record(self._cipher), "application/json")
         self._index.put(_summary(record))
+        self.index_copy.saved(record.id, info.version)
         self._keep(record)
 
     def _keep(self, record: PublicityRecord) -> PublicityRecord:

@@ -8,7 +8,9 @@ import datetime
 from bisect import bisect_right, insort
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
+
+from .index_copy import string_fields
 
 
 _FEED_ORDER = attrgetter("updated", "id")
@@ -29,10 +31,27 @@ class PublicitySummary:
     #: ``updated_at`` as a time: the feed's order and cursor
     updated: datetime.datetime
 
+    def row(self) -> list[Optional[str]]:
+        """The fields but ``updated`` (which ``updated_at`` gives), as the index's stored copy
+        keeps them (approval/index_copy.py)."""
+        return [self.id, self.inspection_id, self.state, self.due_on, self.created_at, self.updated_at, self.uploaded_at]
+
+    @classmethod
+    def from_row(cls, row: Any) -> PublicitySummary:
+        """The summary :meth:`row` gave; ValueError if ``row`` is not one."""
+        fields = string_fields(row, _ROW, frozenset({"uploaded_at"}))
+        updated = datetime.datetime.fromisoformat(str(fields[5]).replace("Z", "+00:00"))
+        if updated.tzinfo is None:
+            raise ValueError("a publicity summary's updated_at has no time zone")
+        return cls(str(fields[0]), str(fields[1]), str(fields[2]), str(fields[3]), str(fields[4]), str(fields[5]), fields[6], updated)
+
     @property
     def public(self) -> bool:
         """Whether the feed shows it: it was published (it may have been withdrawn since)."""
         return self.uploaded_at is not None
+
+
+_ROW = ("id", "inspection_id", "state", "due_on", "created_at", "updated_at", "uploaded_at")
 
 
 class PublicityIndex:

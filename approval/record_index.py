@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any, Iterator, Optional, Sequence
 
+from .index_copy import string_fields
+
 #: The order of listings and cursors: creation time, then id.
 Order = tuple[str, str]
 _ORDER = attrgetter("order")
@@ -65,12 +67,7 @@ class RecordSummary:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> RecordSummary:
         """The summary :meth:`row` gave; ValueError if ``row`` is not one."""
-        if not isinstance(row, (list, tuple)) or len(row) != len(_FIELDS):
-            raise ValueError(f"a record summary row has {len(_FIELDS)} fields")
-        for name, value in zip(_FIELDS, row):
-            if not (isinstance(value, str) or (value is None and name in _OPTIONAL)):
-                raise ValueError(f"a record summary's {name} must be a string, not {value!r}")
-        return cls.of(*row)
+        return cls.of(*string_fields(row, _FIELDS, _OPTIONAL))  # type: ignore[arg-type]  # checked: str where not optional
 
     @property
     def order(self) -> Order:

@@ -9,7 +9,7 @@ object store. On each (re)subscription the book catches up with the records save
 while it was not listening (:meth:`~approval.inspections.InspectionBook.refresh`: one listing
 of the records' versions, and reads of the changed ones only). A message missed while
 subscribed (Redis restarted) leaves an index entry stale until the book's next refresh
-(every few minutes, ``approval.inspections.UPKEEP_S``) or the record's next change, and
+(every few minutes, ``approval.index_copy.UPKEEP_S``) or the record's next change, and
 the book looks an unknown id up in the store anyway.
 """
 

@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from approval import inspections
+from approval import index_copy
 from approval.index_copy import FORMAT
 from approval.inspections import INDEX_COPY_KEY, InspectionBook
 from approval.templates import Templates
@@ -115,10 +115,10 @@ async def test_a_refresh_mends_a_summary_a_missed_announcement_left_stale(object
 async def test_the_book_stores_its_copy_once_enough_has_changed(
     object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(inspections, "COPY_AFTER_CHANGES", 5)
+    monkeypatch.setattr(index_copy, "COPY_AFTER_CHANGES", 5)
     stored = await store_records(object_store, 20)
     book = InspectionBook(object_store, Templates())
-    book.upkeep_s = 0.05
+    book.index_copy.every_s = 0.05
     await book.start()  # 20 records read, none in the copy: stored at once
     assert len(json.loads(gzip.decompress(await object_store.get(INDEX_COPY_KEY)))["rows"]) == 20
     await object_store.delete(INDEX_COPY_KEY)

@@ -306,7 +306,15 @@ async def test_memory_stays_bounded_and_the_feed_reads_only_what_it_returns(
     # a restart indexes the same
     again = Publicity(store, clock=clock)
     await again.start()
+    again_rows = list(again._index)
     assert again.held == 0  # indexed, none kept whole
     assert await again.feed() == feed and again.held <= 5
     await again.close()
-    await publicity.close()
+    await publicity.close()  # stores the index's copy
+    # a start after that reads the copy alone, and indexes the same
+    counting = CountingStore(store)
+    third = Publicity(counting, clock=clock)  # type: ignore[arg-type]
+    await third.start()
+    assert counting.gets == 1 and [s.row() for s in third._index] == [s.row() for s in again_rows]
+    assert await third.feed() == feed
+    await third.close()
