@@ -1,8 +1,11 @@
 """The webhook outbox: every delivery the approval core is owed, persisted before it is sent.
 
 A delivery is one JSON object in the object store (the system of record) at
-``records/webhooks/<delivery_id>.json``; :class:`Outbox` keeps an index in memory, rebuilt from
-the store at start, so deliveries enqueued by an earlier process are picked up again.
+``records/webhooks/<delivery_id>.json``. :class:`Outbox` holds the pending ones whole, the
+CACHED most recently finished ones, and a summary (id, number, state) of every other, rebuilt
+at start (from the index's stored copy, :mod:`approval.index_copy`, where a delivery is
+unchanged since), so deliveries enqueued by an earlier process are picked up again and memory
+does not grow by a whole delivery (its body, a few kB) per webhook ever sent.
 
 The body is fixed when the delivery is enqueued and every attempt sends the same bytes; only
 the ``Takan-Signature`` header (its timestamp) changes per attempt. The webhook secret is not
@@ -21,15 +24,20 @@ import datetime
 import json
 import logging
 import secrets
+import sys
 import time
-from collections.abc import Callable
+from bisect import bisect_left, insort
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, get_args
+from operator import attrgetter
+from typing import Any, Literal, Optional, cast, get_args
 from urllib.parse import urlsplit
 
-from storage.objects import ObjectStore, StorageError
+from storage.objects import ObjectNotFound, ObjectStore, StorageError
 
 from errors import Conflict, NotFound
+from .index_copy import IndexCopy, summary_of
 from .inspections import now_utc, parse_rfc3339, rfc3339
 
 __all__ = [
@@ -47,6 +55,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 RECORD_PREFIX = "records/webhooks/"
+#: Where the index's stored copy is kept (outside RECORD_PREFIX, which holds deliveries only).
+INDEX_COPY_KEY = "indexes/webhooks.json.gz"
+#: Finished deliveries kept whole after their last change or read (the admin's view, the tests).
+CACHED = 64
+#: Store reads in flight at once (the start, a page of the admin's view).
+READS = 32
+#: The admin's view returns at most this many deliveries per page.
+PAGE_MAX = 1000
 #: The events of CONTRACT.md (section Webhooks); the contract only ever adds to them.
 EVENTS = ("inspection.judged", "inspection.reviewed", "inspection.cancelled", "inspection.expired")
 
@@ -182,6 +198,35 @@ class Delivery:
         return delivery
 
 
+@dataclass(frozen=True, slots=True)
+class DeliverySummary:
+    """What the outbox holds of a delivery it does not hold whole: enough to count, order and
+    page them."""
+
+    id: str
+    seq: int
+    state: DeliveryState
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> DeliverySummary:
+        return cls(delivery.delivery_id, delivery.seq, cast(DeliveryState, sys.intern(delivery.state)))
+
+    def row(self) -> list[Any]:
+        """The fields but the id, as the index's stored copy keeps them."""
+        return [self.seq, self.state]
+
+    @classmethod
+    def from_row(cls, row: Any) -> DeliverySummary:
+        """The summary of a copy's row ``[id, seq, state]``; ValueError if it is not one."""
+        if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str) and type(row[1]) is int
+                and row[2] in STATES):
+            raise ValueError("a delivery summary row is [id, seq, state]")
+        return cls(row[0], row[1], cast(DeliveryState, sys.intern(row[2])))
+
+
+_SEQ = attrgetter("seq")
+
+
 class Outbox:
     """Persistent queue of webhook deliveries, with the admin's view of them.
 
@@ -192,8 +237,15 @@ class Outbox:
 
     def __init__(self, store: ObjectStore) -> None:
         self._store = store
-        self._deliveries: dict[str, Delivery] = {}
+        #: every delivery's summary, by id; and in enqueue order, all and by state
+        self._summaries: dict[str, DeliverySummary] = {}
+        self._ordered: list[DeliverySummary] = []
+        self._by_state: dict[str, list[DeliverySummary]] = {state: [] for state in STATES}
         self._pending: dict[str, Delivery] = {}
+        #: finished deliveries kept whole, least recently used first, at most CACHED
+        self._finished: OrderedDict[str, Delivery] = OrderedDict()
+        #: the index's stored copy, and the version of each delivery its summary came with
+        self.index_copy = IndexCopy(store, INDEX_COPY_KEY, RECORD_PREFIX)
         self._next_seq = 0
         self._lock = asyncio.Lock()
         self._listeners: list[Callable[[], None]] = []
@@ -201,35 +253,79 @@ class Outbox:
         self._closed = False
 
     async def start(self) -> None:
-        """Load the deliveries of earlier processes; idempotent."""
+        """Load the deliveries of earlier processes: the pending ones whole, the others'
+        summaries (from the index's stored copy where a delivery is unchanged since, else
+        read, READS at a time); idempotent."""
         if self._started:
             return
         if self._closed:
             raise RuntimeError("this Outbox was closed; create a new one")
-        for key in await self._store.list(RECORD_PREFIX):
-            if not key.endswith(".json"):
-                continue
-            try:
-                delivery = Delivery.from_record(await self._store.get(key))
-            except (ValueError, TypeError, KeyError) as exc:
-                logger.error("webhook delivery record %s is unreadable (%s); skipped", key, exc)
-                continue
-            self._index(delivery)
-            self._next_seq = max(self._next_seq, delivery.seq + 1)
+        copy = self.index_copy
+        listed = await copy.listed()
+        rows = await copy.load()
+        summaries: list[DeliverySummary] = []
+        unread: list[str] = []
+        for delivery_id, version in listed.items():
+            entry = rows.get(delivery_id)
+            summary = summary_of(delivery_id, None if entry is None or copy.matching(version, entry) is None
+                                 else [delivery_id, *entry[1]], DeliverySummary.from_row)
+            if summary is not None and summary.state != "pending":
+                summaries.append(summary)
+                copy.note(delivery_id, version)
+            else:
+                unread.append(delivery_id)
+                copy.differ += summary is None
+        copy.differ += sum(1 for delivery_id in rows if delivery_id not in listed)
+        for start in range(0, len(unread), READS):
+            batch = unread[start : start + READS]
+            for delivery_id, delivery in zip(batch, await asyncio.gather(*(self._read(i) for i in batch))):
+                if delivery is None:
+                    continue
+                summaries.append(DeliverySummary.of(delivery))
+                copy.note(delivery_id, listed[delivery_id])
+                if delivery.state == "pending":
+                    self._pending[delivery.delivery_id] = delivery
+        # ordered once (the listing is not in enqueue order): each insort would move the list
+        summaries.sort(key=_SEQ)
+        for summary in summaries:
+            self._summaries[summary.id] = summary
+            self._ordered.append(summary)
+            self._by_state[summary.state].append(summary)
+        self._next_seq = summaries[-1].seq + 1 if summaries else 0
         self._started = True
         logger.info(
-            "webhook outbox loaded %d deliveries (%d pending)",
-            len(self._deliveries),
+            "webhook outbox loaded %d deliveries (%d pending; %d read, the others from the index copy)",
+            len(self._summaries),
             len(self._pending),
+            len(unread),
         )
+        await copy.write_if_due(self._rows)
+        copy.keep(self._rows)
         self._notify()
 
+    async def _read(self, delivery_id: str) -> Optional[Delivery]:
+        """The stored delivery; None if it is gone or unreadable (said in the log)."""
+        key = f"{RECORD_PREFIX}{delivery_id}.json"
+        try:
+            return Delivery.from_record(await self._store.get(key))
+        except ObjectNotFound:
+            return None
+        except (ValueError, TypeError, KeyError) as exc:
+            logger.error("webhook delivery record %s is unreadable (%s); skipped", key, exc)
+            return None
+
+    def _rows(self) -> Iterator[tuple[str, list[Any]]]:
+        return ((summary.id, summary.row()) for summary in list(self._ordered))
+
     async def close(self) -> None:
-        """Stop accepting deliveries; idempotent. Everything enqueued is already stored."""
+        """Stop accepting deliveries; store the index's copy if it changed; idempotent.
+        Everything enqueued is already stored."""
         if self._closed:
             return
         async with self._lock:  # lets a write in progress finish
             self._closed = True
+            if self._started:
+                await self.index_copy.close(self._rows)
             self._started = False
         self._listeners.clear()
 
@@ -255,11 +351,42 @@ class Outbox:
             listener()
 
     def _index(self, delivery: Delivery) -> None:
-        self._deliveries[delivery.delivery_id] = delivery
+        """Hold ``delivery`` as it now is: whole while pending, else among the recently
+        finished ones; its summary in enqueue order."""
+        summary = DeliverySummary.of(delivery)
+        old = self._summaries.get(delivery.delivery_id)
+        if old is not None:
+            self._ordered[self._position(self._ordered, old)] = summary
+            if old.state != summary.state:
+                del self._by_state[old.state][self._position(self._by_state[old.state], old)]
+                insort(self._by_state[summary.state], summary, key=_SEQ)
+            else:
+                same = self._by_state[old.state]
+                same[self._position(same, old)] = summary
+        else:
+            insort(self._ordered, summary, key=_SEQ)
+            insort(self._by_state[summary.state], summary, key=_SEQ)
+        self._summaries[delivery.delivery_id] = summary
         if delivery.state == "pending":
+            self._finished.pop(delivery.delivery_id, None)
             self._pending[delivery.delivery_id] = delivery
         else:
             self._pending.pop(delivery.delivery_id, None)
+            self._keep(delivery)
+
+    def _keep(self, delivery: Delivery) -> Delivery:
+        """Keep a finished delivery whole a while (dropping the least recently used beyond CACHED)."""
+        self._finished[delivery.delivery_id] = delivery
+        self._finished.move_to_end(delivery.delivery_id)
+        while len(self._finished) > CACHED:
+            self._finished.popitem(last=False)
+        return delivery
+
+    @staticmethod
+    def _position(ordered: builtins.list[DeliverySummary], summary: DeliverySummary) -> int:
+        at = bisect_left(ordered, summary.seq, key=_SEQ)
+        assert at < len(ordered) and ordered[at].id == summary.id, f"webhook outbox out of order at {summary.id}"
+        return at
 
     # ---- producing ------------------------------------------------------------------------
 
@@ -310,7 +437,8 @@ class Outbox:
                 next_attempt_at=occurred_at,
             )
             # Stored before anyone hears of it: a crash after enqueue() returns loses nothing.
-            await self._store.put(delivery.key, delivery.to_record(), "application/json")
+            info = await self._store.put(delivery.key, delivery.to_record(), "application/json")
+            self.index_copy.saved(delivery_id, info.version)
             self._next_seq += 1
             self._index(delivery)
         logger.info(
@@ -348,9 +476,9 @@ class Outbox:
         the delivery again, which the receiver deduplicates.
         """
         async with self._lock:
-            delivery = self._deliveries.get(delivery_id)
+            delivery = self._pending.get(delivery_id)
             if delivery is None:
-                raise NotFound(f"no webhook delivery {delivery_id!r}")
+                raise NotFound(f"no pending webhook delivery {delivery_id!r}")
             changes: dict[str, Any] = {
                 "attempts": delivery.attempts + (attempt,),
                 "round_started_at": delivery.round_started_at or attempt.at,
@@ -365,8 +493,10 @@ class Outbox:
             delivery = dataclasses.replace(delivery, **changes)
             self._index(delivery)
             try:
-                await self._store.put(delivery.key, delivery.to_record(), "application/json")
+                info = await self._store.put(delivery.key, delivery.to_record(), "application/json")
+                self.index_copy.saved(delivery_id, info.version)
             except (StorageError, OSError) as exc:
+                self.index_copy.saved(delivery_id, None)  # the store has an older one: read it at the next start
                 logger.error(
                     "webhook %s: could not store attempt %d (%s); kept in memory",
                     delivery_id,
@@ -377,19 +507,62 @@ class Outbox:
 
     # ---- the admin's view -----------------------------------------------------------------
 
-    def list(self, state: Optional[DeliveryState] = None) -> builtins.list[Delivery]:
-        """Deliveries in enqueue order, all of them or those in ``state``."""
+    def pending(self) -> builtins.list[Delivery]:
+        """The pending deliveries, in enqueue order."""
+        return sorted(self._pending.values(), key=_SEQ)
+
+    async def page(
+        self, state: Optional[DeliveryState] = None, limit: int = 100, before: Optional[int] = None
+    ) -> tuple[builtins.list[Delivery], Optional[int]]:
+        """The newest ``limit`` deliveries (all, or those in ``state``) enqueued before number
+        ``before`` (the newest of all if None), in enqueue order; and the ``before`` of the
+        page of older ones (None when there are none). Reads from the store those it does not
+        hold, READS at a time."""
         if state is not None and state not in STATES:
             raise ValueError(f"unknown delivery state {state!r}; expected one of {', '.join(STATES)}")
-        chosen = (d for d in self._deliveries.values() if state is None or d.state == state)
-        return sorted(chosen, key=lambda d: d.seq)
+        if not 1 <= limit <= PAGE_MAX:
+            raise ValueError(f"limit must be between 1 and {PAGE_MAX}")
+        ordered = self._ordered if state is None else self._by_state[state]
+        end = len(ordered) if before is None else bisect_left(ordered, before, key=_SEQ)
+        wanted = ordered[max(0, end - limit) : end]
+        found: builtins.list[Delivery] = []
+        for start in range(0, len(wanted), READS):
+            batch = wanted[start : start + READS]
+            found.extend(d for d in await asyncio.gather(*(self.load(s.id) for s in batch)) if d is not None)
+        older = end - limit > 0 and bool(wanted)
+        return found, wanted[0].seq if older else None
+
+    def count(self, state: Optional[DeliveryState] = None) -> int:
+        """How many deliveries there are (in ``state``)."""
+        return len(self._ordered if state is None else self._by_state[state])
 
     def get(self, delivery_id: str) -> Delivery:
-        """The delivery; :class:`errors.NotFound` if there is none."""
-        delivery = self._deliveries.get(delivery_id)
+        """A delivery the outbox holds whole: every pending one and the CACHED most recently
+        finished (:class:`errors.NotFound` otherwise); anything else awaits :meth:`load`."""
+        delivery = self._pending.get(delivery_id) or self._finished.get(delivery_id)
         if delivery is None:
-            raise NotFound(f"no webhook delivery {delivery_id!r}")
+            raise NotFound(f"no webhook delivery {delivery_id!r} held; it may be in the store (load)")
         return delivery
+
+    async def load(self, delivery_id: str) -> Delivery:
+        """The delivery, read from the store if the outbox does not hold it whole
+        (:class:`errors.NotFound` if there is none)."""
+        delivery = self._pending.get(delivery_id) or self._finished.get(delivery_id)
+        if delivery is not None:
+            if delivery_id in self._finished:
+                self._finished.move_to_end(delivery_id)
+            return delivery
+        summary = self._summaries.get(delivery_id)
+        stored = None if summary is None else await self._read(delivery_id)
+        if stored is None:
+            raise NotFound(f"no webhook delivery {delivery_id!r}")
+        current = self._summaries.get(delivery_id)
+        held = self._pending.get(delivery_id) or self._finished.get(delivery_id)
+        if held is not None:  # changed while it was read: that one is newer
+            return held
+        if current is None or current.state != stored.state or stored.state == "pending":
+            return stored  # a read a change overtook is shown, not kept
+        return self._keep(stored)
 
     async def resend(self, delivery_id: str) -> Delivery:
         """Send a delivered or failed delivery again: the same delivery_id and body, a new
@@ -397,7 +570,7 @@ class Outbox:
         """
         self._check_open()
         async with self._lock:
-            delivery = self.get(delivery_id)
+            delivery = await self.load(delivery_id)
             if delivery.state == "pending":
                 raise Conflict(f"webhook delivery {delivery_id} is still pending; it will be sent")
             delivery = dataclasses.replace(
@@ -410,7 +583,8 @@ class Outbox:
                 failed_at=None,
                 resends=delivery.resends + 1,
             )
-            await self._store.put(delivery.key, delivery.to_record(), "application/json")
+            info = await self._store.put(delivery.key, delivery.to_record(), "application/json")
+            self.index_copy.saved(delivery_id, info.version)
             self._index(delivery)
         logger.info("webhook %s queued again by an admin", delivery_id)
         self._notify()
@@ -418,9 +592,7 @@ class Outbox:
 
     def stats(self) -> dict[str, Any]:
         """Counts per state and the age in seconds of the oldest pending delivery (or None)."""
-        counts: dict[str, int] = {state: 0 for state in STATES}
-        for delivery in self._deliveries.values():
-            counts[delivery.state] += 1
+        counts: dict[str, Any] = {state: len(self._by_state[state]) for state in STATES}
         oldest = min((unix_time(d.occurred_at) for d in self._pending.values()), default=None)
         return {
             **counts,

@@ -601,8 +601,13 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "Webhook deliveries (admin)",
             "operationId": "listDeliveries",
-            "parameters": [{"name": "state", "in": "query", "schema": {"enum": ["pending", "delivered", "failed"]}}],
-            "responses": {"200": {"description": "stats and deliveries", "content": {JSON: {"schema": {"type": "object", "required": ["stats", "items"]}}}}, **_problems(401, 403, 422)},
+            "description": "The newest `limit` deliveries (of `state`, if given) enqueued before the cursor `before`, in enqueue order; `next_before` is the cursor of the older page (null when there is none) and `total` the number in the state.",
+            "parameters": [
+                {"name": "state", "in": "query", "schema": {"enum": ["pending", "delivered", "failed"]}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+                {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+            ],
+            "responses": {"200": {"description": "stats and a page of deliveries", "content": {JSON: {"schema": {"type": "object", "required": ["stats", "total", "items", "next_before"]}}}}, **_problems(401, 403, 422)},
         },
     },
     "/api/v1/webhooks/{id}": {

@@ -22,9 +22,11 @@ import pytest
 from aiohttp import web
 
 from errors import Conflict, NotFound
-from approval.outbox import RECORD_PREFIX, Delivery, Outbox, unix_time
+from approval import outbox as outbox_module
+from approval.outbox import RECORD_PREFIX, Attempt, Delivery, Outbox, unix_time
 from approval.webhooks import WebhookSender, backoff_step
 from storage.local import LocalObjectStore
+from testkit.counting import CountingStore
 
 SECRETS = {"key-1": "whsec-test-秘密"}
 INSPECTION = {
@@ -206,9 +208,51 @@ async def test_enqueue_rejects_what_cannot_be_sent(takan: Takan) -> None:
             await enqueue(outbox, url)
     with pytest.raises(ValueError, match="unknown webhook event"):
         await enqueue(outbox, "https://approval.example/x", event="inspection.created")
-    assert outbox.list() == []
+    assert outbox.pending() == [] and await outbox.page() == ([], None)
     with pytest.raises(NotFound):
         outbox.get("dlv_nope")
+    with pytest.raises(NotFound):
+        await outbox.load("dlv_nope")
+
+
+async def test_finished_deliveries_are_summaries_paged_and_restarted_from_the_copy(
+    store: LocalObjectStore, takan: Takan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "CACHED", 5)
+    outbox, _ = await takan(send=False)
+    made = [await enqueue(outbox, f"https://approval.example/{n % 3}") for n in range(40)]
+    ok = Attempt(at="2026-12-04T01:00:00.000Z", duration_ms=3, status=204)
+    for delivery in made[:30]:
+        await outbox.record_attempt(delivery.delivery_id, ok, None)
+    # held whole: the pending ones and the CACHED last finished; the others are summaries
+    assert len(outbox._pending) == 10 and len(outbox._finished) == 5
+    assert outbox.stats() | {"oldest_pending_age_s": None} == {"pending": 10, "delivered": 30, "failed": 0,
+                                                              "oldest_pending_age_s": None}
+    # the admin's pages: the newest first, in enqueue order, down to the oldest
+    page, before = await outbox.page("delivered", 12)
+    assert [d.delivery_id for d in page] == [d.delivery_id for d in made[18:30]] and before == made[18].seq
+    page, before = await outbox.page("delivered", 12, before)
+    assert [d.delivery_id for d in page] == [d.delivery_id for d in made[6:18]]
+    page, before = await outbox.page("delivered", 12, before)
+    assert [d.delivery_id for d in page] == [d.delivery_id for d in made[:6]] and before is None
+    assert all(d.state == "delivered" and d.attempts == (ok,) for d in page)
+    assert [d.delivery_id for d in (await outbox.page(None, 3))[0]] == [d.delivery_id for d in made[37:]]
+    assert len(outbox._finished) == 5  # what a page read is kept within bounds
+    with pytest.raises(ValueError, match="limit"):
+        await outbox.page("delivered", 0)
+    # one the outbox let go is read back, and can be sent again
+    assert (await outbox.load(made[0].delivery_id)).attempts == (ok,)
+    assert (await outbox.resend(made[1].delivery_id)).state == "pending" and outbox.count("pending") == 11
+    await outbox.close()  # stores the index's copy
+    # a restart reads the copy and the pending deliveries only, and numbers on from the last
+    counting = CountingStore(store)
+    again = Outbox(counting)  # type: ignore[arg-type]
+    await again.start()
+    assert counting.gets == 1 + 11
+    assert again.stats() | {"oldest_pending_age_s": None} == {"pending": 11, "delivered": 29, "failed": 0,
+                                                            "oldest_pending_age_s": None}
+    assert (await enqueue(again, "https://approval.example/new")).seq == made[-1].seq + 1
+    await again.close()
 
 
 async def test_an_unreadable_record_is_reported_not_fatal(
@@ -219,7 +263,7 @@ async def test_an_unreadable_record_is_reported_not_fatal(
     await store.put(f"{RECORD_PREFIX}dlv_broken.json", b'{"delivery_id": "dlv_broken"')
     other = Outbox(store)
     await other.start()
-    assert [d.delivery_id for d in other.list()] == [good.delivery_id]
+    assert [d.delivery_id for d in other.pending()] == [good.delivery_id] and other.count() == 1
     assert "dlv_broken.json is unreadable" in caplog.text
     await other.close()
 
@@ -354,8 +398,8 @@ async def test_gives_up_after_the_window_then_an_admin_resends(receiver: Receive
     delivery = await enqueue(outbox, receiver.url("/down"))
     await eventually(lambda: state_of(outbox, delivery) == "failed")
     failed = outbox.get(delivery.delivery_id)
-    assert [d.delivery_id for d in outbox.list("failed")] == [delivery.delivery_id]
-    assert outbox.list("pending") == [] and outbox.list("delivered") == []
+    assert [d.delivery_id for d in (await outbox.page("failed"))[0]] == [delivery.delivery_id]
+    assert outbox.pending() == [] and await outbox.page("pending") == ([], None) and outbox.count("delivered") == 0
     assert outbox.stats() == {"pending": 0, "delivered": 0, "failed": 1, "oldest_pending_age_s": None}
     assert len(failed.attempts) >= 2 and all(a.status == 503 for a in failed.attempts)
     # The last attempt came at least give_up_after_s after the first.

@@ -101,7 +101,7 @@ async def test_approval_core_contract(tmp_path) -> None:
                 async with http.post(f"{server.base_url}/api/v1/inspections/{second['id']}/cancel",
                                      json={"reason": "申请人选择现场踏勘"}, headers=server.headers()) as r:
                     assert r.status == 200
-                assert await wait_for(lambda: any(d.attempts for d in server.services.outbox.list("pending")), 15)
+                assert await wait_for(lambda: any(d.attempts for d in server.services.outbox.pending()), 15)
                 async with http.get(f"{server.base_url}/api/v1/webhooks?state=pending", headers=server.headers()) as r:
                     pending = await r.json()
                 assert pending["stats"]["pending"] >= 1 and pending["items"][0]["attempts"], pending
@@ -112,7 +112,7 @@ async def test_approval_core_contract(tmp_path) -> None:
                 assert await wait_for(lambda: receiver.unique("inspection.cancelled"), 60, 0.5)
                 (cancelled,) = receiver.unique("inspection.cancelled").values()
                 assert cancelled["inspection"]["id"] == second["id"] and cancelled["inspection"]["status"] == "cancelled"
-                assert await wait_for(lambda: not server.services.outbox.list("pending"), 30, 0.5)
+                assert await wait_for(lambda: not server.services.outbox.pending(), 30, 0.5)
         # every delivery id arrived; duplicates on the wire (at least once) collapse by id
         ids = [d["delivery_id"] for d in receiver.deliveries]
         assert len(set(ids)) == 3, ids

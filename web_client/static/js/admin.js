@@ -403,7 +403,8 @@ async function loadHooks() {
   const state = $("hook-state").value;
   $("hooks-refresh").disabled = true;
   try {
-    ui.hooks = await call(`/api/v1/webhooks${state ? `?state=${state}` : ""}`);
+    // the newest MAX_HOOKS; the total in the state comes with them
+    ui.hooks = await call(`/api/v1/webhooks?limit=${MAX_HOOKS}${state ? `&state=${state}` : ""}`);
     showError($("hooks-error"), []);
   } catch (err) {
     showError($("hooks-error"), errorText(err));
@@ -498,7 +499,8 @@ function renderHooks() {
     return tr;
   }));
   $("hooks-empty").hidden = !data || items.length > 0;
-  $("hooks-note").textContent = items.length > shown.length ? t("hook.shown", { shown: shown.length, total: items.length }) : "";
+  const total = data?.total ?? items.length;
+  $("hooks-note").textContent = total > shown.length ? t("hook.shown", { shown: shown.length, total }) : "";
 }
 
 async function resend(delivery, button) {
