@@ -11,23 +11,31 @@ changed).
     .venv/bin/python bench/record_start.py [--records 20000] [--store local|s3|both] [--changed 1]
 
 ``s3`` runs moto's S3 server (testkit.servers), as the tests do. Prints a Markdown table.
+
+``--deliveries N`` measures the webhook outbox the same way over N finished deliveries (one in
+200 pending), and the memory it holds for them (tracemalloc) against holding every delivery
+whole, as the outbox did before it kept summaries (the same Delivery objects, read in the same
+run).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import resource
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from approval.inspections import RECORD_PREFIX, InspectionBook  # noqa: E402
+from approval.outbox import RECORD_PREFIX as DELIVERY_PREFIX, Attempt, Delivery, Outbox  # noqa: E402
 from approval.templates import Templates  # noqa: E402
 from storage.local import LocalObjectStore  # noqa: E402
 from storage.objects import ObjectStore  # noqa: E402
@@ -99,6 +107,52 @@ async def put_records(store: ObjectStore, numbers: range) -> None:
                                for r in made[first : first + 50]))
 
 
+def delivery(n: int) -> Delivery:
+    """Delivery ``n``: a judged inspection's webhook as the approval core gets it, delivered
+    at the first attempt (pending for one in IN_PLAY_EVERY)."""
+    inspection = {"id": f"20261204{n:06d}-{n:016x}", "case_no": f"DZ-2026-{n:06d}", "status": "judged",
+                  "item_code": "food-business-license", "verdict": {"outcome": "pass", "reasons": [
+                      {"rule": "required-checkpoints", "passed": True, "message": "所有必查项均已取证"}]},
+                  "manifest": {"sha256": "ab" * 32, "url": f"https://takan.example/api/v1/inspections/{n}/manifest"}}
+    pending = n % IN_PLAY_EVERY == 0
+    return Delivery(
+        delivery_id=f"dlv_{n:032x}", seq=n, event="inspection.judged", callback_url="https://approval.example/hooks",
+        api_key_id="core", occurred_at="2026-12-04T01:00:00.000Z",
+        body=json.dumps({"event": "inspection.judged", "delivery_id": f"dlv_{n:032x}", "inspection": inspection},
+                        ensure_ascii=False).encode(),
+        state="pending" if pending else "delivered", next_attempt_at="2026-12-04T01:00:00.000Z" if pending else None,
+        attempts=() if pending else (Attempt(at="2026-12-04T01:00:00.100Z", duration_ms=40, status=204),),
+        delivered_at=None if pending else "2026-12-04T01:00:00.100Z",
+    )
+
+
+async def measure_outbox(name: str, store: ObjectStore, count: int) -> list[list[str]]:
+    say(f"{name}: storing {count} webhook deliveries")
+    for first in range(0, count, 50):
+        made = [delivery(n) for n in range(first, min(first + 50, count))]
+        await asyncio.gather(*(store.put(d.key, d.to_record(), "application/json") for d in made))
+    rows: list[list[str]] = []
+    # the anchor: every delivery held whole, as the outbox did before
+    keys = await store.list(DELIVERY_PREFIX)
+    tracemalloc.start()
+    whole = {d.delivery_id: d for d in [Delivery.from_record(await store.get(key)) for key in keys]}
+    anchor = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    rows.append([name, f"{len(whole)} deliveries held whole (the outbox before)", "", str(len(keys)), f"{anchor / 2**20:.1f} MB"])
+    del whole
+    for label in ("no copy: every delivery read", "from the copy"):
+        counting = CountingStore(store)
+        outbox = Outbox(counting)  # type: ignore[arg-type]
+        tracemalloc.start()
+        seconds = await timed(outbox.start)
+        held = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        rows.append([name, f"outbox: {label}", f"{seconds:.2f}", str(counting.gets), f"{held / 2**20:.1f} MB"])
+        say(f"  outbox {label}: {seconds:.2f} s, {counting.gets} reads, {held / 2**20:.1f} MB")
+        await outbox.close()
+    return rows
+
+
 async def local_store() -> AsyncIterator[ObjectStore]:
     with tempfile.TemporaryDirectory(prefix="takan-record-start-") as root:
         store = LocalObjectStore(Path(root))
@@ -124,15 +178,19 @@ async def main() -> None:
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--store", choices=("local", "s3", "both"), default="both")
     parser.add_argument("--changed", type=float, default=1.0, help="percent of records changed behind the book's back")
+    parser.add_argument("--deliveries", type=int, default=0, help="also measure the webhook outbox over this many")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     rows: list[list[str]] = []
     stores = {"local": local_store, "s3": s3}
     for name in ("local", "s3") if args.store == "both" else (args.store,):
         async for store in stores[name]():
-            rows += await measure(name, store, args.records, args.changed)
+            if args.records:
+                rows += await measure(name, store, args.records, args.changed)
+            if args.deliveries:
+                rows += await measure_outbox(name, store, args.deliveries)
     print(f"{args.records} records; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB\n")
-    print("| store | start | seconds | store reads | records indexed |")
+    print("| store | start | seconds | store reads | records indexed (outbox: memory held) |")
     print("|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
