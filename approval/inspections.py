@@ -246,7 +246,7 @@ class InspectionBook:
             summary = summary_of(record_id, copy.matching(listed[record_id], rows.get(record_id)), RecordSummary.from_row)
             if summary is not None and summary.status not in RESIDENT_STATUSES:
                 self._index.put(summary)
-                copy.note(record_id, listed[record_id])
+                copy.note(summary.id, listed[record_id])  # the summary's own id: one string per record
             else:
                 unread.append(record_id)  # in play (held whole), or new, changed or not in the copy
                 copy.differ += summary is None
@@ -476,7 +476,7 @@ class InspectionBook:
                     if record is None or record.id != record_id:
                         continue
                     read += 1
-                    copy.note(record_id, listed[record_id])
+                    copy.note(record.id, listed[record_id])
                     held = self.find(record_id)
                     if held is not None:
                         for item in dataclasses.fields(Inspection):

@@ -281,8 +281,8 @@ class Outbox:
             for delivery_id, delivery in zip(batch, await asyncio.gather(*(self._read(i) for i in batch))):
                 if delivery is None:
                     continue
-                summaries.append(DeliverySummary.of(delivery))
-                copy.note(delivery_id, listed[delivery_id])
+                summaries.append(summary := DeliverySummary.of(delivery))
+                copy.note(summary.id, listed[delivery_id])  # the summary's own id: one string per delivery
                 if delivery.state == "pending":
                     self._pending[delivery.delivery_id] = delivery
         # ordered once (the listing is not in enqueue order): each insort would move the list

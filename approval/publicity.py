@@ -233,7 +233,7 @@ class Publicity:
                 unread.append(f"{RECORD_PREFIX}{publicity_id}.json")
             else:
                 self._index.put(summary)
-                copy.note(publicity_id, listed[publicity_id])
+                copy.note(summary.id, listed[publicity_id])  # the summary's own id: one string per record
         copy.differ += len(unread) + sum(1 for publicity_id in rows if publicity_id not in listed)
         for start in range(0, len(unread), READS):
             for record in await asyncio.gather(*(self._read(key) for key in unread[start : start + READS])):
