@@ -465,6 +465,7 @@ class InspectionBook:
         this node last knew them (on another node whose announcement this node missed, or
         before it listened), and forget those gone from the store; returns how many it read."""
         copy = self.index_copy
+        known = dict(copy.versions)  # before the listing: a record saved after it is not gone
         listed = await copy.listed()
         stale = sorted(record_id for record_id, version in listed.items() if version is None or copy.versions.get(record_id) != version)
         read = 0
@@ -486,8 +487,9 @@ class InspectionBook:
                         self._hold(record)
                     else:
                         self._index.put(_summary(record))
-        # seen stored before and now gone: disposed of (one saved after the listing was not seen before)
-        gone = [record_id for record_id in copy.versions if record_id not in listed and self.find(record_id) is None]
+        # stored before the listing, unchanged since and not listed: disposed of
+        gone = [record_id for record_id, version in known.items()
+                if record_id not in listed and copy.versions.get(record_id) == version and self.find(record_id) is None]
         for record_id in gone:
             copy.note(record_id, None)
             self._index.drop(record_id)

@@ -108,6 +108,11 @@ async def test_a_refresh_mends_a_summary_a_missed_announcement_left_stale(object
     assert await here.refresh() == 1
     assert {s.id: s.status for s in here.summaries()}[judged.id] == "reviewed"
     assert await here.refresh() == 0
+    # one disposed of (gone from the store) leaves the index at the next refresh
+    disposed = next(r for r in stored[:10] if r.status == "cancelled")
+    here._finished.pop(disposed.id, None)
+    await object_store.delete(f"records/inspections/{disposed.id}.json")
+    assert await here.refresh() == 0 and disposed.id not in {s.id for s in here.summaries()}
     for book in (here, there):
         await book.close()
 
