@@ -212,8 +212,8 @@ class DeliverySummary:
         return cls(delivery.delivery_id, delivery.seq, cast(DeliveryState, sys.intern(delivery.state)))
 
     def row(self) -> list[Any]:
-        """The fields but the id, as the index's stored copy keeps them."""
-        return [self.seq, self.state]
+        """The fields, as the index's stored copy keeps them."""
+        return [self.id, self.seq, self.state]
 
     @classmethod
     def from_row(cls, row: Any) -> DeliverySummary:
@@ -266,9 +266,7 @@ class Outbox:
         summaries: list[DeliverySummary] = []
         unread: list[str] = []
         for delivery_id, version in listed.items():
-            entry = rows.get(delivery_id)
-            summary = summary_of(delivery_id, None if entry is None or copy.matching(version, entry) is None
-                                 else [delivery_id, *entry[1]], DeliverySummary.from_row)
+            summary = summary_of(delivery_id, copy.matching(version, rows.get(delivery_id)), DeliverySummary.from_row)
             if summary is not None and summary.state != "pending":
                 summaries.append(summary)
                 copy.note(delivery_id, version)

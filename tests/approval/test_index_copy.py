@@ -88,8 +88,8 @@ async def test_a_row_of_another_version_is_not_used(object_store: ObjectStore) -
     await first.close()
     copy = json.loads(gzip.decompress(await object_store.get(INDEX_COPY_KEY)))
     for row in copy["rows"]:
-        row[1] += 1  # another version of each record
-        row[5] = "reviewed"  # with a summary that is not the stored record's
+        row[0] += 1  # another version of each record
+        row[4] = "reviewed"  # with a summary that is not the stored record's
     await object_store.put(INDEX_COPY_KEY, gzip.compress(json.dumps(copy).encode()))
     second, counting = await started(object_store)
     assert counting.gets == 21 and rows(second) == expected
@@ -134,6 +134,6 @@ async def test_the_book_stores_its_copy_once_enough_has_changed(
         if await object_store.head(INDEX_COPY_KEY) is not None:
             break
     copy = json.loads(gzip.decompress(await object_store.get(INDEX_COPY_KEY)))
-    assert sum(1 for row in copy["rows"] if row[5] == "reviewed") == sum(1 for r in stored if r.status == "reviewed") + 5
+    assert sum(1 for row in copy["rows"] if row[4] == "reviewed") == sum(1 for r in stored if r.status == "reviewed") + 5
     await book.close()
     await book.close()
