@@ -224,7 +224,9 @@ class DeliverySummary:
         return cls(row[0], row[1], cast(DeliveryState, sys.intern(row[2])))
 
 
-_SEQ = attrgetter("seq")
+#: The order of the summaries: by number, then id (two nodes sharing a bucket may give one
+#: number twice; each node numbers its own deliveries).
+_ORDER = attrgetter("seq", "id")
 
 
 class Outbox:
@@ -284,7 +286,7 @@ class Outbox:
                 if delivery.state == "pending":
                     self._pending[delivery.delivery_id] = delivery
         # ordered once (the listing is not in enqueue order): each insort would move the list
-        summaries.sort(key=_SEQ)
+        summaries.sort(key=_ORDER)
         for summary in summaries:
             self._summaries[summary.id] = summary
             self._ordered.append(summary)
@@ -357,13 +359,13 @@ class Outbox:
             self._ordered[self._position(self._ordered, old)] = summary
             if old.state != summary.state:
                 del self._by_state[old.state][self._position(self._by_state[old.state], old)]
-                insort(self._by_state[summary.state], summary, key=_SEQ)
+                insort(self._by_state[summary.state], summary, key=_ORDER)
             else:
                 same = self._by_state[old.state]
                 same[self._position(same, old)] = summary
         else:
-            insort(self._ordered, summary, key=_SEQ)
-            insort(self._by_state[summary.state], summary, key=_SEQ)
+            insort(self._ordered, summary, key=_ORDER)
+            insort(self._by_state[summary.state], summary, key=_ORDER)
         self._summaries[delivery.delivery_id] = summary
         if delivery.state == "pending":
             self._finished.pop(delivery.delivery_id, None)
@@ -382,7 +384,7 @@ class Outbox:
 
     @staticmethod
     def _position(ordered: builtins.list[DeliverySummary], summary: DeliverySummary) -> int:
-        at = bisect_left(ordered, summary.seq, key=_SEQ)
+        at = bisect_left(ordered, (summary.seq, summary.id), key=_ORDER)
         assert at < len(ordered) and ordered[at].id == summary.id, f"webhook outbox out of order at {summary.id}"
         return at
 
@@ -507,7 +509,7 @@ class Outbox:
 
     def pending(self) -> builtins.list[Delivery]:
         """The pending deliveries, in enqueue order."""
-        return sorted(self._pending.values(), key=_SEQ)
+        return sorted(self._pending.values(), key=lambda d: (d.seq, d.delivery_id))
 
     async def page(
         self, state: Optional[DeliveryState] = None, limit: int = 100, before: Optional[int] = None
@@ -521,14 +523,21 @@ class Outbox:
         if not 1 <= limit <= PAGE_MAX:
             raise ValueError(f"limit must be between 1 and {PAGE_MAX}")
         ordered = self._ordered if state is None else self._by_state[state]
-        end = len(ordered) if before is None else bisect_left(ordered, before, key=_SEQ)
+        end = len(ordered) if before is None else bisect_left(ordered, (before, ""), key=_ORDER)
         wanted = ordered[max(0, end - limit) : end]
         found: builtins.list[Delivery] = []
         for start in range(0, len(wanted), READS):
             batch = wanted[start : start + READS]
-            found.extend(d for d in await asyncio.gather(*(self.load(s.id) for s in batch)) if d is not None)
+            found.extend(d for d in await asyncio.gather(*(self._found(s.id) for s in batch)) if d is not None)
         older = end - limit > 0 and bool(wanted)
         return found, wanted[0].seq if older else None
+
+    async def _found(self, delivery_id: str) -> Optional[Delivery]:
+        """The delivery, or None if its record is gone from the store (a page shows the rest)."""
+        try:
+            return await self.load(delivery_id)
+        except NotFound:
+            return None
 
     def count(self, state: Optional[DeliveryState] = None) -> int:
         """How many deliveries there are (in ``state``)."""

@@ -255,6 +255,18 @@ async def test_finished_deliveries_are_summaries_paged_and_restarted_from_the_co
     await again.close()
 
 
+async def test_two_nodes_numbering_alike_are_both_listed(store: LocalObjectStore, takan: Takan) -> None:
+    (one, _), (two, _) = await takan(send=False), await takan(send=False)
+    first, second = await enqueue(one, "https://approval.example/a"), await enqueue(two, "https://approval.example/b")
+    assert first.seq == second.seq  # each node numbers its own
+    ok = Attempt(at="2026-12-04T01:00:00.000Z", duration_ms=3, status=204)
+    await two.record_attempt(second.delivery_id, ok, None)
+    both, _ = await takan(send=False)
+    assert {d.delivery_id for d in (await both.page())[0]} == {first.delivery_id, second.delivery_id}
+    await both.record_attempt(first.delivery_id, ok, None)  # its number is shared: still found in order
+    assert both.count("delivered") == 2 and both.count("pending") == 0
+
+
 async def test_an_unreadable_record_is_reported_not_fatal(
     store: LocalObjectStore, takan: Takan, caplog: pytest.LogCaptureFixture
 ) -> None:
