@@ -177,7 +177,7 @@ class LocalObjectStore:
         return await asyncio.to_thread(self._list_blocking, prefix)
 
     def _list_blocking(self, prefix: str) -> builtins.list[str]:
-        return sorted(path for path, _ in self._walk(prefix))
+        return sorted(key for key, _ in self._walk(prefix))
 
     async def versions(self, prefix: str) -> dict[str, str | None]:
         """The keys starting with ``prefix``, each tagged with its file's inode, mtime and size."""
