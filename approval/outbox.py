@@ -12,7 +12,10 @@ the ``Takan-Signature`` header (its timestamp) changes per attempt. The webhook 
 stored: a delivery names the API key that created the inspection and the sender asks for that
 key's secret at each attempt (see :class:`approval.webhooks.WebhookSender`).
 
-One process writes an outbox at a time (the same rule as :class:`InspectionBook`).
+With several nodes (``Outbox.shared``, session/deliveries.py) each node sends the deliveries it
+enqueued; a pending one also has a marker, ``records/webhook-queue/<node>/<delivery_id>``, so
+that when its node dies another node finds it (one short listing, not every delivery ever
+made) and sends it instead (:meth:`Outbox.adopt`). On one node the outbox sends everything.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Literal, Optional, cast, get_args
+from typing import Any, AsyncContextManager, Literal, Optional, Protocol, cast, get_args
 from urllib.parse import urlsplit
 
 from storage.objects import ObjectNotFound, ObjectStore, StorageError
@@ -55,6 +58,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 RECORD_PREFIX = "records/webhooks/"
+#: Markers of the pending deliveries with several nodes, by the node that sends each.
+QUEUE_PREFIX = "records/webhook-queue/"
 #: Where the index's stored copy is kept (outside RECORD_PREFIX, which holds deliveries only).
 INDEX_COPY_KEY = "indexes/webhooks.json.gz"
 #: Finished deliveries kept whole after their last change or read (the admin's view, the tests).
@@ -143,6 +148,8 @@ class Delivery:
     delivered_at: Optional[str] = None
     failed_at: Optional[str] = None
     resends: int = 0
+    #: the node that sends it, with several nodes (None: any node; one node sends everything)
+    node: Optional[str] = None
 
     @property
     def key(self) -> str:
@@ -170,6 +177,7 @@ class Delivery:
             "delivered_at": self.delivered_at,
             "failed_at": self.failed_at,
             "resends": self.resends,
+            "node": self.node,
             "body": self.body.decode(),
         }
 
@@ -229,6 +237,21 @@ class DeliverySummary:
 _ORDER = attrgetter("seq", "id")
 
 
+class SharedOutbox(Protocol):
+    """What the outbox needs when several nodes share it (session/deliveries.py)."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    def exclusive(self, name: str) -> AsyncContextManager[None]:
+        """Hold the cross-node lock ``name`` for the block."""
+        ...
+
+    async def alive(self, node_id: str) -> bool:
+        """Whether the node's heartbeat is current."""
+        ...
+
+
 class Outbox:
     """Persistent queue of webhook deliveries, with the admin's view of them.
 
@@ -248,6 +271,8 @@ class Outbox:
         self._finished: OrderedDict[str, Delivery] = OrderedDict()
         #: the index's stored copy, and the version of each delivery its summary came with
         self.index_copy = IndexCopy(store, INDEX_COPY_KEY, RECORD_PREFIX)
+        #: Set when several nodes share the outbox (takan/app.py); None on one node.
+        self.shared: Optional[SharedOutbox] = None
         self._next_seq = 0
         self._lock = asyncio.Lock()
         self._listeners: list[Callable[[], None]] = []
@@ -435,8 +460,10 @@ class Outbox:
                 occurred_at=occurred_at,
                 body=body,
                 next_attempt_at=occurred_at,
+                node=None if self.shared is None else self.shared.node_id,
             )
             # Stored before anyone hears of it: a crash after enqueue() returns loses nothing.
+            await self._mark(delivery)
             info = await self._store.put(delivery.key, delivery.to_record(), "application/json")
             self.index_copy.saved(delivery_id, info.version)
             self._next_seq += 1
@@ -460,7 +487,10 @@ class Outbox:
         until the one before it is delivered or has failed for good.
         """
         heads: dict[str, Delivery] = {}
+        mine = None if self.shared is None else self.shared.node_id
         for delivery in self._pending.values():
+            if mine is not None and delivery.node not in (None, mine):
+                continue  # another node's, until that node dies (adopt)
             head = heads.get(delivery.callback_url)
             if head is None or delivery.seq < head.seq:
                 heads[delivery.callback_url] = delivery
@@ -495,6 +525,8 @@ class Outbox:
             try:
                 info = await self._store.put(delivery.key, delivery.to_record(), "application/json")
                 self.index_copy.saved(delivery_id, info.version)
+                if delivery.state != "pending":
+                    await self._unmark(delivery)
             except (StorageError, OSError) as exc:
                 self.index_copy.saved(delivery_id, None)  # the store has an older one: read it at the next start
                 logger.error(
@@ -589,13 +621,69 @@ class Outbox:
                 delivered_at=None,
                 failed_at=None,
                 resends=delivery.resends + 1,
+                node=None if self.shared is None else self.shared.node_id,
             )
+            await self._mark(delivery)
             info = await self._store.put(delivery.key, delivery.to_record(), "application/json")
             self.index_copy.saved(delivery_id, info.version)
             self._index(delivery)
         logger.info("webhook %s queued again by an admin", delivery_id)
         self._notify()
         return delivery
+
+    # ---- several nodes ------------------------------------------------------------------
+
+    def _marker(self, node: str, delivery_id: str) -> str:
+        return f"{QUEUE_PREFIX}{node}/{delivery_id}"
+
+    async def _mark(self, delivery: Delivery) -> None:
+        """With several nodes, say in the store that the delivery is pending on its node.
+        Written before the delivery: a marker whose delivery is not pending is dropped by
+        :meth:`adopt`, a pending delivery without one would be found by no other node."""
+        if delivery.node is not None:
+            await self._store.put(self._marker(delivery.node, delivery.delivery_id), b"", "application/octet-stream")
+
+    async def _unmark(self, delivery: Delivery) -> None:
+        if delivery.node is None:
+            return
+        try:
+            await self._store.delete(self._marker(delivery.node, delivery.delivery_id))
+        except (StorageError, OSError) as exc:  # a stale marker costs adopt() a read, nothing else
+            logger.warning("webhook %s: its queue marker was not removed (%s)", delivery.delivery_id, exc)
+
+    async def adopt(self) -> int:
+        """Take over the pending deliveries of nodes that died: each is read afresh under a
+        cross-node lock and, if still pending on the dead node, marked and stored as this
+        node's, and sent from here. Returns how many. Run every few seconds
+        (session/deliveries.py)."""
+        shared = self.shared
+        if shared is None or not self._started:
+            return 0
+        by_node: dict[str, builtins.list[str]] = {}
+        for key in await self._store.list(QUEUE_PREFIX):
+            node, _, delivery_id = key[len(QUEUE_PREFIX) :].partition("/")
+            if node and delivery_id and node != shared.node_id:
+                by_node.setdefault(node, []).append(delivery_id)
+        adopted = 0
+        for node, ids in by_node.items():
+            if await shared.alive(node):
+                continue
+            for delivery_id in ids:
+                async with shared.exclusive(f"webhook-{delivery_id}"), self._lock:
+                    stored = await self._read(delivery_id)
+                    if stored is not None and stored.state == "pending" and stored.node == node:
+                        delivery = dataclasses.replace(stored, node=shared.node_id)
+                        await self._mark(delivery)
+                        info = await self._store.put(delivery.key, delivery.to_record(), "application/json")
+                        self.index_copy.saved(delivery_id, info.version)
+                        self._next_seq = max(self._next_seq, delivery.seq + 1)
+                        self._index(delivery)
+                        adopted += 1
+                    await self._store.delete(self._marker(node, delivery_id))
+        if adopted:
+            logger.warning("node %s: sending %d webhook deliveries of nodes that died", shared.node_id, adopted)
+            self._notify()
+        return adopted
 
     def stats(self) -> dict[str, Any]:
         """Counts per state and the age in seconds of the oldest pending delivery (or None)."""

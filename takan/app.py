@@ -57,6 +57,7 @@ from recognition.engine import OcrEngine
 from recognition.recognizer import Recognizer
 from session.otp import ConsoleOtpSender, OneTimeCodes
 from session.placement import Placement
+from session.deliveries import DeliverySync
 from session.recordsync import RecordSync
 from session.sms import HttpSmsGateway
 from session.recording import Recording
@@ -124,6 +125,8 @@ SWEEPER = web.AppKey("sweeper", Sweeper)
 PLACEMENT = web.AppKey("placement", Placement)
 #: Keeps the book coherent with other nodes' (only with Redis: one node needs nothing).
 RECORD_SYNC: web.AppKey[Optional[RecordSync]] = web.AppKey("record_sync")
+#: Sends a dead node's pending webhooks from this one (only with Redis, like RECORD_SYNC).
+DELIVERY_SYNC: web.AppKey[Optional[DeliverySync]] = web.AppKey("delivery_sync")
 SIO = web.AppKey("sio", socketio.AsyncServer)
 OTP_SENDER: web.AppKey[Optional[ConsoleOtpSender | HttpSmsGateway]] = web.AppKey("otp_sender")
 #: Sends applicants their link (the SMS gateway if configured, else the log).
@@ -261,6 +264,7 @@ def build_app(config: Config) -> web.Application:
     placement = Placement(live, config.node_id, config.node_base_url, fencing=bool(config.redis_url))
     sessions.place_rooms(placement)
     record_sync = RecordSync(live, book, config.node_id) if config.redis_url else None
+    delivery_sync = DeliverySync(outbox, placement, record_sync) if record_sync is not None else None
     if config.inspector_login == "required":
         sessions.inspector_gate = InspectorGate(staff_sessions, accounts, book, journal)
     sessions.on_finished(decisions.on_finished)
@@ -315,7 +319,7 @@ def build_app(config: Config) -> web.Application:
         (JOURNAL, journal), (ACCESS, access), (WARNING_LISTS, warning_lists), (LEDGER, ledger),
         (PUBLICITY, publicity), (EVALUATIONS, evaluations), (OUTBOX, outbox), (WEBHOOKS, webhooks),
         (ACCOUNTS, accounts), (STAFF_SESSIONS, staff_sessions), (OIDC, provider), (DECISIONS, decisions),
-        (SESSIONS, sessions), (SWEEPER, sweeper), (PLACEMENT, placement), (RECORD_SYNC, record_sync), (SIO, sio), (OTP_SENDER, otp_sender), (TEXT_SENDER, text_sender), (IDEMPOTENCY, idempotency),
+        (SESSIONS, sessions), (SWEEPER, sweeper), (PLACEMENT, placement), (RECORD_SYNC, record_sync), (DELIVERY_SYNC, delivery_sync), (SIO, sio), (OTP_SENDER, otp_sender), (TEXT_SENDER, text_sender), (IDEMPOTENCY, idempotency),
         (ROUTE_TABLE, table), (BOOTSTRAP_KEY, []), (CALENDAR, calendar),
         (RECOGNIZER, recognizer), (WATERMARKER, watermarker),
     ):
@@ -388,7 +392,8 @@ async def _records(app: web.Application) -> AsyncIterator[None]:
 
 async def _approval(app: web.Application) -> AsyncIterator[None]:
     """Warning lists, publicity and the webhook outbox with its sender."""
-    async with _started([app[WARNING_LISTS], app[PUBLICITY], app[OUTBOX], app[WEBHOOKS]]):
+    sync = app[DELIVERY_SYNC]
+    async with _started([app[WARNING_LISTS], app[PUBLICITY], app[OUTBOX], app[WEBHOOKS], *([sync] if sync else [])]):
         yield
 
 

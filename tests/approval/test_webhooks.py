@@ -8,6 +8,7 @@ same port. It deduplicates by ``delivery_id`` as CONTRACT.md asks of the approva
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -23,7 +24,7 @@ from aiohttp import web
 
 from errors import Conflict, NotFound
 from approval import outbox as outbox_module
-from approval.outbox import RECORD_PREFIX, Attempt, Delivery, Outbox, unix_time
+from approval.outbox import QUEUE_PREFIX, RECORD_PREFIX, Attempt, Delivery, Outbox, unix_time
 from approval.webhooks import WebhookSender, backoff_step
 from storage.local import LocalObjectStore
 from testkit.counting import CountingStore
@@ -265,6 +266,47 @@ async def test_two_nodes_numbering_alike_are_both_listed(store: LocalObjectStore
     assert {d.delivery_id for d in (await both.page())[0]} == {first.delivery_id, second.delivery_id}
     await both.record_attempt(first.delivery_id, ok, None)  # its number is shared: still found in order
     assert both.count("delivered") == 2 and both.count("pending") == 0
+
+
+@dataclass
+class Nodes:
+    """Two nodes' view of each other for the outbox (session/deliveries.py in a real server)."""
+
+    node_id: str
+    dead: set[str]
+
+    def exclusive(self, name: str) -> Any:
+        return contextlib.nullcontext()
+
+    async def alive(self, node_id: str) -> bool:
+        return node_id not in self.dead
+
+
+async def test_a_dead_nodes_pending_delivery_is_sent_by_another(store: LocalObjectStore, receiver: Receiver) -> None:
+    dead: set[str] = set()
+    a, b = Outbox(store), Outbox(store)
+    a.shared, b.shared = Nodes("node-a", dead), Nodes("node-b", dead)
+    await a.start()
+    await b.start()
+    owed = await enqueue(a, receiver.url("/hooks"))  # node a's, pending (its sender is not running)
+    assert owed.node == "node-a" and await store.list(QUEUE_PREFIX) == [f"{QUEUE_PREFIX}node-a/{owed.delivery_id}"]
+    assert await b.adopt() == 0  # node a is alive: it sends its own
+    dead.add("node-a")
+    assert await b.adopt() == 1 and await b.adopt() == 0
+    assert b.get(owed.delivery_id).node == "node-b" and [d.delivery_id for d in b.heads()] == [owed.delivery_id]
+    assert await store.list(QUEUE_PREFIX) == [f"{QUEUE_PREFIX}node-b/{owed.delivery_id}"]
+    sender = WebhookSender(b, SECRETS.get, **FAST)
+    await sender.start()
+    await eventually(lambda: b.get(owed.delivery_id).state == "delivered")
+    assert receiver.processed == [owed.delivery_id]
+    for _ in range(100):  # sent: no longer marked (the marker goes after the record is stored)
+        if not await store.list(QUEUE_PREFIX):
+            break
+        await asyncio.sleep(0.02)
+    assert await store.list(QUEUE_PREFIX) == []
+    await sender.close()
+    for outbox in (a, b):
+        await outbox.close()
 
 
 async def test_an_unreadable_record_is_reported_not_fatal(
