@@ -23,6 +23,7 @@ from typing import AsyncIterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from testkit.browser import chromium_available
 from testkit.server import API_KEY, WEBHOOK_SECRET, inspection_body, wait_healthy
@@ -176,3 +177,51 @@ async def test_a_killed_node_s_session_comes_back_on_the_other(tmp_path, redis_s
         cwd=ROOT, env=other.env, capture_output=True, text=True, timeout=120,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr + other.tail()
+
+
+async def test_a_killed_node_s_pending_webhook_is_sent_by_the_other(tmp_path, redis_server, moto_server) -> None:
+    received: list[dict] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    port = free_port()
+    async with deployment(tmp_path, redis_server, moto_server) as (_, nodes), aiohttp.ClientSession() as http:
+        first, second = nodes
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        body = inspection_body(case_no="DZ-2026-000777", callback_url=f"http://127.0.0.1:{port}/hooks")
+        async with http.post(first.url + "/api/v1/inspections", json=body, headers=headers) as r:
+            created = await r.json()
+            assert r.status == 201, created
+        async with http.post(f"{first.url}/api/v1/inspections/{created['id']}/cancel", json={"reason": "申请人撤回"},
+                             headers=headers) as r:
+            assert r.status == 200, await r.text()
+        # the approval core is down: the first node's attempt fails and it waits to retry
+        deadline = time.monotonic() + 30
+        while True:
+            async with http.get(f"{first.url}/api/v1/webhooks", params={"state": "pending"}, headers=headers) as r:
+                pending = (await r.json())["items"]
+            if pending and pending[0]["attempts"]:
+                break
+            assert time.monotonic() < deadline, pending
+            await asyncio.sleep(0.5)
+        assert pending[0]["node"] == first.name
+        first.kill()
+        app = web.Application()
+        app.router.add_post("/hooks", hook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            killed, deadline = time.monotonic(), time.monotonic() + 60
+            while not received:
+                assert time.monotonic() < deadline, "the other node never sent the killed node's webhook"
+                await asyncio.sleep(0.5)
+            print(f"\nwebhook failover: sent by {second.name} {time.monotonic() - killed:.1f} s after the kill")
+            assert received[0]["event"] == "inspection.cancelled" and received[0]["inspection"]["id"] == created["id"]
+            async with http.get(f"{second.url}/api/v1/webhooks/{pending[0]['delivery_id']}", headers=headers) as r:
+                sent = await r.json()
+            assert sent["state"] == "delivered" and sent["node"] == second.name, sent
+        finally:
+            await runner.cleanup()
