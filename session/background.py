@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Coroutine, Optional
+import logging
+from typing import Any, Awaitable, Callable, Coroutine, Optional
+
+logger = logging.getLogger(__name__)
 
 
 #: How long a cancelled task has to end before it is cancelled again.
@@ -18,6 +21,23 @@ class Background:
         """Run ``run()`` in the background unless it already runs (idempotent)."""
         if self.task is None:
             self.task = asyncio.ensure_future(run())
+
+    def repeat(self, step: Callable[[], Awaitable[object]], every_s: Callable[[], float], what: str, at_once: bool = False) -> None:
+        """Run ``step()`` every ``every_s()`` seconds in the background (idempotent), at once
+        first if ``at_once``. A step that fails is logged (with ``what`` it was doing) and the
+        next one runs as planned: the store or Redis may be back by then."""
+
+        async def run() -> None:
+            if not at_once:
+                await asyncio.sleep(every_s())
+            while True:
+                try:
+                    await step()
+                except Exception:
+                    logger.exception("%s failed; again in %.1f s", what, every_s())
+                await asyncio.sleep(every_s())
+
+        self.start(run)
 
     async def close(self) -> None:
         """Cancel the task and wait for it to end (idempotent).

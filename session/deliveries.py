@@ -10,8 +10,6 @@ and every ADOPT_EVERY_S it has the outbox take over the pending deliveries of de
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import AsyncContextManager
 
 from approval.outbox import Outbox
@@ -19,8 +17,6 @@ from approval.outbox import Outbox
 from .background import Background
 from .placement import Placement
 from .recordsync import RecordSync
-
-logger = logging.getLogger(__name__)
 
 #: How often a node looks for dead nodes' pending deliveries: a webhook waits at most about
 #: this long after its node's heartbeat lapsed (session.placement.HEARTBEAT_TTL_S).
@@ -50,16 +46,8 @@ class DeliverySync:
 
     async def start(self) -> None:
         """Start looking (idempotent); the outbox must be started."""
-        self._background.start(self._run)
+        self._background.repeat(self.outbox.adopt, lambda: self.every_s, "looking for dead nodes' webhook deliveries")
 
     async def close(self) -> None:
         """Stop looking (idempotent)."""
         await self._background.close()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.every_s)
-            try:
-                await self.outbox.adopt()
-            except Exception as exc:  # Redis or the store is down, say: the next round tries again
-                logger.warning("node %s: looking for dead nodes' webhook deliveries failed (%s)", self.node_id, exc)

@@ -54,21 +54,11 @@ class Sweeper:
         self._background = Background()
 
     async def start(self) -> None:
-        self._background.start(self._run)
+        self._background.repeat(self.sweep, lambda: self.interval_s, "sweep", at_once=True)
 
     async def close(self) -> None:
         """Stop sweeping (idempotent); an end in progress is cancelled and redone next start."""
         await self._background.close()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("sweep failed; retried in %.1f s", self.interval_s)
-            await asyncio.sleep(self.interval_s)
 
     async def sweep(self, now: Optional[datetime.datetime] = None) -> list[str]:
         """One pass; returns the ids it ended or expired."""
