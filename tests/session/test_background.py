@@ -43,3 +43,21 @@ async def test_close_of_a_task_that_failed_does_not_raise() -> None:
     task.start(run)
     await asyncio.sleep(0)
     await task.close()
+
+
+async def test_repeat_goes_on_after_a_step_that_fails(caplog: pytest.LogCaptureFixture) -> None:
+    steps: list[int] = []
+
+    async def step() -> None:
+        steps.append(len(steps))
+        if len(steps) == 2:
+            raise RuntimeError("the store is down")
+
+    task = Background()
+    task.repeat(step, lambda: 0.01, "a test step")
+    task.repeat(step, lambda: 0.01, "a second loop")  # idempotent: one loop
+    async with asyncio.timeout(5):
+        while len(steps) < 4:
+            await asyncio.sleep(0.01)
+    await task.close()
+    assert "a test step failed" in caplog.text and "a second loop" not in caplog.text
