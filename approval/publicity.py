@@ -24,22 +24,24 @@ the index and read the records they return from the store. The index is kept in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import json
+import re
 from functools import partial
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Optional, get_args
+from typing import Any, AsyncContextManager, Iterator, Literal, Optional, get_args
 
 from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, field_context
 from storage.objects import ObjectNotFound, ObjectStore
 
 from errors import Conflict, NotFound, ValidationFailed
 from .index_copy import IndexCopy, summary_of
-from .inspections import new_id, now_utc, parse_rfc3339, rfc3339
+from .inspections import SharedRecords, new_id, now_utc, parse_rfc3339, rfc3339
 from .ledger import inspection_view, mask_id
 from .publicity_index import PublicityIndex, PublicitySummary
 from .workdays import CalendarYearUnknown, WorkingCalendar, china_date
@@ -58,6 +60,8 @@ logger = logging.getLogger(__name__)
 RECORD_PREFIX = "records/publicity/"
 #: Where the index's stored copy is kept (outside RECORD_PREFIX, which holds records only).
 INDEX_COPY_KEY = "indexes/publicity.json.gz"
+#: What a record id looks like (approval.inspections.new_id): anything else is not looked up.
+_ID = re.compile(r"\d{14}-[0-9a-f]{16}")
 #: 8.4.1: publish within 7 working days of the decision.
 DUE_WORKING_DAYS = 7
 #: Whole records kept in memory after their last use (the one just drafted is published next).
@@ -217,6 +221,8 @@ class Publicity:
         self._started = False
         #: the index's stored copy, and the version of each record its summary came with
         self.index_copy = IndexCopy(store, INDEX_COPY_KEY, RECORD_PREFIX)
+        #: Set when several nodes share the records (takan/app.py, session/recordsync.py); None on one node.
+        self.shared: Optional[SharedRecords] = None
 
     async def start(self) -> None:
         """Index every publicity record, from the index's stored copy where a record is
@@ -243,7 +249,57 @@ class Publicity:
         self._started = True
         logger.info("indexed %d publicity records, %d of them read", len(self._index), len(unread))
         await copy.write_if_due(self._rows)
-        copy.keep(self._rows)  # one process writes publicity: nothing to catch up with
+        copy.keep(self._rows, self._catch_up)
+
+    async def _catch_up(self) -> None:
+        """With several nodes, what the upkeep does first: see :meth:`refresh`."""
+        if self.shared is not None:
+            await self.refresh()
+
+    async def refresh(self) -> int:
+        """Read the records saved or changed elsewhere since this node last knew them (on
+        another node whose announcement this node missed, or before it listened); returns
+        how many it read."""
+        copy = self.index_copy
+        listed = await copy.listed()
+        stale = sorted(i for i, version in listed.items() if version is None or copy.versions.get(i) != version)
+        read = 0
+        for start in range(0, len(stale), READS):
+            ids = stale[start : start + READS]
+            async with self._lock:  # no change of this node's in between: what is read is current
+                records = await asyncio.gather(*(self._read(f"{RECORD_PREFIX}{i}.json") for i in ids))
+                for publicity_id, record in zip(ids, records):
+                    if record is not None and record.id == publicity_id:
+                        self._adopt(record)
+                        copy.note(record.id, listed[publicity_id])
+                        read += 1
+        copy.differ += read
+        return read
+
+    async def reload(self, publicity_id: str) -> Optional[PublicityRecord]:
+        """Read the record again from the store (another node changed it)."""
+        async with self._lock:
+            record = await self._read(f"{RECORD_PREFIX}{publicity_id}.json")
+            if record is not None:
+                self._adopt(record)
+                self.index_copy.note(record.id, None)  # which version is not known
+                self.index_copy.differ += 1
+            return record
+
+    def _adopt(self, record: PublicityRecord) -> None:
+        """Index a record as stored (changed elsewhere), replacing a cached copy of it."""
+        self._index.put(_summary(record))
+        if record.id in self._cache:
+            self._cache[record.id] = record
+
+    def _exclusive(self, name: str) -> AsyncContextManager[None]:
+        """The cross-node lock ``name`` with several nodes; nothing on one node."""
+        return contextlib.nullcontext() if self.shared is None else self.shared.exclusive(name)
+
+    def _forget(self, publicity_id: str) -> None:
+        """With several nodes, read the record afresh under the lock: the cached one may be stale."""
+        if self.shared is not None:
+            self._cache.pop(publicity_id, None)
 
     def _rows(self) -> Iterator[tuple[str, list[Any]]]:
         return ((summary.id, summary.row()) for summary in self._index)
@@ -264,6 +320,8 @@ class Publicity:
     async def get(self, publicity_id: str) -> PublicityRecord:
         """The record with this id (404 if there is none)."""
         self._require_started()
+        if self._index.get(publicity_id) is None and self.shared is not None and _ID.fullmatch(publicity_id):
+            await self.reload(publicity_id)  # saved on another node, its announcement not here yet
         record = None if self._index.get(publicity_id) is None else await self._load(publicity_id)
         if record is None:
             raise NotFound(f"no publicity record with id {publicity_id!r}")
@@ -294,7 +352,7 @@ class Publicity:
             if not await self._refresh_calendar():
                 raise
             fields = _parse(view, decision, china_date(now), self.calendar)
-        async with self._lock:
+        async with self._lock, self._exclusive(f"publicity-of-{fields['inspection_id']}"):
             for existing in self._index.for_inspection(fields["inspection_id"]):
                 if existing.state != "withdrawn":
                     raise Conflict(
@@ -310,7 +368,8 @@ class Publicity:
     async def publish(self, publicity_id: str) -> PublicityRecord:
         """Publish a draft; publishing a published record again returns it unchanged."""
         self._require_started()
-        async with self._lock:
+        async with self._lock, self._exclusive(f"publicity-{publicity_id}"):
+            self._forget(publicity_id)
             record = await self.get(publicity_id)
             if record.state == "published":
                 return record
@@ -334,7 +393,8 @@ class Publicity:
             )
         if len(reason) > 1000:
             raise ValidationFailed("the reason is too long; keep it under 1000 characters")
-        async with self._lock:
+        async with self._lock, self._exclusive(f"publicity-{publicity_id}"):
+            self._forget(publicity_id)
             record = await self.get(publicity_id)
             if record.state == "withdrawn":
                 raise Conflict(f"publicity {publicity_id} was already withdrawn at {record.withdrawn_at}")
@@ -390,6 +450,8 @@ class Publicity:
         info = await self._store.put(record.key, record.to_record(self._cipher), "application/json")
         self._index.put(_summary(record))
         self.index_copy.saved(record.id, info.version)
+        if self.shared is not None:
+            await self.shared.announce(record.id)
         self._keep(record)
 
     def _keep(self, record: PublicityRecord) -> PublicityRecord:

@@ -1,7 +1,8 @@
-"""Keeps this node's inspection book coherent with the other nodes' (docs/nodes.md).
+"""Keeps this node's inspection book and publicity coherent with the other nodes' (docs/nodes.md).
 
-Each node's :class:`~approval.inspections.InspectionBook` indexes the records in memory.
-With several nodes, :class:`RecordSync` is the book's :class:`~approval.inspections.SharedRecords`:
+Each node's :class:`~approval.inspections.InspectionBook` indexes the records in memory, and
+so does its :class:`~approval.publicity.Publicity`. With several nodes, a :class:`RecordSync`
+(one per kind, each on its own channel) is the holder's :class:`~approval.inspections.SharedRecords`:
 a change is made under a short cross-node lock in live state (so two nodes writing the same
 record do not lose each other's change: the book reads it afresh inside the lock), and each
 save is published on the ``records`` channel; every other node reloads that record from the
@@ -19,9 +20,9 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from typing import AsyncIterator
+from typing import AsyncIterator, Optional, Protocol
 
-from approval.inspections import InspectionBook
+from approval.inspections import SharedRecords
 from errors import Unavailable
 from storage.livestate import LiveState
 from storage.objects import StorageUnavailable
@@ -31,19 +32,37 @@ from .background import Background
 logger = logging.getLogger(__name__)
 
 CHANNEL = "records"
+#: Publicity records' changes (approval/publicity.py) have a channel of their own.
+PUBLICITY_CHANNEL = "publicity"
 #: A change holds the lock for a store read and write: well under a second; the TTL only
 #: matters when a node dies holding it.
 LOCK_TTL_S = 10.0
 LOCK_WAIT_S = 15.0
 
 
-class RecordSync:
-    """The cross-node lock and change feed of one node's inspection book."""
+class Follower(Protocol):
+    """What keeps records of one kind in memory: the inspection book, publicity."""
 
-    def __init__(self, live: LiveState, book: InspectionBook, node_id: str) -> None:
+    shared: Optional[SharedRecords]
+
+    async def refresh(self) -> int:
+        """Read what changed in the store since this node last knew it."""
+        ...
+
+    async def reload(self, record_id: str) -> object:
+        """Read the record again (another node changed it)."""
+        ...
+
+
+class RecordSync:
+    """The cross-node lock and change feed of one node's records of one kind."""
+
+    def __init__(self, live: LiveState, book: Follower, node_id: str, channel: str = CHANNEL) -> None:
         self.live = live
+        #: the inspection book, or publicity (then on its own channel)
         self.book = book
         self.node_id = node_id
+        self.channel = channel
         self._background = Background()
         self._subscribed = asyncio.Event()
         #: records reloaded because another node changed them (tests, metrics)
@@ -82,17 +101,17 @@ class RecordSync:
 
     async def announce(self, inspection_id: str) -> None:
         try:
-            await self.live.publish(CHANNEL, f"{self.node_id} {inspection_id}")
+            await self.live.publish(self.channel, f"{self.node_id} {inspection_id}")
         except StorageUnavailable as exc:
             # the record is saved; other nodes see it on their next miss or change
-            logger.warning("inspection %s: change not announced to other nodes: %s", inspection_id, exc)
+            logger.warning("%s %s: change not announced to other nodes: %s", self.channel, inspection_id, exc)
 
     async def _listen(self) -> None:
         while True:
             try:
-                stream = await self.live.subscribe(CHANNEL)
+                stream = await self.live.subscribe(self.channel)
             except StorageUnavailable as exc:
-                logger.warning("node %s: cannot subscribe to record changes (%s); retrying", self.node_id, exc)
+                logger.warning("node %s: cannot subscribe to %s changes (%s); retrying", self.node_id, self.channel, exc)
                 await asyncio.sleep(1.0)
                 continue
             self._subscribed.set()
@@ -103,11 +122,11 @@ class RecordSync:
                 async for message in stream:
                     await self._handle(message)
             except StorageUnavailable as exc:
-                logger.warning("node %s: record changes feed lost (%s); resubscribing", self.node_id, exc)
+                logger.warning("node %s: %s changes feed lost (%s); resubscribing", self.node_id, self.channel, exc)
                 await asyncio.sleep(1.0)
             except Exception:
                 # whatever it was, the feed must go on: a dead listener would leave the index stale
-                logger.exception("node %s: record changes feed failed; resubscribing", self.node_id)
+                logger.exception("node %s: %s changes feed failed; resubscribing", self.node_id, self.channel)
                 await asyncio.sleep(1.0)
             finally:
                 await stream.aclose()  # type: ignore[attr-defined]  # an async generator
@@ -120,4 +139,4 @@ class RecordSync:
             await self.book.reload(inspection_id)
             self.reloads += 1
         except Exception:
-            logger.exception("inspection %s: reloading a record changed on node %s failed", inspection_id, node)
+            logger.exception("%s %s: reloading a record changed on node %s failed", self.channel, inspection_id, node)

@@ -58,7 +58,7 @@ from recognition.recognizer import Recognizer
 from session.otp import ConsoleOtpSender, OneTimeCodes
 from session.placement import Placement
 from session.deliveries import DeliverySync
-from session.recordsync import RecordSync
+from session.recordsync import PUBLICITY_CHANNEL, RecordSync
 from session.sms import HttpSmsGateway
 from session.recording import Recording
 from session.rooms import Rooms
@@ -127,6 +127,8 @@ PLACEMENT = web.AppKey("placement", Placement)
 RECORD_SYNC: web.AppKey[Optional[RecordSync]] = web.AppKey("record_sync")
 #: Sends a dead node's pending webhooks from this one (only with Redis, like RECORD_SYNC).
 DELIVERY_SYNC: web.AppKey[Optional[DeliverySync]] = web.AppKey("delivery_sync")
+#: Keeps publicity coherent with other nodes' (only with Redis).
+PUBLICITY_SYNC: web.AppKey[Optional[RecordSync]] = web.AppKey("publicity_sync")
 SIO = web.AppKey("sio", socketio.AsyncServer)
 OTP_SENDER: web.AppKey[Optional[ConsoleOtpSender | HttpSmsGateway]] = web.AppKey("otp_sender")
 #: Sends applicants their link (the SMS gateway if configured, else the log).
@@ -265,6 +267,7 @@ def build_app(config: Config) -> web.Application:
     sessions.place_rooms(placement)
     record_sync = RecordSync(live, book, config.node_id) if config.redis_url else None
     delivery_sync = DeliverySync(outbox, placement, record_sync) if record_sync is not None else None
+    publicity_sync = RecordSync(live, publicity, config.node_id, PUBLICITY_CHANNEL) if config.redis_url else None
     if config.inspector_login == "required":
         sessions.inspector_gate = InspectorGate(staff_sessions, accounts, book, journal)
     sessions.on_finished(decisions.on_finished)
@@ -319,7 +322,7 @@ def build_app(config: Config) -> web.Application:
         (JOURNAL, journal), (ACCESS, access), (WARNING_LISTS, warning_lists), (LEDGER, ledger),
         (PUBLICITY, publicity), (EVALUATIONS, evaluations), (OUTBOX, outbox), (WEBHOOKS, webhooks),
         (ACCOUNTS, accounts), (STAFF_SESSIONS, staff_sessions), (OIDC, provider), (DECISIONS, decisions),
-        (SESSIONS, sessions), (SWEEPER, sweeper), (PLACEMENT, placement), (RECORD_SYNC, record_sync), (DELIVERY_SYNC, delivery_sync), (SIO, sio), (OTP_SENDER, otp_sender), (TEXT_SENDER, text_sender), (IDEMPOTENCY, idempotency),
+        (SESSIONS, sessions), (SWEEPER, sweeper), (PLACEMENT, placement), (RECORD_SYNC, record_sync), (DELIVERY_SYNC, delivery_sync), (PUBLICITY_SYNC, publicity_sync), (SIO, sio), (OTP_SENDER, otp_sender), (TEXT_SENDER, text_sender), (IDEMPOTENCY, idempotency),
         (ROUTE_TABLE, table), (BOOTSTRAP_KEY, []), (CALENDAR, calendar),
         (RECOGNIZER, recognizer), (WATERMARKER, watermarker),
     ):
@@ -392,8 +395,8 @@ async def _records(app: web.Application) -> AsyncIterator[None]:
 
 async def _approval(app: web.Application) -> AsyncIterator[None]:
     """Warning lists, publicity and the webhook outbox with its sender."""
-    sync = app[DELIVERY_SYNC]
-    async with _started([app[WARNING_LISTS], app[PUBLICITY], app[OUTBOX], app[WEBHOOKS], *([sync] if sync else [])]):
+    syncs = [sync for sync in (app[PUBLICITY_SYNC], app[DELIVERY_SYNC]) if sync is not None]
+    async with _started([app[WARNING_LISTS], app[PUBLICITY], app[OUTBOX], app[WEBHOOKS], *syncs]):
         yield
 
 

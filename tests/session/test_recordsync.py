@@ -19,6 +19,7 @@ from approval.inspections import InspectionBook
 from approval.requests import parse_new_inspection
 from approval.templates import Templates
 from session.recordsync import RecordSync
+from errors import Conflict
 from storage.livestate import LiveState
 from storage.local import LocalObjectStore
 from testkit.server import inspection_body
@@ -113,3 +114,36 @@ async def test_the_listing_follows_the_other_node(books: tuple[InspectionBook, I
     finally:
         await sync.close()
         await c.close()
+
+
+async def test_publicity_made_or_changed_on_one_node_is_seen_on_the_other(tmp_path: Path, live_state: LiveState) -> None:
+    from approval.publicity import Publicity
+    from session.recordsync import PUBLICITY_CHANNEL
+    from tests.approval.test_publicity import decision, inspection
+
+    store = LocalObjectStore(tmp_path / "objects")
+    await store.start()
+    clock = lambda: datetime.datetime(2024, 10, 8, 2, tzinfo=datetime.timezone.utc)  # noqa: E731
+    a, b = Publicity(store, clock=clock), Publicity(store, clock=clock)
+    syncs = [RecordSync(live_state, side, f"node-{n}", PUBLICITY_CHANNEL) for n, side in enumerate((a, b))]
+    for side, sync in zip((a, b), syncs):
+        await side.start()
+        await sync.start()
+    try:
+        made = await a.create(inspection(), decision())
+        await until(lambda: b._index.get(made.id) is not None)
+        published = await b.publish(made.id)  # the other node reads it afresh under the lock
+        await until(lambda: (a._index.get(made.id) or made).state == "published")
+        assert (await a.get(made.id)) == published and [e["id"] for e in await a.feed()] == [made.id]
+        # one the other node has not heard of yet is looked up in the store
+        await syncs[1]._background.close()  # node b stops listening, as if the message were late
+        second = await a.create(inspection(2), decision(document_no="JY-2"))
+        assert (await b.get(second.id)).id == second.id
+        # the same inspection cannot get a second live record through the other node
+        with pytest.raises(Conflict):
+            await b.create(inspection(2), decision(document_no="JY-2b"))
+    finally:
+        for side, sync in zip((a, b), syncs):
+            await sync.close()
+            await side.close()
+        await store.close()
