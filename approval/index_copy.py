@@ -113,6 +113,11 @@ class IndexCopy:
         return {key[len(self.of) : -len(".json")]: version_number(tag) for key, tag in versions.items()
                 if key.endswith(".json")}
 
+    def stale(self, listed: dict[str, Optional[int]]) -> list[str]:
+        """The ids in ``listed`` (:meth:`listed`) whose version is not known or is not the
+        one the owner's summary came with: what a catch-up reads, in id order."""
+        return sorted(i for i, version in listed.items() if version is None or self.versions.get(i) != version)
+
     def note(self, record_id: str, version: Optional[int]) -> None:
         """The owner's summary of the record is the stored one of ``version`` (None: of a
         version not known, so the copy leaves it out and a start reads it)."""

@@ -467,7 +467,7 @@ class InspectionBook:
         copy = self.index_copy
         known = dict(copy.versions)  # before the listing: a record saved after it is not gone
         listed = await copy.listed()
-        stale = sorted(record_id for record_id, version in listed.items() if version is None or copy.versions.get(record_id) != version)
+        stale = copy.stale(listed)
         read = 0
         for start in range(0, len(stale), LIST_READS):
             ids = stale[start : start + LIST_READS]

@@ -262,16 +262,15 @@ class Publicity:
         how many it read."""
         copy = self.index_copy
         listed = await copy.listed()
-        stale = sorted(i for i, version in listed.items() if version is None or copy.versions.get(i) != version)
+        stale = copy.stale(listed)
         read = 0
         for start in range(0, len(stale), READS):
-            ids = stale[start : start + READS]
             async with self._lock:  # no change of this node's in between: what is read is current
-                records = await asyncio.gather(*(self._read(f"{RECORD_PREFIX}{i}.json") for i in ids))
-                for publicity_id, record in zip(ids, records):
-                    if record is not None and record.id == publicity_id:
+                batch = stale[start : start + READS]
+                for record in await asyncio.gather(*(self._read(f"{RECORD_PREFIX}{i}.json") for i in batch)):
+                    if record is not None and record.id in listed:
                         self._adopt(record)
-                        copy.note(record.id, listed[publicity_id])
+                        copy.note(record.id, listed[record.id])
                         read += 1
         copy.differ += read
         return read
