@@ -278,12 +278,17 @@ class Publicity:
     async def reload(self, publicity_id: str) -> Optional[PublicityRecord]:
         """Read the record again from the store (another node changed it)."""
         async with self._lock:
-            record = await self._read(f"{RECORD_PREFIX}{publicity_id}.json")
-            if record is not None:
-                self._adopt(record)
-                self.index_copy.note(record.id, None)  # which version is not known
-                self.index_copy.differ += 1
-            return record
+            return await self._fetch(publicity_id)
+
+    async def _fetch(self, publicity_id: str) -> Optional[PublicityRecord]:
+        """Read the record from the store and index it (without the lock: publish and
+        withdraw, which hold it, look up an id this node has not heard of through get)."""
+        record = await self._read(f"{RECORD_PREFIX}{publicity_id}.json")
+        if record is not None:
+            self._adopt(record)
+            self.index_copy.note(record.id, None)  # which version is not known
+            self.index_copy.differ += 1
+        return record
 
     def _adopt(self, record: PublicityRecord) -> None:
         """Index a record as stored (changed elsewhere), replacing a cached copy of it."""
@@ -320,7 +325,7 @@ class Publicity:
         """The record with this id (404 if there is none)."""
         self._require_started()
         if self._index.get(publicity_id) is None and self.shared is not None and _ID.fullmatch(publicity_id):
-            await self.reload(publicity_id)  # saved on another node, its announcement not here yet
+            await self._fetch(publicity_id)  # saved on another node, its announcement not here yet
         record = None if self._index.get(publicity_id) is None else await self._load(publicity_id)
         if record is None:
             raise NotFound(f"no publicity record with id {publicity_id!r}")

@@ -138,7 +138,10 @@ async def test_publicity_made_or_changed_on_one_node_is_seen_on_the_other(tmp_pa
         # one the other node has not heard of yet is looked up in the store
         await syncs[1]._background.close()  # node b stops listening, as if the message were late
         second = await a.create(inspection(2), decision(document_no="JY-2"))
+        third = await a.create(inspection(3), decision(document_no="JY-3"))
         assert (await b.get(second.id)).id == second.id
+        async with asyncio.timeout(10):  # one it has not heard of, published there (its lock held meanwhile)
+            assert (await b.publish(third.id)).state == "published"
         # the same inspection cannot get a second live record through the other node
         with pytest.raises(Conflict):
             await b.create(inspection(2), decision(document_no="JY-2b"))
