@@ -60,7 +60,7 @@ class _Summary(Protocol):
 Summary = TypeVar("Summary", bound=_Summary)
 
 
-def summary_of(record_id: str, fields: Optional[list[Any]], from_row: Callable[[list[Any]], Summary]) -> Optional[Summary]:
+def _summary_of(record_id: str, fields: Optional[list[Any]], from_row: Callable[[list[Any]], Summary]) -> Optional[Summary]:
     """The summary in a copy's ``fields`` (:meth:`IndexCopy.matching`) of the record, or None
     (none there, or not usable: said in the log, and the caller reads the record)."""
     if fields is None:
@@ -112,6 +112,29 @@ class IndexCopy:
         versions = await self._store.versions(self.of)
         return {key[len(self.of) : -len(".json")]: version_number(tag) for key, tag in versions.items()
                 if key.endswith(".json")}
+
+    async def reuse(
+        self, from_row: Callable[[list[Any]], Summary], whole: Callable[[Summary], bool]
+    ) -> tuple[dict[str, Optional[int]], list[Summary], list[str]]:
+        """What a start takes from the copy: the listing (:meth:`listed`), the copy's summaries
+        of the records it has at their listed version (noted), and the ids to read, in id
+        order (about creation order): records new, changed or not in the copy, and those
+        ``whole`` says the owner holds whole. Counts what differs from the copy."""
+        listed = await self.listed()
+        rows = await self.load()
+        reused: list[Summary] = []
+        unread: list[str] = []
+        for record_id in sorted(listed):
+            version = listed[record_id]
+            summary = _summary_of(record_id, self.matching(version, rows.get(record_id)), from_row)
+            if summary is not None and version is not None and not whole(summary):
+                reused.append(summary)
+                self.note(summary.id, version)  # the summary's own id: one string per record
+            else:
+                unread.append(record_id)
+                self.differ += summary is None
+        self.differ += sum(1 for record_id in rows if record_id not in listed)  # gone since
+        return listed, reused, unread
 
     def stale(self, listed: dict[str, Optional[int]]) -> list[str]:
         """The ids in ``listed`` (:meth:`listed`) whose version is not known or is not the

@@ -37,7 +37,7 @@ from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, fie
 from storage.objects import ObjectNotFound, ObjectStore
 
 from errors import BadRequest, Conflict, NotFound, ValidationFailed
-from .index_copy import IndexCopy, summary_of
+from .index_copy import IndexCopy
 from .record_index import Order, RecordIndex, RecordSummary
 from .requests import NewInspection
 from .templates import Template, Templates
@@ -239,18 +239,10 @@ class InspectionBook:
         if self._started:
             return
         copy = self.index_copy
-        listed = await copy.listed()
-        rows = await copy.load()
-        unread: list[str] = []
-        for record_id in sorted(listed):  # about creation order: the index appends
-            summary = summary_of(record_id, copy.matching(listed[record_id], rows.get(record_id)), RecordSummary.from_row)
-            if summary is not None and summary.status not in RESIDENT_STATUSES:
-                self._index.put(summary)
-                copy.note(summary.id, listed[record_id])  # the summary's own id: one string per record
-            else:
-                unread.append(record_id)  # in play (held whole), or new, changed or not in the copy
-                copy.differ += summary is None
-        copy.differ += sum(1 for record_id in rows if record_id not in listed)  # gone since
+        # in play: held whole, so read
+        listed, reused, unread = await copy.reuse(RecordSummary.from_row, lambda s: s.status in RESIDENT_STATUSES)
+        for summary in reused:
+            self._index.put(summary)
         # the newest finished records read, as a min-heap on (created_at, id), kept to keep_finished
         newest: list[tuple[Order, Inspection]] = []
         async for batch in self._batches([_key(record_id) for record_id in unread]):

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 from storage.objects import ObjectNotFound, ObjectStore, StorageError
 
 from errors import Conflict, NotFound
-from .index_copy import IndexCopy, summary_of
+from .index_copy import IndexCopy
 from .inspections import now_utc, parse_rfc3339, rfc3339
 
 __all__ = [
@@ -288,19 +288,8 @@ class Outbox:
         if self._closed:
             raise RuntimeError("this Outbox was closed; create a new one")
         copy = self.index_copy
-        listed = await copy.listed()
-        rows = await copy.load()
-        summaries: list[DeliverySummary] = []
-        unread: list[str] = []
-        for delivery_id, version in listed.items():
-            summary = summary_of(delivery_id, copy.matching(version, rows.get(delivery_id)), DeliverySummary.from_row)
-            if summary is not None and summary.state != "pending":
-                summaries.append(summary)
-                copy.note(delivery_id, version)
-            else:
-                unread.append(delivery_id)
-                copy.differ += summary is None
-        copy.differ += sum(1 for delivery_id in rows if delivery_id not in listed)
+        # pending: held whole, so read
+        listed, summaries, unread = await copy.reuse(DeliverySummary.from_row, lambda s: s.state == "pending")
         for start in range(0, len(unread), READS):
             batch = unread[start : start + READS]
             for delivery_id, delivery in zip(batch, await asyncio.gather(*(self._read(i) for i in batch))):

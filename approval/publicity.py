@@ -40,7 +40,7 @@ from privacy.fieldcrypto import FieldCipher, decrypt_fields, encrypt_fields, fie
 from storage.objects import ObjectNotFound, ObjectStore
 
 from errors import Conflict, NotFound, ValidationFailed
-from .index_copy import IndexCopy, summary_of
+from .index_copy import IndexCopy
 from .inspections import SharedRecords, new_id, now_utc, parse_rfc3339, rfc3339
 from .ledger import inspection_view, mask_id
 from .publicity_index import PublicityIndex, PublicitySummary
@@ -230,17 +230,10 @@ class Publicity:
         if self._started:
             return
         copy = self.index_copy
-        listed = await copy.listed()
-        rows = await copy.load()
-        unread: list[str] = []
-        for publicity_id in sorted(listed):
-            summary = summary_of(publicity_id, copy.matching(listed[publicity_id], rows.get(publicity_id)), PublicitySummary.from_row)
-            if summary is None:
-                unread.append(f"{RECORD_PREFIX}{publicity_id}.json")
-            else:
-                self._index.put(summary)
-                copy.note(summary.id, listed[publicity_id])  # the summary's own id: one string per record
-        copy.differ += len(unread) + sum(1 for publicity_id in rows if publicity_id not in listed)
+        listed, reused, unread_ids = await copy.reuse(PublicitySummary.from_row, lambda _: False)
+        for summary in reused:
+            self._index.put(summary)
+        unread = [f"{RECORD_PREFIX}{publicity_id}.json" for publicity_id in unread_ids]
         for start in range(0, len(unread), READS):
             for record in await asyncio.gather(*(self._read(key) for key in unread[start : start + READS])):
                 if record is not None:
