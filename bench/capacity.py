@@ -245,6 +245,18 @@ def kernel_cpu_seconds(pid: int) -> float:
     return relay.process_times(pid)[1]
 
 
+#: ``python -c`` for the server: PR_SET_PDEATHSIG (SIGTERM if this benchmark dies, even by
+#: SIGKILL), then ``python -m takan`` in the same process, so py-spy's pid is the server's.
+#: Not a Popen preexec_fn: that runs Python in the forked child, where freeing an object
+#: the fork copied can wait forever on a lock of a thread that is not there (seen: the
+#: child hung in swscale's sws_freeContext, a reformatter from the clip's encoding).
+_SERVE_DYING_WITH_PARENT = (
+    "import ctypes, runpy, signal, sys; "
+    "ctypes.CDLL('libc.so.6').prctl(1, signal.SIGTERM); "
+    "sys.argv[0] = 'takan'; runpy.run_module('takan', run_name='__main__', alter_sys=True)"
+)
+
+
 class TakanServer:
     """``python -m takan serve`` as an operator runs it, on a fresh data directory, from
     ``tree`` (this checkout by default; another one to compare before and after)."""
@@ -271,9 +283,9 @@ class TakanServer:
         )
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "takan", "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(self.data / "d")],
+                [sys.executable, "-c", _SERVE_DYING_WITH_PARENT,
+                 "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(self.data / "d")],
                 cwd=self.tree, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=relay._die_with_parent,  # PR_SET_PDEATHSIG survives exec
             )
         relay._children.append(self.proc)
 
