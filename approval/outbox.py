@@ -251,6 +251,11 @@ class SharedOutbox(Protocol):
         """Whether the node's heartbeat is current."""
         ...
 
+    def may_send(self) -> bool:
+        """Whether this node may send now: not while it is cut off from the others (its
+        lease has lapsed), for they may be taking its deliveries over."""
+        ...
+
 
 class Outbox:
     """Persistent queue of webhook deliveries, with the admin's view of them.
@@ -468,6 +473,40 @@ class Outbox:
         return delivery
 
     # ---- the sender's side ----------------------------------------------------------------
+
+    @property
+    def held(self) -> bool:
+        """Nothing may be sent now: this node is cut off from the others (SharedOutbox.may_send)."""
+        return self.shared is not None and not self.shared.may_send()
+
+    async def still_ours(self, delivery: Delivery) -> bool:
+        """Whether ``delivery`` may be sent from this node now, read afresh from the store
+        with several nodes: a node cut off from the others while another took its delivery
+        over (adopt) still holds it as its own, and would send it again once back. A
+        delivery found taken over or finished is held as stored, so heads() skips it. If
+        the store cannot say, True: at least once, as ever."""
+        mine = None if self.shared is None else self.shared.node_id
+        if mine is None or delivery.node is None:
+            return True
+        if self.held:
+            return False
+        try:
+            stored = Delivery.from_record(await self._store.get(delivery.key))
+        except ObjectNotFound:
+            return True
+        except (StorageError, OSError, ValueError, TypeError, KeyError) as exc:
+            logger.warning("webhook %s: cannot read it back before sending (%s); sending", delivery.delivery_id, exc)
+            return True
+        if stored.node == mine and stored.state == "pending":
+            return True
+        async with self._lock:
+            if delivery.delivery_id in self._pending:
+                self._index(stored)
+        logger.warning(
+            "webhook %s: not sent from node %s, it is %s on node %s now (taken over while this node was cut off)",
+            delivery.delivery_id, mine, stored.state, stored.node,
+        )
+        return False
 
     def heads(self) -> builtins.list[Delivery]:
         """The oldest pending delivery of each callback URL, oldest first.

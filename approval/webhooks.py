@@ -65,6 +65,10 @@ def backoff_step(failures: int, base_delay_s: float, max_delay_s: float) -> floa
     return float(min(max_delay_s, base_delay_s * 2 ** min(failures - 1, 40)))
 
 
+#: While this node is cut off from the others (Outbox.held), how often the sender looks again.
+HELD_RETRY_S = 1.0
+
+
 class WebhookSender:
     """Sends the outbox's due deliveries from a task it owns.
 
@@ -167,6 +171,8 @@ class WebhookSender:
 
     def _dispatch(self) -> Optional[float]:
         """Start a task for each due head delivery; return how long to sleep (None: until woken)."""
+        if self._outbox.held:
+            return HELD_RETRY_S  # cut off from the other nodes: look again soon (nothing wakes us)
         now = time.time()
         next_due: Optional[float] = None
         for delivery in self._outbox.heads():
@@ -185,6 +191,8 @@ class WebhookSender:
 
     async def _send(self, delivery: Delivery) -> None:
         try:
+            if not await self._outbox.still_ours(delivery):
+                return  # another node's now, or held: heads() says what is next
             attempt = await self._attempt(delivery)
             retry_at = None if attempt.ok else self._retry_at(delivery, attempt)
             record = asyncio.ensure_future(

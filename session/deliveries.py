@@ -44,6 +44,10 @@ class DeliverySync:
     async def alive(self, node_id: str) -> bool:
         return await self.placement.node_url(node_id) is not None
 
+    def may_send(self) -> bool:
+        # The lease lapses a second before other nodes can see this node dead and adopt.
+        return self.placement.lease_valid
+
     async def start(self) -> None:
         """Start looking (idempotent); the outbox must be started."""
         self._background.repeat(self.outbox.adopt, lambda: self.every_s, "looking for dead nodes' webhook deliveries")

@@ -274,12 +274,16 @@ class Nodes:
 
     node_id: str
     dead: set[str]
+    cut_off: bool = False  # its lease lapsed (session/placement.py): it must not send
 
     def exclusive(self, name: str) -> Any:
         return contextlib.nullcontext()
 
     async def alive(self, node_id: str) -> bool:
         return node_id not in self.dead
+
+    def may_send(self) -> bool:
+        return not self.cut_off
 
 
 async def test_a_dead_nodes_pending_delivery_is_sent_by_another(store: LocalObjectStore, receiver: Receiver) -> None:
@@ -307,6 +311,38 @@ async def test_a_dead_nodes_pending_delivery_is_sent_by_another(store: LocalObje
     await sender.close()
     for outbox in (a, b):
         await outbox.close()
+
+
+async def test_a_node_cut_off_sends_nothing_and_not_what_was_taken_over(store: LocalObjectStore, receiver: Receiver) -> None:
+    """A partition: node a loses the others (its lease lapses) but still reaches the store and
+    the approval core; node b, seeing a dead, takes a's delivery over. Neither the cut-off
+    node nor the same node once back sends it again: the approval core gets it once."""
+    receiver.script("/hooks", Answer(status=500))  # the first attempt fails: the delivery waits out a back-off
+    dead: set[str] = set()
+    a, b = Outbox(store), Outbox(store)
+    node_a = Nodes("node-a", dead)
+    a.shared, b.shared = node_a, Nodes("node-b", dead)
+    await a.start()
+    await b.start()
+    sender_a = WebhookSender(a, SECRETS.get, base_delay_s=1.0, max_delay_s=1.0, timeout_s=2.0)
+    await sender_a.start()
+    owed = await enqueue(a, receiver.url("/hooks"))
+    await eventually(lambda: len(receiver.requests) == 1)  # failed once, from a
+    node_a.cut_off = True
+    dead.add("node-a")
+    assert a.held and await a.still_ours(a.get(owed.delivery_id)) is False
+    assert await b.adopt() == 1
+    sender_b = WebhookSender(b, SECRETS.get, **FAST)
+    await sender_b.start()
+    await eventually(lambda: b.get(owed.delivery_id).state == "delivered")
+    node_a.cut_off = False  # back: a still holds the delivery as its own, pending
+    dead.discard("node-a")
+    await eventually(lambda: a.get(owed.delivery_id).node == "node-b")  # read back before sending: not a's any more
+    await asyncio.sleep(0.5)
+    assert receiver.processed == [owed.delivery_id] and len(receiver.requests) == 2
+    assert a.heads() == [] and b.get(owed.delivery_id).state == "delivered"
+    for closing in (sender_a, sender_b, a, b):
+        await closing.close()
 
 
 async def test_an_unreadable_record_is_reported_not_fatal(
