@@ -232,6 +232,10 @@ class InspectionBook:
         #: the index's stored copy, and the version of each record its summary came with
         self.index_copy = IndexCopy(store, INDEX_COPY_KEY, RECORD_PREFIX)
 
+    @property
+    def started(self) -> bool:
+        return self._started
+
     async def start(self) -> None:
         """Index every stored record, from the index's stored copy where a record is unchanged
         since; hold those still in play and the most recent finished ones read. Reads the

@@ -224,6 +224,10 @@ class Publicity:
         #: Set when several nodes share the records (takan/app.py, session/recordsync.py); None on one node.
         self.shared: Optional[SharedRecords] = None
 
+    @property
+    def started(self) -> bool:
+        return self._started
+
     async def start(self) -> None:
         """Index every publicity record, from the index's stored copy where a record is
         unchanged since (READS reads at a time, none kept whole); safe to call twice."""

@@ -45,6 +45,13 @@ class Follower(Protocol):
 
     shared: Optional[SharedRecords]
 
+    @property
+    def started(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
     async def refresh(self) -> int:
         """Read what changed in the store since this node last knew it."""
         ...
@@ -65,23 +72,46 @@ class RecordSync:
         self.channel = channel
         self._background = Background()
         self._subscribed = asyncio.Event()
+        #: the book has started (here or before): the feed's messages may be handled
+        self._following = asyncio.Event()
+        #: start() started the book (after subscribing), so close() closes it
+        self._owns_book = False
         #: records reloaded because another node changed them (tests, metrics)
         self.reloads = 0
 
     async def start(self) -> None:
-        """Subscribe, then become the book's SharedRecords; idempotent."""
+        """Subscribe, then become the book's SharedRecords; idempotent.
+
+        A book not started yet is started here, once subscribed, and closed by close(): its
+        start's listing then covers what was saved before the subscription and the feed what
+        is saved after, so the listener's first round needs no refresh, which would list
+        every record's version a second time. A book already started is caught up by that
+        refresh, as after any resubscription."""
         if self._background.task is not None:
             return
+        self._owns_book = not self.book.started
         self._background.start(self._listen)
-        # changes published before the subscription is made would be missed
-        await asyncio.wait_for(self._subscribed.wait(), 10)
+        try:
+            # changes published before the subscription is made would be missed
+            await asyncio.wait_for(self._subscribed.wait(), 10)
+            if self._owns_book:
+                await self.book.start()
+        except BaseException:
+            await self._background.close()
+            self._owns_book = False
+            raise
+        self._following.set()
         self.book.shared = self
 
     async def close(self) -> None:
-        """Stop listening; idempotent (the book works on alone)."""
+        """Stop listening, and close the book if start() started it; idempotent (a book
+        started by its owner works on alone)."""
         if self.book.shared is self:
             self.book.shared = None
         await self._background.close()
+        if self._owns_book:
+            self._owns_book = False
+            await self.book.close()
 
     @contextlib.asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[None]:
@@ -107,6 +137,7 @@ class RecordSync:
             logger.warning("%s %s: change not announced to other nodes: %s", self.channel, inspection_id, exc)
 
     async def _listen(self) -> None:
+        first = True
         while True:
             try:
                 stream = await self.live.subscribe(self.channel)
@@ -116,9 +147,14 @@ class RecordSync:
                 continue
             self._subscribed.set()
             try:
+                # messages wait in the subscription while the book starts
+                await self._following.wait()
                 # what was saved before this subscription (since the book's start, or while the
-                # feed was lost) is not announced again: index the records saved meanwhile
-                await self.book.refresh()
+                # feed was lost) is not announced again: index the records saved meanwhile;
+                # not on the first round of a book started after subscribing (start())
+                skip, first = first and self._owns_book, False
+                if not skip:
+                    await self.book.refresh()
                 async for message in stream:
                     await self._handle(message)
             except StorageUnavailable as exc:

@@ -383,8 +383,8 @@ async def _started(services: list[Lifecycle]) -> AsyncIterator[None]:
 async def _records(app: web.Application) -> AsyncIterator[None]:
     """Inspection records, API keys, signing keys, and the evidence journal and access log
     (which ship what a previous process left in their local files)."""
-    sync = app[RECORD_SYNC]
-    async with _started([app[BOOK], *([sync] if sync else []), app[KEYS], app[SIGNING], app[JOURNAL], app[ACCESS]]):
+    sync = app[RECORD_SYNC]  # with several nodes it starts the book, once it hears the others
+    async with _started([sync or app[BOOK], app[KEYS], app[SIGNING], app[JOURNAL], app[ACCESS]]):
         config = app[CONFIG]
         if config.api_key:
             await app[KEYS].seed(config.api_key, config.webhook_secret)
@@ -395,8 +395,9 @@ async def _records(app: web.Application) -> AsyncIterator[None]:
 
 async def _approval(app: web.Application) -> AsyncIterator[None]:
     """Warning lists, publicity and the webhook outbox with its sender."""
-    syncs = [sync for sync in (app[PUBLICITY_SYNC], app[DELIVERY_SYNC]) if sync is not None]
-    async with _started([app[WARNING_LISTS], app[PUBLICITY], app[OUTBOX], app[WEBHOOKS], *syncs]):
+    publicity = app[PUBLICITY_SYNC] or app[PUBLICITY]  # with several nodes the sync starts publicity
+    deliveries = app[DELIVERY_SYNC]
+    async with _started([app[WARNING_LISTS], publicity, app[OUTBOX], app[WEBHOOKS], *([deliveries] if deliveries else [])]):
         yield
 
 

@@ -9,11 +9,13 @@ from storage.objects import ObjectStore
 
 
 class CountingStore:
-    """``inner``, with ``gets`` counting its ``get`` calls (everything else passes through)."""
+    """``inner``, with ``gets`` counting its ``get`` calls and ``listings`` its ``versions``
+    calls (everything else passes through)."""
 
     def __init__(self, inner: ObjectStore) -> None:
         self.inner = inner
         self.gets = 0
+        self.listings = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -21,3 +23,7 @@ class CountingStore:
     async def get(self, key: str) -> bytes:
         self.gets += 1
         return await self.inner.get(key)
+
+    async def versions(self, prefix: str) -> Any:
+        self.listings += 1
+        return await self.inner.versions(prefix)

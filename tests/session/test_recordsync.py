@@ -116,6 +116,29 @@ async def test_the_listing_follows_the_other_node(books: tuple[InspectionBook, I
         await c.close()
 
 
+async def test_a_book_the_sync_starts_lists_once_and_misses_nothing(
+    books: tuple[InspectionBook, InspectionBook], live_state: LiveState
+) -> None:
+    """As takan/app.py starts it with several nodes: the sync subscribes, then starts the
+    book, whose listing covers what was saved before; no second listing for the first round."""
+    from testkit.counting import CountingStore
+
+    a, _ = books
+    before = await a.create(parse_new_inspection(inspection_body(case_no="DZ-2026-000780")), "key", TTL)
+    store = CountingStore(a._store)
+    c = InspectionBook(store, Templates())  # type: ignore[arg-type]  # an ObjectStore by delegation
+    sync = RecordSync(live_state, c, "node-c")
+    await sync.start()
+    try:
+        assert c.started and c.find(before.id) is not None
+        after = await a.create(parse_new_inspection(inspection_body(case_no="DZ-2026-000781")), "key", TTL)
+        await until(lambda: c.find(after.id) is not None)
+        assert store.listings == 1  # the book's start; its refresh of the first round was not needed
+    finally:
+        await sync.close()
+    assert not c.started  # the sync started it, so it closed it
+
+
 async def test_publicity_made_or_changed_on_one_node_is_seen_on_the_other(tmp_path: Path, live_state: LiveState) -> None:
     from approval.publicity import Publicity
     from session.recordsync import PUBLICITY_CHANNEL
