@@ -146,9 +146,11 @@ class Inspection:
                 return checkpoint
         raise BadRequest(f"checkpoint {code!r} is not on this inspection's checklist")
 
-    def next_evidence_key(self, code: str, folder: str, extension: str) -> str:
-        """The key the next still or photo of checkpoint ``code`` is stored under."""
-        return f"{folder}/{code}/{len(self.checkpoint(code)['evidence']) + 1}.{extension}"
+    @staticmethod
+    def evidence_key(code: str, folder: str, n: int, extension: str) -> str:
+        """The key of the ``n``-th still or photo of checkpoint ``code`` (session/service.py
+        picks an ``n`` no blob has)."""
+        return f"{folder}/{code}/{n}.{extension}"
 
     def add_evidence(self, code: str, key: str) -> None:
         checkpoint = self.checkpoint(code)

@@ -16,11 +16,11 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, AsyncIterator, Optional, Protocol
+from typing import Any, AsyncIterator, Callable, Optional, Protocol, Sequence
 
 from errors import Unavailable
 from storage.keys import validate_key
-from storage.objects import ObjectNotFound, ObjectStore
+from storage.objects import ObjectNotFound, ObjectStore, StorageError
 
 from .chainlog import CHUNK_LINES, ChainLog
 from .localjournal import LocalJournal
@@ -78,6 +78,7 @@ class Journal:
         self.fence: Optional[LogFence] = None
         self._ids: dict[int, str] = {}  # id(log) -> inspection id, for the ship gate
         self._dropped: dict[str, ChainLog] = {}  # logs dropped with unshipped lines (drop)
+        self._claimed: dict[str, set[str]] = {}  # blob keys given out by unused_keys, not yet logged
         self.shipper.gate = self._may_ship
         #: Events appended, and the seconds spent appending them (for /metrics).
         self.appends = 0
@@ -176,6 +177,40 @@ class Journal:
     def _live_heads(self) -> list[tuple[str, int, str]]:
         return [(i, self._logs[i].count, self._logs[i].head) for i in sorted(self._unsealed) if i in self._logs]
 
+    async def unused_keys(self, inspection_id: str, keys: Callable[[int], Sequence[str]], first: int = 1) -> Sequence[str]:
+        """The first ``keys(n)``, n >= ``first``, none of which an event of the log names, the
+        store holds or another capture in flight was given: a still, photo or signature must
+        never overwrite a blob. Counters kept in memory (a room's signatures, a record's
+        evidence list) start again after a restart or a take-over, and a node that stopped
+        may have stored a blob it never logged. The keys are held for the caller until
+        :meth:`record_blob` logs them."""
+        logged = {(event.get("data") or {}).get("key") for event in await self.events(inspection_id)}
+        claimed = self._claimed.setdefault(inspection_id, set())
+        prefix = prefix_of(inspection_id)
+        n = max(first, 1)
+        while True:
+            candidate = list(keys(n))
+            n += 1
+            if any(key in logged or key in claimed for key in candidate):
+                continue
+            if await self._any_stored(prefix, candidate):
+                continue
+            if any(key in claimed for key in candidate):  # given to another capture meanwhile
+                continue
+            claimed.update(candidate)
+            return candidate
+
+    async def _any_stored(self, prefix: str, keys: list[str]) -> bool:
+        for key in keys:
+            try:
+                if await self.store.head(prefix + key) is not None:
+                    return True
+            except (StorageError, OSError) as exc:
+                # the store is out: the log (strays are logged as recovered at a take-over)
+                # and the claims still keep the key apart; the blob spools like any
+                logger.warning("cannot ask the store whether %s%s exists (%s); going by the log", prefix, key, exc)
+        return False
+
     async def record_blob(
         self,
         inspection_id: str,
@@ -190,10 +225,17 @@ class Journal:
         validate_key(relative_key)
         if self.fence is not None:
             self.fence.check_store(inspection_id)
-        await self.store.put(prefix_of(inspection_id) + relative_key, data, content_type)
-        event = {"key": relative_key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "sm3": sm3_hex(data)}
-        event.update(details or {})
-        return await self.record(inspection_id, type_, actor, event)
+        try:
+            await self.store.put(prefix_of(inspection_id) + relative_key, data, content_type)
+            event = {"key": relative_key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "sm3": sm3_hex(data)}
+            event.update(details or {})
+            return await self.record(inspection_id, type_, actor, event)
+        finally:
+            claimed = self._claimed.get(inspection_id)
+            if claimed is not None:
+                claimed.discard(relative_key)  # logged now (or failed: the next capture asks again)
+                if not claimed:
+                    del self._claimed[inspection_id]
 
     async def events(self, inspection_id: str) -> list[dict[str, Any]]:
         """The inspection's events so far, parsed."""

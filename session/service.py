@@ -659,7 +659,7 @@ class SessionService:
             raise Conflict(f"no picture to capture: {exc}") from None
         finally:
             await self.tell_role(room.inspection_id, "applicant", "sharpen", {"on": False})
-        key = record.next_evidence_key(code, "stills", "jpg")
+        key = await self._evidence_key(room.inspection_id, record, code, "stills", "jpg")
         event = await self.journal.record_blob(
             room.inspection_id, key, still.data, "image/jpeg", "still.captured", "inspector",
             {
@@ -677,6 +677,15 @@ class SessionService:
         await self._captured(room.inspection_id, code, key, still.data)
         return {"ok": True, **shown}
 
+    async def _evidence_key(self, inspection_id: str, record: Inspection, code: str, folder: str, extension: str) -> str:
+        """The key of the checkpoint's next still or photo: the record's count says where to
+        start, the log and the store which numbers are taken (evidence/journal.py)."""
+        [key] = await self.journal.unused_keys(
+            inspection_id, lambda n: (record.evidence_key(code, folder, n, extension),),
+            len(record.checkpoint(code)["evidence"]) + 1,
+        )
+        return key
+
     async def photo(self, inspection_id: str, photo: commands.Photo) -> dict[str, Any]:
         """An applicant's own full-resolution photo (uploaded over HTTP), logged as a photo."""
         record = self.book.get(inspection_id)
@@ -687,7 +696,7 @@ class SessionService:
         usage = await self.usage(inspection_id)
         usage.check("photo", "applicant", len(photo.data))
         image = await checked_image(photo.data)
-        key = record.next_evidence_key(code, "photos", image.extension)
+        key = await self._evidence_key(inspection_id, record, code, "photos", image.extension)
         event = await self.journal.record_blob(
             inspection_id, key, photo.data, image.content_type, "photo.uploaded", "applicant",
             {"checkpoint": code, "source": "applicant", "width": image.width, "height": image.height, **photo.details},
@@ -782,21 +791,24 @@ class SessionService:
         await checked_image(signature.png, ("PNG",))
         head = await self.journal.head(room.inspection_id)
         code = short_code(head)
-        n = room.signature_count(participant.role) + 1
-        name = f"signatures/{participant.role}-{n}"
+        role = participant.role
+        strokes_key, png_key = await self.journal.unused_keys(
+            room.inspection_id, lambda n: (f"signatures/{role}-{n}.json", f"signatures/{role}-{n}.png"),
+            room.signature_count(role) + 1,
+        )
         stroke_doc = {"role": participant.role, "binds_log_head": head, "code": code, "width": signature.width,
                       "height": signature.height, "strokes": signature.strokes}
         details = self._named(room.inspection_id, participant.role, {"role": participant.role, "binds_log_head": head, "code": code})
         await self.journal.record_blob(
-            room.inspection_id, name + ".json", json.dumps(stroke_doc, separators=(",", ":")).encode(),
+            room.inspection_id, strokes_key, json.dumps(stroke_doc, separators=(",", ":")).encode(),
             "application/json", "signature.strokes", participant.role, details,
         )
         event = await self.journal.record_blob(
-            room.inspection_id, name + ".png", signature.png, "image/png", "signature.signed", participant.role, details
+            room.inspection_id, png_key, signature.png, "image/png", "signature.signed", participant.role, details
         )
         usage.add("signature", participant.role, len(signature.png))
         room.signatures.append(participant.role)
-        shown = {"role": participant.role, "code": code, "key": name + ".png", "at": event["at"]}
+        shown = {"role": participant.role, "code": code, "key": png_key, "at": event["at"]}
         await self.audience.to_room(room.inspection_id, "signed", shown)
         return {"ok": True, **shown}
 

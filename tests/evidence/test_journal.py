@@ -249,3 +249,30 @@ async def test_forget_never_drops_a_log_in_use(tmp_path) -> None:
         await journal.close()
         await keys.close()
         await store.close()
+
+
+async def test_unused_keys_never_name_a_blob_already_there(tmp_path) -> None:
+    """A room's signature count and a record's evidence list restart after a restart or a
+    take-over, and a node that stopped may have stored a blob it never logged: the key a
+    capture gets is one the log does not name, the store does not hold and no capture in
+    flight was given, so no blob is overwritten."""
+    store, journal = await open_journal(tmp_path)
+    prefix = prefix_of(INSPECTION)
+    signature = lambda n: (f"signatures/applicant-{n}.json", f"signatures/applicant-{n}.png")  # noqa: E731
+    first = await journal.unused_keys(INSPECTION, signature)
+    assert first == [*signature(1)]
+    for key in first:
+        await journal.record_blob(INSPECTION, key, b"signed before the restart", "image/png", "signature.signed", "applicant")
+    # the same count again (a new room after a restart): the logged keys are skipped
+    assert await journal.unused_keys(INSPECTION, signature) == [*signature(2)]
+    # a stray: stored by a node that stopped before logging it (only the strokes reached the store)
+    await store.put(prefix + "signatures/applicant-3.json", b"{}", "application/json")
+    # number 2 is still held by the capture it was given to, so the next one skips it too
+    assert await journal.unused_keys(INSPECTION, signature) == [*signature(4)]
+    still = lambda n: (f"stills/C01/{n}.jpg",)  # noqa: E731
+    held = await journal.unused_keys(INSPECTION, still)
+    await journal.record_blob(INSPECTION, held[0], b"jpeg", "image/jpeg", "still.captured", "inspector")
+    assert await journal.unused_keys(INSPECTION, still, first=1) == ["stills/C01/2.jpg"]
+    assert await store.get(prefix + "signatures/applicant-1.png") == b"signed before the restart"
+    await journal.close()
+    await store.close()
