@@ -178,3 +178,37 @@ async def test_a_photo_gets_a_watermarked_display_copy_linked_to_the_original(se
     copy = Image.open(io.BytesIO((root / marked["data"]["key"]).read_bytes()))
     assert copy.size == (1920, 1080) and marked["data"]["key"].startswith("display/photos/storefront/")
     assert any("DZ-2026-000123" in line for line in marked["data"]["lines"])
+
+
+async def test_a_signature_after_a_restart_does_not_overwrite_the_first(tmp_path) -> None:
+    """The room's count of signatures starts again with a new process; the key comes from
+    the log and the store (evidence/journal.py unused_keys), so the first stays as signed."""
+    from testkit.server import free_port
+
+    port = free_port()
+    async with aiohttp.ClientSession() as http:
+        async with running_server(tmp_path / "data", port=port) as server:
+            created = await create_inspection(server, http)
+            applicant = Participant(server.base_url, created["applicant_url"])
+            inspector = Participant(server.base_url, created["inspector_url"])
+            assert await inspector.connect() and await applicant.connect()
+            assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
+            first = await applicant.call("signature", SIGNATURE)
+            assert first["key"] == "signatures/applicant-1.png"
+            await applicant.close()
+            await inspector.close()
+        async with running_server(tmp_path / "data", port=port) as server:
+            applicant = Participant(server.base_url, created["applicant_url"])
+            inspector = Participant(server.base_url, created["inspector_url"])
+            assert await inspector.connect() and await applicant.connect()
+            assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
+            again = await applicant.call("signature", SIGNATURE | {"png": "data:image/png;base64," + base64.b64encode(png_bytes((200, 0, 0))).decode()})
+            assert again["ok"] and again["key"] == "signatures/applicant-2.png", again
+            assert (await inspector.call("end"))["ok"]
+            await applicant.close()
+            await inspector.close()
+            events = await logged_events(server, created["id"])
+            signed = [e["data"]["key"] for e in events if e["type"] == "signature.signed"]
+            assert signed == ["signatures/applicant-1.png", "signatures/applicant-2.png"]
+            report = await verify_inspection(server.services.store, created["id"])
+            assert report.ok, report
