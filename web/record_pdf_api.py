@@ -81,7 +81,8 @@ class RecordPdfApi:
         else:  # write the evidence copy (personal data masked), then re-seal to cover it
             stored = await asyncio.to_thread(render_inspection_record_pdf, await self._content(record, events, False))
             count = sum(e.get("type") == RENDERED for e in events)
-            key = f"record/inspection-record-{count + 1}.pdf"
+            # another node may be writing one too: take a number no blob has
+            [key] = await self.journal.unused_keys(inspection_id, lambda n: (f"record/inspection-record-{n}.pdf",), count + 1)
             await self.journal.record_blob(
                 inspection_id, key, stored, "application/pdf", RENDERED, "system",
                 {"manifest_sha256": (record.manifest or {}).get("sha256")},

@@ -205,10 +205,11 @@ async def test_a_signature_after_a_restart_does_not_overwrite_the_first(tmp_path
             again = await applicant.call("signature", SIGNATURE | {"png": "data:image/png;base64," + base64.b64encode(png_bytes((200, 0, 0))).decode()})
             assert again["ok"] and again["key"] == "signatures/applicant-2.png", again
             assert (await inspector.call("end"))["ok"]
+            await server.services.decisions.idle()  # judged and sealed
             await applicant.close()
             await inspector.close()
             events = await logged_events(server, created["id"])
             signed = [e["data"]["key"] for e in events if e["type"] == "signature.signed"]
             assert signed == ["signatures/applicant-1.png", "signatures/applicant-2.png"]
             report = await verify_inspection(server.services.store, created["id"])
-            assert report.ok, report
+            assert report.ok, report.problems
