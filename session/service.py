@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
@@ -136,6 +137,9 @@ class SessionService:
         self._connections: dict[str, Connection] = {}
         self._participants: dict[str, tuple[Room, Participant]] = {}
         self._usage: dict[str, Usage] = {}
+        #: photo uploads in progress by (inspection, upload_id): one try at a time (photo())
+        self._photo_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._photo_tries: Counter[tuple[str, str]] = Counter()
         self.recovery = Recovery(book, journal, sealer)
         self.reconnect_grace_s = reconnect_grace_s
         # (inspection, role, device) -> a participant whose connection dropped, for a while
@@ -687,7 +691,39 @@ class SessionService:
         return key
 
     async def photo(self, inspection_id: str, photo: commands.Photo) -> dict[str, Any]:
-        """An applicant's own full-resolution photo (uploaded over HTTP), logged as a photo."""
+        """An applicant's own full-resolution photo (uploaded over HTTP), logged as a photo.
+
+        A photo sent again with the ``upload_id`` of one already logged (the phone's retry
+        after an answer lost on a weak link) is not stored twice: the answer is the first's."""
+        upload_id = photo.details.get("upload_id")
+        if upload_id is None:
+            return await self._store_photo(inspection_id, photo)
+        key = (inspection_id, str(upload_id))
+        lock = self._photo_locks.setdefault(key, asyncio.Lock())
+        self._photo_tries[key] += 1
+        try:
+            async with lock:  # a retry that overtakes the first try waits for it
+                for event in await self.journal.events(inspection_id):
+                    data = event.get("data") or {}
+                    if event.get("type") == "photo.uploaded" and data.get("upload_id") == upload_id:
+                        return self._photo_shown(event)
+                return await self._store_photo(inspection_id, photo)
+        finally:
+            self._photo_tries[key] -= 1
+            if not self._photo_tries[key]:
+                del self._photo_tries[key], self._photo_locks[key]
+
+    @staticmethod
+    def _photo_shown(event: dict[str, Any]) -> dict[str, Any]:
+        """What the uploader and the room are told of a logged photo."""
+        data = dict(event["data"])
+        shown = {"checkpoint": data.pop("checkpoint"), "kind": "photo", "key": data.pop("key"), "sha256": data.pop("sha256"),
+                 "at": event["at"]}
+        for name in ("size", "sm3", "source", "width", "height"):
+            data.pop(name, None)
+        return shown | data
+
+    async def _store_photo(self, inspection_id: str, photo: commands.Photo) -> dict[str, Any]:
         record = self.book.get(inspection_id)
         code = record.checkpoint(photo.checkpoint)["code"]
         room = self.rooms.find(inspection_id)
@@ -703,7 +739,7 @@ class SessionService:
         )
         usage.add("photo", "applicant", len(photo.data))
         await self.book.add_evidence(record.id, code, key)
-        shown = {"checkpoint": code, "kind": "photo", "key": key, "sha256": event["data"]["sha256"], "at": event["at"], **photo.details}
+        shown = self._photo_shown(event)
         await self.audience.to_room(inspection_id, "captured", shown)
         await self._captured(inspection_id, code, key, photo.data)
         return shown

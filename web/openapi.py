@@ -589,6 +589,8 @@ PATHS: dict[str, Any] = {
                                 "lat": {"type": "string"},
                                 "lon": {"type": "string"},
                                 "accuracy_m": {"type": "string"},
+                                "held": {"type": "string", "enum": ["1"]},
+                                "upload_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$", "description": "the same for every try of one photo: a retry of one already logged is answered as the first and not stored again"},
                             },
                         }
                     }

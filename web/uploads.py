@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import re
 from typing import Any, Awaitable, Optional, TypeVar
 
 from aiohttp import BodyPartReader, web
@@ -39,6 +40,10 @@ def _number(fields: dict[str, str], name: str, low: float, high: float) -> Optio
     if not low <= value <= high:
         raise BadRequest(f"field {name!r} must be between {low} and {high}")
     return value
+
+
+#: The page's id for one photo, the same for each try (a retry after a lost answer).
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 class PhotoUploads:
@@ -88,7 +93,7 @@ class PhotoUploads:
                     if len(chunks) > MAX_PHOTO_BYTES:
                         raise TooLarge(f"a photo may be at most {MAX_PHOTO_BYTES // (1024 * 1024)} MB")
                 data = bytes(chunks)
-            elif name in ("checkpoint", "taken_at", "lat", "lon", "accuracy_m", "held"):
+            elif name in ("checkpoint", "taken_at", "lat", "lon", "accuracy_m", "held", "upload_id"):
                 value = await _within_pause(part.text())
                 if len(value) > 200:
                     raise BadRequest(f"field {name!r} is too long")
@@ -101,6 +106,11 @@ class PhotoUploads:
         details: dict[str, Any] = {"size_original": len(data), "received_at": rfc3339(now_utc())}
         if fields.get("held") == "1":
             details["held_on_device"] = True  # it waited on the phone while the network was down
+        upload_id = fields.get("upload_id")
+        if upload_id is not None:
+            if not _UPLOAD_ID.fullmatch(upload_id):
+                raise BadRequest("upload_id must be 8-64 letters, digits, '-' or '_' (the same for every try of one photo)")
+            details["upload_id"] = upload_id  # a retry of a photo already stored answers as the first did
         taken_at = fields.get("taken_at")
         if taken_at:
             try:

@@ -213,3 +213,28 @@ async def test_a_signature_after_a_restart_does_not_overwrite_the_first(tmp_path
             assert signed == ["signatures/applicant-1.png", "signatures/applicant-2.png"]
             report = await verify_inspection(server.services.store, created["id"])
             assert report.ok, report.problems
+
+
+async def test_a_photo_sent_again_with_its_upload_id_is_stored_once(session) -> None:
+    """The phone's retry after an answer lost on a weak link (same upload_id) is answered as
+    the first try and not stored again; a new upload_id is a new photo."""
+    server, http, created, inspector, applicant = session
+
+    async def upload(upload_id: str) -> tuple[int, dict]:
+        form = aiohttp.FormData()
+        form.add_field("file", jpeg_bytes(), filename="IMG_0002.JPG", content_type="image/jpeg")
+        form.add_field("checkpoint", "storefront")
+        form.add_field("upload_id", upload_id)
+        async with http.post(server.base_url + "/api/v1/session/photos", data=form, headers={"X-Takan-Token": applicant.token}) as r:
+            return r.status, await r.json()
+
+    import asyncio
+
+    (s1, first), (s2, again) = await asyncio.gather(upload("a1b2c3d4e5f6a7b8"), upload("a1b2c3d4e5f6a7b8"))
+    assert (s1, s2) == (201, 201) and first == again and first["key"] == "photos/storefront/1.jpg"
+    status, other = await upload("ffffeeeeddddcccc")
+    assert status == 201 and other["key"] == "photos/storefront/2.jpg"
+    status, refused = await upload("bad id!")
+    assert status == 400 and "upload_id" in refused["detail"]
+    events = await logged_events(server, created["id"])
+    assert [e["data"]["upload_id"] for e in events if e["type"] == "photo.uploaded"] == ["a1b2c3d4e5f6a7b8", "ffffeeeeddddcccc"]

@@ -51,8 +51,8 @@ async def test_a_photo_taken_offline_is_kept_and_sent_when_the_network_is_back(t
             await until(applicant, "document.getElementById('notice').textContent.includes('已保存在手机上')")
             held = await applicant.evaluate("""async () => {
                 const { waiting } = await import('/static/js/photo_queue.js');
-                return (await waiting(window.takan.session.token)).length; }""")
-            assert held == 1
+                return (await waiting(window.takan.session.token)).map((e) => e.uploadId); }""")
+            assert len(held) == 1 and len(held[0]) == 32, held  # the id of the try that failed, kept with it
             events = await server.services.journal.events(created["id"])
             assert not any(e["type"] == "photo.uploaded" for e in events)
             await applicant.context.set_offline(False)
@@ -62,6 +62,7 @@ async def test_a_photo_taken_offline_is_kept_and_sent_when_the_network_is_back(t
             assert len(uploaded) == 1, uploaded
             data = uploaded[0]["data"]
             assert data["held_on_device"] is True and data["taken_at"] and data["received_at"]
+            assert data["upload_id"] == held[0]  # a retry of it would be answered, not stored again
             assert data["taken_at"] < data["received_at"]
             await server.services.sessions.end_inspection(created["id"], actor="inspector")
             await server.services.decisions.idle()  # the verdict is sealed in the background

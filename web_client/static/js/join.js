@@ -15,7 +15,7 @@ import { ChatPanel } from "./chat.js";
 import { SignatureSheet } from "./signature.js";
 import { TimerWatch, renderBanner } from "./timer.js";
 import { LocationShare } from "./geo.js";
-import { uploadPhoto } from "./photo_upload.js";
+import { newUploadId, uploadPhoto } from "./photo_upload.js";
 import { hold, release, waiting } from "./photo_queue.js";
 import { distance } from "./format.js";
 import { DrawingOverlay } from "./drawing.js";
@@ -229,19 +229,21 @@ async function sendPhoto(file, checkpoint, takenAt = new Date(file.lastModified 
   photo.state = "uploading";
   photo.progress = 0;
   render();
+  const uploadId = newUploadId(); // kept with the photo if it has to wait on the phone
   const result = await uploadPhoto({
     token: session.token,
     file,
     checkpoint,
     fix: geo.recent(),
     takenAt,
+    uploadId,
     onprogress: (f) => {
       photo.progress = f;
       renderTask(true);
     },
   });
   if (!result.ok && OFFLINE_CODES.has(result.code)) {
-    await hold({ token: session.token, file, checkpoint, takenAt, fix: geo.recent() });
+    await hold({ token: session.token, file, checkpoint, takenAt, fix: geo.recent(), uploadId });
     photo.state = "idle";
     photo.file = null;
     showNotice("photo.held");
@@ -595,7 +597,7 @@ async function flushHeld() {
   try {
     for (const entry of await waiting(session.token)) {
       const result = await uploadPhoto({ token: entry.token, file: entry.file, checkpoint: entry.checkpoint,
-                                         fix: entry.fix, takenAt: entry.takenAt, held: true });
+                                         fix: entry.fix, takenAt: entry.takenAt, held: true, uploadId: entry.uploadId });
       if (result.ok) {
         await release(entry.id);
         showNotice("photo.heldSent", {}, "ok");
