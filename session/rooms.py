@@ -80,6 +80,8 @@ class Room:
         self.signatures: list[str] = []
         # the inspector's marks shown now (the `drawing` message), for a page that joins later
         self.drawing: Optional[dict[str, Any]] = None
+        #: the signatures and overtime reason were read back from the log (Room.restore)
+        self.restored = False
         self._attachments: list[Closable] = []
         self._closing = CloseOnce()
 
@@ -89,6 +91,17 @@ class Room:
 
     def recorder_writers(self) -> list["SegmentWriter"]:
         return [] if self.recorder is None else list(self.recorder.writers.values())
+
+    def restore(self, events: list[dict[str, Any]]) -> None:
+        """Take back what the session's log says of the session so far (a room opened in a
+        new process, or on the node that took it over): the signatures made and the
+        overtime reason given, which the pages are shown and captures are checked against."""
+        self.restored = True
+        for event in events:
+            if event.get("type") == "signature.signed":
+                self.signatures.append(str(event.get("actor")))
+            elif event.get("type") == "timer.overtime_reason":
+                self.overtime_reason = (event.get("data") or {}).get("reason") or self.overtime_reason
 
     def signature_count(self, role: str) -> int:
         return self.signatures.count(role)

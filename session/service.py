@@ -359,6 +359,9 @@ class SessionService:
                     )
                 await self._log(inspection_id, "participant.takeover", role, {"role": role})
         room = await self.rooms.get_or_create(inspection_id)
+        if not room.restored:
+            room.restored = True  # before the read: a join arriving meanwhile must not restore twice
+            room.restore(await self.journal.events(inspection_id))
         if connection_id in self._participants:
             _, participant = self._participants[connection_id]
         else:

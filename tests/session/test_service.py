@@ -201,7 +201,9 @@ async def test_a_signature_after_a_restart_does_not_overwrite_the_first(tmp_path
             applicant = Participant(server.base_url, created["applicant_url"])
             inspector = Participant(server.base_url, created["inspector_url"])
             assert await inspector.connect() and await applicant.connect()
-            assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
+            joined = await inspector.call("join")
+            assert joined["ok"] and (await applicant.call("join"))["ok"]
+            assert joined["signatures"] == ["applicant"]  # the pages are shown the signature made before
             again = await applicant.call("signature", SIGNATURE | {"png": "data:image/png;base64," + base64.b64encode(png_bytes((200, 0, 0))).decode()})
             assert again["ok"] and again["key"] == "signatures/applicant-2.png", again
             assert (await inspector.call("end"))["ok"]
