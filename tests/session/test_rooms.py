@@ -47,3 +47,18 @@ async def test_rooms_close_twice() -> None:
     await rooms.close()
     assert list(rooms) == []
     await live.close()
+
+
+def test_a_room_opened_again_takes_back_its_signatures_and_overtime_reason_from_the_log() -> None:
+    events = [
+        {"type": "session.started", "actor": "system", "data": {}},
+        {"type": "signature.strokes", "actor": "applicant", "data": {"key": "signatures/applicant-1.json"}},
+        {"type": "signature.signed", "actor": "applicant", "data": {"key": "signatures/applicant-1.png"}},
+        {"type": "timer.overtime_reason", "actor": "inspector", "data": {"reason": "仓库面积大"}},
+        {"type": "signature.signed", "actor": "inspector", "data": {"key": "signatures/inspector-1.png"}},
+    ]
+    room = Room("20261208000000-0000000000000000")
+    assert not room.restored
+    room.restore(events)
+    assert room.restored and room.signatures == ["applicant", "inspector"]
+    assert room.signature_count("applicant") == 1 and room.overtime_reason == "仓库面积大"
