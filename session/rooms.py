@@ -69,6 +69,9 @@ class Closable(Protocol):
 class Room:
     """One inspection's live session on this node."""
 
+    #: the events :meth:`restore` reads
+    RESTORED_FROM = ("signature.signed", "timer.overtime_reason")
+
     def __init__(self, inspection_id: str) -> None:
         self.inspection_id = inspection_id
         self.media = MediaRoom(inspection_id)

@@ -361,7 +361,7 @@ class SessionService:
         room = await self.rooms.get_or_create(inspection_id)
         if not room.restored:
             room.restored = True  # before the read: a join arriving meanwhile must not restore twice
-            room.restore(await self.journal.events(inspection_id))
+            room.restore(await self.journal.events_of(inspection_id, *Room.RESTORED_FROM))
         if connection_id in self._participants:
             _, participant = self._participants[connection_id]
         else:
@@ -706,9 +706,8 @@ class SessionService:
         self._photo_tries[key] += 1
         try:
             async with lock:  # a retry that overtakes the first try waits for it
-                for event in await self.journal.events(inspection_id):
-                    data = event.get("data") or {}
-                    if event.get("type") == "photo.uploaded" and data.get("upload_id") == upload_id:
+                for event in await self.journal.events_of(inspection_id, "photo.uploaded"):
+                    if (event.get("data") or {}).get("upload_id") == upload_id:
                         return self._photo_shown(event)
                 return await self._store_photo(inspection_id, photo)
         finally:

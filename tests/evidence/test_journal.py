@@ -276,3 +276,17 @@ async def test_unused_keys_never_name_a_blob_already_there(tmp_path) -> None:
     assert await store.get(prefix + "signatures/applicant-1.png") == b"signed before the restart"
     await journal.close()
     await store.close()
+
+
+async def test_events_of_parses_only_the_lines_of_its_types(tmp_path) -> None:
+    store, journal = await open_journal(tmp_path)
+    await journal.record(INSPECTION, "note", "inspector", {"text": '"type":"photo.uploaded" and "key":"photos/a/1.jpg"'})
+    await journal.record(INSPECTION, "photo.uploaded", "applicant", {"upload_id": "u1"})
+    await journal.record(INSPECTION, "chat", "applicant", {"text": "好"})
+    await journal.record(INSPECTION, "timer.overtime_reason", "inspector", {"reason": "大"})
+    found = await journal.events_of(INSPECTION, "photo.uploaded", "timer.overtime_reason")
+    assert [e["type"] for e in found] == ["photo.uploaded", "timer.overtime_reason"]
+    # a key quoted inside a text is not a logged key
+    assert await journal.unused_keys(INSPECTION, lambda n: (f"photos/a/{n}.jpg",)) == ["photos/a/1.jpg"]
+    await journal.close()
+    await store.close()
