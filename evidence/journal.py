@@ -16,7 +16,7 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Optional, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Optional, Protocol, Sequence
 
 from errors import Unavailable
 from storage.keys import validate_key
@@ -184,16 +184,14 @@ class Journal:
         evidence list) start again after a restart or a take-over, and a node that stopped
         may have stored a blob it never logged. The keys are held for the caller until
         :meth:`record_blob` logs them."""
-        # the log is canonical JSON (RFC 8785: no spaces, "/" not escaped): an event naming a
-        # key has it as "key":"<key>", found without parsing the log (tens of ms when long)
-        log = (await self._log_of(inspection_id)).data()
+        log = await self._log_of(inspection_id)
         claimed = self._claimed.setdefault(inspection_id, set())
         prefix = prefix_of(inspection_id)
         n = max(first, 1)
         while True:
             candidate = list(keys(n))
             n += 1
-            if any(key in claimed or b'"key":' + json.dumps(key).encode() in log for key in candidate):
+            if any(key in claimed for key in candidate) or next(self._marked(log, "key", tuple(candidate)), None):
                 continue
             if await self._any_stored(prefix, candidate):
                 continue
@@ -248,15 +246,30 @@ class Journal:
         """The inspection's events of ``types`` so far, parsed. Only their lines are parsed:
         the whole of a long session's log (10,000 events) takes ~75 ms, which a capture or
         a join must not hold the event loop (and every session's media) for."""
-        log = await self._log_of(inspection_id)
-        marks = [b'"type":' + json.dumps(type_).encode() for type_ in types]
-        events = []
-        for line in log.data().splitlines():
+        return list(self._marked(await self._log_of(inspection_id), "type", types))
+
+    async def last_event_of(self, inspection_id: str, *types: str) -> Optional[dict[str, Any]]:
+        """The inspection's latest event of ``types`` (None: none yet), parsing only it."""
+        return next(self._marked(await self._log_of(inspection_id), "type", types, latest_first=True), None)
+
+    async def event_naming(self, inspection_id: str, key: str) -> Optional[dict[str, Any]]:
+        """The latest event whose data carries ``key`` (a blob's), parsing only it."""
+        return next(self._marked(await self._log_of(inspection_id), "key", (key,), latest_first=True), None)
+
+    @staticmethod
+    def _marked(log: ChainLog, field: str, values: tuple[str, ...], latest_first: bool = False) -> Iterator[dict[str, Any]]:
+        """The events whose ``field`` (the event's ``type``, or its data's ``key``) is one of
+        ``values``. A log line is canonical JSON (RFC 8785: no spaces, "/" not escaped), so
+        such an event's line holds ``"<field>":"<value>"``; only those lines are parsed, and
+        a value quoted inside some text (escaped there) is told apart after parsing."""
+        marks = [f'"{field}":'.encode() + json.dumps(value).encode() for value in values]
+        lines = log.data().splitlines()
+        for line in reversed(lines) if latest_first else lines:
             if any(mark in line for mark in marks):
                 event = json.loads(line)
-                if event.get("type") in types:  # the mark was inside some other value
-                    events.append(event)
-        return events
+                found = event.get("type") if field == "type" else (event.get("data") or {}).get(field)
+                if found in values:
+                    yield event
 
     async def log_strays(self, inspection_id: str, reason: str) -> list[str]:
         """Log the inspection's stored objects that no event records, as ``evidence.recovered``.

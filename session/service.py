@@ -39,7 +39,7 @@ from .images import checked_image
 from .otp import OneTimeCodes
 from .placement import Place, Placement
 from .quality import QualityWatch
-from .quotas import Usage
+from .quotas import EVENT_KINDS, Usage
 from .recovery import Recovery
 from .rooms import SINGLE_HOLDER_ROLES, Participant, Room, Rooms
 from .staff import InspectorGate, StaffMember
@@ -623,7 +623,7 @@ class SessionService:
         """What the session has stored so far (rebuilt from its log once per process)."""
         usage = self._usage.get(inspection_id)
         if usage is None:
-            usage = Usage.from_events(await self.journal.events(inspection_id))
+            usage = Usage.from_events(await self.journal.events_of(inspection_id, *EVENT_KINDS))
             usage = self._usage.setdefault(inspection_id, usage)
         return usage
 

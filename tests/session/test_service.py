@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import io
 import json
 
@@ -162,6 +163,8 @@ async def test_a_photo_gets_a_watermarked_display_copy_linked_to_the_original(se
     import hashlib
 
     server, http, created, inspector, applicant = session
+    assert (await applicant.call("location", {"lat": 37.4360, "lon": 116.3594, "accuracy_m": 12}))["ok"]
+    assert (await applicant.call("location", {"lat": 37.4357, "lon": 116.3594, "accuracy_m": 9}))["ok"]  # the latest is stamped
     original = jpeg_bytes()
     form = aiohttp.FormData()
     form.add_field("file", original, filename="IMG.JPG", content_type="image/jpeg")
@@ -178,6 +181,10 @@ async def test_a_photo_gets_a_watermarked_display_copy_linked_to_the_original(se
     copy = Image.open(io.BytesIO((root / marked["data"]["key"]).read_bytes()))
     assert copy.size == (1920, 1080) and marked["data"]["key"].startswith("display/photos/storefront/")
     assert any("DZ-2026-000123" in line for line in marked["data"]["lines"])
+    assert any(line.startswith("位置：37.4357, 116.3594") for line in marked["data"]["lines"]), marked["data"]["lines"]
+    [uploaded] = [e for e in events if e["type"] == "photo.uploaded"]
+    shown_at = datetime.datetime.fromisoformat(uploaded["at"].replace("Z", "+00:00")).astimezone(datetime.timezone(datetime.timedelta(hours=8)))
+    assert f"时间：{shown_at.strftime('%Y-%m-%d %H:%M:%S')}（北京时间）" in marked["data"]["lines"]  # the capture's own time
 
 
 async def test_a_signature_after_a_restart_does_not_overwrite_the_first(tmp_path) -> None:
