@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncContextManager, AsyncIterator, Optional
 
 from storage.objects import ObjectNotFound, ObjectStore
 
@@ -16,19 +16,18 @@ PREFIX = "records/idempotency/"
 MAX_KEY_LENGTH = 255
 
 
-class IdempotencyKeys:
-    """Remembers (API key, Idempotency-Key) -> (body digest, response)."""
+class KeyedLocks:
+    """One holder at a time per key, for requests that carry an idempotency key (an API
+    key's Idempotency-Key here, a photo's upload_id in session/service.py): a retry racing
+    the original waits for its answer instead of doing the work twice. A key's lock exists
+    only while it has a holder or a waiter."""
 
-    def __init__(self, store: ObjectStore) -> None:
-        self._store = store
-        # (owner, key) -> (lock, holders and waiters); an entry leaves with its last user
+    def __init__(self) -> None:
+        # key -> (lock, holders and waiters); an entry leaves with its last user
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
     @contextlib.asynccontextmanager
-    async def exclusive(self, api_key_id: str, key: str) -> AsyncIterator[None]:
-        """One request at a time per (API key, Idempotency-Key), so a retry racing the
-        original waits for its answer instead of creating a second inspection."""
-        slot = (api_key_id, key)
+    async def exclusive(self, slot: tuple[str, str]) -> AsyncIterator[None]:
         lock, users = self._locks.get(slot, (asyncio.Lock(), 0))
         self._locks[slot] = (lock, users + 1)
         try:
@@ -40,6 +39,22 @@ class IdempotencyKeys:
                 del self._locks[slot]
             else:
                 self._locks[slot] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class IdempotencyKeys:
+    """Remembers (API key, Idempotency-Key) -> (body digest, response)."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        self._locks = KeyedLocks()
+
+    def exclusive(self, api_key_id: str, key: str) -> AsyncContextManager[None]:
+        """One request at a time per (API key, Idempotency-Key), so a retry racing the
+        original waits for its answer instead of creating a second inspection."""
+        return self._locks.exclusive((api_key_id, key))
 
     @property
     def locks_held(self) -> int:

@@ -184,14 +184,14 @@ class Journal:
         evidence list) start again after a restart or a take-over, and a node that stopped
         may have stored a blob it never logged. The keys are held for the caller until
         :meth:`record_blob` logs them."""
-        log = await self._log_of(inspection_id)
+        lines = (await self._log_of(inspection_id)).data().splitlines()  # once, not per number tried
         claimed = self._claimed.setdefault(inspection_id, set())
         prefix = prefix_of(inspection_id)
         n = max(first, 1)
         while True:
             candidate = list(keys(n))
             n += 1
-            if any(key in claimed for key in candidate) or next(self._marked(log, "key", tuple(candidate)), None):
+            if any(key in claimed for key in candidate) or next(self._marked(lines, "key", tuple(candidate)), None):
                 continue
             if await self._any_stored(prefix, candidate):
                 continue
@@ -239,31 +239,32 @@ class Journal:
 
     async def events(self, inspection_id: str) -> list[dict[str, Any]]:
         """The inspection's events so far, parsed."""
-        log = await self._log_of(inspection_id)
-        return [json.loads(line) for line in log.data().splitlines() if line.strip()]
+        return [json.loads(line) for line in await self._lines(inspection_id) if line.strip()]
 
     async def events_of(self, inspection_id: str, *types: str) -> list[dict[str, Any]]:
         """The inspection's events of ``types`` so far, parsed. Only their lines are parsed:
         the whole of a long session's log (10,000 events) takes ~75 ms, which a capture or
         a join must not hold the event loop (and every session's media) for."""
-        return list(self._marked(await self._log_of(inspection_id), "type", types))
+        return list(self._marked(await self._lines(inspection_id), "type", types))
 
     async def last_event_of(self, inspection_id: str, *types: str) -> Optional[dict[str, Any]]:
         """The inspection's latest event of ``types`` (None: none yet), parsing only it."""
-        return next(self._marked(await self._log_of(inspection_id), "type", types, latest_first=True), None)
+        return next(self._marked(await self._lines(inspection_id), "type", types, latest_first=True), None)
 
     async def event_naming(self, inspection_id: str, key: str) -> Optional[dict[str, Any]]:
         """The latest event whose data carries ``key`` (a blob's), parsing only it."""
-        return next(self._marked(await self._log_of(inspection_id), "key", (key,), latest_first=True), None)
+        return next(self._marked(await self._lines(inspection_id), "key", (key,), latest_first=True), None)
+
+    async def _lines(self, inspection_id: str) -> list[bytes]:
+        return (await self._log_of(inspection_id)).data().splitlines()
 
     @staticmethod
-    def _marked(log: ChainLog, field: str, values: tuple[str, ...], latest_first: bool = False) -> Iterator[dict[str, Any]]:
+    def _marked(lines: list[bytes], field: str, values: tuple[str, ...], latest_first: bool = False) -> Iterator[dict[str, Any]]:
         """The events whose ``field`` (the event's ``type``, or its data's ``key``) is one of
         ``values``. A log line is canonical JSON (RFC 8785: no spaces, "/" not escaped), so
         such an event's line holds ``"<field>":"<value>"``; only those lines are parsed, and
         a value quoted inside some text (escaped there) is told apart after parsing."""
         marks = [f'"{field}":'.encode() + json.dumps(value).encode() for value in values]
-        lines = log.data().splitlines()
         for line in reversed(lines) if latest_first else lines:
             if any(mark in line for mark in marks):
                 event = json.loads(line)

@@ -14,10 +14,10 @@ import asyncio
 import json
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
+from approval.idempotency import KeyedLocks
 from approval.inspections import (
     Inspection,
     InspectionBook,
@@ -138,8 +138,7 @@ class SessionService:
         self._participants: dict[str, tuple[Room, Participant]] = {}
         self._usage: dict[str, Usage] = {}
         #: photo uploads in progress by (inspection, upload_id): one try at a time (photo())
-        self._photo_locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._photo_tries: Counter[tuple[str, str]] = Counter()
+        self._photo_tries = KeyedLocks()
         self.recovery = Recovery(book, journal, sealer)
         self.reconnect_grace_s = reconnect_grace_s
         # (inspection, role, device) -> a participant whose connection dropped, for a while
@@ -701,19 +700,11 @@ class SessionService:
         upload_id = photo.details.get("upload_id")
         if upload_id is None:
             return await self._store_photo(inspection_id, photo)
-        key = (inspection_id, str(upload_id))
-        lock = self._photo_locks.setdefault(key, asyncio.Lock())
-        self._photo_tries[key] += 1
-        try:
-            async with lock:  # a retry that overtakes the first try waits for it
-                for event in await self.journal.events_of(inspection_id, "photo.uploaded"):
-                    if (event.get("data") or {}).get("upload_id") == upload_id:
-                        return self._photo_shown(event)
-                return await self._store_photo(inspection_id, photo)
-        finally:
-            self._photo_tries[key] -= 1
-            if not self._photo_tries[key]:
-                del self._photo_tries[key], self._photo_locks[key]
+        async with self._photo_tries.exclusive((inspection_id, str(upload_id))):  # a retry overtaking the first waits
+            for event in await self.journal.events_of(inspection_id, "photo.uploaded"):
+                if (event.get("data") or {}).get("upload_id") == upload_id:
+                    return self._photo_shown(event)
+            return await self._store_photo(inspection_id, photo)
 
     @staticmethod
     def _photo_shown(event: dict[str, Any]) -> dict[str, Any]:
