@@ -27,12 +27,13 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from storage.objects import ObjectNotFound, ObjectStore
 
 from .canonical import canonical_json
 from .localjournal import LocalJournal
+from .tail import LogTail
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class ChainLog:
         local: Optional[LocalJournal] = None,
         chunk_lines: int = CHUNK_LINES,
         chunk_bytes: int = CHUNK_BYTES,
+        tail: Optional[LogTail] = None,
     ) -> None:
         self._store = store
         self.key = key
@@ -147,6 +149,13 @@ class ChainLog:
         self._lock = asyncio.Lock()
         self._ship_lock = asyncio.Lock()
         self._loaded = False
+        #: With several nodes, the shared copy of the unshipped lines (evidence/tail.py):
+        #: it holds the lines of seq _tail_first .. _tail_end - 1 once _tail_synced.
+        self._tail = tail
+        self._tail_lock = asyncio.Lock()
+        self._tail_synced = False
+        self._tail_first = 1
+        self._tail_end = 1
         self.on_dirty: Optional[Callable[["ChainLog", bool], None]] = None  #: (log, urgent) after an append
 
     @property
@@ -207,9 +216,44 @@ class ChainLog:
     def _recover_local(self) -> None:
         """Adopt the journal's lines the store does not have yet (acknowledged before a crash)."""
         assert self._local is not None
-        raw = self._local.read(self._local_name)
+        adopted = self._adopt(self._local.read(self._local_name).split(b"\n"), "the local journal")
+        if adopted:
+            logger.warning("log %s: recovered %d acknowledged line(s) from the local journal; shipping them", self.key, adopted)
+
+    async def adopt_tail(self) -> int:
+        """This node took the log over (several nodes): adopt the lines the shared copy holds
+        beyond what it has (acknowledged by a node that died before shipping them), then
+        make the copy this node's. Returns how many were adopted."""
+        if self._tail is None:
+            return 0
+        if not self._loaded:
+            await self.load()
+        async with self._lock:  # no append in between (_sync_tail takes the tail's own lock)
+            try:
+                lines = await self._tail.read(self._local_name)
+            except Exception as exc:
+                logger.error("log %s: the shared copy of the previous node's unshipped lines could not be read (%s); "
+                             "continuing from what the store holds", self.key, exc)
+                lines = []
+            before = self._seq
+            adopted = self._adopt((line.rstrip(b"\n") for line in lines), "the shared copy")
+            for line in self._lines[len(self._lines) - adopted:]:
+                if self._local is not None:
+                    self._local.write(self._local_name, line)  # this node's disk holds them too
+            if adopted:
+                if self._local is not None:
+                    await self._local.sync(self._local_name)
+                logger.warning("log %s: adopted %d acknowledged line(s) (seq %d-%d) the previous node had not shipped",
+                               self.key, adopted, before + 1, self._seq)
+                if self.on_dirty is not None:
+                    self.on_dirty(self, True)
+            self._tail_synced = False
+            await self._sync_tail()
+        return adopted
+
+    def _adopt(self, lines: Iterable[bytes], source: str) -> int:
         adopted = 0
-        for line in raw.split(b"\n"):
+        for line in lines:
             if not line:
                 continue
             try:
@@ -217,18 +261,17 @@ class ChainLog:
                 seq = int(entry["seq"])
             except (ValueError, KeyError, TypeError):
                 # a torn last line was never acknowledged (its fsync had not returned)
-                logger.warning("log %s: ignoring an unreadable line in the local journal", self.key)
+                logger.warning("log %s: ignoring an unreadable line in %s", self.key, source)
                 continue
             if seq <= self._seq:
                 continue  # already shipped
             if seq != self._seq + 1 or entry.get("prev") != self._head or entry_hash(entry) != entry.get("hash"):
-                logger.error("log %s: the local journal's line seq %s does not continue the stored log (seq %s); not adopted", self.key, seq, self._seq)
+                logger.error("log %s: %s's line seq %s does not continue the stored log (seq %s); not adopted", self.key, source, seq, self._seq)
                 break
             self._add_line(line + b"\n")
             self._seq, self._head = seq, str(entry["hash"])
             adopted += 1
-        if adopted:
-            logger.warning("log %s: recovered %d acknowledged line(s) from the local journal; shipping them", self.key, adopted)
+        return adopted
 
     def _add_line(self, line: bytes) -> None:
         if not self._chunks or self._chunks[-1].end is not None:
@@ -261,6 +304,8 @@ class ChainLog:
             entry = self._write_local(type_, actor, payload)
         # outside the lock, so that the next append of this log can join the same fsync
         await self._local.sync(self._local_name)
+        if self._tail is not None:
+            await self._sync_tail()
         return entry
 
     async def append_locked(self, type_: str, actor: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -268,6 +313,8 @@ class ChainLog:
         if self._local is not None:
             entry = self._write_local(type_, actor, payload)
             await self._local.sync(self._local_name)
+            if self._tail is not None:
+                await self._sync_tail()
             return entry
         entry, line = self._entry(type_, actor, payload)
         self._add_line(line)
@@ -318,6 +365,48 @@ class ChainLog:
             self.on_dirty(self, self._chunks[-1].end is not None)
         return entry
 
+    def _stored_seq(self) -> int:
+        """The seq up to which the store holds every line."""
+        offset = self._seq - len(self._lines)  # 0: the log's lines start at seq 1
+        for chunk in self._chunks:
+            if chunk.stored < self._chunk_len(chunk):
+                return offset + chunk.first + chunk.stored
+        return self._seq
+
+    async def _sync_tail(self) -> None:
+        """Bring the shared copy up to this log's last line (several nodes: evidence/tail.py).
+
+        Appends waiting together share one push; the lock keeps pushes and trims in order.
+        """
+        assert self._tail is not None
+        if self._tail_synced and self._tail_end > self._seq:
+            return
+        async with self._tail_lock:
+            upto = self._seq
+            offset = upto - len(self._lines)
+            if not self._tail_synced:
+                first = self._stored_seq() + 1
+                if await self._tail.replace(self._local_name, self._lines[first - 1 - offset :]):
+                    self._tail_synced, self._tail_first, self._tail_end = True, first, upto + 1
+            elif self._tail_end <= upto:
+                if await self._tail.push(self._local_name, self._lines[self._tail_end - 1 - offset : upto - offset]):
+                    self._tail_end = upto + 1
+                else:
+                    self._tail_synced = False  # unknown what Redis holds: replace it next time
+
+    async def _trim_tail(self) -> None:
+        """Drop from the shared copy the lines the store now holds."""
+        assert self._tail is not None
+        async with self._tail_lock:
+            if not self._tail_synced:
+                return
+            count = min(self._stored_seq(), self._tail_end - 1) - self._tail_first + 1
+            if count > 0:
+                if await self._tail.shipped(self._local_name, count):
+                    self._tail_first += count
+                else:
+                    self._tail_synced = False
+
     async def flush(self) -> None:
         """Ship every line the object store does not have (full chunks once, the open one again)."""
         async with self._ship_lock:
@@ -327,6 +416,8 @@ class ChainLog:
                     continue
                 await self._store.put(chunk.key, b"".join(self._lines[chunk.first : end]), "application/x-ndjson")
                 chunk.stored = end - chunk.first
+            if self._tail is not None:
+                await self._trim_tail()
             if self._local is not None and not self.dirty:
                 # every line of the journal file is in the store now; start it afresh
                 self._local.reset(self._local_name)

@@ -6,13 +6,23 @@ room or the process: a room reopened later continues where the log left off.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import logging
 from collections import Counter
 from typing import Awaitable, Callable, Optional, Protocol
 
+from storage.objects import StorageError
+
 from .journal import Journal
 
+logger = logging.getLogger(__name__)
+
 CONTENT_TYPES = {"video": "video/webm", "audio": "audio/webm"}
+#: A segment the store refused (an S3 error other than an outage, which the spool absorbs;
+#: a full disk) is tried again after these pauses before it is given up as lost: the
+#: recorder hands the track's next segments over only after it, so their order holds.
+RETRY_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0, 8.0)
 
 
 class RecordedSegment(Protocol):
@@ -76,10 +86,16 @@ class SegmentFiling:
             }
             if segment.width:
                 details.update(width=segment.width, height=segment.height)
-            await self.journal.record_blob(
-                inspection_id, f"media/{segment.track}/{seq:06d}.webm", segment.data,
-                CONTENT_TYPES[kind], "media.segment", "recorder", details,
-            )
+            key = f"media/{segment.track}/{seq:06d}.webm"
+            for pause in (*RETRY_PAUSES_S, None):
+                try:
+                    await self.journal.record_blob(inspection_id, key, segment.data, CONTENT_TYPES[kind], "media.segment", "recorder", details)
+                    return
+                except (StorageError, OSError) as exc:
+                    if pause is None:
+                        raise
+                    logger.warning("inspection %s: segment %s not stored (%s); trying again in %.1f s", inspection_id, key, exc, pause)
+                    await asyncio.sleep(pause)
 
         return file
 

@@ -26,6 +26,7 @@ from .chainlog import CHUNK_LINES, ChainLog
 from .localjournal import LocalJournal
 from .manifest import EVENT_CHUNKS, EVENTS, SEALS, TIMESTAMP, prefix_of, seal
 from .shipper import Shipper
+from .tail import LogTail
 from .sm2 import sm3_hex
 from .timestamper import TIMESTAMPS, Timestamper
 from .tsa_token import token_imprint
@@ -76,9 +77,13 @@ class Journal:
         self._forget_wanted: set[str] = set()
         #: With several nodes, whether this node may write a log (docs/nodes.md, "Fencing").
         self.fence: Optional[LogFence] = None
+        #: With several nodes, the shared copy of each log's unshipped lines, which the node
+        #: taking a room over adopts (evidence/tail.py, :meth:`take_over`).
+        self.tail: Optional[LogTail] = None
         self._ids: dict[int, str] = {}  # id(log) -> inspection id, for the ship gate
         self._dropped: dict[str, ChainLog] = {}  # logs dropped with unshipped lines (drop)
         self._claimed: dict[str, set[str]] = {}  # blob keys given out by unused_keys, not yet logged
+        self._strays_lock = asyncio.Lock()
         self.shipper.gate = self._may_ship
         #: Events appended, and the seconds spent appending them (for /metrics).
         self.appends = 0
@@ -125,7 +130,8 @@ class Journal:
         async with self._lock:
             log = self._logs.get(inspection_id)
             if log is None:
-                log = ChainLog(self.store, prefix_of(inspection_id) + EVENTS, local=self.local, chunk_lines=self.chunk_lines)
+                log = ChainLog(self.store, prefix_of(inspection_id) + EVENTS, local=self.local, chunk_lines=self.chunk_lines,
+                               tail=self.tail)
                 await log.load()
                 log = self._undropped(inspection_id, log)
                 self.shipper.watch(log)
@@ -281,7 +287,9 @@ class Journal:
         keys (relative to the inspection's prefix).
         """
         prefix = prefix_of(inspection_id)
-        async with self._using(inspection_id) as log:
+        # one look at a time: a restart's settling and a page's join may both look at once,
+        # and each would log the same stray (rare: a global lock is enough)
+        async with self._strays_lock, self._using(inspection_id) as log:
             recorded = {key[len(prefix):] for key, _ in log.segments()}
             for line in log.data().splitlines():
                 key = (json.loads(line).get("data") or {}).get("key") if line.strip() else None
@@ -337,7 +345,7 @@ class Journal:
             await log.flush()  # the store holds every line before the manifest names them
             prefix = prefix_of(inspection_id)
             segments = [(key[len(prefix):], data) for key, data in log.segments()]
-            tokens = await self._tokens(inspection_id)
+            tokens, previous_kept = await self._tokens(inspection_id)
             body, _ = await seal(
                 self.store, self.keys, inspection_id, inspection, log.data(), log.head, log.count, verdict, rules_version,
                 segments=segments, extra=tokens,
@@ -345,17 +353,26 @@ class Journal:
             self._unsealed.discard(inspection_id)
         sha256 = hashlib.sha256(body).hexdigest()
         if self.timestamper is not None and self.timestamper.enabled:
-            await self.store.delete(prefix + TIMESTAMP)  # it covered the previous manifest
+            if previous_kept:
+                await self.store.delete(prefix + TIMESTAMP)  # it covered the previous manifest
             await self.timestamper.submit(inspection_id, sha256)
         return sha256
 
-    async def _tokens(self, inspection_id: str) -> list[tuple[str, bytes]]:
-        """The timestamp tokens the new seal covers: the previous manifest's, and log heads'."""
+    async def _tokens(self, inspection_id: str) -> tuple[list[tuple[str, bytes]], bool]:
+        """The timestamp tokens the new seal covers (the previous manifest's, and log heads'),
+        and whether the previous manifest's token is kept under ``timestamps/`` (or there
+        was none): only then may it be deleted. In a storage outage the seal goes on (its
+        writes are spooled) and the old token stays until the new one replaces it."""
         prefix = prefix_of(inspection_id)
+        kept = True
         try:
             previous = await self.store.get(prefix + TIMESTAMP)
         except ObjectNotFound:
             pass
+        except StorageError as exc:
+            kept = False
+            logger.warning("inspection %s: the previous manifest's timestamp could not be read (%s); "
+                           "sealing without archiving it", inspection_id, exc)
         else:
             info = token_imprint(previous)
             if info.imprint is not None:
@@ -366,7 +383,7 @@ class Journal:
                 out.append((key[len(prefix):], await self.store.get(key)))
         except Exception as exc:  # a storage outage: seal without them; the next seal lists them
             logger.warning("inspection %s: timestamp tokens not listed in this seal: %s", inspection_id, exc)
-        return out
+        return out, kept
 
     async def consistent(self, inspection_id: str) -> "asyncio.Lock":
         """The lock to hold while reading the log and the manifest as one (verification)."""
@@ -412,6 +429,14 @@ class Journal:
         logger.error("inspection %s: another node continued the log; the %d event(s) this node had not shipped are lost "
                      "(its local journal holds them until the next restart)", inspection_id, max(0, dropped.count - loaded.count))
         return loaded
+
+    async def take_over(self, inspection_id: str) -> int:
+        """This node took the room (several nodes): drop any copy of the log read before, load
+        it from the store and adopt the lines the node before acknowledged but had not
+        shipped (evidence/tail.py). Returns how many were adopted."""
+        self.drop(inspection_id)
+        async with self._using(inspection_id) as log:
+            return await log.adopt_tail()
 
     def forget(self, inspection_id: str) -> None:
         """Drop the in-memory copy of a finished inspection's log: now if nobody is using it

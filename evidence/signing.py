@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from storage.objects import ObjectNotFound, ObjectStore
+from storage.objects import ObjectNotFound, ObjectStore, StorageUnavailable
 
 from .chainlog import rfc3339_ms, utc_now
 from .sm2 import SM2Error, SM2PrivateKey, SM2PublicKey, public_point
@@ -232,9 +232,18 @@ class SigningKeys:
         logger.info("SM2 signing key %s is now current", kid)
         return kid
 
+    async def _unpublished(self, name: str) -> bool:
+        """Whether the public key record ``name`` is not in the store yet. A store that cannot
+        tell (an outage at start) gets it again, spooled: a node must start in an outage, and
+        the record's key is the same (only its ``created_at`` may move)."""
+        try:
+            return await self._store.head(name) is None
+        except StorageUnavailable:
+            return True
+
     async def _publish_sm2(self, kid: str, pem: bytes) -> None:
         name = f"{PUBLIC_PREFIX}{kid}.json"
-        if await self._store.head(name) is not None:
+        if not await self._unpublished(name):
             return
         record = {"kid": kid, "alg": "SM2", "pem": pem.decode(), "created_at": rfc3339_ms(utc_now())}
         await self._store.put(name, json.dumps(record).encode(), "application/json")
@@ -273,7 +282,7 @@ class SigningKeys:
 
     async def _publish(self, kid: str, private: Ed25519PrivateKey) -> None:
         name = f"{PUBLIC_PREFIX}{kid}.json"
-        if await self._store.head(name) is not None:
+        if not await self._unpublished(name):
             return
         created = rfc3339_ms(utc_now())
         record = {"kid": kid, "alg": "Ed25519", "pem": public_pem(private.public_key()), "created_at": created}

@@ -16,6 +16,7 @@ from typing import Awaitable, Callable, Optional
 from approval.inspections import InspectionBook
 from evidence.journal import Journal
 from evidence.sealer import Sealer
+from storage.objects import StorageError
 
 from .background import Background
 
@@ -76,8 +77,16 @@ class Recovery:
                 if record.status == "live" and self.elsewhere is not None and await self.elsewhere(inspection_id):
                     logger.info("inspection %s is live on another node; left to it", inspection_id)
                 elif record.status == "live":
+                    why = self._reasons.get(inspection_id)
+                    if why is None:  # a restart (a take-over logged the other node's strays already)
+                        # a segment or still stored just before the process died, its event not
+                        # journaled yet: logged, so the seal covers it and no capture reuses its key
+                        try:
+                            await self.journal.log_strays(inspection_id, "stored before the server stopped, whose event was not logged")
+                        except StorageError as exc:  # an outage: settle now, the listing is not essential to it
+                            logger.warning("inspection %s: objects stored but not logged not looked for (%s)", inspection_id, exc)
+                        why = {"reason": "the server restarted during the session"}
                     await self.book.transition(inspection_id, "interrupted")
-                    why = self._reasons.get(inspection_id) or {"reason": "the server restarted during the session"}
                     await self.journal.record(inspection_id, "session.interrupted", "system", why)
                     await self.sealer.seal(inspection_id)
                     logger.warning("inspection %s was live when its node stopped; marked interrupted and sealed", inspection_id)

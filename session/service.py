@@ -212,8 +212,9 @@ class SessionService:
         record = await self.book.reload(inspection_id)
         # a copy read earlier may lack the other node's events; this node's own unshipped
         # lines (it stepped aside and takes the room again) are kept only if they continue
-        # what the store holds (Journal.drop)
-        self.journal.drop(inspection_id)
+        # what the store holds (Journal.drop), and so are the lines the node before
+        # acknowledged and had not shipped when it died (Journal.take_over)
+        await self.journal.take_over(inspection_id)
         if record is not None and record.status == "live" and self.rooms.find(inspection_id) is None:
             node = self.placement.node_id if self.placement is not None else "?"
             gone = f"node {previous}" if previous else "the node serving it"

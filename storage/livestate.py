@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 __all__ = [
     "DEFAULT_PRESENCE_TTL_S",
@@ -145,6 +145,23 @@ class LiveState(Protocol):
         """Forget ``key`` (nothing happens if it is not there)."""
         ...
 
+    async def push_lines(self, key: str, lines: Sequence[str], ttl_s: float) -> None:
+        """Append ``lines`` to the list under ``key`` (created if absent), which then lives
+        ``ttl_s`` seconds from now."""
+        ...
+
+    async def set_lines(self, key: str, lines: Sequence[str], ttl_s: float) -> None:
+        """Replace the list under ``key`` with ``lines`` at once (no list if empty)."""
+        ...
+
+    async def lines(self, key: str) -> list[str]:
+        """The list under ``key``, in order (empty if there is none or it expired)."""
+        ...
+
+    async def drop_lines(self, key: str, count: int) -> None:
+        """Remove the first ``count`` entries of the list under ``key``."""
+        ...
+
     async def hit(self, key: str, window_s: float) -> int:
         """Count one event for ``key`` in the current fixed window of ``window_s`` seconds.
 
@@ -209,6 +226,8 @@ class MemoryLiveState:
         # lock key -> (monotonic deadline, holder)
         self._locks: dict[str, tuple[float, str]] = {}
         self._channels: dict[str, set[asyncio.Queue[str]]] = {}
+        # key -> (monotonic deadline, entries)
+        self._lists: dict[str, tuple[float, list[str]]] = {}
 
     async def start(self) -> None:
         """Nothing to connect to; present for the LiveState lifecycle."""
@@ -223,6 +242,7 @@ class MemoryLiveState:
         self._hits.clear()
         self._values.clear()
         self._locks.clear()
+        self._lists.clear()
 
     def _check(self, room: str) -> str:
         if not self._started:
@@ -406,6 +426,47 @@ class MemoryLiveState:
         """Forget ``key``."""
         self._check(key)
         self._values.pop(key, None)
+
+    def _list(self, key: str) -> list[str]:
+        self._check(key)
+        entry = self._lists.get(key)
+        if entry is None or entry[0] <= time.monotonic():
+            self._lists.pop(key, None)
+            return []
+        return entry[1]
+
+    async def push_lines(self, key: str, lines: Sequence[str], ttl_s: float) -> None:
+        """Append ``lines`` to the list under ``key``; it lives ``ttl_s`` seconds from now."""
+        check_name("list key", key)
+        if not ttl_s > 0:
+            raise ValueError(f"ttl_s must be positive, got {ttl_s!r}")
+        entries = self._list(key) + [str(line) for line in lines]
+        if entries:
+            self._lists[key] = (time.monotonic() + ttl_s, entries)
+
+    async def set_lines(self, key: str, lines: Sequence[str], ttl_s: float) -> None:
+        """Replace the list under ``key`` with ``lines`` (no list if empty)."""
+        check_name("list key", key)
+        if not ttl_s > 0:
+            raise ValueError(f"ttl_s must be positive, got {ttl_s!r}")
+        self._check(key)
+        if lines:
+            self._lists[key] = (time.monotonic() + ttl_s, [str(line) for line in lines])
+        else:
+            self._lists.pop(key, None)
+
+    async def lines(self, key: str) -> list[str]:
+        """The list under ``key`` (a copy), in order."""
+        return list(self._list(key))
+
+    async def drop_lines(self, key: str, count: int) -> None:
+        """Remove the first ``count`` entries of the list under ``key``."""
+        entries = self._list(key)
+        if count <= 0 or not entries:
+            return
+        del entries[:count]
+        if not entries:
+            self._lists.pop(key, None)
 
     async def hit(self, key: str, window_s: float) -> int:
         """Count an event for ``key`` in the current ``window_s`` window."""

@@ -8,6 +8,7 @@ Layout, under ``prefix`` (default ``takan:``)::
     room:<room>:node                string  node id (taken over by compare-and-set)
     room:<room>:epoch               string  counter, up by one at every take (the room's fencing token)
     value:<key>                     string  small JSON values with a TTL (node heartbeats: value:node:<id>)
+    lines:<key>                     list    lines with a TTL (a log's acknowledged, unshipped tail: evidence/tail.py)
     lock:<key>                      string  holder of a short cross-node lock (SET NX PX)
     channel:<name>                  pub/sub channel (records: ids of inspection records just saved)
     rate:<window_ms>:<key>:<index>  string  counter of one fixed window
@@ -24,7 +25,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Sequence
 
 import redis.asyncio
 import redis.exceptions
@@ -414,6 +415,50 @@ class RedisLiveState:
         client = self._require()
         with self._translate():
             await client.delete(f"{self._prefix}value:{key}")
+
+    async def push_lines(self, key: str, lines: Sequence[str], ttl_s: float) -> None:
+        """``RPUSH`` and ``PEXPIRE`` in one transaction."""
+        client = self._require()
+        check_name("list key", key)
+        if not ttl_s > 0:
+            raise ValueError(f"ttl_s must be positive, got {ttl_s!r}")
+        if not lines:
+            return
+        name = f"{self._prefix}lines:{key}"
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.rpush(name, *lines)
+            pipe.pexpire(name, max(1, round(ttl_s * 1000)))
+            with self._translate():
+                await pipe.execute()
+
+    async def set_lines(self, key: str, lines: Sequence[str], ttl_s: float) -> None:
+        """``DEL``, ``RPUSH`` and ``PEXPIRE`` in one transaction."""
+        client = self._require()
+        check_name("list key", key)
+        if not ttl_s > 0:
+            raise ValueError(f"ttl_s must be positive, got {ttl_s!r}")
+        name = f"{self._prefix}lines:{key}"
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.delete(name)
+            if lines:
+                pipe.rpush(name, *lines)
+                pipe.pexpire(name, max(1, round(ttl_s * 1000)))
+            with self._translate():
+                await pipe.execute()
+
+    async def lines(self, key: str) -> list[str]:
+        """``LRANGE 0 -1``."""
+        client = self._require()
+        with self._translate():
+            return [str(line) for line in await client.lrange(f"{self._prefix}lines:{key}", 0, -1)]
+
+    async def drop_lines(self, key: str, count: int) -> None:
+        """``LTRIM count -1`` (Redis deletes a list left empty)."""
+        client = self._require()
+        if count <= 0:
+            return
+        with self._translate():
+            await client.ltrim(f"{self._prefix}lines:{key}", count, -1)
 
     async def hit(self, key: str, window_s: float) -> int:
         """Count an event for ``key`` in the current ``window_s`` window (epoch-aligned)."""

@@ -41,6 +41,7 @@ from evidence.filing import SegmentFiling
 from evidence.journal import Journal
 from evidence.sealer import Sealer
 from evidence.signing import SigningKeys
+from evidence.tail import LogTail
 from evidence.timestamper import Timestamper
 from evidence.tsa import TsaClient
 from identity.accounts import Accounts
@@ -221,6 +222,8 @@ def build_app(config: Config) -> web.Application:
     signing = SigningKeys(config.data_dir / "keys", store, require_sm2=config.require_sm2)
     tsa = TsaClient(config.tsa_urls, config.tsa_timeout_s) if config.tsa_urls else None
     journal = Journal(store, signing, config.data_dir / "journal", timestamper=Timestamper(store, tsa))
+    if config.redis_url:  # another node may take a room over: keep each log's unshipped tail in Redis too
+        journal.tail = LogTail(live)
     access = AccessLog(store, config.data_dir / "journal" / "access")
     sealer = Sealer(journal, config.base_url, book.load, book.set_manifest)
     # -- approval

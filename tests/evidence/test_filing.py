@@ -87,3 +87,33 @@ async def test_a_dead_node_s_unlogged_segment_is_recovered_and_not_overwritten(t
     report = await verify_inspection(store, "i1")
     assert report.ok, report.problems
     await keys.close()
+
+
+async def test_a_segment_the_store_refuses_for_a_while_is_tried_again(tmp_path, monkeypatch) -> None:
+    """An S3 error that is not an outage (the spool takes those) or a full disk: the segment is
+    stored once the store takes it again, not dropped."""
+    import evidence.filing
+    from storage.objects import StorageError
+
+    class Refusing(LocalObjectStore):
+        refusals = 2
+
+        async def put(self, key, data, content_type="application/octet-stream"):
+            if key.startswith("inspections/i1/media/") and self.refusals:
+                self.refusals -= 1
+                raise StorageError("InternalError: We encountered an internal error. Please try again.")
+            return await super().put(key, data, content_type)
+
+    monkeypatch.setattr(evidence.filing, "RETRY_PAUSES_S", (0.01, 0.01, 0.01))
+    store = Refusing(tmp_path / "objects")
+    await store.start()
+    keys = SigningKeys(tmp_path / "keys", store)
+    await keys.start()
+    journal = Journal(store, keys)
+    file = await SegmentFiling(journal).filer("i1")
+    await file(FakeSegment("applicant-video", 1, 0, 4000, data=b"footage"))
+    assert store.refusals == 0
+    assert await store.get("inspections/i1/media/applicant-video/000001.webm") == b"footage"
+    assert [e["data"]["seq"] for e in await journal.events("i1") if e["type"] == "media.segment"] == [1]
+    await keys.close()
+    await store.close()

@@ -290,3 +290,4 @@ async def test_events_of_parses_only_the_lines_of_its_types(tmp_path) -> None:
     assert await journal.unused_keys(INSPECTION, lambda n: (f"photos/a/{n}.jpg",)) == ["photos/a/1.jpg"]
     await journal.close()
     await store.close()
+

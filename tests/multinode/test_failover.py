@@ -118,6 +118,11 @@ async def test_a_killed_node_s_session_comes_back_on_the_other(tmp_path, redis_s
                                  json={"name": "专家"}, headers=headers) as r:
                 assert r.status == 201, await r.text()
             await asyncio.sleep(9)  # two closed 4 s segments per track on the first node
+            # acknowledged just before the kill: within the shipper's second, so in the store
+            # only through the copy in Redis that the other node adopts (evidence/tail.py)
+            async with http.post(f"{host.url}/api/v1/inspections/{created['id']}/observers",
+                                 json={"name": "最后一位"}, headers=headers) as r:
+                assert r.status == 201, await r.text()
 
             host.kill()
             killed = time.monotonic()
@@ -170,6 +175,8 @@ async def test_a_killed_node_s_session_comes_back_on_the_other(tmp_path, redis_s
         assert sorted(before + recovered + after) == list(range(1, len(before + recovered + after) + 1)), (track, before, recovered, after)
     assert types.index("session.live") < cut < len(types) - types[::-1].index("session.live") - 1
     assert "session.ended" in types
+    invited = [e["data"] for e in events[:cut] if e["type"] == "observer.invited"]
+    assert len(invited) == 2, invited  # the second one's 201 came just before the kill
 
     # an auditor's verification, from the store alone (the killed node's data dir is not used)
     verify = subprocess.run(

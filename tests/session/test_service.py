@@ -189,7 +189,8 @@ async def test_a_photo_gets_a_watermarked_display_copy_linked_to_the_original(se
 
 async def test_a_signature_after_a_restart_does_not_overwrite_the_first(tmp_path) -> None:
     """The room's count of signatures starts again with a new process; the key comes from
-    the log and the store (evidence/journal.py unused_keys), so the first stays as signed."""
+    the log and the store (evidence/journal.py unused_keys), so the first stays as signed.
+    A blob stored but not logged when the process stopped is logged at the restart."""
     from testkit.server import free_port
 
     port = free_port()
@@ -204,6 +205,10 @@ async def test_a_signature_after_a_restart_does_not_overwrite_the_first(tmp_path
             assert first["key"] == "signatures/applicant-1.png"
             await applicant.close()
             await inspector.close()
+        # a segment the process stored just before it died, its event not journaled yet
+        stray = tmp_path / "data" / "objects" / "inspections" / created["id"] / "media" / "applicant-video" / "000001.webm"
+        stray.parent.mkdir(parents=True, exist_ok=True)
+        stray.write_bytes(b"footage stored, then the process died")
         async with running_server(tmp_path / "data", port=port) as server:
             applicant = Participant(server.base_url, created["applicant_url"])
             inspector = Participant(server.base_url, created["inspector_url"])
@@ -220,6 +225,8 @@ async def test_a_signature_after_a_restart_does_not_overwrite_the_first(tmp_path
             events = await logged_events(server, created["id"])
             signed = [e["data"]["key"] for e in events if e["type"] == "signature.signed"]
             assert signed == ["signatures/applicant-1.png", "signatures/applicant-2.png"]
+            # logged at the restart (session/recovery.py), so the seal covers it and no segment reuses its key
+            assert [e["data"]["key"] for e in events if e["type"] == "evidence.recovered"] == ["media/applicant-video/000001.webm"]
             report = await verify_inspection(server.services.store, created["id"])
             assert report.ok, report.problems
 
