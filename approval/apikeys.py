@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -11,7 +12,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-from storage.objects import ObjectStore
+from storage.objects import ObjectNotFound, ObjectStore
 
 from errors import Forbidden, NotFound, Unauthorized
 from .inspections import now_utc, rfc3339
@@ -22,6 +23,9 @@ KEY_PREFIX = "records/apikeys/"
 #: Permissions of the standard (9.4) that an API key may hold, plus admin.
 PERMISSIONS = ("query", "entry", "review", "approve", "admin", "personal_data")
 SEEDED_KEY_ID = "seeded"
+#: How often a running server reads the keys again: a key issued or revoked by the CLI (or
+#: by another node) counts everywhere within this long.
+REFRESH_S = 5.0
 
 
 @dataclass
@@ -52,18 +56,56 @@ def _digest(token: str) -> str:
 
 
 class ApiKeys:
-    def __init__(self, store: ObjectStore) -> None:
+    """The keys, held in memory for authentication and read again every :data:`REFRESH_S`
+    seconds while started (``start()``/``close()`` are idempotent)."""
+
+    def __init__(self, store: ObjectStore, refresh_s: float = REFRESH_S) -> None:
         self._store = store
         self._keys: dict[str, ApiKey] = {}
+        self._versions: dict[str, Optional[str]] = {}
         self._lock = asyncio.Lock()
+        self.refresh_s = refresh_s
+        self._refresher: Optional[asyncio.Task[None]] = None
 
     async def start(self) -> None:
-        for name in await self._store.list(KEY_PREFIX):
-            key = ApiKey(**json.loads(await self._store.get(name)))
-            self._keys[key.id] = key
+        """Read every key; then keep reading what changes (a running server)."""
+        await self.refresh()
+        if self._refresher is None and self.refresh_s > 0:
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_often(), name="api-keys-refresh")
+
+    async def refresh(self) -> None:
+        """Read the keys whose stored version changed (one listing, then a read per change)."""
+        versions = await self._store.versions(KEY_PREFIX)
+        async with self._lock:
+            for name in set(self._versions) - set(versions):
+                self._keys.pop(name[len(KEY_PREFIX):].removesuffix(".json"), None)
+                del self._versions[name]
+            for name, version in versions.items():
+                if version is not None and self._versions.get(name) == version:
+                    continue
+                try:
+                    key = ApiKey(**json.loads(await self._store.get(name)))
+                except ObjectNotFound:
+                    continue  # deleted since the listing
+                self._keys[key.id] = key
+                self._versions[name] = version
+
+    async def _refresh_often(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            try:
+                await self.refresh()
+            except Exception as exc:  # the store is down: the keys held stay in force
+                logger.warning("API keys not read again (%s); retrying in %.0f s", exc, self.refresh_s)
 
     async def close(self) -> None:
+        task, self._refresher = self._refresher, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self._keys.clear()
+        self._versions.clear()
 
     def __len__(self) -> int:
         return sum(1 for k in self._keys.values() if k.revoked_at is None)
@@ -118,6 +160,8 @@ class ApiKeys:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("the Authorization header must be 'Bearer <api key>'")
+        if not token.isascii():  # issued keys are ASCII; anything else cannot match (nor be hashed as sent)
+            raise Unauthorized("the API key is not known; ask an admin to issue one")
         digest = _digest(token.strip())
         for key in self._keys.values():
             if hmac.compare_digest(key.secret_sha256, digest):

@@ -584,6 +584,13 @@ class InspectionBook:
             record.observers.append(dict(entry))
         return record
 
+    async def add_participant(self, inspection_id: str, entry: dict[str, Any]) -> Inspection:
+        """Someone joined the session for the first time (``entry["id"]``: once per participant)."""
+        async with self._changing(inspection_id) as record:
+            if not any(p.get("id") == entry.get("id") for p in record.participants):
+                record.participants.append(dict(entry))
+        return record
+
     def observer(self, inspection_id: str, link_id: str) -> Optional[dict[str, Any]]:
         """The invited observer whose own link carries ``link_id``, if any."""
         record = self.find(inspection_id)

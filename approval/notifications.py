@@ -17,6 +17,14 @@ def webhook_view(record: Inspection) -> dict[str, Any]:
     verdict = None
     if record.verdict is not None:
         verdict = {"outcome": record.verdict.get("outcome"), "reasons": record.verdict.get("reasons", [])}
+        review = record.verdict.get("review")
+        if isinstance(review, dict):
+            # a person decided (inspection.reviewed): the outcome to act on is theirs; the
+            # rules' own outcome and reasons stay beside it
+            verdict = {
+                "outcome": review.get("outcome"), "reasons": verdict["reasons"], "rules_outcome": verdict["outcome"],
+                "review": {k: review.get(k) for k in ("outcome", "comment", "reviewer", "at")},
+            }
     return {
         "id": record.id,
         "case_no": record.case_no,

@@ -144,7 +144,9 @@ class Recognizer(DerivedWork):
             event = await self.journal.record(capture.inspection_id, "recognition.result", "system", data)
         else:  # the session ended while this was read: the seal must cover it
             await self.sealer.seal(capture.inspection_id, ("recognition.result", "system", data))
-            event = {"at": None}
+            # the event the seal appended, for its time (the contract's recognitions[].at)
+            event = next((e for e in reversed(await self.journal.events_of(capture.inspection_id, "recognition.result"))
+                          if e["data"].get("evidence_key") == capture.key), {"at": None})
         entry = {k: data[k] for k in ("kind", "evidence_key", "fields", "matches", "result", "checkpoint", "crop")}
         entry["at"] = event.get("at")
         await self.book.add_recognition(capture.inspection_id, entry)

@@ -377,9 +377,26 @@ class SessionService:
             await self.audience.enter(connection_id, inspection_id)
         await self.rooms.live.set_presence(inspection_id, participant.id, participant.presence())
         await self._log(inspection_id, "participant.joined", role, {"id": participant.id, **({"observer": conn.guest} if conn.guest else {})})
+        await self._note_participant(conn, participant)
         await self._maybe_go_live(room)
         await self._broadcast_presence(room)
         return self._session_state(room, participant, self.book.get(inspection_id))
+
+    async def _note_participant(self, conn: Connection, participant: Participant) -> None:
+        """The record's ``participants`` (CONTRACT.md): who took part, once each, with when
+        they first joined; the inspector and observers by name, the applicant by role only
+        (the record holds the applicant's details already, masked where they must be)."""
+        record = self.book.get(conn.inspection_id)
+        if any(p.get("id") == participant.id for p in record.participants):
+            return
+        entry: dict[str, Any] = {"id": participant.id, "role": participant.role, "joined_at": rfc3339(participant.joined_at)}
+        if conn.staff is not None:
+            entry.update(user_id=conn.staff.user_id, name=conn.staff.name)
+        elif participant.role == "inspector" and record.inspector_name:
+            entry.update(user_id=record.inspector_user_id, name=record.inspector_name)
+        elif conn.guest is not None:
+            entry.update(name=conn.guest.get("name"), kind=conn.guest.get("kind"))
+        await self.book.add_participant(conn.inspection_id, entry)
 
     def _session_state(self, room: Room, participant: Participant, record: Inspection) -> dict[str, Any]:
         """What a (re)loaded page needs to show the session as it stands."""

@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     apikey_verbs = apikey.add_subparsers(dest="apikey_verb", metavar="ACTION")
     create = apikey_verbs.add_parser("create", help="issue a key (shown once)")
     create.add_argument("--name", required=True, help="who the key is for")
+    create.add_argument("--permissions", help="comma-separated, of: query, entry, review, approve, admin, personal_data "
+                                              "(default: all); a call needing another is refused with 403")
     apikey_verbs.add_parser("list", help="list keys (ids, names, permissions, revocation)")
     revoke = apikey_verbs.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id")
@@ -274,7 +276,7 @@ async def serve(config: Config) -> int:
 
 
 async def apikey(config: Config, args: argparse.Namespace) -> int:
-    from approval.apikeys import ApiKeys
+    from approval.apikeys import PERMISSIONS, REFRESH_S, ApiKeys
     from errors import TakanError
 
     from .app import make_object_store
@@ -282,10 +284,17 @@ async def apikey(config: Config, args: argparse.Namespace) -> int:
     store = make_object_store(config)
     await store.start()
     try:
-        keys = ApiKeys(store)
+        keys = ApiKeys(store, refresh_s=0)  # read once: the servers read the change within seconds
         await keys.start()
         if args.apikey_verb == "create":
-            issued = await keys.issue(args.name)
+            permissions = PERMISSIONS
+            if args.permissions is not None:
+                permissions = tuple(p.strip() for p in args.permissions.split(",") if p.strip())
+                unknown = [p for p in permissions if p not in PERMISSIONS]
+                if unknown or not permissions:
+                    print(f"takan: unknown permission(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(PERMISSIONS)}", file=sys.stderr)
+                    return 2
+            issued = await keys.issue(args.name, permissions)
             print(f"API key {issued.key.id} for {args.name!r} (shown once; keep it):")
             print(f"  Authorization: Bearer {issued.token}")
             print(f"  webhook secret: {issued.key.webhook_secret}")
@@ -299,7 +308,7 @@ async def apikey(config: Config, args: argparse.Namespace) -> int:
             except TakanError as exc:
                 print(f"takan: {exc.detail}; `takan apikey list` shows the key ids", file=sys.stderr)
                 return 1
-            print(f"API key {args.key_id} revoked")
+            print(f"API key {args.key_id} revoked (running servers refuse it within {REFRESH_S:.0f} s)")
         return 0
     finally:
         await store.close()

@@ -89,11 +89,21 @@ async def test_approval_core_contract(tmp_path) -> None:
                 assert judged["inspection"]["verdict"]["outcome"] in ("pass", "fail", "manual_review")
                 async with http.get(f"{server.base_url}/api/v1/inspections/{created['id']}/manifest", headers=server.headers()) as r:
                     assert hashlib.sha256(await r.read()).hexdigest() == judged["inspection"]["manifest_sha256"]
+                async with http.get(f"{server.base_url}/api/v1/inspections/{created['id']}", headers=server.headers()) as r:
+                    participants = (await r.json())["participants"]
+                assert sorted(p["role"] for p in participants) == ["applicant", "inspector"], participants
+                assert all(p["joined_at"].endswith("Z") or "+" in p["joined_at"] for p in participants)
                 # the approval core's person reviews it (no signature/signing key needed here)
+                decided = "fail" if judged["inspection"]["verdict"]["outcome"] == "pass" else "pass"  # overturn the rules
                 async with http.post(f"{server.base_url}/api/v1/inspections/{created['id']}/review",
-                                     json={"outcome": "pass", "comment": "现场核查无误"}, headers=server.headers()) as r:
+                                     json={"outcome": decided, "comment": "现场核查无误"}, headers=server.headers()) as r:
                     assert r.status == 200, await r.text()
                 assert await wait_for(lambda: receiver.unique("inspection.reviewed"), 20)
+                (reviewed,) = receiver.unique("inspection.reviewed").values()
+                # the webhook carries the person's decision, the rules' beside it
+                assert reviewed["inspection"]["verdict"]["outcome"] == decided, reviewed
+                assert reviewed["inspection"]["verdict"]["rules_outcome"] == judged["inspection"]["verdict"]["outcome"]
+                assert reviewed["inspection"]["verdict"]["review"]["outcome"] == decided
 
                 # 2. the receiver goes away; a cancellation is queued and retried
                 await receiver.stop()

@@ -95,3 +95,42 @@ async def test_a_permit_checkpoint_reads_the_permit_and_compares_its_holder(tmp_
 async def _record(server, http, inspection_id: str) -> dict:
     async with http.get(server.base_url + f"/api/v1/inspections/{inspection_id}", headers=server.headers()) as r:
         return await r.json()
+
+
+async def test_a_licence_read_after_the_session_ended_keeps_its_time(tmp_path, monkeypatch) -> None:
+    """A reading that finishes after the end (the end waits for it only so long) is sealed in
+    with the ended session, and the record's recognitions[].at is its event's time, not null."""
+    import session.service
+
+    monkeypatch.setattr(session.service, "DERIVED_WAIT_S", 0.0)
+    rng = random.Random(8)
+    printed = random_fields(rng, "landscape")
+    image = jpeg(damage(render(printed, "landscape", FONTS[0], rng), rng), 80)
+    async with running_server(tmp_path / "data") as server, aiohttp.ClientSession() as http:
+        created = await create_inspection(
+            server, http,
+            applicant={"name": printed["name"], "kind": "legal_person", "id_type": "USCC", "id_number": printed["uscc"]},
+            checkpoints=[{"code": "business_license_display", "title": "营业执照悬挂", "required": True}],
+        )
+        inspector = Participant(server.base_url, created["inspector_url"])
+        applicant = Participant(server.base_url, created["applicant_url"])
+        try:
+            assert await inspector.connect() and await applicant.connect()
+            assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
+            form = aiohttp.FormData()
+            form.add_field("file", image, filename="licence.jpg", content_type="image/jpeg")
+            form.add_field("checkpoint", "business_license_display")
+            async with http.post(server.base_url + "/api/v1/session/photos", data=form, headers={"X-Takan-Token": applicant.token}) as r:
+                assert r.status == 201, await r.text()
+            assert (await inspector.call("end"))["ok"]
+        finally:
+            await inspector.close()
+            await applicant.close()
+        await server.services.recognizer.idle()
+        async with http.get(server.base_url + f"/api/v1/inspections/{created['id']}", headers=server.headers()) as r:
+            record = await r.json()
+        [reading] = record["recognitions"]
+        events = await logged_events(server, created["id"])
+        [logged] = [e for e in events if e["type"] == "recognition.result"]
+        assert reading["at"] == logged["at"], (reading, logged)
+        assert events.index(logged) > next(i for i, e in enumerate(events) if e["type"] == "session.ended")

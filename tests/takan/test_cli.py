@@ -199,3 +199,48 @@ def test_field_key_rotation_keeps_old_records_readable_and_retention_reports(tmp
     assert asyncio.run(read(first))["applicant"]["id_number"] == "91350100M000100Y43"
     report = subprocess.run(TAKAN + ["retention", "--data-dir", str(tmp_path)], env=clean_env(), capture_output=True, text=True, timeout=60)
     assert report.returncode == 0 and "past their retention period" in report.stdout
+
+
+def test_a_key_issued_or_revoked_by_the_cli_counts_on_a_running_server_within_seconds(tmp_path) -> None:
+    """The contract: keys are revocable, and a key without the permission a call needs is a 403.
+    The server reads the keys again every few seconds (approval/apikeys.py REFRESH_S)."""
+    import asyncio
+    import re
+
+    import aiohttp
+
+    from approval.apikeys import REFRESH_S
+    from testkit.server import running_server
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(TAKAN + ["apikey", "--data-dir", str(tmp_path / "data"), *args], env=clean_env(), capture_output=True, text=True, timeout=60)
+
+    async def until(http: aiohttp.ClientSession, url: str, token: str, status: int) -> float:
+        started = time.monotonic()
+        while True:
+            async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
+                if r.status == status:
+                    assert r.content_type == "application/problem+json" or status == 200
+                    return time.monotonic() - started
+            assert time.monotonic() - started < 3 * REFRESH_S, f"still not {status}"
+            await asyncio.sleep(0.25)
+
+    async def scenario() -> None:
+        async with running_server(tmp_path / "data") as server, aiohttp.ClientSession() as http:
+            created = cli("create", "--name", "reader", "--permissions", "query")
+            assert created.returncode == 0, created.stderr
+            token = re.search(r"Bearer (\S+)", created.stdout).group(1)  # type: ignore[union-attr]
+            key_id = created.stdout.split()[2]
+            listing = server.base_url + "/api/v1/inspections"
+            await until(http, listing, token, 200)
+            async with http.post(listing, json={}, headers={"Authorization": f"Bearer {token}"}) as r:
+                assert r.status == 403 and "entry" in (await r.json())["detail"]
+            revoked = cli("revoke", key_id)
+            assert revoked.returncode == 0, revoked.stderr
+            assert await until(http, listing, token, 401) <= 2 * REFRESH_S
+            async with http.get(listing, headers={"Authorization": "Bearer t\u00e9st"}) as r:
+                assert r.status == 401
+
+    asyncio.run(scenario())
+    bad = cli("create", "--name", "x", "--permissions", "query,sudo")
+    assert bad.returncode == 2 and "unknown permission(s) sudo" in bad.stderr
