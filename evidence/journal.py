@@ -346,6 +346,8 @@ class Journal:
             prefix = prefix_of(inspection_id)
             segments = [(key[len(prefix):], data) for key, data in log.segments()]
             tokens, previous_kept = await self._tokens(inspection_id)
+            if self.timestamper is not None:
+                await self.timestamper.expect(inspection_id)
             body, _ = await seal(
                 self.store, self.keys, inspection_id, inspection, log.data(), log.head, log.count, verdict, rules_version,
                 segments=segments, extra=tokens,

@@ -85,6 +85,17 @@ class Timestamper:
             except asyncio.CancelledError:
                 pass
 
+    async def expect(self, inspection_id: str) -> None:
+        """A seal of ``inspection_id`` is about to write its manifest: leave the marker first,
+        so that a process killed before :meth:`submit` still stamps the manifest it left
+        (:meth:`start` reads the current manifest of every marker)."""
+        if not self.enabled:
+            return
+        try:
+            await self.store.put(PENDING + inspection_id, b"", "text/plain")
+        except Exception as exc:  # submit() tries again
+            logger.warning("inspection %s: could not note the coming timestamp: %s", inspection_id, exc)
+
     async def submit(self, inspection_id: str, manifest_sha256: str) -> None:
         """Timestamp this manifest (replacing any older pending one of the inspection)."""
         if not self.enabled:

@@ -155,3 +155,47 @@ async def test_manifest_tsr_is_served_and_pending_until_then(tmp_path, tsa_dir) 
             assert report["timestamp_trust"] == "trusted" and report["timestamp_tsa"] == "CN=Takan Test TSA", report
         finally:
             await tsa.stop()
+
+
+async def test_a_process_killed_between_the_manifest_and_its_timestamp_stamps_it_at_the_restart(tmp_path) -> None:
+    """The marker is left before the manifest is written (Timestamper.expect): a kill after the
+    new manifest and before the old token was put aside no longer leaves the old token over
+    the new manifest for good."""
+
+    class Killed(BaseException):  # SIGKILL at this point: nothing after it runs
+        pass
+
+    tsa = TsaServer(make_tsa_ca(tmp_path / "tsa"))
+    await tsa.start()
+    store = LocalObjectStore(tmp_path / "objects")
+    await store.start()
+    keys = SigningKeys(tmp_path / "keys", store)
+    await keys.start()
+    stamper = Timestamper(store, TsaClient([tsa.url]), retry_s=0.2, max_retry_s=0.5)
+    journal = Journal(store, keys, tmp_path / "journal", timestamper=stamper)
+    await journal.start()
+    await journal.record("i1", "note", "inspector", {"text": "a"})
+    await journal.seal("i1", {"id": "i1"}, final_event=("session.ended", "inspector", {}))
+    assert await stamper.idle(20)
+    real_delete = store.delete
+
+    async def killed_at_the_old_token(key: str) -> None:
+        if key.endswith("manifest.tsr"):
+            raise Killed()
+        await real_delete(key)
+
+    store.delete = killed_at_the_old_token  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        await journal.seal("i1", {"id": "i1"}, final_event=("verdict", "rules", {"outcome": "pass"}))
+    store.delete = real_delete  # type: ignore[method-assign]
+    await stamper.close()
+    again = Timestamper(store, TsaClient([tsa.url]), retry_s=0.2, max_retry_s=0.5)
+    restarted = Journal(store, keys, tmp_path / "journal2", timestamper=again)
+    await restarted.start()
+    assert await again.idle(20)
+    report = await verify_inspection(store, "i1")
+    assert report.ok, [str(p) for p in report.problems]
+    await restarted.close()
+    await keys.close()
+    await store.close()
+    await tsa.stop()
