@@ -284,6 +284,29 @@ class Placement:
                          inspection_id, node, current, self.node_id, epoch)
         return False
 
+    # -- writes spooled while the store was down (storage/spool.py) ---------------------------
+
+    def spool_tag(self, key: str) -> str:
+        """What makes a write of ``key`` rightful now: ``<inspection>@<epoch>`` for an object of
+        a room this node holds, else "" (nothing to check when it drains)."""
+        parts = key.split("/", 2)
+        if len(parts) < 3 or parts[0] != "inspections":
+            return ""
+        epoch = self._held.get(parts[1])
+        return f"{parts[1]}@{epoch}" if epoch is not None else ""
+
+    async def spool_gate(self, key: str, tag: str) -> Optional[bool]:
+        """Whether a write spooled under ``tag`` may still be uploaded: only if nobody took the
+        room since (its epoch is the same). None while Redis cannot say (the drain waits)."""
+        inspection_id, _, epoch = tag.rpartition("@")
+        if not inspection_id or not epoch.isdigit():
+            return True  # not a tag of ours
+        try:
+            _, current = await self.live.room_lease(inspection_id)
+        except (StorageUnavailable, RuntimeError):  # unreachable, or not started yet
+            return None
+        return current == int(epoch)
+
     # -- where rooms are ----------------------------------------------------------------------
 
     async def node_url(self, node_id: str) -> Optional[str]:

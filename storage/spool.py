@@ -27,7 +27,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Awaitable, Callable, Literal
 
 from .keys import validate_key, validate_prefix
 from .local import write_atomically
@@ -50,10 +50,13 @@ class _Entry:
     size: int
     sha256: str
     spooled_at: float
+    #: what the writer said of the write when it was spooled (SpoolingStore.tagger)
+    tag: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(
             {
+                **({"tag": self.tag} if self.tag else {}),
                 "version": _FORMAT_VERSION,
                 "seq": self.seq,
                 "op": self.op,
@@ -81,6 +84,7 @@ class _Entry:
             size=int(doc["size"]),
             sha256=str(doc["sha256"]),
             spooled_at=float(doc["spooled_at"]),
+            tag=str(doc.get("tag", "")),
         )
 
 
@@ -100,6 +104,14 @@ class SpoolingStore:
     Reads see spooled objects: ``get``/``head`` answer from the spool first; ``list``
     merges the spool into the inner listing (and raises StorageUnavailable during an
     outage rather than return a partial listing).
+
+    With several nodes a spooled write may outlive its writer's right to it: a node cut off
+    from S3 spools, dies or steps aside, another node takes its rooms over and writes the same
+    keys anew; the first node's spool, drained later (at its restart), would overwrite them.
+    So a :attr:`tagger` notes with each spooled write what made it rightful (the room's
+    epoch), and before uploading a tagged write the drain asks the :attr:`gate`: True upload
+    it, None not now (the drain pauses), False it is stale: it is quarantined, not uploaded,
+    and an error says where it is kept.
 
     The store owns ``inner``: ``start()`` starts it (tolerating an outage, so a node can
     boot while the backend is down) and ``close()`` closes it. ``close()`` does not wait for
@@ -138,6 +150,12 @@ class SpoolingStore:
         self._started = False
         self._inner_ready = False
         self._outage_since: float | None = None
+        #: key -> tag to keep with a write that is spooled ("" for none); see the class docstring
+        self.tagger: Callable[[str], str] | None = None
+        #: (key, tag) -> True upload, None not now, False stale (quarantined)
+        self.gate: Callable[[str, str], Awaitable[bool | None]] | None = None
+        #: spooled writes quarantined as stale (for /metrics and tests)
+        self.stale = 0
 
     @property
     def spool_dir(self) -> Path:
@@ -366,6 +384,23 @@ class SpoolingStore:
         uploaded = 0
         while self._entries:
             entry = self._entries[0]
+            if entry.tag and self.gate is not None:
+                try:
+                    verdict = await self.gate(entry.key, entry.tag)
+                except Exception as exc:
+                    logger.warning("spooled write seq %s for %s: its gate failed (%s); retrying", entry.seq, entry.key, exc)
+                    verdict = None
+                if verdict is None:
+                    break
+                if verdict is False:
+                    self.stale += 1
+                    logger.error("spooled write seq %s for %s is stale (%s no longer holds): not uploaded, kept in %s",
+                                 entry.seq, entry.key, entry.tag, self._dir / _QUARANTINE)
+                    await asyncio.to_thread(self._quarantine, entry.seq)
+                    self._entries.popleft()
+                    if self._latest.get(entry.key) is entry:
+                        del self._latest[entry.key]
+                    continue
             try:
                 await self._ensure_inner()
                 await self._upload(entry)
@@ -431,6 +466,7 @@ class SpoolingStore:
                 size=info.size if op == "put" else 0,
                 sha256=info.sha256 if op == "put" else "",
                 spooled_at=time.time(),
+                tag=self.tagger(key) if self.tagger is not None else "",
             )
             self._next_seq += 1
             await asyncio.to_thread(self._write_files, entry, data)
@@ -464,9 +500,11 @@ class SpoolingStore:
     def _quarantine(self, seq: int) -> None:
         target = self._dir / _QUARANTINE
         target.mkdir(exist_ok=True)
+        # sequence numbers start again at 1 once the spool is empty: the time keeps names apart
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         for path in (self._meta_path(seq), self._data_path(seq)):
             if path.exists():
-                path.replace(target / path.name)
+                path.replace(target / f"{stamp}-{time.time_ns() % 1_000_000_000:09d}-{path.name}")
 
     def _scan(self) -> tuple[builtins.list[_Entry], int]:
         self._dir.mkdir(parents=True, exist_ok=True)

@@ -241,3 +241,49 @@ async def test_without_fencing_a_lapsed_heartbeat_does_not_fence_a_lone_node(liv
         assert (await a.locate("room-1")).here
     finally:
         await a.close()
+
+
+async def test_a_write_spooled_before_the_room_moved_is_not_uploaded_over_the_next_node_s(live_state: LiveState, tmp_path) -> None:
+    """Node A spools a segment while S3 is down, dies; B takes the room and stores its own;
+    A's spool drains later (its restart): the stale write is quarantined, not uploaded."""
+    from storage.local import LocalObjectStore
+    from storage.objects import ObjectInfo, StorageUnavailable
+    from storage.spool import SpoolingStore
+
+    class Down(LocalObjectStore):  # the bucket as seen from A: unreachable while down
+        down = True
+
+        async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectInfo:
+            if self.down:
+                raise StorageUnavailable("S3 unreachable from node A")
+            return await super().put(key, data, content_type)
+
+    bucket = tmp_path / "bucket"
+    adopted: list[tuple[str, str, Optional[str]]] = []
+    a, b = node(live_state, "node-a", adopted), node(live_state, "node-b", adopted)
+    await a.start()
+    await b.start()
+    seen_by_a = Down(bucket)
+    spool = SpoolingStore(seen_by_a, tmp_path / "spool-a", retry_interval_s=0.05, max_backoff_s=0.1)
+    spool.tagger, spool.gate = a.spool_tag, b.spool_gate  # A restarted: its new process asks Redis
+    await spool.start()
+    shared = LocalObjectStore(bucket)
+    await shared.start()
+    try:
+        await a.locate("room-1")
+        key = "inspections/room-1/media/applicant-video/000002.webm"
+        await spool.put(key, b"A's segment, spooled")
+        await spool.put("records/other.json", b"{}")  # not a room's object: no tag
+        await a._background.close()  # SIGKILL
+        await asyncio.sleep(0.8)
+        assert (await b.locate("room-1")).here
+        await shared.put(key, b"B's segment")
+        seen_by_a.down = False
+        assert await spool.wait_drained(5)
+        assert await shared.get(key) == b"B's segment"
+        assert await shared.get("records/other.json") == b"{}"
+        assert spool.stale == 1 and len(list((tmp_path / "spool-a" / "quarantine").iterdir())) == 2
+    finally:
+        await spool.close()
+        await a.close()
+        await b.close()
