@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 from typing import Any, Optional
 
 import jsonsafe
@@ -35,12 +37,18 @@ def parse_object(event: str, payload: Any, allowed: set[str], max_bytes: int = M
         encoded = _SIZE_ENCODER.encode(payload)
     except RecursionError:
         encoded = ""  # nested far too deeply: check_depth says so below
+    except (TypeError, ValueError):  # a binary attachment (bytes) inside the object
+        raise BadRequest(f"'{event}' holds binary data where text or numbers belong; send it as JSON") from None
     if not encoded or not jsonsafe.shallow(encoded):
         try:
             jsonsafe.check_depth(payload, f"'{event}'")
         except jsonsafe.JsonRefused as exc:
             raise BadRequest(str(exc)) from None
-    size = len(encoded.encode())
+    try:
+        size = len(encoded.encode())
+    except UnicodeEncodeError:
+        where = jsonsafe.lone_surrogate_at(payload)
+        raise BadRequest(f"'{event}'.{where} is not valid Unicode (half of a UTF-16 surrogate pair); send UTF-8 text") from None
     if size > max_bytes:
         raise TooLarge(f"'{event}' payload is {size} bytes; the limit is {max_bytes}")
     unknown = sorted(set(payload) - allowed)
@@ -53,13 +61,28 @@ def parse_empty(event: str, payload: Any) -> None:
     parse_object(event, payload, set())
 
 
+#: Characters refused in text that goes into the evidence: C0 and C1 controls but tab and
+#: newline, the bidirectional overrides and isolates (they can make a record read other than
+#: it is written), and the line and paragraph separators (readers that split on any line
+#: break would cut an event's line in two).
+_UNSAFE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069\ufeff]")
+
+
+def check_text(value: str, where: str) -> str:
+    """``value`` unless it holds a character :data:`_UNSAFE_TEXT` refuses (BadRequest)."""
+    found = _UNSAFE_TEXT.search(value)
+    if found is not None:
+        raise BadRequest(f"{where} holds the control character U+{ord(found.group()):04X}; send plain text")
+    return value
+
+
 def _text(data: dict[str, Any], name: str, event: str) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"'{event}'.{name} must be a non-empty string")
     if len(value) > MAX_TEXT:
         raise TooLarge(f"'{event}'.{name} is longer than {MAX_TEXT} characters")
-    return value.strip()
+    return check_text(value, f"'{event}'.{name}").strip()
 
 
 def _checkpoint(data: dict[str, Any], event: str, required: bool = True) -> Optional[str]:
@@ -76,7 +99,12 @@ def parse_join(payload: Any) -> commands.Join:
     device = data.get("device")
     if device is not None and (not isinstance(device, str) or len(device) > 64):
         raise BadRequest("'join'.device must be a string of at most 64 characters")
-    return commands.Join(device or None, bool(data.get("takeover")))
+    if device is not None:
+        check_text(device, "'join'.device")
+    takeover = data.get("takeover", False)
+    if not isinstance(takeover, bool):
+        raise BadRequest("'join'.takeover must be true or false")
+    return commands.Join(device or None, takeover)
 
 
 def parse_offer(payload: Any) -> commands.Offer:
@@ -118,6 +146,8 @@ def parse_stats(payload: Any) -> commands.LinkStats:
         value = data.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high):
             raise BadRequest(f"'stats'.{name} must be a number between 0 and {high:g} or null")
+        if name == "freezes" and value is not None and value != int(value):
+            raise BadRequest(f"'stats'.freezes must be a whole number, got {value!r}")
         values[name] = value
     freezes = values["freezes"]
     return commands.LinkStats(values["bitrate_kbps"], values["loss_pct"], values["rtt_ms"], values["fps"],
@@ -191,12 +221,17 @@ def parse_signature(payload: Any) -> commands.Signature:
         if not isinstance(stroke, list) or not stroke:
             raise BadRequest("each stroke must be a non-empty list of points {x, y, t}")
         for point in stroke:
-            if not isinstance(point, dict) or not all(
-                isinstance(point.get(k), (int, float)) and not isinstance(point.get(k), bool) for k in ("x", "y", "t")
+            # finite numbers only: the strokes are stored as JSON evidence, which has no NaN
+            if not isinstance(point, dict) or set(point) != {"x", "y", "t"} or not all(
+                _finite(point[k]) for k in ("x", "y", "t")
             ):
-                raise BadRequest("each point must be {x: number, y: number, t: number}")
+                raise BadRequest("each point must be {x: number, y: number, t: number} (finite numbers, no other fields)")
             points += 1
         parsed.append(tuple(stroke))
+    width, height = data.get("width"), data.get("height")
+    for name, size in (("width", width), ("height", height)):
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SIGNATURE_SIDE):
+            raise BadRequest(f"'signature'.{name} must be a whole number of pixels from 1 to {MAX_SIGNATURE_SIDE}, got {size!r}")
     if points > MAX_STROKE_POINTS:
         raise TooLarge(f"the signature has more than {MAX_STROKE_POINTS} points")
     png_field = data.get("png")
@@ -210,7 +245,15 @@ def parse_signature(payload: Any) -> commands.Signature:
         raise BadRequest("'signature'.png is not a PNG image")
     if len(png) > MAX_SIGNATURE_PNG:
         raise TooLarge(f"the signature image is larger than {MAX_SIGNATURE_PNG} bytes")
-    return commands.Signature(tuple(parsed), png, data.get("width"), data.get("height"))
+    return commands.Signature(tuple(parsed), png, width, height)
+
+
+#: The signature pad's largest side in pixels (a 4K screen's canvas fits).
+MAX_SIGNATURE_SIDE = 8192
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 _COLOR_CHARS = set("0123456789abcdefABCDEF")
@@ -239,6 +282,7 @@ def _shape(value: Any, index: int) -> commands.Shape:
             raise BadRequest(f"{where}.text must be a non-empty string")
         if len(text) > commands.MAX_DRAWING_TEXT:
             raise TooLarge(f"{where}.text is longer than {commands.MAX_DRAWING_TEXT} characters")
+        check_text(text, f"{where}.text")
     elif text is not None:
         raise BadRequest(f"{where}.text is only for kind 'text'")
     color = value.get("color", "#ff3b30")
@@ -289,4 +333,6 @@ def parse_camera_result(payload: Any) -> commands.CameraResult:
         raise BadRequest("'camera_result'.reason must be unsupported, failed or no_camera")
     if detail is not None and (not isinstance(detail, str) or len(detail) > 300):
         raise BadRequest("'camera_result'.detail must be a string of at most 300 characters")
+    if detail is not None:
+        check_text(detail, "'camera_result'.detail")
     return commands.CameraResult(request_id, action, ok, reason, detail)

@@ -59,6 +59,10 @@ _COMPACT_ARGS = {"separators": (",", ":")}
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
+#: Event names of Socket.IO's own lifecycle, never a client's to send.
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
+
+
 class BoundedPacket(packet.Packet):  # type: ignore[misc]
     json = _BoundedJson
 
@@ -94,7 +98,20 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
         use_lean_loops(self.eio.sockets.get(eio_sid))
         return await super()._handle_eio_connect(eio_sid, environ)
 
+    async def _handle_event(self, eio_sid: str, namespace: Any, id: Any, data: Any) -> None:
+        # "connect" and "disconnect" name the server's own lifecycle handlers: a client that
+        # sends an event by that name must not run them (fake a drop, swap its link and role)
+        if isinstance(data, list) and data and data[0] in RESERVED_EVENTS:
+            logger.info("connection %s: a client event named %r refused", eio_sid, data[0])
+            if id is not None:
+                error = {"ok": False, "error": {"code": "bad_request", "message": f"{data[0]!r} is not an event a client may send"}}
+                await self._send_packet(eio_sid, self.packet_class(packet.ACK, namespace=namespace or "/", data=[error], id=id))
+            return
+        await super()._handle_event(eio_sid, namespace, id, data)
+
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if eio_sid not in self.eio.sockets:
+            return  # closed (over its budget, say): nothing more is read from it
         budget = self._budgets.setdefault(eio_sid, _Budget())
         size = len(data) if isinstance(data, (str, bytes)) else 0
         if not budget.take(size):

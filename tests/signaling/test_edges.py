@@ -105,3 +105,63 @@ async def test_a_carriers_nat_reconnecting_at_once(tmp_path) -> None:
             assert time.monotonic() - started < 60
         finally:
             await asyncio.gather(*(p.close() for p in participants))
+
+
+async def test_hostile_payloads_get_clear_refusals_and_leave_no_bad_evidence(tmp_path) -> None:
+    """From an outside fuzzing audit: lifecycle event names, lone surrogates, binary
+    attachments, control characters, NaN in signature strokes and loose booleans."""
+    import json
+
+    async with running_server(tmp_path / "d") as server, aiohttp.ClientSession() as http:
+        created = await create_inspection(server, http)
+        ws_url = server.base_url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        token = created["inspector_url"].split("#", 1)[1]
+        async with http.ws_connect(ws_url) as ws:
+            await ws.receive()  # engine.io open
+            await ws.send_str('40{"token":"%s"}' % token)
+            await ws.receive()  # socket.io connect
+            acks: dict[int, object] = {}
+
+            async def call(n: int, frame: str, *binary: bytes) -> dict:
+                await ws.send_str(frame)
+                for part in binary:
+                    await ws.send_bytes(part)
+                while n not in acks:
+                    msg = await asyncio.wait_for(ws.receive(), 10)
+                    if msg.type == aiohttp.WSMsgType.TEXT and msg.data.startswith("43"):
+                        ack_id, _, body = msg.data[2:].partition("[")
+                        acks[int(ack_id)] = json.loads("[" + body)[0]
+                    elif msg.data == "2":
+                        await ws.send_str("3")
+                return acks[n]  # type: ignore[return-value]
+
+            assert (await call(1, '421["join",{}]'))["ok"]
+            # a client event named like the server's own lifecycle handlers: refused, nothing run
+            for n, name in ((2, "disconnect"), (3, "connect")):
+                ack = await call(n, f'42{n}["{name}",{{"token":"x"}}]')
+                assert ack["error"]["code"] == "bad_request" and "not an event a client may send" in ack["error"]["message"], ack
+            # half a surrogate pair, anywhere: bad_request, not internal
+            for n, frame in ((4, '424["chat",{"text":"x\\ud83d"}]'), (5, '425["join",{"device":"a\\ud800"}]')):
+                ack = await call(n, frame)
+                assert ack["error"]["code"] == "bad_request" and "not valid Unicode" in ack["error"]["message"], ack
+            # a binary attachment where text belongs
+            ack = await call(6, '451-6["note",{"text":{"_placeholder":true,"num":0}}]', b"\x00\x01")
+            assert ack["error"]["code"] == "bad_request" and "binary" in ack["error"]["message"], ack
+            # control and bidi characters in text that goes into the evidence
+            for n, text in ((7, "a\\u202eevil"), (8, "a\\u0000b"), (9, "a\\u2028b")):
+                ack = await call(n, '42%d["note",{"text":"%s"}]' % (n, text))
+                assert ack["error"]["code"] == "bad_request" and "control character" in ack["error"]["message"], ack
+            assert (await call(10, '4210["note",{"text":"line one\\nline two\\tand a tab"}]'))["ok"]
+            # NaN in a signature's strokes, and a nonsense size
+            stroke = '"strokes":[[{"x":NaN,"y":1,"t":0}]]'
+            ack = await call(11, '4211["signature",{%s,"png":"%s","width":300,"height":120}]' % (stroke, png()))
+            assert ack["error"]["code"] == "bad_request" and "finite" in ack["error"]["message"], ack
+            ack = await call(12, '4212["signature",{"strokes":[[{"x":1,"y":1,"t":0}]],"png":"%s","width":-5,"height":1e30}]' % png())
+            assert ack["error"]["code"] == "bad_request" and "width" in ack["error"]["message"], ack
+            ack = await call(13, '4213["join",{"takeover":"no"}]')
+            assert ack["error"]["code"] == "bad_request" and "takeover" in ack["error"]["message"], ack
+            assert (await call(14, '4214["ping",{}]'))["ok"]  # still connected, still itself
+        events = await server.services.journal.events(created["id"])
+        types = [e["type"] for e in events]
+        assert "participant.away" not in types and "signature.signed" not in types, types
+        assert [e["data"]["text"] for e in events if e["type"] == "note"] == ["line one\nline two\tand a tab"]
