@@ -14,6 +14,16 @@ from testkit.server import create_inspection, running_server, logged_events
 from testkit.sockets import Participant
 
 
+async def upload(server, http: aiohttp.ClientSession, applicant: Participant, image: bytes, checkpoint: str, filename: str) -> str:
+    """The applicant's photo of ``checkpoint``, as the phone sends it; its evidence key."""
+    form = aiohttp.FormData()
+    form.add_field("file", image, filename=filename, content_type="image/jpeg")
+    form.add_field("checkpoint", checkpoint)
+    async with http.post(server.base_url + "/api/v1/session/photos", data=form, headers={"X-Takan-Token": applicant.token}) as r:
+        assert r.status == 201, await r.text()
+        return str((await r.json())["key"])
+
+
 async def test_a_licence_photo_is_read_compared_and_logged(tmp_path) -> None:
     rng = random.Random(7)
     printed = random_fields(rng, "landscape")
@@ -30,12 +40,7 @@ async def test_a_licence_photo_is_read_compared_and_logged(tmp_path) -> None:
         try:
             assert await inspector.connect() and await applicant.connect()
             assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
-            form = aiohttp.FormData()
-            form.add_field("file", image, filename="licence.jpg", content_type="image/jpeg")
-            form.add_field("checkpoint", "business_license_display")
-            async with http.post(server.base_url + "/api/v1/session/photos", data=form, headers={"X-Takan-Token": applicant.token}) as r:
-                assert r.status == 201, await r.text()
-                key = (await r.json())["key"]
+            key = await upload(server, http, applicant, image, "business_license_display", "licence.jpg")
             assert await wait_for(lambda: any(e == "recognized" for e, _ in inspector.events), 60)
             shown = next(d for e, d in inspector.events if e == "recognized")
             assert not any(e == "recognized" for e, _ in applicant.events)
@@ -75,11 +80,7 @@ async def test_a_permit_checkpoint_reads_the_permit_and_compares_its_holder(tmp_
         try:
             assert await inspector.connect() and await applicant.connect()
             assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
-            form = aiohttp.FormData()
-            form.add_field("file", image, filename="permit.jpg", content_type="image/jpeg")
-            form.add_field("checkpoint", "permit_display")
-            async with http.post(server.base_url + "/api/v1/session/photos", data=form, headers={"X-Takan-Token": applicant.token}) as r:
-                assert r.status == 201, await r.text()
+            key = await upload(server, http, applicant, image, "permit_display", "permit.jpg")
             assert await wait_for(lambda: any(e == "recognized" for e, _ in inspector.events), 60)
             shown = next(d for e, d in inspector.events if e == "recognized")
             assert shown["kind"] == "food_permit" and shown["result"] == "matched", shown
@@ -117,11 +118,7 @@ async def test_a_licence_read_after_the_session_ended_keeps_its_time(tmp_path, m
         try:
             assert await inspector.connect() and await applicant.connect()
             assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
-            form = aiohttp.FormData()
-            form.add_field("file", image, filename="licence.jpg", content_type="image/jpeg")
-            form.add_field("checkpoint", "business_license_display")
-            async with http.post(server.base_url + "/api/v1/session/photos", data=form, headers={"X-Takan-Token": applicant.token}) as r:
-                assert r.status == 201, await r.text()
+            key = await upload(server, http, applicant, image, "business_license_display", "licence.jpg")
             assert (await inspector.call("end"))["ok"]
         finally:
             await inspector.close()
