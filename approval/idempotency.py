@@ -8,6 +8,7 @@ import hashlib
 import json
 from typing import Any, AsyncContextManager, AsyncIterator, Optional
 
+from evidence.canonical import canonical_json
 from storage.objects import ObjectNotFound, ObjectStore
 
 from errors import ValidationFailed
@@ -45,7 +46,12 @@ class KeyedLocks:
 
 
 class IdempotencyKeys:
-    """Remembers (API key, Idempotency-Key) -> (body digest, response)."""
+    """Remembers (API key, Idempotency-Key) -> (body digest, response).
+
+    The digest is of the body's RFC 8785 canonical form (``canonical_sha256``), so the same
+    JSON re-indented or with its members in another order is the same request. Records
+    stored before carry only ``body_sha256``, the digest of the raw bytes: they are still
+    compared that way, and every new record carries both, for a node not yet upgraded."""
 
     def __init__(self, store: ObjectStore) -> None:
         self._store = store
@@ -75,19 +81,39 @@ class IdempotencyKeys:
             )
         return key
 
-    async def recall(self, api_key_id: str, key: str, body: bytes) -> Optional[dict[str, Any]]:
-        """The stored response for this key, if the body matches; 422 if it differs."""
+    async def recall(self, api_key_id: str, key: str, body: Any, raw: bytes) -> Optional[dict[str, Any]]:
+        """The stored response for this key, if the body (parsed ``body``, sent as ``raw``)
+        is the same JSON; 422 if it differs."""
         try:
             saved = json.loads(await self._store.get(self._object_key(api_key_id, key)))
         except ObjectNotFound:
             return None
-        if saved["body_sha256"] != hashlib.sha256(body).hexdigest():
+        if "canonical_sha256" in saved:
+            same = saved["canonical_sha256"] == _canonical_sha256(body)
+        else:
+            same = saved["body_sha256"] == hashlib.sha256(raw).hexdigest()
+        if not same:
             raise ValidationFailed(
                 "this Idempotency-Key was used with a different request body; use a new key",
                 errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}],
             )
         return dict(saved["response"])
 
-    async def remember(self, api_key_id: str, key: str, body: bytes, response: dict[str, Any]) -> None:
-        record = {"body_sha256": hashlib.sha256(body).hexdigest(), "response": response}
+    async def remember(self, api_key_id: str, key: str, body: Any, raw: bytes, response: dict[str, Any]) -> None:
+        record = {
+            "canonical_sha256": _canonical_sha256(body),
+            "body_sha256": hashlib.sha256(raw).hexdigest(),
+            "response": response,
+        }
         await self._store.put(self._object_key(api_key_id, key), json.dumps(record).encode(), "application/json")
+
+
+def _canonical_sha256(body: Any) -> str:
+    try:
+        return hashlib.sha256(canonical_json(body)).hexdigest()
+    except (ValueError, OverflowError):
+        # NaN, Infinity, or a number past a double's range: no JSON number carries it
+        raise ValidationFailed(
+            "the body holds a number outside the range of a JSON number (about ±1.8e308); send it in range",
+            errors=[{"field": "$", "message": "a number is out of range"}],
+        ) from None

@@ -35,12 +35,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, AsyncContextManager, Literal, Optional, Protocol, cast, get_args
-from urllib.parse import urlsplit
 
 from storage.objects import ObjectNotFound, ObjectStore, StorageError
 
 from errors import Conflict, NotFound
 from .index_copy import IndexCopy
+from .requests import callback_url_problem
 from .inspections import now_utc, parse_rfc3339, rfc3339
 
 __all__ = [
@@ -89,15 +89,11 @@ def unix_time(value: str) -> float:
 
 
 def check_callback_url(url: str) -> str:
-    """Return ``url`` if it is an absolute http(s) URL with a host, else raise ValueError."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError on a port outside 0-65535 or not a number
-    except ValueError as exc:
-        raise ValueError(f"callback URL {url!r} is not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise ValueError(f"callback URL {url!r} must be an absolute http(s) URL with a host")
+    """Return ``url`` if the notifier can POST to it, else raise ValueError (the same check
+    a create makes: approval/requests.py)."""
+    problem = callback_url_problem(url)
+    if problem is not None:
+        raise ValueError(f"callback URL {problem}")
     return url
 
 

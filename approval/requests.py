@@ -18,6 +18,12 @@ from .ids import resident_id_problem, uscc_problem
 
 APPLICANT_KINDS = ("natural_person", "legal_person", "other_org")
 ID_TYPES = ("USCC", "RESIDENT_ID", "PASSPORT", "OTHER")
+#: A person by an identity document, an organisation by its unified social credit code.
+ID_TYPES_OF_KIND = {
+    "natural_person": ("RESIDENT_ID", "PASSPORT", "OTHER"),
+    "legal_person": ("USCC", "OTHER"),
+    "other_org": ("USCC", "OTHER"),
+}
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _CASE_NO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$")
 _PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
@@ -118,19 +124,42 @@ def _join(parent: str, key: str) -> str:
     return f"{parent}.{key}" if parent else key
 
 
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,  # digits are 0-9, not any script's
+)
+#: The years an inspection may be scheduled in: past them, adding a link's lifetime (or
+#: converting to UTC) leaves what Python's datetime can hold.
+SCHEDULE_YEARS = (2000, 2099)
+
+
 def parse_datetime(value: Any, field: str, errors: _Collector) -> Optional[datetime.datetime]:
+    """An RFC 3339 ``date-time`` exactly (``T`` or ``t``, seconds, an offset or ``Z``/``z``)."""
     if value is None:
         return None
     if not isinstance(value, str):
         errors.add(field, "must be an RFC 3339 date-time string")
         return None
-    try:
-        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        errors.add(field, f"{value!r} is not an RFC 3339 date-time (e.g. 2026-11-27T09:30:00+08:00)")
+    example = "e.g. 2026-11-27T09:30:00+08:00"
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        errors.add(field, f"{value!r} is not an RFC 3339 date-time with seconds and an offset ({example})")
         return None
-    if parsed.tzinfo is None:
-        errors.add(field, f"{value!r} has no time zone offset")
+    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
+    if second == 60:
+        errors.add(field, f"{value!r} is a leap second, which Takan does not schedule at; use :59 or the next minute")
+        return None
+    try:
+        offset = datetime.timedelta(hours=int(match[10] or 0), minutes=int(match[11] or 0))
+        zone = datetime.timezone(-offset if match[9] == "-" else offset)
+        micros = int((match[7] or "0")[:6].ljust(6, "0"))
+        parsed = datetime.datetime(year, month, day, hour, minute, second, micros, tzinfo=zone)
+    except ValueError:
+        errors.add(field, f"{value!r} is not a real date, time and offset ({example})")
+        return None
+    low, high = SCHEDULE_YEARS
+    if not low <= year <= high:
+        errors.add(field, f"{value!r} must be in the years {low}-{high}")
         return None
     return parsed
 
@@ -159,9 +188,9 @@ def parse_new_inspection(body: Any) -> NewInspection:
 
     callback_url = c.text(top.get("callback_url"), "callback_url", 2000, required=False)
     if callback_url:
-        parts = urlsplit(callback_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            c.add("callback_url", f"{callback_url!r} must be an absolute http(s) URL")
+        problem = callback_url_problem(callback_url)
+        if problem:
+            c.add("callback_url", problem)
     scheduled_at = parse_datetime(top.get("scheduled_at"), "scheduled_at", c)
     inspector_user_id = _user_id(c, top.get("inspector_user_id"), required=False)
 
@@ -183,10 +212,32 @@ def parse_new_inspection(body: Any) -> NewInspection:
     )
 
 
-def _user_id(c: _Collector, value: Any, required: bool) -> Optional[str]:
-    user_id = c.text(value, "inspector_user_id", 64, required=required)
+def callback_url_problem(url: str) -> Optional[str]:
+    """Why the notifier could not POST to ``url``, or None: checked at create, so that no
+    inspection is accepted whose webhooks would all be dropped, and by the outbox at
+    delivery time (``check_callback_url``)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a port outside 0-65535, or not a number, raises here
+    except ValueError as exc:
+        return f"{url!r} is not a valid URL ({exc}); send an absolute http(s) URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} must be an absolute http(s) URL with a host"
+    if port == 0:
+        return f"{url!r} has port 0; give a port from 1 to 65535, or none for the scheme's own"
+    if any(ch.isspace() for ch in url):
+        return f"{url!r} holds a space; percent-encode it"
+    return None
+
+
+def _user_id(c: _Collector, value: Any, required: bool, field: str = "inspector_user_id") -> Optional[str]:
+    if isinstance(value, str) and not value.strip():
+        # "" is not "nobody": an unknown user id is a 422 (CONTRACT.md, Additions)
+        c.add(field, "must not be empty: name a staff user id (where it is optional, omit it or send null)")
+        return None
+    user_id = c.text(value, field, 64, required=required)
     if user_id and not _USER_ID.match(user_id):
-        c.add("inspector_user_id", f"{user_id!r} is not a staff user id")
+        c.add(field, f"{user_id!r} is not a staff user id")
         return None
     return user_id or None
 
@@ -216,10 +267,9 @@ def _parse_applicant(c: _Collector, value: Any) -> Optional[Applicant]:
             problem = resident_id_problem(id_number)
         if problem:
             c.add("applicant.id_number", f"{id_number!r} {problem}")
-    if kind == "natural_person" and id_type == "USCC":
-        c.add("applicant.id_type", "a natural person is identified by RESIDENT_ID, PASSPORT or OTHER")
-    if kind in ("legal_person", "other_org") and id_type == "RESIDENT_ID":
-        c.add("applicant.id_type", f"a {kind} is identified by USCC or OTHER")
+    fitting = ID_TYPES_OF_KIND.get(str(kind), ID_TYPES)
+    if id_type in ID_TYPES and id_type not in fitting:
+        c.add("applicant.id_type", f"{id_type!r} does not identify a {kind}: use {' or '.join(fitting)}")
     contact_name = c.text(a.get("contact_name"), "applicant.contact_name", 100, required=False)
     contact_phone = c.text(a.get("contact_phone"), "applicant.contact_phone", 32, required=False)
     if contact_phone and not _PHONE.match(contact_phone):
@@ -309,7 +359,7 @@ def parse_observer_invite(body: Any) -> ObserverInvite:
     c = _Collector()
     top = c.obj(body, "", {"name", "user_id", "ttl_hours"}, set())
     name = c.text(top.get("name"), "name", 100, required=False)
-    user_id = _user_id(c, top.get("user_id"), required=False) if "user_id" in top else None
+    user_id = _user_id(c, top.get("user_id"), required=False, field="user_id") if "user_id" in top else None
     if not name and not user_id:
         c.add("name", "give the guest's name, or the user_id of a staff member")
     ttl = c.number(top.get("ttl_hours"), "ttl_hours", 0.01, 720)

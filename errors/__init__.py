@@ -34,6 +34,7 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "Refused",
+    "RequestTimeout",
     "TakanError",
     "TooLarge",
     "Unauthorized",
@@ -86,6 +87,12 @@ class TooLarge(Refused):
 
 class UnsupportedMediaType(Refused):
     code, title = "unsupported_media_type", "Unsupported media type"
+
+
+class RequestTimeout(Refused):
+    """The client stopped sending (a body that stalls): it may send the request again."""
+
+    code, title = "request_timeout", "Request timeout"
 
 
 class RateLimited(Refused):

@@ -73,6 +73,7 @@ from signaling.broadcast import LocalManager, RedisManager
 from signaling.namespace import SessionNamespace
 from signaling.server import SocketServer
 from storage.livestate import LiveState, MemoryLiveState
+from storage.spool import SpoolingStore
 from storage.local import LocalObjectStore
 from storage.objects import ObjectStore
 from web import openapi, pages
@@ -81,7 +82,7 @@ from web.approval_api import ApprovalApi
 from web.auth import Authenticator, authorization_middleware
 from web.calendar_api import CalendarApi
 from web.evidence_api import EvidenceApi
-from web.headers import rate_limit_middleware, security_headers_middleware
+from web.headers import credentials_middleware, rate_limit_middleware, security_headers_middleware
 from web.health import Health
 from web.inspections_api import InspectionApi
 from web.lookup import record_lookup_middleware
@@ -268,6 +269,9 @@ def build_app(config: Config) -> web.Application:
     # fencing needs other nodes to fence against: one node without Redis never steps aside
     placement = Placement(live, config.node_id, config.node_base_url, fencing=bool(config.redis_url))
     sessions.place_rooms(placement)
+    if config.redis_url and isinstance(store, SpoolingStore):
+        # a write spooled by a node that then lost the room must not overwrite the next node's
+        store.tagger, store.gate = placement.spool_tag, placement.spool_gate
     record_sync = RecordSync(live, book, config.node_id) if config.redis_url else None
     delivery_sync = DeliverySync(outbox, placement, record_sync) if record_sync is not None else None
     publicity_sync = RecordSync(live, publicity, config.node_id, PUBLICITY_CHANNEL) if config.redis_url else None
@@ -291,6 +295,7 @@ def build_app(config: Config) -> web.Application:
             # a node's pages may ask the entry URL where their room went (docs/nodes.md)
             security_headers_middleware(config.tls != "off", _origins_besides(config.base_url, config.node_base_url)),
             problems_middleware,
+            credentials_middleware(),  # before the rate limit and the keys read them
             rate_limit_middleware(live, config.api_rate_per_minute),
             authorization_middleware(auth, table),
             record_lookup_middleware(book),  # after authorization: only callers make it read the store

@@ -96,9 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     keys = verbs.add_parser("keys", help="manifest signing keys")
     _server_flags(keys)
     keys_verbs = keys.add_subparsers(dest="keys_verb", metavar="ACTION")
-    keys_verbs.add_parser("list", help="list the public keys")
-    keys_verbs.add_parser("rotate", help="make a new current signing key (old manifests stay valid)")
-    keys_verbs.add_parser("rotate-fields", help="make a new current key for personal-data fields (old values still decrypt)")
+    # storage flags before or after the action, as for calendar below
+    for action, text in (("list", "list the public keys"), ("rotate", "make a new current signing key (old manifests stay valid)"),
+                         ("rotate-fields", "make a new current key for personal-data fields (old values still decrypt)")):
+        _server_flags(keys_verbs.add_parser(action, help=text, argument_default=argparse.SUPPRESS))
 
     retention = verbs.add_parser("retention", help="report inspections whose retention period has run out (never deletes)")
     _server_flags(retention)
@@ -140,13 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     apikey = verbs.add_parser("apikey", help="issue or revoke approval-core API keys")
     _server_flags(apikey)
     apikey_verbs = apikey.add_subparsers(dest="apikey_verb", metavar="ACTION")
-    create = apikey_verbs.add_parser("create", help="issue a key (shown once)")
+    # storage flags before or after the action (`takan apikey create --name N --data-dir D`)
+    create = apikey_verbs.add_parser("create", help="issue a key (shown once)", argument_default=argparse.SUPPRESS)
     create.add_argument("--name", required=True, help="who the key is for")
-    create.add_argument("--permissions", help="comma-separated, of: query, entry, review, approve, admin, personal_data "
-                                              "(default: all); a call needing another is refused with 403")
-    apikey_verbs.add_parser("list", help="list keys (ids, names, permissions, revocation)")
-    revoke = apikey_verbs.add_parser("revoke", help="revoke a key")
+    create.add_argument("--permissions", default=None,
+                        help="comma-separated, of: query, entry, review, approve, admin, personal_data "
+                             "(default: all); a call needing another is refused with 403")
+    apikey_list = apikey_verbs.add_parser("list", help="list keys (ids, names, permissions, revocation)", argument_default=argparse.SUPPRESS)
+    revoke = apikey_verbs.add_parser("revoke", help="revoke a key", argument_default=argparse.SUPPRESS)
     revoke.add_argument("key_id")
+    for sub in (create, apikey_list, revoke):
+        _server_flags(sub)
     return parser
 
 

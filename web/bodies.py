@@ -14,16 +14,12 @@ from typing import Any
 from aiohttp import web
 
 import jsonsafe
-from errors import BadRequest, Refused, TooLarge, UnsupportedMediaType, ValidationFailed
+from errors import BadRequest, RequestTimeout, TooLarge, UnsupportedMediaType, ValidationFailed
 
 #: How long a client may pause between two pieces of a body before it is refused.
 BODY_PAUSE_S = 30.0
 MAX_JSON_BODY = 256 * 1024
 _CHUNK = 64 * 1024
-
-
-class BodyTimeout(Refused):
-    code, title = "request_timeout", "Request timeout"
 
 
 async def read_body(request: web.Request, limit: int, what: str = "the body") -> bytes:
@@ -36,7 +32,15 @@ async def read_body(request: web.Request, limit: int, what: str = "the body") ->
         try:
             chunk = await asyncio.wait_for(request.content.read(_CHUNK), BODY_PAUSE_S)
         except asyncio.TimeoutError:
-            raise BodyTimeout(f"{what} stopped arriving for {BODY_PAUSE_S:g} s; send it again") from None
+            raise RequestTimeout(f"{what} stopped arriving for {BODY_PAUSE_S:g} s; send it again") from None
+        except web.RequestPayloadError as exc:
+            # aiohttp's parser could not undo the body's framing or Content-Encoding (a
+            # "gzip" body that is not gzip): the client sent it wrong, not a server fault
+            reason = str(exc).strip().splitlines()[-1].strip() or "malformed"
+            raise BadRequest(
+                f"{what} could not be decoded ({reason}); send it again uncompressed, or as valid "
+                "gzip or deflate matching its Content-Encoding"
+            ) from None
         if not chunk:
             break
         data += chunk
@@ -54,11 +58,11 @@ def require_json_type(request: web.Request) -> None:
 
 
 async def read_json(request: web.Request, limit: int = MAX_JSON_BODY) -> tuple[Any, bytes]:
-    """The body parsed as JSON (bounded nesting), and its raw bytes."""
+    """The body parsed as JSON (bounded nesting, valid Unicode), and its raw bytes."""
     require_json_type(request)
     raw = await read_body(request, limit)
     try:
-        return jsonsafe.loads(raw), raw
+        return jsonsafe.check_unicode(jsonsafe.loads(raw), text=raw), raw
     except jsonsafe.JsonRefused as exc:
         raise BadRequest(str(exc)) from None
 
@@ -67,11 +71,7 @@ async def read_json_object(
     request: web.Request, allowed: set[str], required: frozenset[str] | set[str] = frozenset(), limit: int = MAX_JSON_BODY
 ) -> dict[str, Any]:
     """A JSON object body with only ``allowed`` fields and every ``required`` one (422)."""
-    raw = await read_body(request, limit)
-    try:
-        body = jsonsafe.loads(raw or b"null")
-    except jsonsafe.JsonRefused as exc:
-        raise BadRequest(str(exc)) from None
+    body, _ = await read_json(request, limit)
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object", errors=[{"field": "$", "message": "must be an object"}])
     errors = [{"field": k, "message": "is not a known field"} for k in sorted(set(body) - allowed)]

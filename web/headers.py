@@ -1,4 +1,5 @@
-"""Security headers on every response, and per-caller rate limits on the API."""
+"""Security headers on every response, credentials that are text, and per-caller rate
+limits on the API."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from errors import RateLimited
+from errors import RateLimited, Unauthorized
 from storage.livestate import LiveState
+
+from .auth import SESSION_COOKIE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -52,9 +55,31 @@ def rate_limit_middleware(live: LiveState, per_minute: int) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/api/"):
-            who = request.headers.get("Authorization", "")[-24:] or request.cookies.get("takan_session", "")[-24:] or str(request.remote)
+            who = request.headers.get("Authorization", "")[-24:] or request.cookies.get(SESSION_COOKIE, "")[-24:] or str(request.remote)
             if await live.hit(f"api:{who}", 60) > per_minute:
                 raise RateLimited(f"more than {per_minute} requests a minute; slow down and retry")
+        return await handler(request)
+
+    return middleware
+
+
+def credentials_middleware() -> Middleware:
+    """A credential that is not UTF-8 text is a 401 before anything reads it.
+
+    aiohttp hands undecodable header bytes (a latin-1 \\xe9) through as lone surrogates;
+    hashing such a key, or naming a rate-limit bucket by it, fails with a 500. Keys,
+    session tokens and cookies are ASCII as issued, so nothing valid is refused."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        for value in (request.headers.get("Authorization", ""), request.cookies.get(SESSION_COOKIE, "")):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise Unauthorized(
+                    "the credential sent is not UTF-8 text; send Authorization: Bearer <api key> "
+                    "exactly as it was issued, or log in again"
+                ) from None
         return await handler(request)
 
     return middleware

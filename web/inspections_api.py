@@ -10,7 +10,7 @@ import json
 import logging
 import secrets
 from typing import Any, Callable, Optional
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import qrcode
 from aiohttp import web
@@ -131,16 +131,16 @@ class InspectionApi:
         idem_key = request.headers.get("Idempotency-Key")
         if idem_key is None:
             new = parse_new_inspection(body)
-            return web.json_response(await self._create(new, principal), status=201)
+            return created_response(await self._create(new, principal))
         IdempotencyKeys.check_key(idem_key)
         async with self.idempotency.exclusive(owner, idem_key):
-            saved = await self.idempotency.recall(owner, idem_key, raw)
+            saved = await self.idempotency.recall(owner, idem_key, body, raw)
             if saved is not None:
-                return web.json_response(saved, status=201, headers={"Idempotent-Replayed": "true"})
+                return created_response(saved, {"Idempotent-Replayed": "true"})
             new = parse_new_inspection(body)
             response = await self._create(new, principal)
-            await self.idempotency.remember(owner, idem_key, raw, response)
-        return web.json_response(response, status=201)
+            await self.idempotency.remember(owner, idem_key, body, raw, response)
+        return created_response(response)
 
     def _check_callback(self, url: Optional[str]) -> None:
         """SSRF guard: with TAKAN_WEBHOOK_ALLOWED_HOSTS set, callbacks go only there."""
@@ -304,18 +304,13 @@ class InspectionApi:
         return web.json_response({"ok": True, "sent_to": sent_to})
 
     async def get(self, request: web.Request) -> web.Response:
+        refuse_unknown_parameters(request, set())
         return web.json_response(self.view(self._get_record(request), caller(request)))
 
     async def list(self, request: web.Request) -> web.Response:
         principal = caller(request)
         query = request.query
-        allowed = {"case_no", "status", "from", "to", "cursor", "limit"}
-        unknown = sorted(set(query) - allowed)
-        if unknown:
-            raise ValidationFailed(
-                f"unknown query parameter(s): {', '.join(unknown)}",
-                errors=[{"field": name, "message": "is not a known parameter"} for name in unknown],
-            )
+        refuse_unknown_parameters(request, {"case_no", "status", "from", "to", "cursor", "limit"})
         errors: list[dict[str, str]] = []
         # Each filter is checked on the book's index of record summaries; only the page's
         # records are read (RecordSummary holds every field filtered on here).
@@ -371,6 +366,23 @@ class InspectionApi:
             raise Conflict(f"inspection {record.id} is {record.status}; only open inspections can be cancelled")
         await self.session.end_inspection(record.id, actor=actor_of(principal), status="cancelled", reason=reason)
         return web.json_response(self.view(self.book.get(record.id), principal))
+
+
+def created_response(created: dict[str, Any], headers: Optional[dict[str, str]] = None) -> web.Response:
+    """The 201 of a new inspection (or its replay), with ``Location`` naming the record."""
+    location = f"/api/v1/inspections/{quote(str(created['id']), safe='')}"
+    return web.json_response(created, status=201, headers={"Location": location, **(headers or {})})
+
+
+def refuse_unknown_parameters(request: web.Request, allowed: set[str]) -> None:
+    """422 naming each query parameter not in ``allowed``: a misspelt filter must not be
+    silently ignored."""
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise ValidationFailed(
+            f"unknown query parameter(s): {', '.join(unknown)}; remove them",
+            errors=[{"field": name, "message": "is not a known parameter"} for name in unknown],
+        )
 
 
 def may_see(principal: Principal, record: Inspection | RecordSummary) -> bool:

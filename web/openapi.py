@@ -431,7 +431,10 @@ PATHS: dict[str, Any] = {
             "operationId": "createInspection",
             "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 255}}],
             "requestBody": _body("NewInspection"),
-            "responses": {"201": _json("Created", "created (or replayed for the same Idempotency-Key and body)"), **_problems(400, 401, 403, 409, 413, 415, 422)},
+            "responses": {"201": {**_json("Created", "created (or replayed for the same Idempotency-Key and body)"),
+                                  "headers": {"Location": {"description": "the new record: /api/v1/inspections/{id}",
+                                                           "schema": {"type": "string"}}}},
+                          **_problems(400, 401, 403, 409, 413, 415, 422)},
         },
         "get": {
             "summary": "List inspections",
@@ -448,7 +451,7 @@ PATHS: dict[str, Any] = {
         },
     },
     "/api/v1/inspections/{id}": {
-        "get": {"summary": "One inspection", "operationId": "getInspection", "parameters": [_ID], "responses": {"200": _json("Inspection"), **_problems(401, 403, 404)}},
+        "get": {"summary": "One inspection", "operationId": "getInspection", "parameters": [_ID], "responses": {"200": _json("Inspection"), **_problems(401, 403, 404, 422)}},
     },
     "/api/v1/inspections/{id}/cancel": {
         "post": {
@@ -673,7 +676,7 @@ PATHS: dict[str, Any] = {
             "operationId": "reviewInspection",
             "parameters": [_ID],
             "requestBody": _body("Review"),
-            "responses": {"200": _ok(), **_problems(400, 401, 403, 404, 409, 422)},
+            "responses": {"200": _ok(), **_problems(400, 401, 403, 404, 409, 413, 415, 422)},
         },
     },
     "/api/v1/ledger": {
@@ -825,7 +828,12 @@ PATHS: dict[str, Any] = {
 def document() -> dict[str, Any]:
     paths = {
         path: {
-            method: {**op, "responses": {**op["responses"], **(_problems(429) if path.startswith("/api/v1/") and path != "/api/v1/openapi.json" else {})}}
+            method: {**op, "responses": {
+                **op["responses"],
+                **(_problems(429) if path.startswith("/api/v1/") and path != "/api/v1/openapi.json" else {}),
+                # a JSON body passes the one body reader (web/bodies.py): its size and its type
+                **(_problems(400, 413, 415) if JSON in op.get("requestBody", {}).get("content", {}) else {}),
+            }}
             for method, op in ops.items()
         }
         for path, ops in PATHS.items()

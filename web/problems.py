@@ -27,6 +27,7 @@ _HTTP_TITLES = {
     404: "Not found",
     405: "Method not allowed",
     406: "Not acceptable",
+    408: "Request timeout",
     409: "Conflict",
     413: "Payload too large",
     415: "Unsupported media type",
@@ -39,7 +40,7 @@ _HTTP_TITLES = {
 
 def problem_response(
     status: int, code: str, detail: str, errors: list[dict[str, Any]] | None = None, title: str | None = None,
-    extra: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
 ) -> web.Response:
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + code,
@@ -50,9 +51,19 @@ def problem_response(
     if errors:
         body["errors"] = errors
     body.update(extra or {})
+    text = json.dumps(body, ensure_ascii=False)
+    try:
+        encoded = text.encode()
+    except UnicodeEncodeError:
+        # a detail quoting a caller's lone surrogate: escaped, so the answer itself is sent
+        encoded = json.dumps(body).encode()
+    if status == 401:
+        # RFC 9110 15.5.2: a 401 names the scheme that would be accepted
+        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
     return web.Response(
         status=status,
-        body=json.dumps(body, ensure_ascii=False).encode(),
+        headers=headers,
+        body=encoded,
         content_type="application/problem+json",
         charset="utf-8",
     )
@@ -64,6 +75,7 @@ HTTP_STATUS: dict[type[TakanError], int] = {
     errors.BadRequest: 400,
     errors.ValidationFailed: 422,
     errors.TooLarge: 413,
+    errors.RequestTimeout: 408,
     errors.UnsupportedMediaType: 415,
     errors.RateLimited: 429,
     errors.Gone: 410,
@@ -91,7 +103,10 @@ def error_problem(exc: TakanError) -> web.Response:
     """``exc`` as a problem+json response."""
     # where to go instead is the one extension member a problem carries (docs/nodes.md)
     extra = exc.extra if isinstance(exc, errors.Elsewhere) else None
-    return problem_response(http_status(exc), exc.code, exc.detail, exc.errors, exc.title, extra)
+    response = problem_response(http_status(exc), exc.code, exc.detail, exc.errors, exc.title, extra)
+    if response.status == 408:
+        response.force_close()  # RFC 9110 15.5.9: "Connection: close", the connection is not reused
+    return response
 
 
 @web.middleware
@@ -114,7 +129,9 @@ async def problems_middleware(
             detail = f"{request.method} is not allowed on {request.path}"
         elif exc.status == 413:
             detail = "the request body is too large"
-        return problem_response(exc.status, code, detail or exc.reason)
+        # the router's 405 lists the methods that are allowed (RFC 9110 15.5.6): keep it
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return problem_response(exc.status, code, detail or exc.reason, headers=allow)
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(500, "internal", "an internal error occurred; it was logged. Retry, then report it")

@@ -21,10 +21,14 @@ from typing import Any, Optional
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
+
+from .problems import problem_response
 
 HEADER_TIMEOUT_S = 10.0
 KEEPALIVE_TIMEOUT_S = 15.0
+_PARSER_CODES = {400: "bad_request", 413: "too_large", 431: "header_too_large", 500: "internal", 504: "timeout"}
 
 
 class GuardedRequestHandler(RequestHandler):
@@ -63,6 +67,23 @@ class GuardedRequestHandler(RequestHandler):
         finally:
             if not self._messages:
                 self._arm()  # the connection is idle again: the next head has a deadline too
+
+    def handle_error(
+        self, request: BaseRequest, status: int = 500, exc: Optional[BaseException] = None, message: Optional[str] = None,
+    ) -> web.StreamResponse:
+        """aiohttp's answer to a request its parser refused (a head over 8 KiB, a bad
+        Content-Length, an encoding it cannot undo) as a problem, like every other 4xx/5xx:
+        aiohttp's own (logged, closing the connection) is text/plain."""
+        super().handle_error(request, status, exc, message)  # logs it; raises if a response was begun
+        if status >= 500:
+            detail = "an internal error occurred; it was logged. Retry, then report it"
+        else:
+            lines = (message or "").strip().splitlines()
+            reason = lines[0].rstrip(":") if lines else "malformed"
+            detail = f"the request could not be read ({reason}); correct it and send it again"
+        response = problem_response(status, _PARSER_CODES.get(status, "http_error"), detail)
+        response.force_close()
+        return response
 
     def _arm(self) -> None:
         self._disarm()

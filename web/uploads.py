@@ -10,12 +10,12 @@ from typing import Any, Awaitable, Optional, TypeVar
 from aiohttp import BodyPartReader, web
 
 from approval.inspections import InspectionBook, now_utc, rfc3339
-from errors import BadRequest, Forbidden, TooLarge, Unauthorized, UnsupportedMediaType
+from errors import BadRequest, Forbidden, RequestTimeout, TooLarge, Unauthorized, UnsupportedMediaType
 from session.commands import Photo
 from session.service import SessionService
 from session.tokens import TokenExpired, TokenInvalid, TokenSigner
 
-from .bodies import BODY_PAUSE_S, BodyTimeout
+from .bodies import BODY_PAUSE_S
 from .routes import LINK, Route, post
 
 T = TypeVar("T")
@@ -26,7 +26,7 @@ async def _within_pause(step: Awaitable[T]) -> T:
     try:
         return await asyncio.wait_for(step, BODY_PAUSE_S)
     except asyncio.TimeoutError:
-        raise BodyTimeout(f"the upload stopped arriving for {BODY_PAUSE_S:g} s; send it again") from None
+        raise RequestTimeout(f"the upload stopped arriving for {BODY_PAUSE_S:g} s; send it again") from None
 
 
 def _number(fields: dict[str, str], name: str, low: float, high: float) -> Optional[float]:

@@ -135,6 +135,25 @@ def test_apikey_create_and_keys_rotate(tmp_path) -> None:
     assert bad.returncode == 1 and "no API key 'nope'" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_storage_flags_follow_the_action_too(tmp_path) -> None:
+    """As the README writes it, `takan apikey create --name N --data-dir D`, as well as
+    before the action; `keys list` likewise."""
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(TAKAN + list(args), env=clean_env(), capture_output=True, text=True, timeout=30)
+
+    created = run("apikey", "create", "--name", "after", "--data-dir", str(tmp_path))
+    assert created.returncode == 0 and "Bearer tk_" in created.stdout, created.stderr
+    listed = run("apikey", "list", "--data-dir", str(tmp_path))
+    assert listed.returncode == 0 and "after" in listed.stdout, listed.stderr
+    assert "after" in run("apikey", "--data-dir", str(tmp_path), "list").stdout
+    key_id = listed.stdout.split()[0]
+    revoked = run("apikey", "revoke", key_id, "--data-dir", str(tmp_path))
+    assert revoked.returncode == 0, revoked.stderr
+    keys = run("keys", "list", "--data-dir", str(tmp_path))
+    assert keys.returncode == 0 and "(current)" in keys.stdout, keys.stderr
+    assert (tmp_path / "keys").is_dir()  # the data dir named after the action was the one used
+
+
 def test_first_admin_is_created_by_the_cli_and_can_log_in(tmp_path) -> None:
     import urllib.parse
 

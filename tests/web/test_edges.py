@@ -173,3 +173,130 @@ async def test_an_interrupted_inspection_keeps_its_case(tmp_path) -> None:
             server.base_url + "/api/v1/inspections", json=inspection_body(case_no="DZ-2026-000777"), headers=server.headers()
         ) as r:
             assert r.status == 409, await r.text()
+
+
+PROBLEM = "application/problem+json"
+
+
+async def problem_of(response: aiohttp.ClientResponse, status: int) -> dict:
+    """The problem body of ``response``, asserting its exact status and media type."""
+    text = await response.text()
+    assert response.status == status, text
+    assert response.content_type == PROBLEM, text
+    body = json.loads(text)
+    assert body["status"] == status and body["detail"], body
+    return body
+
+
+def with_lone_surrogate(path: tuple[str | int, ...], body: dict) -> bytes:
+    """``body`` as JSON whose string at ``path`` ends with an unpaired ``\\ud83d`` escape."""
+    marker = "\u2603SURROGATE\u2603"
+    target: dict | list = body
+    for step in path[:-1]:
+        target = target[step]  # type: ignore[index]
+    target[path[-1]] = str(target[path[-1]]) + marker  # type: ignore[index]
+    text = json.dumps(body, ensure_ascii=False).replace(marker, "\\ud83d")
+    return text.encode()
+
+
+async def test_a_lone_surrogate_is_refused_before_anything_changes(tmp_path) -> None:
+    """An unpaired surrogate escape in any string, or in a key, is a 400 problem naming where
+    it is; cancel and review refuse it before the record changes (it used to change in
+    memory but not in the store)."""
+    headers = {"Content-Type": "application/json"}
+    async with running_server(tmp_path / "d") as server, aiohttp.ClientSession() as http:
+        created = await create_inspection(server, http)
+        url = server.base_url + "/api/v1/inspections"
+        for path in (("item_name",), ("applicant", "name"), ("site", "address"), ("checkpoints", 0, "title"),
+                     ("callback_url",)):
+            data = with_lone_surrogate(path, inspection_body(case_no="DZ-2026-000901"))
+            async with http.post(url, data=data, headers=server.headers(**headers)) as r:
+                body = await problem_of(r, 400)
+            assert "not valid Unicode" in body["detail"], body
+        async with http.post(url, data=b'{"x\\ud83d": 1}', headers=server.headers(**headers)) as r:
+            body = await problem_of(r, 400)
+        assert "x\\ud83d" in body["detail"], body
+        for action, field, data in (("cancel", "reason", b'{"reason": "x\\ud83d"}'),
+                                    ("review", "comment", b'{"outcome": "pass", "comment": "x\\ud83d"}')):
+            async with http.post(f"{url}/{created['id']}/{action}", data=data, headers=server.headers(**headers)) as r:
+                body = await problem_of(r, 400)
+            assert f"{field} holds an unpaired" in body["detail"], body
+        assert server.services.book.get(created["id"]).status == "scheduled"
+
+
+def test_the_problem_renderer_sends_text_that_is_not_valid_unicode() -> None:
+    from web.problems import problem_response
+
+    response = problem_response(422, "validation_failed", "bad \ud83d", errors=[{"field": "x\udc00", "message": "m"}])
+    assert response.status == 422 and response.content_type == PROBLEM
+    assert response.body is not None
+    body = json.loads(bytes(response.body))  # type: ignore[arg-type]
+    assert body["detail"] == "bad \ud83d" and body["errors"][0]["field"] == "x\udc00"
+
+
+async def test_numbers_times_credentials_and_encodings_out_of_range_are_problems(tmp_path) -> None:
+    """Each of these was a 500: a 5,000-digit integer, a time whose link expiry overflows,
+    a Bearer key that is not UTF-8, a "gzip" body that is not gzip."""
+    async with running_server(tmp_path / "d") as server, aiohttp.ClientSession() as http:
+        port = int(server.base_url.rsplit(":", 1)[1])
+        url = server.base_url + "/api/v1/inspections"
+        body = json.dumps(inspection_body()).replace('"radius_m": 300', '"radius_m": ' + "7" * 5000).encode()
+        async with http.post(url, data=body, headers=server.headers(**{"Content-Type": "application/json"})) as r:
+            assert "integer too long" in (await problem_of(r, 400))["detail"]
+        async with http.post(url, json=inspection_body(scheduled_at="9999-12-31T23:59:59Z"), headers=server.headers()) as r:
+            assert [e["field"] for e in (await problem_of(r, 422))["errors"]] == ["scheduled_at"]
+        for path in ("/api/v1/inspections", "/healthz"):
+            head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer caf".encode() + b"\xe9\r\n\r\n"
+            status, answer = await raw_request(port, [head], 0)
+            assert status == 401 and "not UTF-8" in json.loads(answer)["detail"], answer
+        async with http.get(url, headers={"Authorization": "Bearer café"}) as r:
+            await problem_of(r, 401)
+        not_gzip = b'{"case_no": "x"}'
+        async with http.post(url, data=not_gzip, headers=server.headers(**{
+            "Content-Type": "application/json", "Content-Encoding": "gzip"})) as r:
+            assert "could not be decoded" in (await problem_of(r, 400))["detail"]
+
+
+async def test_every_json_route_checks_the_type_and_refuses_an_empty_body(tmp_path) -> None:
+    """Review took text/plain and answered an empty body with 422; like the others now:
+    415 for a body that is not JSON by its type, 400 for an empty one."""
+    async with running_server(tmp_path / "d") as server, aiohttp.ClientSession() as http:
+        created = await create_inspection(server, http)
+        base = f"{server.base_url}/api/v1/inspections"
+        for path in ("", "/{id}/review", "/{id}/cancel", "/{id}/assign", "/{id}/reschedule", "/{id}/observers"):
+            url = base + path.replace("{id}", created["id"])
+            async with http.post(url, data=b'{"outcome": "pass"}', headers=server.headers(**{"Content-Type": "text/plain"})) as r:
+                await problem_of(r, 415)
+            async with http.post(url, data=b"", headers=server.headers(**{"Content-Type": "application/json"})) as r:
+                await problem_of(r, 400)
+
+
+async def test_the_parser_s_refusals_and_a_stalled_body_are_problems(tmp_path, monkeypatch) -> None:
+    """What aiohttp's parser refuses before any handler runs was text/plain; a body that
+    stops arriving was a 400 (the README says 408)."""
+    import web.bodies
+
+    monkeypatch.setattr(web.bodies, "BODY_PAUSE_S", 0.5)
+    async with running_server(tmp_path / "d") as server:
+        port = int(server.base_url.rsplit(":", 1)[1])
+        for head in (
+            "GET /api/v1/inspections HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + "a" * 9000 + "\r\n\r\n",
+            "POST /api/v1/inspections HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n",
+            post_head("/api/v1/inspections", 2, "Content-Encoding: br\r\n").decode() + "{}",
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                writer.write(head.encode())
+                answer = await asyncio.wait_for(reader.read(), 5)
+            finally:
+                writer.close()
+            status_line, _, rest = answer.partition(b"\r\n")
+            headers, _, body = rest.partition(b"\r\n\r\n")
+            assert status_line.split(b" ")[1] == b"400", answer
+            assert b"content-type: application/problem+json" in headers.lower(), answer
+            problem = json.loads(body)
+            assert problem["status"] == 400 and problem["detail"].startswith("the request could not be read"), problem
+        status, answer = await raw_request(port, [post_head("/api/v1/inspections", 100) + b'{"case_no"'], 1.0)
+        assert status == 408, answer
+        problem = json.loads(answer)
+        assert problem["status"] == 408 and problem["type"].endswith("/request_timeout"), problem

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
+import json
 from urllib.parse import urlencode
 
 import aiohttp
@@ -81,8 +83,10 @@ async def test_template_supplies_checkpoints(server, http) -> None:
 async def test_auth(server, http, headers, status) -> None:
     async with http.post(server.base_url + "/api/v1/inspections", json=inspection_body(), headers=headers) as r:
         await problem(r, status)
+        assert r.headers["WWW-Authenticate"] == "Bearer"
     async with http.get(server.base_url + "/api/v1/inspections/x", headers=headers) as r:
         await problem(r, status)
+        assert r.headers["WWW-Authenticate"] == "Bearer"
 
 
 @pytest.mark.parametrize(
@@ -95,7 +99,20 @@ async def test_auth(server, http, headers, status) -> None:
         ({"case_no": ""}, "case_no"),
         ({"case_no": 12}, "case_no"),
         ({"callback_url": "ftp://x"}, "callback_url"),
+        ({"callback_url": "http://127.0.0.1:99999/hook"}, "callback_url"),  # was 201, webhooks then dropped
+        ({"callback_url": "http://127.0.0.1:0/hook"}, "callback_url"),
+        ({"callback_url": "http://[::1/hook"}, "callback_url"),  # was a 500
         ({"scheduled_at": "tomorrow"}, "scheduled_at"),
+        ({"scheduled_at": "2026-12-09T09:30:00+08"}, "scheduled_at"),  # not RFC 3339: each was accepted
+        ({"scheduled_at": "2026-12-09T09:30+08:00"}, "scheduled_at"),
+        ({"scheduled_at": "2026-12-09 09:30:00+08:00"}, "scheduled_at"),
+        ({"scheduled_at": "2026-12-31T23:59:60Z"}, "scheduled_at"),  # a leap second, refused by name
+        ({"scheduled_at": "9999-12-31T23:59:59Z"}, "scheduled_at"),  # was a 500 (the links' expiry overflowed)
+        ({"applicant": {**inspection_body()["applicant"], "id_type": "PASSPORT", "id_number": "E12345678"}}, "applicant.id_type"),
+        ({"applicant": {**inspection_body()["applicant"], "kind": "other_org", "id_type": "PASSPORT", "id_number": "E12345678"}}, "applicant.id_type"),
+        ({"applicant": {**inspection_body()["applicant"], "kind": "natural_person"}}, "applicant.id_type"),  # a USCC
+        ({"inspector_user_id": ""}, "inspector_user_id"),  # was taken as unassigned
+        ({"inspector_user_id": "  "}, "inspector_user_id"),
         ({"checkpoints": [{"code": "a", "title": "A"}, {"code": "a", "title": "B"}]}, "checkpoints[1].code"),
         ({"surprise": 1}, "surprise"),
         ({"item_code": "food-business-license", "checkpoints": []}, "checkpoints"),
@@ -105,6 +122,20 @@ async def test_validation_errors(server, http, change, field) -> None:
     async with http.post(server.base_url + "/api/v1/inspections", json=inspection_body(**change), headers=server.headers()) as r:
         body = await problem(r, 422)
     assert field in [e["field"] for e in body["errors"]], body
+
+
+@pytest.mark.parametrize("when", ["2026-12-09t09:30:00z", "2026-12-09T09:30:00.5-00:00", "2026-12-09T09:30:00Z"])
+async def test_rfc3339_times_are_accepted_as_written(server, http, when) -> None:
+    """Lower-case t and z are RFC 3339 (they were refused); -00:00 is UTC."""
+    created = await create_inspection(server, http, scheduled_at=when)
+    async with http.get(f"{server.base_url}/api/v1/inspections/{created['id']}", headers=server.headers()) as r:
+        assert (await r.json())["scheduled_at"].startswith("2026-12-09T09:30:00")
+
+
+async def test_inspector_user_id_null_leaves_it_unassigned(server, http) -> None:
+    created = await create_inspection(server, http, inspector_user_id=None)
+    async with http.get(f"{server.base_url}/api/v1/inspections/{created['id']}", headers=server.headers()) as r:
+        assert (await r.json())["inspector_user_id"] is None
 
 
 async def test_missing_fields_listed_together(server, http) -> None:
@@ -155,6 +186,40 @@ async def test_idempotency_key(server, http) -> None:
     assert again["id"] == first["id"]
     async with http.post(url, json=inspection_body(case_no="OTHER-1"), headers=headers) as r:
         await problem(r, 422)
+
+
+async def test_idempotency_compares_the_json_not_its_bytes(tmp_path, http) -> None:
+    """The same body re-indented or with its members reordered is a replay (it was a 422),
+    across a restart too; a record stored before, with only the raw bytes' digest, still
+    replays the same bytes."""
+    body = inspection_body()
+    compact = json.dumps(body, ensure_ascii=False).encode()
+    reordered = json.dumps(dict(reversed(list(body.items()))), ensure_ascii=False, indent=4).encode()
+    async with running_server(tmp_path / "d") as srv:
+        headers = srv.headers(**{"Idempotency-Key": "req-canon", "Content-Type": "application/json"})
+        url = srv.base_url + "/api/v1/inspections"
+        async with http.post(url, data=compact, headers=headers) as r:
+            assert r.status == 201, await r.text()
+            first = await r.json()
+        async with http.post(url, data=reordered, headers=headers) as r:
+            assert r.status == 201 and r.headers["Idempotent-Replayed"] == "true", await r.text()
+            assert (await r.json())["id"] == first["id"]
+        # a record in the format kept before: the raw body's digest only
+        store = srv.services.store
+        [canon_key] = await store.list("records/idempotency/")
+        old_key = canon_key.rsplit("/", 1)[0] + "/" + hashlib.sha256(b"req-old").hexdigest() + ".json"
+        await store.put(old_key, json.dumps({"body_sha256": hashlib.sha256(compact).hexdigest(),
+                                             "response": first}).encode(), "application/json")
+    async with running_server(tmp_path / "d") as srv:
+        url = srv.base_url + "/api/v1/inspections"
+        headers = srv.headers(**{"Idempotency-Key": "req-canon", "Content-Type": "application/json"})
+        async with http.post(url, data=reordered, headers=headers) as r:
+            assert r.status == 201 and (await r.json())["id"] == first["id"], await r.text()
+        headers["Idempotency-Key"] = "req-old"
+        async with http.post(url, data=compact, headers=headers) as r:
+            assert r.status == 201 and (await r.json())["id"] == first["id"], await r.text()
+        async with http.post(url, data=reordered, headers=headers) as r:
+            await problem(r, 422)  # an old record knows only its bytes
 
 
 async def test_cancel_rules(server, http) -> None:
@@ -239,6 +304,22 @@ async def test_unknown_routes_are_problems(server, http) -> None:
         await problem(r, 404)
     async with http.delete(server.base_url + "/api/v1/inspections", headers=server.headers()) as r:
         await problem(r, 405)
+        assert set(r.headers["Allow"].split(",")) >= {"GET", "POST"}, r.headers
+
+
+async def test_created_has_a_location_and_one_record_takes_no_parameters(server, http) -> None:
+    url = server.base_url + "/api/v1/inspections"
+    headers = server.headers(**{"Idempotency-Key": "req-location"})
+    async with http.post(url, json=inspection_body(), headers=headers) as r:
+        created = await r.json()
+        assert r.status == 201 and r.headers["Location"] == f"/api/v1/inspections/{created['id']}"
+    async with http.post(url, json=inspection_body(), headers=headers) as r:  # the replay too
+        assert r.status == 201 and r.headers["Location"] == f"/api/v1/inspections/{created['id']}"
+    async with http.get(server.base_url + r.headers["Location"], headers=server.headers()) as got:
+        assert got.status == 200
+    async with http.get(f"{url}/{created['id']}?fields=status", headers=server.headers()) as r:
+        body = await problem(r, 422)
+    assert [e["field"] for e in body["errors"]] == ["fields"]
 
 
 async def test_records_survive_restart(tmp_path, http) -> None:
