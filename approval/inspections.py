@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import datetime
 import heapq
@@ -382,8 +383,16 @@ class InspectionBook:
             record = record or await self._load(inspection_id)
             if record is None:
                 raise NotFound(f"no inspection with id {inspection_id!r}")
-            yield record
-            await self._save(record)
+            # the block changes the held record in place (callers hold it too); if the block
+            # or the save fails, it is put back as it was, so memory never runs ahead of the store
+            before = copy.deepcopy(record)
+            try:
+                yield record
+                await self._save(record)
+            except BaseException:
+                for item in dataclasses.fields(record):
+                    setattr(record, item.name, getattr(before, item.name))
+                raise
             self._hold(record)  # its status may have changed
 
     def _exclusive(self, name: str) -> AsyncContextManager[None]:

@@ -121,3 +121,28 @@ async def test_the_index_follows_a_record_saved_by_another_node(object_store: Ob
     assert gone.id not in [s.id for s in here.summaries()]
     for book in (here, there):
         await book.close()
+
+
+async def test_a_change_the_store_refuses_is_not_kept_in_memory(object_store: ObjectStore) -> None:
+    """Memory never runs ahead of the store: a cancel whose save fails leaves the record as
+    it was (before, the held record said cancelled until a restart, and no webhook went)."""
+    import pytest
+
+    from storage.objects import StorageError
+
+    book = InspectionBook(object_store, Templates())
+    await book.start()
+    record = await book.create(parse_new_inspection(inspection_body()), "key", TTL)
+    real_put = object_store.put
+
+    async def refusing(*args: Any, **kwargs: Any) -> Any:
+        raise StorageError("AccessDenied")
+
+    object_store.put = refusing  # type: ignore[method-assign]
+    with pytest.raises(StorageError):
+        await book.transition(record.id, "cancelled", cancel_reason="test")
+    object_store.put = real_put  # type: ignore[method-assign]
+    held = book.get(record.id)
+    assert (held.status, held.cancel_reason) == ("scheduled", None)
+    assert [s.status for s in book.summaries()] == ["scheduled"]
+    await book.close()
