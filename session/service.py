@@ -847,7 +847,7 @@ class SessionService:
                       "height": signature.height, "strokes": signature.strokes}
         details = self._named(room.inspection_id, participant.role, {"role": participant.role, "binds_log_head": head, "code": code})
         await self.journal.record_blob(
-            room.inspection_id, strokes_key, json.dumps(stroke_doc, separators=(",", ":")).encode(),
+            room.inspection_id, strokes_key, json.dumps(stroke_doc, separators=(",", ":"), allow_nan=False).encode(),
             "application/json", "signature.strokes", participant.role, details,
         )
         event = await self.journal.record_blob(
