@@ -18,7 +18,7 @@ from .closing import CloseOnce
 from .ice import count_late_consent_answers
 from .pacer import Pacer
 from .relay import ForwardedTrack, MediaRoom, UpTrack
-from .sdp import BadSdp, check_offer
+from .sdp import BadSdp, check_offer, reason
 from .queue_estimator import QueueEstimator
 from .twcc import Feedback, TransportFeedback
 
@@ -116,7 +116,7 @@ class ServerPeer:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError...
-            raise BadSdp(f"the offer could not be applied: {exc}") from exc
+            raise BadSdp(f"the offer could not be applied: {reason(exc)}") from exc
         self._remote_set = True
         transport_cc = tap.negotiate_transport_cc(pc)
         if transport_cc and self._forwarded:
@@ -253,13 +253,13 @@ class ServerPeer:
         try:
             parsed = candidate_from_sdp(text.split(":", 1)[1] if text.startswith("candidate:") else text)
         except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts on short lines
-            raise BadSdp(f"bad ICE candidate {text[:80]!r}: {exc}") from exc
+            raise BadSdp(f"bad ICE candidate {text[:80]!r}: {reason(exc)}") from exc
         parsed.sdpMid = candidate.get("sdpMid")  # type: ignore[assignment]
         parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")  # type: ignore[assignment]
         try:
             await self._pc.addIceCandidate(parsed)
         except Exception as exc:
-            raise BadSdp(f"ICE candidate not accepted: {exc}") from exc
+            raise BadSdp(f"ICE candidate not accepted: {reason(exc)}") from exc
 
     def request_keyframes(self) -> None:
         """Ask the publishers this peer watches for a keyframe (e.g. after a glitch)."""

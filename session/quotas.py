@@ -1,7 +1,9 @@
 """How much a participant, and a session, may store: counts and bytes, checked first.
 
-Everything a participant can make Takan store (signatures, photos, notes, chat) is
-counted per participant role and per session. A request over a cap is refused *before*
+Everything a participant can make Takan store (signatures, photos, stills, notes, chat,
+and every other event a client's message logs: drawings, camera requests and answers,
+locations, prompts, signature requests, overtime reasons) is counted per participant role
+and per session. A request over a cap is refused *before*
 any decoding or writing, so a link holder cannot fill the disk or hold the event loop. The
 counts are rebuilt from the evidence log when a session is resumed (after a restart or on
 another node), so a restart does not reset them.
@@ -9,6 +11,7 @@ another node), so a restart does not reset them.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -34,11 +37,36 @@ LIMITS: dict[str, tuple[Limit, Limit]] = {
     "photo": (Limit(150, 1200 * MiB), Limit(150, 1200 * MiB)),
     "note": (Limit(500, 2 * MiB), Limit(500, 2 * MiB)),
     "chat": (Limit(1000, 2 * MiB), Limit(2000, 4 * MiB)),
+    # the other logged client events, each sent by one role (an hour or two of a real
+    # session: a location a minute from the page, every few seconds at most, is ~3,000 in
+    # two hours; a few hundred marks and camera requests; a handful of overtime reasons)
+    "still": (Limit(300, 600 * MiB), Limit(300, 600 * MiB)),
+    "drawing": (Limit(1000, 8 * MiB), Limit(1000, 8 * MiB)),
+    "camera": (Limit(500, 1 * MiB), Limit(500, 1 * MiB)),
+    "camera_result": (Limit(500, 1 * MiB), Limit(500, 1 * MiB)),
+    "location": (Limit(3000, 2 * MiB), Limit(3000, 2 * MiB)),
+    "prompt": (Limit(300, 1 * MiB), Limit(300, 1 * MiB)),
+    "sign_request": (Limit(50, 1 * MiB), Limit(50, 1 * MiB)),
+    "overtime": (Limit(10, 1 * MiB), Limit(10, 1 * MiB)),
 }
 #: The evidence events that count, by kind.
 EVENT_KINDS = {"signature.signed": "signature", "photo.uploaded": "photo",
-               "note": "note", "chat": "chat"}
-NAMES = {"signature": "signatures", "photo": "photos", "note": "notes", "chat": "chat messages"}
+               "note": "note", "chat": "chat", "still.captured": "still",
+               "drawing.shown": "drawing", "drawing.cleared": "drawing",
+               "camera.requested": "camera", "camera.answered": "camera_result",
+               "location.updated": "location", "checkpoint.prompted": "prompt",
+               "signature.requested": "sign_request", "timer.overtime_reason": "overtime"}
+NAMES = {"signature": "signatures", "photo": "photos", "note": "notes", "chat": "chat messages",
+         "still": "stills", "drawing": "drawings", "camera": "camera requests",
+         "camera_result": "camera answers", "location": "locations", "prompt": "prompts",
+         "sign_request": "signature requests", "overtime": "overtime reasons"}
+#: Kinds whose bytes are those of the logged data (the others: a blob's size, or the text).
+SIZED_BY_DATA = frozenset({"drawing", "camera", "camera_result", "location", "prompt", "sign_request", "overtime"})
+
+
+def logged_size(data: dict[str, Any]) -> int:
+    """The bytes an event's data takes in the log, as a quota counts them."""
+    return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 class Usage:
@@ -56,7 +84,11 @@ class Usage:
             if kind is None or event.get("type") == "signature.strokes":
                 continue  # a signature is counted once, by its PNG
             data = event.get("data") or {}
-            size = int(data.get("size") or len(str(data.get("text", "")).encode()))
+            if kind in SIZED_BY_DATA:
+                # the staff member's name was added to the logged data: a few bytes more
+                size = logged_size({k: v for k, v in data.items() if k != "staff"})
+            else:
+                size = int(data.get("size") or len(str(data.get("text", "")).encode()))
             usage.add(kind, str(event.get("actor")), size)
         return usage
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import secrets
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Protocol
 
@@ -62,6 +64,61 @@ class Participant:
         }
 
 
+#: Camera requests a room waits an answer for: the inspector's page gives up after 15 s
+#: (camera_remote.js); a phone that took long to take a photo still counts within this.
+CAMERA_REQUEST_TTL_S = 120.0
+#: Unanswered camera requests a room remembers; the oldest is forgotten past this.
+CAMERA_REQUESTS_KEPT = 32
+
+
+class CameraRequests:
+    """The camera requests a room sent the phone and has no answer to yet.
+
+    Each has an unguessable id; an answer is taken once, for an outstanding request whose
+    action it names (a made-up, repeated or late answer would be logged as the phone's).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._open: dict[str, tuple[str, float]] = {}  # request id -> (action, when asked), oldest first
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def ask(self, action: str) -> str:
+        """Remember a request for ``action`` and return its new id."""
+        self._expire()
+        while len(self._open) >= CAMERA_REQUESTS_KEPT:
+            del self._open[next(iter(self._open))]
+        request_id = secrets.token_hex(8)
+        self._open[request_id] = (action, self._clock())
+        return request_id
+
+    def answer(self, request_id: str, action: str) -> Optional[str]:
+        """Take the answer to ``request_id``: None if it was outstanding for ``action`` (it is
+        not any more), else why it is refused."""
+        self._expire()
+        asked = self._open.get(request_id)
+        if asked is None:
+            return f"no camera request {request_id[:64]!r} is waiting for an answer (never made, answered already or older than {CAMERA_REQUEST_TTL_S:.0f} s)"
+        if asked[0] != action:
+            return f"camera request {request_id[:64]!r} asked for {asked[0]!r}, not {action!r}"
+        del self._open[request_id]
+        return None
+
+    def restore(self, request_id: str, action: str) -> None:
+        """Put back a request whose answer could not be logged, so the phone may answer again."""
+        self._open.setdefault(request_id, (action, self._clock()))
+
+    def _expire(self) -> None:
+        cutoff = self._clock() - CAMERA_REQUEST_TTL_S
+        while self._open:
+            oldest = next(iter(self._open))
+            if self._open[oldest][1] > cutoff:
+                break
+            del self._open[oldest]
+
+
 class Closable(Protocol):
     async def close(self) -> None: ...
 
@@ -83,6 +140,8 @@ class Room:
         self.signatures: list[str] = []
         # the inspector's marks shown now (the `drawing` message), for a page that joins later
         self.drawing: Optional[dict[str, Any]] = None
+        #: camera requests sent to the phone and not answered yet
+        self.camera_requests = CameraRequests()
         #: the signatures and overtime reason were read back from the log (Room.restore)
         self.restored = False
         self._attachments: list[Closable] = []

@@ -39,7 +39,7 @@ from .images import checked_image
 from .otp import OneTimeCodes
 from .placement import Place, Placement
 from .quality import QualityWatch
-from .quotas import EVENT_KINDS, Usage
+from .quotas import EVENT_KINDS, Usage, logged_size
 from .recovery import Recovery
 from .rooms import SINGLE_HOLDER_ROLES, Participant, Room, Rooms
 from .staff import InspectorGate, StaffMember
@@ -661,20 +661,26 @@ class SessionService:
             )
 
     async def prompt(self, connection_id: str, prompt: commands.Prompt) -> dict[str, Any]:
-        room, _ = self.joined(connection_id)
+        room, participant = self.joined(connection_id)
         checkpoint = self.book.get(room.inspection_id).checkpoint(prompt.checkpoint)
-        await self._log(room.inspection_id, "checkpoint.prompted", "inspector", {"checkpoint": checkpoint["code"]})
+        data = {"checkpoint": checkpoint["code"]}
+        usage = await self.usage(room.inspection_id)
+        usage.check("prompt", participant.role, logged_size(data))
+        await self._log(room.inspection_id, "checkpoint.prompted", "inspector", data)
+        usage.add("prompt", participant.role, logged_size(data))
         await self.audience.to_room(room.inspection_id, "prompt", {"checkpoint": checkpoint["code"], "title": checkpoint["title"]})
         return {"ok": True}
 
     async def capture(self, connection_id: str, capture: commands.Capture) -> dict[str, Any]:
         """A still of the applicant's video, taken by the server from the stream itself."""
-        room, _ = self.joined(connection_id)
+        room, participant = self.joined(connection_id)
         self._require_within_time(room)
         record = self.book.get(room.inspection_id)
         code = record.checkpoint(capture.checkpoint)["code"]
         if room.stills is None:
             raise Unavailable("still capture is not available on this node")
+        usage = await self.usage(room.inspection_id)
+        usage.check("still", participant.role, 0)  # its size is known once it is taken
         # the phone keeps full resolution for the still (its pages give way on a weak link)
         await self.tell_role(room.inspection_id, "applicant", "sharpen", {"on": True})
         try:
@@ -694,6 +700,7 @@ class SessionService:
                 "source": "server",
             } | self._named(room.inspection_id, "inspector", {}),
         )
+        usage.add("still", participant.role, len(still.data))
         await self.book.add_evidence(record.id, code, key)
         shown = {"checkpoint": code, "kind": "still", "key": key, "sha256": event["data"]["sha256"],
                  "width": still.width, "height": still.height, "at": event["at"]}
@@ -757,34 +764,54 @@ class SessionService:
 
     async def draw(self, connection_id: str, drawing: commands.Drawing) -> dict[str, Any]:
         """The inspector's marks over the applicant's view (logged; shown to the room)."""
-        room, _ = self.joined(connection_id)
+        room, participant = self.joined(connection_id)
         shown = drawing_json(drawing)
+        usage = await self.usage(room.inspection_id)
+        usage.check("drawing", participant.role, logged_size(shown))
         event = await self._log(room.inspection_id, "drawing.shown", "inspector", shown)
+        usage.add("drawing", participant.role, logged_size(shown))
         room.drawing = {**shown, "at": event["at"]}
         await self.audience.to_room(room.inspection_id, "drawing", room.drawing)
         return {"ok": True, "at": event["at"]}
 
     async def draw_clear(self, connection_id: str) -> dict[str, Any]:
-        room, _ = self.joined(connection_id)
+        room, participant = self.joined(connection_id)
+        usage = await self.usage(room.inspection_id)
+        usage.check("drawing", participant.role, logged_size({}))
         event = await self._log(room.inspection_id, "drawing.cleared", "inspector", {})
+        usage.add("drawing", participant.role, logged_size({}))
         room.drawing = None
         await self.audience.to_room(room.inspection_id, "drawing", {"shapes": [], "at": event["at"]})
         return {"ok": True, "at": event["at"]}
 
     async def camera(self, connection_id: str, request: commands.CameraRequest) -> dict[str, Any]:
         """Ask the applicant's phone to turn its torch on/off, zoom, or take a photo."""
-        room, _ = self.joined(connection_id)
-        data = camera_request_json(request)
+        room, participant = self.joined(connection_id)
+        usage = await self.usage(room.inspection_id)
+        usage.check("camera", participant.role, logged_size(camera_request_json(request)))
+        # an unguessable id, remembered before the phone can answer it
+        data = {**camera_request_json(request), "request_id": room.camera_requests.ask(request.action)}
         event = await self._log(room.inspection_id, "camera.requested", "inspector", data)
-        message = {**data, "request_id": str(event["seq"]), "at": event["at"]}
+        usage.add("camera", participant.role, logged_size(data))
+        message = {**data, "at": event["at"]}
         await self.tell_role(room.inspection_id, "applicant", "camera_request", message)
-        return {"ok": True, "request_id": message["request_id"], "at": event["at"]}
+        return {"ok": True, "request_id": data["request_id"], "at": event["at"]}
 
     async def camera_result(self, connection_id: str, result: commands.CameraResult) -> dict[str, Any]:
-        """The phone's answer, logged and passed to the inspector."""
-        room, _ = self.joined(connection_id)
+        """The phone's answer to an outstanding request, once: logged and passed to the inspector."""
+        room, participant = self.joined(connection_id)
         data = camera_result_json(result)
-        event = await self._log(room.inspection_id, "camera.answered", "applicant", data)
+        usage = await self.usage(room.inspection_id)
+        usage.check("camera_result", participant.role, logged_size(data))
+        refused = room.camera_requests.answer(result.request_id, result.action)
+        if refused is not None:
+            raise Conflict(refused)
+        try:
+            event = await self._log(room.inspection_id, "camera.answered", "applicant", data)
+        except BaseException:
+            room.camera_requests.restore(result.request_id, result.action)  # not logged: it may answer again
+            raise
+        usage.add("camera_result", participant.role, logged_size(data))
         await self.tell_role(room.inspection_id, "inspector", "camera_result", {**data, "at": event["at"]})
         return {"ok": True, "at": event["at"]}
 
@@ -809,7 +836,7 @@ class SessionService:
         return {"ok": True, "at": event["at"]}
 
     async def location(self, connection_id: str, location: commands.Location) -> dict[str, Any]:
-        room, _ = self.joined(connection_id)
+        room, participant = self.joined(connection_id)
         record = self.book.get(room.inspection_id)
         entry: dict[str, Any] = {"lat": location.lat, "lon": location.lon, "accuracy_m": location.accuracy_m}
         site_lat, site_lon = record.site.get("lat"), record.site.get("lon")
@@ -818,14 +845,21 @@ class SessionService:
             radius = record.site.get("radius_m")
             if radius is not None:
                 entry["within_radius"] = entry["distance_m"] <= radius
+        usage = await self.usage(room.inspection_id)
+        usage.check("location", participant.role, logged_size(entry))
         event = await self._log(room.inspection_id, "location.updated", "applicant", entry)
+        usage.add("location", participant.role, logged_size(entry))
         await self.audience.to_room(room.inspection_id, "location", {**entry, "at": event["at"]})
         return {"ok": True, **entry}
 
     async def sign_request(self, connection_id: str, request: commands.SignRequest) -> dict[str, Any]:
-        room, _ = self.joined(connection_id)
+        room, participant = self.joined(connection_id)
+        data = {"role": request.role}
+        usage = await self.usage(room.inspection_id)
+        usage.check("sign_request", participant.role, logged_size(data))
         head = await self.journal.head(room.inspection_id)
-        await self._log(room.inspection_id, "signature.requested", "inspector", {"role": request.role})
+        await self._log(room.inspection_id, "signature.requested", "inspector", data)
+        usage.add("sign_request", participant.role, logged_size(data))
         await self.audience.to_room(room.inspection_id, "sign_request", {"role": request.role, "code": short_code(head)})
         return {"ok": True}
 
@@ -860,11 +894,14 @@ class SessionService:
         return {"ok": True, **shown}
 
     async def overtime(self, connection_id: str, overtime: commands.Overtime) -> dict[str, Any]:
-        room, _ = self.joined(connection_id)
-        room.overtime_reason = overtime.reason
+        room, participant = self.joined(connection_id)
         elapsed = room.timer.elapsed_s if room.timer else None
-        await self._log(room.inspection_id, "timer.overtime_reason", "inspector",
-                        {"reason": overtime.reason, "elapsed_s": None if elapsed is None else round(elapsed, 1)})
+        data = {"reason": overtime.reason, "elapsed_s": None if elapsed is None else round(elapsed, 1)}
+        usage = await self.usage(room.inspection_id)
+        usage.check("overtime", participant.role, logged_size(data))
+        room.overtime_reason = overtime.reason
+        await self._log(room.inspection_id, "timer.overtime_reason", "inspector", data)
+        usage.add("overtime", participant.role, logged_size(data))
         await self.audience.to_room(room.inspection_id, "timer", {"phase": "overtime", "reason": overtime.reason})
         return {"ok": True}
 

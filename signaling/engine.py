@@ -75,6 +75,25 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]  # python-engi
     #: The writer holds packets taken from the queue that it has not written yet
     _holding = False
     _turn: "Optional[asyncio.Future[None]]" = None
+    #: Closing the WebSocket itself after a close while the loops run (see :meth:`close`)
+    _ws_closing: "Optional[asyncio.Future[None]]" = None
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        """Engine.IO's close, then, while the loops run, close the WebSocket itself.
+
+        Engine.IO only sends its CLOSE packet ("1"), which engine.io-client ignores on a
+        WebSocket: a connection the server closed (over its frame budget, say) stayed open
+        and kept being read until it fell silent. A close frame with a status code ends it
+        for both sides at once (1008: the server's policy ended it).
+        """
+        await super().close(wait=wait, abort=abort, reason=reason)
+        ws = self._ws
+        if ws is None or self._ws_closing is not None:
+            return  # not on a WebSocket, or its loops are ending it already
+        code = 1008 if reason == self.server.reason.SERVER_DISCONNECT else 1000
+        # a task: close() may run in the reader (as a frame is handled), which must go on
+        # to stop reading while aiohttp waits for the peer's close frame; the handler awaits it
+        self._ws_closing = asyncio.ensure_future(_close_websocket(ws, code))
 
     async def send(self, pkt: Any) -> None:
         """Write ``pkt`` at once when no packet is queued or being written ahead of it (an
@@ -145,6 +164,8 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]  # python-engi
                     break
                 if len(data) > limit:
                     break  # engineio: "packet is too large", the connection ends
+                if self.closing or self.closed:
+                    break  # closed by the server: nothing more of it is read
                 silence.heard()
                 try:
                     await self.receive(packet.Packet(encoded_packet=data))
@@ -155,6 +176,8 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]  # python-engi
                     break
                 except Exception:
                     self.server.logger.exception("Unknown receive error")
+                if self.closed:
+                    break  # the frame closed it (over its budget, say): stop reading now
                 # One message per connection per turn of the loop, as engineio's task per
                 # message made it: aiohttp hands out buffered messages without suspending,
                 # and a reader draining hundreds at once under load would hold up every
@@ -167,6 +190,8 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]  # python-engi
         await self.queue.put(None)  # unlock the writer so it can exit
         await writer
         await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        if self._ws_closing is not None:
+            await self._ws_closing  # aiohttp's close handshake (bounded by its own timeout)
 
     def _close_silent(self, ws: Any) -> None:
         """Nothing arrived for ping_interval + ping_timeout: close, which ends the reader."""
@@ -202,7 +227,20 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]  # python-engi
                 break
             finally:
                 self._holding = False
-        await ws.close()
+        if self._ws_closing is None:  # else close() is closing it, with its status code
+            await ws.close()
+
+
+async def _close_websocket(ws: Any, code: int) -> None:
+    """Close the driver's WebSocket with a status code; a failure only ends it sooner."""
+    sock = getattr(ws, "_sock", None)  # engineio's aiohttp driver keeps the WebSocketResponse there
+    try:
+        if sock is not None and hasattr(sock, "close"):
+            await sock.close(code=code, message=b"closed by the server")
+        else:
+            await ws.close()
+    except Exception as exc:  # the peer is gone already: nothing left to close
+        logger.debug("closing a WebSocket failed: %r", exc)
 
 
 def _ignore_result(task: "asyncio.Future[Any]") -> None:

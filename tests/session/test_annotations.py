@@ -95,6 +95,31 @@ async def test_camera_requests_go_to_the_phone_and_answers_back(pair) -> None:
     assert "camera.requested" in types and "camera.answered" in types
 
 
+async def test_a_camera_answer_is_taken_once_and_only_for_a_request_made(pair) -> None:
+    """Request ids are unguessable; an answer to a request never made, with another action,
+    or a second answer is refused with ``conflict`` and not logged."""
+    log, inspector, applicant = pair
+    ack = await inspector.call("camera", {"action": "torch_on"})
+    assert ack["ok"], ack
+    request_id = ack["request_id"]
+    assert len(request_id) == 16 and int(request_id, 16) >= 0  # secrets.token_hex(8), not the log's seq
+    assert request_id != (await inspector.call("camera", {"action": "torch_off"}))["request_id"]
+    made_up = {"request_id": "1", "action": "torch_on", "ok": True}
+    wrong_action = {"request_id": request_id, "action": "photo", "ok": True}
+    for answer in (made_up, wrong_action):
+        refused = await applicant.call("camera_result", answer)
+        assert refused["ok"] is False and refused["error"]["code"] == "conflict", refused
+        assert answer["request_id"] in refused["error"]["message"]
+    answer = {"request_id": request_id, "action": "torch_on", "ok": True}
+    assert (await applicant.call("camera_result", answer))["ok"]
+    again = await applicant.call("camera_result", answer)
+    assert again["ok"] is False and again["error"]["code"] == "conflict", again
+    answered = [e for e in await logged_events(*log) if e["type"] == "camera.answered"]
+    assert [e["data"]["request_id"] for e in answered] == [request_id]
+    requested = [e for e in await logged_events(*log) if e["type"] == "camera.requested"]
+    assert requested[0]["data"]["request_id"] == request_id  # the log links the answer to its request
+
+
 @pytest.mark.parametrize(
     "who,event,payload,code",
     [

@@ -6,7 +6,7 @@ import asyncio
 
 from aiortc import RTCPeerConnection
 
-from session.rooms import Room, Rooms
+from session.rooms import CAMERA_REQUEST_TTL_S, CAMERA_REQUESTS_KEPT, CameraRequests, Room, Rooms
 from storage.livestate import MemoryLiveState
 
 
@@ -62,3 +62,19 @@ def test_a_room_opened_again_takes_back_its_signatures_and_overtime_reason_from_
     room.restore(events)
     assert room.restored and room.signatures == ["applicant", "inspector"]
     assert room.signature_count("applicant") == 1 and room.overtime_reason == "仓库面积大"
+
+
+def test_camera_requests_are_answered_once_expire_and_stay_bounded() -> None:
+    now = [1000.0]
+    requests = CameraRequests(clock=lambda: now[0])
+    first = requests.ask("zoom")
+    assert requests.answer(first, "photo") is not None  # another action: refused, still open
+    assert requests.answer(first, "zoom") is None
+    assert requests.answer(first, "zoom") is not None  # answered already
+    late = requests.ask("photo")
+    now[0] += CAMERA_REQUEST_TTL_S + 1
+    assert "older than" in (requests.answer(late, "photo") or "")
+    ids = [requests.ask("torch_on") for _ in range(CAMERA_REQUESTS_KEPT + 5)]
+    assert len(requests) == CAMERA_REQUESTS_KEPT and len(set(ids)) == len(ids)
+    assert requests.answer(ids[0], "torch_on") is not None  # the oldest were forgotten
+    assert requests.answer(ids[-1], "torch_on") is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any, Optional
 
 import aiohttp
@@ -194,3 +195,47 @@ def test_an_untested_engineio_release_keeps_its_own_loops(monkeypatch, caplog) -
         assert any("4.99.0" in r.getMessage() for r in caplog.records)
     finally:
         engine.lean_loops_fit.cache_clear()
+
+
+async def test_a_connection_over_its_frame_budget_is_closed_at_once(server) -> None:
+    """Over budget (three 1 MB chats in a second), the WebSocket itself is closed with a
+    status code at once, not just sent Engine.IO's "1" (the browsers' client ignores it on a
+    WebSocket and hung until the 45 s silence timeout); its frames are no longer read, it
+    leaves no budget behind, and the server serves the next connection."""
+    sio = server.runner.app[app_module.SIO]
+    async with aiohttp.ClientSession() as http:
+        created = await create_inspection(server, http)
+        token = token_of(created["inspector_url"])
+        ws_url = server.base_url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        async with http.ws_connect(ws_url, max_msg_size=0) as ws:
+            opened = await ws.receive_str()
+            assert opened.startswith("0")
+            sid = json.loads(opened[1:])["sid"]
+            await ws.send_str('40{"token":"%s"}' % token)
+            assert (await ws.receive_str()).startswith("40")
+            big = "x" * (1024 * 1024)
+            loop = asyncio.get_running_loop()
+            closed_at: Optional[float] = None
+            started = loop.time()
+            for n in range(3):
+                await ws.send_str(f"42{n + 1}" + json.dumps(["chat", {"text": big}]))
+            try:
+                while closed_at is None:
+                    message = await asyncio.wait_for(ws.receive(), 1.5)
+                    if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                        closed_at = loop.time()
+                    elif ws.closed is False:
+                        await ws.send_str('42["ping",{}]')  # a client that keeps talking
+            except asyncio.TimeoutError:
+                pass
+            assert closed_at is not None and closed_at - started < 1.0, "the WebSocket was left open"
+            assert ws.close_code in (1008, 1009), ws.close_code
+        assert sid not in sio._budgets and sid not in sio.eio.sockets
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(server.base_url, auth={"token": token}, transports=["websocket"], wait_timeout=5)
+        try:
+            assert (await client.call("join", {}, timeout=10))["ok"]
+            assert (await client.call("ping", {}, timeout=10))["ok"]
+        finally:
+            await client.disconnect()
+        assert sid not in sio._budgets

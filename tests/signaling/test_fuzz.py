@@ -13,7 +13,7 @@ from signaling.namespace import EVENT_ROLES
 from testkit.server import create_inspection, running_server
 from testkit.sockets import Participant
 
-KNOWN_CODES = {"bad_request", "too_large", "bad_sdp", "forbidden", "not_joined", "conflict", "overtime_reason_required", "unavailable", "rate_limited"}
+KNOWN_CODES = {"bad_request", "too_large", "bad_sdp", "forbidden", "not_joined", "conflict", "overtime_reason_required", "unavailable", "rate_limited", "quota_exceeded"}
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),

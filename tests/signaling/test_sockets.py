@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from session.tokens import TokenSigner
-from testkit.media import encode_vp8, wait_for
+from testkit.media import ClientPeer, encode_vp8, wait_for
 from testkit.server import create_inspection, running_server
 from testkit.sockets import Participant
 
@@ -227,3 +227,35 @@ async def test_turn_logins_are_short_lived_and_per_participant(tmp_path) -> None
             assert turn["credential"] == expected
         finally:
             await applicant.close()
+
+
+async def test_offers_with_bad_mids_or_candidates_get_bad_sdp_with_a_reason(server, http, caplog) -> None:
+    """aiortc fails on an offer without ``a=mid`` (or with one repeated) only when it makes
+    the answer, and raised ``internal`` with a traceback; a garbage candidate line failed
+    with an empty message. Each is ``bad_sdp`` saying what is wrong."""
+    created = await create_inspection(server, http)
+    applicant = Participant(server.base_url, created["applicant_url"])
+    client = ClientPeer()
+    try:
+        assert await applicant.connect() and (await applicant.call("join"))["ok"]
+        good = await client.offer()
+        lines = good.split("\r\n")
+        first_mid = next(line for line in lines if line.startswith("a=mid:"))
+        no_mid = "\r\n".join(line for line in lines if not line.startswith("a=mid:"))
+        repeated = good.replace(first_mid + "\r\n", first_mid + "\r\n" + first_mid + "\r\n", 1)
+        same_mid = good.replace("a=mid:1\r\n", "a=mid:0\r\n")
+        media_line = next(n for n, line in enumerate(lines) if line.startswith("m="))
+        garbage = "\r\n".join(lines[: media_line + 1] + ["a=candidate:garbage"] + lines[media_line + 1:])
+        cases = [(no_mid, "a=mid"), (repeated, "a=mid"), (same_mid, "'0'"), (garbage, "a=candidate:garbage")]
+        for sdp, says in cases:
+            ack = await applicant.call("offer", {"type": "offer", "sdp": sdp})
+            assert ack["ok"] is False and ack["error"]["code"] == "bad_sdp", ack
+            message = ack["error"]["message"]
+            assert says in message and not message.rstrip().endswith(":"), message
+        assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        # the page can still offer a good one
+        ack = await applicant.call("offer", {"type": "offer", "sdp": good})
+        assert ack["ok"], ack
+    finally:
+        await client.close()
+        await applicant.close()
