@@ -437,6 +437,8 @@ class Journal:
         it from the store and adopt the lines the node before acknowledged but had not
         shipped (evidence/tail.py). Returns how many were adopted."""
         self.drop(inspection_id)
+        if self.tail is None:  # one node: its own journal is all there is (recovered at start)
+            return 0
         async with self._using(inspection_id) as log:
             return await log.adopt_tail()
 
