@@ -663,11 +663,8 @@ class SessionService:
     async def prompt(self, connection_id: str, prompt: commands.Prompt) -> dict[str, Any]:
         room, participant = self.joined(connection_id)
         checkpoint = self.book.get(room.inspection_id).checkpoint(prompt.checkpoint)
-        data = {"checkpoint": checkpoint["code"]}
-        usage = await self.usage(room.inspection_id)
-        usage.check("prompt", participant.role, logged_size(data))
-        await self._log(room.inspection_id, "checkpoint.prompted", "inspector", data)
-        usage.add("prompt", participant.role, logged_size(data))
+        await self._log_counted(room.inspection_id, participant.role, "prompt", "checkpoint.prompted", "inspector",
+                                {"checkpoint": checkpoint["code"]})
         await self.audience.to_room(room.inspection_id, "prompt", {"checkpoint": checkpoint["code"], "title": checkpoint["title"]})
         return {"ok": True}
 
@@ -766,20 +763,14 @@ class SessionService:
         """The inspector's marks over the applicant's view (logged; shown to the room)."""
         room, participant = self.joined(connection_id)
         shown = drawing_json(drawing)
-        usage = await self.usage(room.inspection_id)
-        usage.check("drawing", participant.role, logged_size(shown))
-        event = await self._log(room.inspection_id, "drawing.shown", "inspector", shown)
-        usage.add("drawing", participant.role, logged_size(shown))
+        event = await self._log_counted(room.inspection_id, participant.role, "drawing", "drawing.shown", "inspector", shown)
         room.drawing = {**shown, "at": event["at"]}
         await self.audience.to_room(room.inspection_id, "drawing", room.drawing)
         return {"ok": True, "at": event["at"]}
 
     async def draw_clear(self, connection_id: str) -> dict[str, Any]:
         room, participant = self.joined(connection_id)
-        usage = await self.usage(room.inspection_id)
-        usage.check("drawing", participant.role, logged_size({}))
-        event = await self._log(room.inspection_id, "drawing.cleared", "inspector", {})
-        usage.add("drawing", participant.role, logged_size({}))
+        event = await self._log_counted(room.inspection_id, participant.role, "drawing", "drawing.cleared", "inspector", {})
         room.drawing = None
         await self.audience.to_room(room.inspection_id, "drawing", {"shapes": [], "at": event["at"]})
         return {"ok": True, "at": event["at"]}
@@ -788,11 +779,10 @@ class SessionService:
         """Ask the applicant's phone to turn its torch on/off, zoom, or take a photo."""
         room, participant = self.joined(connection_id)
         usage = await self.usage(room.inspection_id)
-        usage.check("camera", participant.role, logged_size(camera_request_json(request)))
+        usage.check("camera", participant.role, 0)  # before an id is handed out; counted in full below
         # an unguessable id, remembered before the phone can answer it
         data = {**camera_request_json(request), "request_id": room.camera_requests.ask(request.action)}
-        event = await self._log(room.inspection_id, "camera.requested", "inspector", data)
-        usage.add("camera", participant.role, logged_size(data))
+        event = await self._log_counted(room.inspection_id, participant.role, "camera", "camera.requested", "inspector", data)
         message = {**data, "at": event["at"]}
         await self.tell_role(room.inspection_id, "applicant", "camera_request", message)
         return {"ok": True, "request_id": data["request_id"], "at": event["at"]}
@@ -801,8 +791,9 @@ class SessionService:
         """The phone's answer to an outstanding request, once: logged and passed to the inspector."""
         room, participant = self.joined(connection_id)
         data = camera_result_json(result)
+        size = logged_size(data)
         usage = await self.usage(room.inspection_id)
-        usage.check("camera_result", participant.role, logged_size(data))
+        usage.check("camera_result", participant.role, size)
         refused = room.camera_requests.answer(result.request_id, result.action)
         if refused is not None:
             raise Conflict(refused)
@@ -811,7 +802,7 @@ class SessionService:
         except BaseException:
             room.camera_requests.restore(result.request_id, result.action)  # not logged: it may answer again
             raise
-        usage.add("camera_result", participant.role, logged_size(data))
+        usage.add("camera_result", participant.role, size)
         await self.tell_role(room.inspection_id, "inspector", "camera_result", {**data, "at": event["at"]})
         return {"ok": True, "at": event["at"]}
 
@@ -845,21 +836,15 @@ class SessionService:
             radius = record.site.get("radius_m")
             if radius is not None:
                 entry["within_radius"] = entry["distance_m"] <= radius
-        usage = await self.usage(room.inspection_id)
-        usage.check("location", participant.role, logged_size(entry))
-        event = await self._log(room.inspection_id, "location.updated", "applicant", entry)
-        usage.add("location", participant.role, logged_size(entry))
+        event = await self._log_counted(room.inspection_id, participant.role, "location", "location.updated", "applicant", entry)
         await self.audience.to_room(room.inspection_id, "location", {**entry, "at": event["at"]})
         return {"ok": True, **entry}
 
     async def sign_request(self, connection_id: str, request: commands.SignRequest) -> dict[str, Any]:
         room, participant = self.joined(connection_id)
-        data = {"role": request.role}
-        usage = await self.usage(room.inspection_id)
-        usage.check("sign_request", participant.role, logged_size(data))
         head = await self.journal.head(room.inspection_id)
-        await self._log(room.inspection_id, "signature.requested", "inspector", data)
-        usage.add("sign_request", participant.role, logged_size(data))
+        await self._log_counted(room.inspection_id, participant.role, "sign_request", "signature.requested", "inspector",
+                                {"role": request.role})
         await self.audience.to_room(room.inspection_id, "sign_request", {"role": request.role, "code": short_code(head)})
         return {"ok": True}
 
@@ -897,11 +882,8 @@ class SessionService:
         room, participant = self.joined(connection_id)
         elapsed = room.timer.elapsed_s if room.timer else None
         data = {"reason": overtime.reason, "elapsed_s": None if elapsed is None else round(elapsed, 1)}
-        usage = await self.usage(room.inspection_id)
-        usage.check("overtime", participant.role, logged_size(data))
+        await self._log_counted(room.inspection_id, participant.role, "overtime", "timer.overtime_reason", "inspector", data)
         room.overtime_reason = overtime.reason
-        await self._log(room.inspection_id, "timer.overtime_reason", "inspector", data)
-        usage.add("overtime", participant.role, logged_size(data))
         await self.audience.to_room(room.inspection_id, "timer", {"phase": "overtime", "reason": overtime.reason})
         return {"ok": True}
 
@@ -1002,6 +984,16 @@ class SessionService:
 
     async def _broadcast_presence(self, room: Room) -> None:
         await self.audience.to_room(room.inspection_id, "presence", {"participants": [p.presence() for p in room.participants.values()]})
+
+    async def _log_counted(self, inspection_id: str, role: str, kind: str, event: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`_log` within the participant's quota of ``kind`` (session/quotas.py): refused
+        before anything is logged, counted once it is."""
+        size = logged_size(data)
+        usage = await self.usage(inspection_id)
+        usage.check(kind, role, size)
+        logged = await self._log(inspection_id, event, actor, data)
+        usage.add(kind, role, size)
+        return logged
 
     async def _log(self, inspection_id: str, event: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:
         return await self.journal.record(inspection_id, event, actor, self._named(inspection_id, actor, data))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Optional
+import contextlib
+from typing import Any, AsyncIterator, Optional
 
+import aiohttp
 import socketio
 
 from testkit.media import ClientPeer, PacketAudioTrack, PacketVideoTrack
@@ -85,3 +87,28 @@ class Participant:
         if self.sio.connected:
             await self.sio.disconnect()
         await asyncio.sleep(0)
+
+
+@contextlib.asynccontextmanager
+async def joined_pair(base_url: str, created: dict[str, Any]) -> AsyncIterator[tuple[Participant, Participant]]:
+    """The inspection's inspector and applicant, connected and joined (no media), closed after."""
+    inspector = Participant(base_url, created["inspector_url"])
+    applicant = Participant(base_url, created["applicant_url"])
+    try:
+        assert await inspector.connect() and await applicant.connect()
+        assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
+        yield inspector, applicant
+    finally:
+        await inspector.close()
+        await applicant.close()
+
+
+@contextlib.asynccontextmanager
+async def raw_socket(http: aiohttp.ClientSession, base_url: str, link: str) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A WebSocket speaking Engine.IO/Socket.IO frames by hand, connected with ``link``'s token."""
+    ws_url = base_url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    async with http.ws_connect(ws_url) as ws:
+        await ws.receive()  # engine.io open
+        await ws.send_str('40{"token":"%s"}' % token_of(link))
+        await ws.receive()  # socket.io connect
+        yield ws

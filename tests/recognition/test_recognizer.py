@@ -11,7 +11,7 @@ from approval.rules.facts import facts_from
 from testkit.licences import damage, jpeg, permit_fields, random_fields, render, render_food_permit, FONTS
 from testkit.media import wait_for
 from testkit.server import create_inspection, running_server, logged_events
-from testkit.sockets import Participant
+from testkit.sockets import Participant, joined_pair
 
 
 async def upload(server, http: aiohttp.ClientSession, applicant: Participant, image: bytes, checkpoint: str, filename: str) -> str:
@@ -35,11 +35,7 @@ async def test_a_licence_photo_is_read_compared_and_logged(tmp_path) -> None:
             checkpoints=[{"code": "business_license_display", "title": "营业执照悬挂", "required": True},
                          {"code": "storefront", "title": "门头招牌", "required": True}],
         )
-        inspector = Participant(server.base_url, created["inspector_url"])
-        applicant = Participant(server.base_url, created["applicant_url"])
-        try:
-            assert await inspector.connect() and await applicant.connect()
-            assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
+        async with joined_pair(server.base_url, created) as (inspector, applicant):
             key = await upload(server, http, applicant, image, "business_license_display", "licence.jpg")
             assert await wait_for(lambda: any(e == "recognized" for e, _ in inspector.events), 60)
             shown = next(d for e, d in inspector.events if e == "recognized")
@@ -58,9 +54,6 @@ async def test_a_licence_photo_is_read_compared_and_logged(tmp_path) -> None:
             assert [e["data"]["evidence_key"] for e in events if e["type"] == "recognition.result"] == [key]
             facts = facts_from(record, events)
             assert facts["licence_read"] and facts["licence_name_matches"] and facts["licence_uscc_matches"]
-        finally:
-            await inspector.close()
-            await applicant.close()
 
 
 async def test_a_permit_checkpoint_reads_the_permit_and_compares_its_holder(tmp_path) -> None:
@@ -75,11 +68,7 @@ async def test_a_permit_checkpoint_reads_the_permit_and_compares_its_holder(tmp_
             applicant={"name": printed["name"], "kind": "legal_person", "id_type": "USCC", "id_number": printed["uscc"]},
             checkpoints=[{"code": "permit_display", "title": "食品经营许可证", "required": True}],
         )
-        inspector = Participant(server.base_url, created["inspector_url"])
-        applicant = Participant(server.base_url, created["applicant_url"])
-        try:
-            assert await inspector.connect() and await applicant.connect()
-            assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
+        async with joined_pair(server.base_url, created) as (inspector, applicant):
             key = await upload(server, http, applicant, image, "permit_display", "permit.jpg")
             assert await wait_for(lambda: any(e == "recognized" for e, _ in inspector.events), 60)
             shown = next(d for e, d in inspector.events if e == "recognized")
@@ -88,9 +77,6 @@ async def test_a_permit_checkpoint_reads_the_permit_and_compares_its_holder(tmp_
             events = await logged_events(server, created["id"])
             facts = facts_from(await _record(server, http, created["id"]), events)
             assert facts["permit_read"] and facts["permit_name_matches"] and "licence_read" not in facts
-        finally:
-            await inspector.close()
-            await applicant.close()
 
 
 async def _record(server, http, inspection_id: str) -> dict:
@@ -113,16 +99,9 @@ async def test_a_licence_read_after_the_session_ended_keeps_its_time(tmp_path, m
             applicant={"name": printed["name"], "kind": "legal_person", "id_type": "USCC", "id_number": printed["uscc"]},
             checkpoints=[{"code": "business_license_display", "title": "营业执照悬挂", "required": True}],
         )
-        inspector = Participant(server.base_url, created["inspector_url"])
-        applicant = Participant(server.base_url, created["applicant_url"])
-        try:
-            assert await inspector.connect() and await applicant.connect()
-            assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
+        async with joined_pair(server.base_url, created) as (inspector, applicant):
             key = await upload(server, http, applicant, image, "business_license_display", "licence.jpg")
             assert (await inspector.call("end"))["ok"]
-        finally:
-            await inspector.close()
-            await applicant.close()
         await server.services.recognizer.idle()
         async with http.get(server.base_url + f"/api/v1/inspections/{created['id']}", headers=server.headers()) as r:
             record = await r.json()

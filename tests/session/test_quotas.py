@@ -8,7 +8,7 @@ import pytest
 from session import quotas
 from session.quotas import LIMITS, Limit, Usage
 from testkit.server import create_inspection, logged_events, running_server
-from testkit.sockets import Participant
+from testkit.sockets import joined_pair
 
 ARROW = {"kind": "arrow", "points": [[0.2, 0.3], [0.5, 0.5]]}
 
@@ -44,11 +44,7 @@ async def test_logged_events_over_their_quota_are_refused_and_not_logged(tmp_pat
     monkeypatch.setitem(LIMITS, "camera", (Limit(4, quotas.MiB), Limit(4, quotas.MiB)))
     async with running_server(tmp_path / "data") as server, aiohttp.ClientSession() as http:
         created = await create_inspection(server, http)
-        inspector = Participant(server.base_url, created["inspector_url"])
-        applicant = Participant(server.base_url, created["applicant_url"])
-        try:
-            assert await inspector.connect() and await applicant.connect()
-            assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
+        async with joined_pair(server.base_url, created) as (inspector, applicant):
             request_ids = [(await inspector.call("camera", {"action": "torch_on"}))["request_id"] for _ in range(3)]
             cases = [
                 (inspector, "draw", lambda n: {"shapes": [ARROW]}, "drawings"),
@@ -74,6 +70,3 @@ async def test_logged_events_over_their_quota_are_refused_and_not_logged(tmp_pat
                            "location.updated", "camera.answered"):
                 assert types.count(logged) == 2, (logged, types.count(logged))
             assert types.count("camera.requested") == 4
-        finally:
-            await inspector.close()
-            await applicant.close()

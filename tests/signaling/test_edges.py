@@ -11,7 +11,7 @@ import aiohttp
 from PIL import Image
 
 from testkit.server import create_inspection, running_server
-from testkit.sockets import Participant
+from testkit.sockets import Participant, raw_socket, joined_pair
 
 
 def png(size: tuple[int, int] = (300, 120)) -> str:
@@ -27,11 +27,7 @@ def signature(image: str) -> dict:
 async def test_signatures_are_capped_and_decoded(tmp_path) -> None:
     async with running_server(tmp_path / "d") as server, aiohttp.ClientSession() as http:
         created = await create_inspection(server, http)
-        inspector = Participant(server.base_url, created["inspector_url"])
-        applicant = Participant(server.base_url, created["applicant_url"])
-        try:
-            assert await inspector.connect() and await applicant.connect()
-            assert (await inspector.call("join"))["ok"] and (await applicant.call("join"))["ok"]
+        async with joined_pair(server.base_url, created) as (inspector, applicant):
             # PNG magic followed by garbage: refused by decoding, not by its first bytes
             fake = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 5000).decode()
             ack = await applicant.call("signature", signature(fake))
@@ -48,9 +44,6 @@ async def test_signatures_are_capped_and_decoded(tmp_path) -> None:
             assert (await inspector.call("signature", signature(png())))["ok"]
             events = await server.services.journal.events(created["id"])
             assert sum(e["type"] == "signature.signed" for e in events) == 6
-        finally:
-            await inspector.close()
-            await applicant.close()
 
 
 async def test_hostile_frames_are_refused_and_counted(tmp_path) -> None:
@@ -67,12 +60,7 @@ async def test_hostile_frames_are_refused_and_counted(tmp_path) -> None:
         finally:
             await inspector.close()
         # raw frames over the websocket: undecodable ones cost the sender, and it is closed
-        ws_url = server.base_url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
-        token = created["applicant_url"].split("#", 1)[1]
-        async with http.ws_connect(ws_url) as ws:
-            await ws.receive()  # engine.io open
-            await ws.send_str('40{"token":"%s"}' % token)
-            await ws.receive()  # socket.io connect
+        async with raw_socket(http, server.base_url, created["applicant_url"]) as ws:
             for _ in range(40):
                 if ws.closed:
                     break
@@ -114,12 +102,7 @@ async def test_hostile_payloads_get_clear_refusals_and_leave_no_bad_evidence(tmp
 
     async with running_server(tmp_path / "d") as server, aiohttp.ClientSession() as http:
         created = await create_inspection(server, http)
-        ws_url = server.base_url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
-        token = created["inspector_url"].split("#", 1)[1]
-        async with http.ws_connect(ws_url) as ws:
-            await ws.receive()  # engine.io open
-            await ws.send_str('40{"token":"%s"}' % token)
-            await ws.receive()  # socket.io connect
+        async with raw_socket(http, server.base_url, created["inspector_url"]) as ws:
             acks: dict[int, object] = {}
 
             async def call(n: int, frame: str, *binary: bytes) -> dict:
